@@ -1,0 +1,117 @@
+"""Time grids and the per-step DDIM scalars (SPEC "Time grid and schedule").
+
+Kernels never see t_1 or the grid: they receive one float32 table ``coefs[n_steps, 5]`` whose row k
+holds ``(c_k, a_k, b_k, alpha_k, sigma_k)`` (columns ``COEF_*`` in ``_constants``), computed here once
+on the host in float64. Row 0 (clean data) is ``(0, 0, 0, 1, 0)``; ``a_1, b_1`` are unused by the
+chain (step 1 ends in the sample) and are set to the DDIM values anyway.
+
+    c_k = alpha_k / sigma_k**2          (denoiser noise-to-logit scale)
+    b_k = sigma_{k-1} / sigma_k         (DDIM, eta = 0)
+    a_k = alpha_{k-1} - alpha_k * b_k
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Sequence
+
+import torch
+
+from ._constants import ALPHA_END
+
+__all__ = ["Schedule", "linear_schedule", "grid_schedule", "make_schedule"]
+
+
+class Schedule:
+    """A validated time grid: ``alphas``/``sigmas`` of length n_steps (index 0 = clean data).
+
+    Attributes are float64 Python tuples; ``table()`` gives the kernels' ``coefs`` tensor.
+    """
+
+    def __init__(self, alphas: Sequence[float], sigmas: Sequence[float]):
+        self.alphas = tuple(float(a) for a in alphas)
+        self.sigmas = tuple(float(s) for s in sigmas)
+        n = len(self.alphas)
+        c = [0.0] * n
+        a = [0.0] * n
+        b = [0.0] * n
+        for k in range(1, n):
+            c[k] = self.alphas[k] / self.sigmas[k] ** 2
+            b[k] = self.sigmas[k - 1] / self.sigmas[k]
+            a[k] = self.alphas[k - 1] - self.alphas[k] * b[k]
+        self.c, self.a, self.b = tuple(c), tuple(a), tuple(b)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.alphas)
+
+    def rows(self) -> list[tuple[float, float, float, float, float]]:
+        """``[(c_k, a_k, b_k, alpha_k, sigma_k) for k in range(n_steps)]`` in float64."""
+        return list(zip(self.c, self.a, self.b, self.alphas, self.sigmas))
+
+    def table(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        """The kernels' ``coefs`` table: ``[n_steps, 5]`` (float32 unless asked otherwise)."""
+        return _table(self, str(torch.device(device or "cpu")), dtype)
+
+    def __eq__(self, other):
+        return isinstance(other, Schedule) and (self.alphas, self.sigmas) == (other.alphas, other.sigmas)
+
+    def __hash__(self):
+        return hash((self.alphas, self.sigmas))
+
+    def __repr__(self):
+        return f"Schedule(alphas={self.alphas}, sigmas={self.sigmas})"
+
+
+@functools.lru_cache(maxsize=256)
+def _table(schedule: Schedule, device: str, dtype: torch.dtype) -> torch.Tensor:
+    t = torch.tensor(schedule.rows(), dtype=torch.float64).to(dtype)
+    return t.to(device)
+
+
+def _check_n_t1(n_steps, t_1):
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int):
+        raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
+    if n_steps < 2:
+        raise ValueError(f"n_steps must be >= 2 (one denoising step), got {n_steps}")
+    if isinstance(t_1, bool) or not isinstance(t_1, (int, float)):
+        raise TypeError(f"t_1 must be a float, got {type(t_1).__name__}")
+    if not (0.0 < float(t_1) <= 1.0) or math.isnan(t_1):
+        raise ValueError(f"t_1 must be in (0, 1], got {t_1}")
+
+
+@functools.lru_cache(maxsize=256)
+def linear_schedule(n_steps: int, t_1: float) -> Schedule:
+    """The authors' schedule: alpha_0 = 1, (alpha_1..alpha_{n-1}) = linspace(1 - t_1, 1e-4, n - 1).
+
+    The linspace is evaluated like ``torch.linspace`` in float64 (for n = 2 it is just 1 - t_1).
+    """
+    _check_n_t1(n_steps, t_1)
+    tail = torch.linspace(1.0 - float(t_1), ALPHA_END, n_steps - 1, dtype=torch.float64).tolist()
+    alphas = [1.0] + tail
+    return Schedule(alphas, [1.0 - a for a in alphas])
+
+
+def grid_schedule(times: Sequence[float]) -> Schedule:
+    """An explicit grid ``0 = t_0 < t_1 < ... < t_{n-1} <= 1`` with alpha_t = 1 - t, sigma_t = t.
+
+    Example: the paper's section-4 grid ``[k / (n - 1) for k in range(n)]``.
+    """
+    ts = [float(t) for t in times]
+    if len(ts) < 2:
+        raise ValueError(f"times must hold at least 2 points (t_0 = 0 and t_1), got {len(ts)}")
+    if ts[0] != 0.0:
+        raise ValueError(f"times must start at t_0 = 0, got {ts[0]}")
+    if any(not (b > a) for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"times must be strictly increasing, got {ts}")
+    if ts[-1] > 1.0:
+        raise ValueError(f"times must end at most at 1, got {ts[-1]}")
+    return Schedule([1.0 - t for t in ts], ts)
+
+
+def make_schedule(n_steps: int, t_1: float, times: Sequence[float] | None = None) -> Schedule:
+    """``grid_schedule(times)`` when a grid is given, else ``linear_schedule(n_steps, t_1)``."""
+    if times is not None:
+        return grid_schedule(times)
+    return linear_schedule(n_steps, float(t_1) if isinstance(t_1, int) and not isinstance(t_1, bool) else t_1)
