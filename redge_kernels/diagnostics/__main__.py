@@ -1,0 +1,7 @@
+"""``python -m redge_kernels.diagnostics``: see ``cli``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
