@@ -1,0 +1,108 @@
+"""Small @triton.jit helpers shared by both kernel families (row statistics, softmax from stats,
+row flags, per-step scalars). All math is float32."""
+
+import triton
+import triton.language as tl
+
+from .._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA
+
+_COEF_C: tl.constexpr = tl.constexpr(COEF_C)
+_COEF_A: tl.constexpr = tl.constexpr(COEF_A)
+_COEF_B: tl.constexpr = tl.constexpr(COEF_B)
+_COEF_ALPHA: tl.constexpr = tl.constexpr(COEF_ALPHA)
+_COEF_SIGMA: tl.constexpr = tl.constexpr(COEF_SIGMA)
+NEG_INF: tl.constexpr = tl.constexpr(float("-inf"))
+POS_INF: tl.constexpr = tl.constexpr(float("inf"))
+NAN: tl.constexpr = tl.constexpr(float("nan"))
+
+
+@triton.jit
+def coef(coefs_ptr, k, col):
+    """``coefs[k, col]`` (the [n, 5] table is contiguous) as float32."""
+    return tl.load(coefs_ptr + k * 5 + col).to(tl.float32)
+
+
+@triton.jit
+def coef_c(coefs_ptr, k):
+    return coef(coefs_ptr, k, _COEF_C)
+
+
+@triton.jit
+def coef_a(coefs_ptr, k):
+    return coef(coefs_ptr, k, _COEF_A)
+
+
+@triton.jit
+def coef_b(coefs_ptr, k):
+    return coef(coefs_ptr, k, _COEF_B)
+
+
+@triton.jit
+def coef_alpha(coefs_ptr, k):
+    return coef(coefs_ptr, k, _COEF_ALPHA)
+
+
+@triton.jit
+def coef_sigma(coefs_ptr, k):
+    return coef(coefs_ptr, k, _COEF_SIGMA)
+
+
+@triton.jit
+def safe_max(m):
+    """The max a masked softmax subtracts: 0 for an all ``-inf`` row (reference.masked_softmax)."""
+    return tl.where(m == NEG_INF, 0.0, m)
+
+
+@triton.jit
+def row_stats(l):
+    """``(m, s)`` of a whole row held in one block: ``m`` = safe row max, ``s = sum exp(l - m)``."""
+    m = safe_max(tl.max(l, axis=0))
+    s = tl.sum(tl.exp(l - m), axis=0)
+    return m, s
+
+
+@triton.jit
+def online_stats(m_raw, s, l):
+    """Fold one tile ``l`` into the running ``(m_raw, s)`` (online softmax). ``m_raw`` is the true
+    running max (``-inf`` until a finite logit is seen); the shift used is ``safe_max(m_raw)``, so
+    ``s`` is relative to ``safe_max`` of the final ``m_raw``."""
+    m_new = tl.maximum(m_raw, tl.max(l, axis=0))
+    shift = safe_max(m_new)
+    s_new = s * tl.exp(m_raw - shift) + tl.sum(tl.exp(l - shift), axis=0)
+    return m_new, s_new
+
+
+@triton.jit
+def probs(l, m, s):
+    """``softmax`` entries from the row stats: ``exp(l - m) / s`` (0 on an empty row)."""
+    return tl.exp(l - m) / tl.where(s == 0.0, 1.0, s)
+
+
+@triton.jit
+def row_flags(phi, cmask):
+    """Per-tile counts ``(n_bad, n_valid)``: NaN/+inf logits (poisoned row) and finite-or-NaN ones."""
+    bad = ((phi != phi) | (phi == POS_INF)) & cmask
+    valid = (phi != NEG_INF) & cmask
+    return tl.sum(bad.to(tl.int32), axis=0), tl.sum(valid.to(tl.int32), axis=0)
+
+
+@triton.jit
+def pick(vec, steps, k):
+    """``vec[k]`` of a small register vector (per-step row scalars)."""
+    return tl.sum(tl.where(steps == k, vec, 0.0), axis=0)
+
+
+@triton.jit
+def put(vec, steps, k, val):
+    """``vec`` with entry ``k`` set to ``val``."""
+    return tl.where(steps == k, val, vec)
+
+
+@triton.jit
+def tile_argmax(best, best_idx, v, start):
+    """Fold the tile ``v`` (columns ``start + j``) into the running (max, first argmax) of a row;
+    strict ``>`` keeps the first maximum on ties, as ``torch.argmax``."""
+    t_best = tl.max(v, axis=0)
+    t_col = start + tl.argmax(v, axis=0, tie_break_left=True).to(tl.int64)
+    better = t_best > best
+    return tl.where(better, t_best, best), tl.where(better, t_col, best_idx)

@@ -1,0 +1,118 @@
+"""Launchers: flatten nothing (the op gets ``[R, K]``), allocate outputs, pick path / block / warps
+from K, and launch one program per row.
+
+Block and warp choice (per kernel kind; checked spill-free by ``compile_check``):
+
+* path (a), one block per row, when ``next_pow2(K) <= SINGLE_MAX[kind]``: ``BLOCK = next_pow2(K)``
+  (at least 32), ``num_warps = clamp(BLOCK // ELEMS_PER_THREAD[kind] // 32, 1, 16)`` so that every
+  thread holds at most ``ELEMS_PER_THREAD`` elements of each live row vector;
+* path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule.
+
+``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
+``row_offset=`` shifts the rows' Philox counters (noise of row r is that of row r + row_offset of a
+bigger matrix; used by the int64 test and by row-sharded callers).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from .._constants import METHOD_IDS
+from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
+from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
+
+_COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
+_DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
+
+#: Largest row handled by one block (path a), per kernel kind.
+SINGLE_MAX = {"diffusion_fwd": 8192, "diffusion_bwd": 8192, "onepass_fwd": 16384,
+              "onepass_bwd": 16384}
+#: Tile width of the tiled path (b).
+TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onepass_bwd": 4096}
+#: Target elements per thread of each row vector (register budget).
+ELEMS_PER_THREAD = {"diffusion_fwd": 16, "diffusion_bwd": 16, "onepass_fwd": 16,
+                    "onepass_bwd": 16}
+
+
+def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
+    """``(single, BLOCK, num_warps)`` for a row of ``k`` entries and kernel ``kind``."""
+    if block is not None:
+        if block < 16 or block & (block - 1):
+            raise ValueError(f"block must be a power of two >= 16, got {block}")
+        single = k <= block
+    else:
+        p2 = max(32, triton.next_power_of_2(k))
+        single = p2 <= SINGLE_MAX[kind]
+        block = p2 if single else TILE[kind]
+    warps = max(1, min(16, block // ELEMS_PER_THREAD[kind] // 32))
+    return single, block, warps
+
+
+def _stats_dtype(phi):
+    return torch.float64 if phi.dtype == torch.float64 else torch.float32
+
+
+def _check(phi, seed, coefs):
+    if phi.dim() != 2:
+        raise ValueError(f"redge_kernels.triton: phi must be 2-D [R, K], got shape {tuple(phi.shape)}")
+    if seed.dim() != 0 or seed.dtype != torch.int64:
+        raise TypeError("redge_kernels.triton: seed must be a 0-dim int64 tensor")
+    if coefs.dim() != 2 or coefs.shape[1] != 5 or coefs.shape[0] < 2:
+        raise ValueError(f"redge_kernels.triton: coefs must be [n >= 2, 5], got {tuple(coefs.shape)}")
+
+
+def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | None = None,
+        row_offset: int = 0):
+    """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py)."""
+    _check(phi, seed, coefs)
+    rows, k = phi.shape
+    n = coefs.shape[0]
+    y = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
+    stats = torch.empty((rows, n, 2), dtype=_stats_dtype(phi), device=phi.device)
+    index = torch.empty((rows,), dtype=torch.int64, device=phi.device)
+    if rows == 0:
+        return y, stats, index
+    coefs = coefs.contiguous()
+    steps_p2 = triton.next_power_of_2(n)
+    if method in _DIFFUSION:
+        single, blk, warps = config("diffusion_fwd", k, block)
+        _diffusion_fwd_kernel[(rows,)](
+            phi, seed, coefs, y, stats, index, k, n, row_offset, phi.stride(0), phi.stride(1),
+            COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single, BLOCK=blk,
+            STEPS_P2=steps_p2, num_warps=warps)
+    else:
+        single, blk, warps = config("onepass_fwd", k, block)
+        _onepass_fwd_kernel[(rows,)](
+            phi, seed, y, stats, index, float(tau), k, n, row_offset, phi.stride(0),
+            phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
+            STEPS_P2=steps_p2, num_warps=warps)
+    return y, stats, index
+
+
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
+        block: int | None = None, row_offset: int = 0):
+    """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py)."""
+    _check(phi, seed, coefs)
+    rows, k = phi.shape
+    n = coefs.shape[0]
+    grad_phi = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
+    if rows == 0:
+        return grad_phi
+    coefs = coefs.contiguous()
+    stats = stats.contiguous()
+    index = index.contiguous()
+    steps_p2 = triton.next_power_of_2(n)
+    if method in _DIFFUSION:
+        single, blk, warps = config("diffusion_bwd", k, block)
+        _diffusion_bwd_kernel[(rows,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, phi.stride(0),
+            phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
+            MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, num_warps=warps)
+    else:
+        single, blk, warps = config("onepass_bwd", k, block)
+        _onepass_bwd_kernel[(rows,)](
+            grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset,
+            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, num_warps=warps)
+    return grad_phi

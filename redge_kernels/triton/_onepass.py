@@ -1,0 +1,223 @@
+"""The one-pass baselines: Straight-Through, Gumbel-Softmax, ReinMax (SPEC "Baselines").
+One forward and one backward kernel body; the constexpr METHOD (0 st, 1 gumbel, 2 reinmax, as
+``_constants.METHOD_IDS``) picks the variant, SINGLE the path (row in one block, or tiled).
+
+Forward, G = Gumbel noise of stream 1, i = argmax_j (phi + G)_j for every method:
+    st:      b = phi,              y = one_hot(i) (HARD) or softmax(b)
+    gumbel:  b = (phi + G) / tau,  y = one_hot(i) (HARD) or softmax(b)
+    reinmax: b = phi,              y = one_hot(i);  also the stats of softmax(phi / tau) (slot 1)
+stats[row, 0] = (m, s) of softmax(b); slot 1 = stats of softmax(phi / tau) for reinmax, else (0, 0).
+
+Backward, g = dL/dy:
+    st / gumbel: gphi = s (g - <g, s>) (/ tau for gumbel), s = softmax(b)
+    reinmax:     p0 = softmax(phi), p1 = (softmax(phi / tau) + D) / 2, D = one_hot(i)
+                 u = 2 g p1 - p1 A, A = sum(2 g p1);  w = -g/2 p0 - p0 C, C = sum(-g/2 p0)
+                 gphi = u + w, centred over the unmasked entries (masked entries exactly 0).
+Tiled path: the forward folds the online stats and the argmax in one pass and writes y in a second;
+the backward reduces the row scalars in one pass and writes gphi in a second (for reinmax the
+centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 where masked).
+"""
+
+import triton
+import triton.language as tl
+
+from ._common import (NAN, NEG_INF, online_stats, pick, probs, put, row_flags, row_stats,
+                      safe_max, tile_argmax)
+from ._noise import gumbel
+
+ST: tl.constexpr = tl.constexpr(0)
+GUMBEL: tl.constexpr = tl.constexpr(1)
+REINMAX: tl.constexpr = tl.constexpr(2)
+
+
+@triton.jit
+def _finish(v, poisoned, empty):
+    return tl.where(poisoned, NAN, tl.where(empty, 0.0, v))
+
+
+@triton.jit
+def _base_logits(phi, gum, tau, METHOD: tl.constexpr):
+    if METHOD == GUMBEL:
+        b = (phi + gum) / tau
+    else:
+        b = phi
+    return b
+
+
+@triton.jit(do_not_specialize=["n", "row_offset"])
+def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
+                        K, n, row_offset, phi_stride_r, phi_stride_c,
+                        METHOD: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr):
+    """Forward of st / gumbel / reinmax for one row (see module docstring).
+
+    phi [R, K] (strided), seed 0-dim int64, tau float -> y [R, K] contiguous, stats [R, n, 2]
+    (s = NaN on poisoned rows), index [R] int64 (-1 on empty / poisoned rows).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    seed = tl.load(seed_ptr)
+    phi_row = phi_ptr + row * phi_stride_r
+    y_row = y_ptr + row * K
+    stats_row = stats_ptr + row * n * 2
+    noise_row = (row + row_offset) * K
+    steps = tl.arange(0, STEPS_P2)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    if SINGLE:
+        cmask = lanes < K
+        phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        n_bad, n_valid = row_flags(phi, cmask)
+        gum = gumbel(seed, noise_row + lanes)
+        b = _base_logits(phi, gum, tau, METHOD)
+        m0, s0 = row_stats(b)
+        mt, st = row_stats(phi / tau)
+        best_idx = tl.argmax(phi + gum, axis=0, tie_break_left=True).to(tl.int64)
+        if HARD or METHOD == REINMAX:
+            y = tl.where(lanes == best_idx, 1.0, 0.0)
+        else:
+            y = probs(b, m0, s0)
+        poisoned = n_bad > 0
+        empty = (n_valid == 0) & (n_bad == 0)
+        tl.store(y_row + lanes, _finish(y, poisoned, empty), mask=cmask)
+    else:
+        n_bad = 0
+        n_valid = 0
+        m0 = NEG_INF
+        s0 = 0.0
+        mt = NEG_INF
+        st = 0.0
+        best = NEG_INF
+        best_idx = row * 0
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            nb, nv = row_flags(phi, cmask)
+            n_bad += nb
+            n_valid += nv
+            gum = gumbel(seed, noise_row + cols)
+            m0, s0 = online_stats(m0, s0, _base_logits(phi, gum, tau, METHOD))
+            if METHOD == REINMAX:
+                mt, st = online_stats(mt, st, phi / tau)
+            best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
+        m0 = safe_max(m0)
+        mt = safe_max(mt)
+        poisoned = n_bad > 0
+        empty = (n_valid == 0) & (n_bad == 0)
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            if HARD or METHOD == REINMAX:
+                y = tl.where(cols == best_idx, 1.0, 0.0)
+            else:
+                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
+                              other=NEG_INF).to(tl.float32)
+                gum = gumbel(seed, noise_row + cols)
+                y = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+            tl.store(y_row + cols, _finish(y, poisoned, empty), mask=cmask)
+    mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
+    svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
+    if METHOD == REINMAX:
+        mvec = put(mvec, steps, 1, mt)
+        svec = put(svec, steps, 1, st)
+    smask = steps < n
+    tl.store(stats_row + steps * 2, mvec, mask=smask)
+    tl.store(stats_row + steps * 2 + 1, tl.where(poisoned, NAN, svec), mask=smask)
+    tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
+
+
+@triton.jit(do_not_specialize=["n", "row_offset"])
+def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_ptr, tau,
+                        K, n, row_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+                        METHOD: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr,
+                        STEPS_P2: tl.constexpr):
+    """Backward of st / gumbel / reinmax for one row (see module docstring).
+
+    grad_y [R, K] (strided), phi, seed, stats, index from the forward -> grad_phi [R, K]
+    contiguous (0 on empty rows, NaN on poisoned rows).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    seed = tl.load(seed_ptr)
+    phi_row = phi_ptr + row * phi_stride_r
+    gy_row = gy_ptr + row * gy_stride_r
+    gphi_row = gphi_ptr + row * K
+    stats_row = stats_ptr + row * n * 2
+    noise_row = (row + row_offset) * K
+    steps = tl.arange(0, STEPS_P2)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    smask = steps < n
+    mvec = tl.load(stats_row + steps * 2, mask=smask, other=0.0).to(tl.float32)
+    svec = tl.load(stats_row + steps * 2 + 1, mask=smask, other=0.0).to(tl.float32)
+    m0 = pick(mvec, steps, 0)
+    s0 = pick(svec, steps, 0)
+    mt = pick(mvec, steps, 1)
+    st = pick(svec, steps, 1)
+    idx = tl.load(index_ptr + row)
+    poisoned = (idx < 0) & (s0 != s0)
+    empty = (idx < 0) & (s0 == s0)
+    if SINGLE:
+        cmask = lanes < K
+        phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        if METHOD == REINMAX:
+            p0 = probs(phi, m0, s0)
+            p1 = 0.5 * (probs(phi / tau, mt, st) + (lanes == idx).to(tl.float32))
+            u = 2.0 * g * p1
+            u = u - p1 * tl.sum(u, axis=0)
+            w = -0.5 * g * p0
+            w = w - p0 * tl.sum(w, axis=0)
+            gphi = u + w
+            valid = (phi != NEG_INF) & cmask
+            n_valid = tl.maximum(tl.sum(valid.to(tl.int32), axis=0), 1).to(tl.float32)
+            mean = tl.sum(tl.where(valid, gphi, 0.0), axis=0) / n_valid
+            gphi = tl.where(valid, gphi - mean, 0.0)
+        else:
+            gum = gumbel(seed, noise_row + lanes)
+            s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+            gphi = s * (g - tl.sum(g * s, axis=0))
+            if METHOD == GUMBEL:
+                gphi = gphi / tau
+        tl.store(gphi_row + lanes, _finish(gphi, poisoned, empty), mask=cmask)
+    else:
+        # pass 1: the row scalars
+        a_sum = 0.0
+        c_sum = 0.0
+        p1_sum = 0.0
+        p0_sum = 0.0
+        n_valid = 0
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+            if METHOD == REINMAX:
+                p0 = probs(phi, m0, s0)
+                p1 = 0.5 * (probs(phi / tau, mt, st) + (cols == idx).to(tl.float32))
+                a_sum += tl.sum(2.0 * g * p1, axis=0)
+                c_sum += tl.sum(-0.5 * g * p0, axis=0)
+                p1_sum += tl.sum(p1, axis=0)
+                p0_sum += tl.sum(p0, axis=0)
+                n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
+            else:
+                gum = gumbel(seed, noise_row + cols)
+                s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+                a_sum += tl.sum(g * s, axis=0)
+        mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
+            tl.maximum(n_valid, 1).to(tl.float32)
+        # pass 2: write gphi
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+            if METHOD == REINMAX:
+                p0 = probs(phi, m0, s0)
+                p1 = 0.5 * (probs(phi / tau, mt, st) + (cols == idx).to(tl.float32))
+                gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
+                gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
+            else:
+                gum = gumbel(seed, noise_row + cols)
+                s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+                gphi = s * (g - a_sum)
+                if METHOD == GUMBEL:
+                    gphi = gphi / tau
+            tl.store(gphi_row + cols, _finish(gphi, poisoned, empty), mask=cmask)
