@@ -19,7 +19,7 @@ if sources and os.environ.get("REDGE_KERNELS_NO_EXT") != "1":
     except ImportError:  # torch absent at build time: install the pure-Python package only
         BuildExtension = None
     if BuildExtension is not None:
-        extra = ["-O3", "-std=c++17", "-fopenmp", "-DAT_PARALLEL_OPENMP=1"]
+        extra = ["-O3", "-std=c++17", "-ffp-contract=off", "-Wno-unknown-pragmas", "-fopenmp", "-DAT_PARALLEL_OPENMP=1"]
         ext_modules.append(CppExtension(
             "redge_kernels._C", sources,
             include_dirs=[os.path.abspath("csrc")],

@@ -1,0 +1,7 @@
+// The per-row kernels compiled for ATen's portable DEFAULT vectors (any CPU).
+#define CPU_CAPABILITY DEFAULT
+#include "row_kernels_impl.h"
+
+namespace redge_kernels {
+const KernelTable& kernels_default() { return DEFAULT::table("default"); }
+}  // namespace redge_kernels

@@ -1,0 +1,143 @@
+// Tensor-level CPU ops: argument checks, output allocation, row-parallel launch of the per-row
+// kernels (row_kernels_impl.h) and their registration for the CPU dispatch key.
+//
+// Rows are split across threads with at::parallel_for; every row is computed by one thread in a
+// fixed order, so the result does not depend on the number of threads.
+#include "redge_cpu.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Version.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "row_kernels.h"
+
+namespace redge_kernels {
+
+const KernelTable& select_kernels() {
+  static const KernelTable* chosen = [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    // ATen's capability ("DEFAULT", "AVX2", "AVX512", ...; honours ATEN_CPU_CAPABILITY=default).
+    const std::string aten_cap = at::get_cpu_capability();
+    const bool cap = aten_cap.rfind("AVX2", 0) == 0 || aten_cap.rfind("AVX512", 0) == 0;
+    if (cap && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2")) {
+      return &kernels_avx2();
+    }
+#endif
+    return &kernels_default();
+  }();
+  return *chosen;
+}
+
+const char* kernel_set_name() { return select_kernels().name; }
+
+namespace {
+
+DTypeId dtype_id(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return kF32;
+    case at::kDouble: return kF64;
+    case at::kBFloat16: return kBF16;
+    case at::kHalf: return kF16;
+    default: TORCH_CHECK(false, "redge_kernels: logits must be float16, bfloat16, float32 or float64, got ", t);
+  }
+}
+
+at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+/// Shared checks; fills the scalar fields of `a` and returns the acc_t copy of coefs.
+at::Tensor prepare(const at::Tensor& phi, const at::Tensor& seed, const at::Tensor& coefs,
+                   int64_t method, bool hard, double tau, RowArgs& a) {
+  TORCH_CHECK(phi.device().is_cpu(), "redge_kernels (cpu): phi must be a CPU tensor");
+  TORCH_CHECK(phi.dim() == 2, "redge_kernels (cpu): phi must be 2-D [R, K], got ", phi.sizes());
+  dtype_id(phi.scalar_type());
+  TORCH_CHECK(seed.dim() == 0 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
+              "redge_kernels (cpu): seed must be a 0-dim int64 CPU tensor");
+  TORCH_CHECK(coefs.dim() == 2 && coefs.size(1) == 5 && coefs.size(0) >= 2,
+              "redge_kernels (cpu): coefs must be [n_steps >= 2, 5], got ", coefs.sizes());
+  TORCH_CHECK(method >= kST && method <= kReDGEMax, "redge_kernels (cpu): unknown method id ", method);
+  TORCH_CHECK(tau > 0.0, "redge_kernels (cpu): tau must be > 0, got ", tau);
+  const int64_t s = seed.item<int64_t>();
+  a.rows = phi.size(0);
+  a.K = phi.size(1);
+  a.n_steps = static_cast<int>(coefs.size(0));
+  a.method = static_cast<int>(method);
+  a.hard = hard;
+  a.tau = tau;
+  a.key0 = static_cast<uint32_t>(static_cast<uint64_t>(s));
+  a.key1 = static_cast<uint32_t>(static_cast<uint64_t>(s) >> 32);
+  a.phi = phi.data_ptr();
+  a.phi_stride0 = phi.stride(0);
+  a.phi_stride1 = phi.stride(1);
+  at::Tensor c = coefs.to(at::kCPU, acc_type(phi.scalar_type())).contiguous();
+  a.coefs = c.data_ptr();
+  return c;
+}
+
+/// Rows per task: enough work per task to amortise scheduling (about 16k elements).
+int64_t grain(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)); }
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, const at::Tensor& seed,
+                                                       const at::Tensor& coefs, int64_t method,
+                                                       bool hard, double tau) {
+  RowArgs a;
+  const at::Tensor c = prepare(phi, seed, coefs, method, hard, tau, a);
+  const auto acc = acc_type(phi.scalar_type());
+  at::Tensor y = at::empty({a.rows, a.K}, phi.options());
+  at::Tensor stats = at::empty({a.rows, a.n_steps, 2}, phi.options().dtype(acc));
+  at::Tensor index = at::empty({a.rows}, phi.options().dtype(at::kLong));
+  if (a.rows == 0) return {y, stats, index};
+  if (a.K == 0) {
+    stats.zero_();
+    index.fill_(-1);
+    return {y, stats, index};
+  }
+  a.y = y.data_ptr();
+  a.stats = stats.data_ptr();
+  a.index = index.data_ptr<int64_t>();
+  const RowRangeFn fn = select_kernels().fwd[dtype_id(phi.scalar_type())];
+  at::parallel_for(0, a.rows, grain(a.K), [&](int64_t b, int64_t e) { fn(a, b, e); });
+  return {y, stats, index};
+}
+
+at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Tensor& seed,
+                   const at::Tensor& coefs, const at::Tensor& stats, const at::Tensor& index,
+                   int64_t method, bool hard, double tau) {
+  RowArgs a;
+  const at::Tensor c = prepare(phi, seed, coefs, method, hard, tau, a);
+  const auto acc = acc_type(phi.scalar_type());
+  TORCH_CHECK(grad_y.sizes() == phi.sizes(), "redge_kernels (cpu): grad_y must have phi's shape ",
+              phi.sizes(), ", got ", grad_y.sizes());
+  TORCH_CHECK(stats.dim() == 3 && stats.size(0) == a.rows && stats.size(1) == a.n_steps &&
+                  stats.size(2) == 2,
+              "redge_kernels (cpu): stats must be [R, n_steps, 2], got ", stats.sizes());
+  TORCH_CHECK(index.dim() == 1 && index.size(0) == a.rows && index.scalar_type() == at::kLong,
+              "redge_kernels (cpu): index must be int64 [R]");
+  const at::Tensor g = grad_y.to(phi.scalar_type());
+  const at::Tensor st = stats.to(acc).contiguous();
+  const at::Tensor ix = index.contiguous();
+  at::Tensor grad_phi = at::empty({a.rows, a.K}, phi.options());
+  if (a.rows == 0 || a.K == 0) return grad_phi;
+  a.grad_y = g.data_ptr();
+  a.grad_stride0 = g.stride(0);
+  a.grad_stride1 = g.stride(1);
+  a.stats = const_cast<void*>(st.data_ptr());
+  a.index = const_cast<int64_t*>(ix.data_ptr<int64_t>());
+  a.grad_phi = grad_phi.data_ptr();
+  const RowRangeFn fn = select_kernels().bwd[dtype_id(phi.scalar_type())];
+  at::parallel_for(0, a.rows, grain(a.K), [&](int64_t b, int64_t e) { fn(a, b, e); });
+  return grad_phi;
+}
+
+}  // namespace redge_kernels
+
+TORCH_LIBRARY_IMPL(redge_kernels, CPU, m) {
+  m.impl("fwd", &redge_kernels::fwd_cpu);
+  m.impl("bwd", &redge_kernels::bwd_cpu);
+}

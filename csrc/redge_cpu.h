@@ -1,0 +1,24 @@
+// Tensor-level CPU implementations of redge_kernels::fwd / ::bwd (schema: redge_kernels/ops.py).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+
+namespace redge_kernels {
+
+/// fwd(phi[R, K] any strides fp16/bf16/fp32/fp64, seed 0-dim int64, coefs[n, 5], method, hard, tau)
+///   -> (y[R, K] contiguous phi.dtype, stats[R, n, 2] float32 (float64 for fp64), index[R] int64)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, const at::Tensor& seed,
+                                                       const at::Tensor& coefs, int64_t method,
+                                                       bool hard, double tau);
+
+/// bwd(grad_y[R, K], phi, seed, coefs, stats, index, method, hard, tau) -> grad_phi[R, K]
+at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Tensor& seed,
+                   const at::Tensor& coefs, const at::Tensor& stats, const at::Tensor& index,
+                   int64_t method, bool hard, double tau);
+
+/// Name of the kernel set this CPU runs ("avx2" or "default").
+const char* kernel_set_name();
+
+}  // namespace redge_kernels

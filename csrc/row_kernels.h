@@ -1,0 +1,60 @@
+// Interface between the tensor-level ops (ops_cpu.cpp) and the per-row kernels, which are compiled
+// once per CPU capability (kernels_cap_*.cpp) from row_kernels_impl.h. Plain data only: the
+// capability translation units see raw pointers, never at::Tensor.
+#pragma once
+
+#include <cstdint>
+
+namespace redge_kernels {
+
+/// Method ids (redge_kernels/_constants.py METHOD_IDS).
+enum Method : int { kST = 0, kGumbel = 1, kReinMax = 2, kReDGE = 3, kReDGECov = 4, kReDGEMax = 5 };
+
+/// Input dtypes, index into KernelTable.
+enum DTypeId : int { kF32 = 0, kF64 = 1, kBF16 = 2, kF16 = 3, kNumDTypes = 4 };
+
+/// Columns of coefs[n, 5] (schedule.py).
+enum CoefCol : int { kCoefC = 0, kCoefA = 1, kCoefB = 2, kCoefAlpha = 3, kCoefSigma = 4 };
+
+/// Everything one call needs. acc_t is float, or double for fp64 input; scalar_t the input dtype.
+/// Strides are in elements and may be 0 (expanded) or negative-free arbitrary.
+struct RowArgs {
+  int64_t rows = 0, K = 0;
+  int n_steps = 2;
+  int method = kST;
+  bool hard = true;
+  double tau = 1.0;
+  uint32_t key0 = 0, key1 = 0;  // Philox key = (seed lo, seed hi)
+
+  const void* phi = nullptr;  // scalar_t [rows, K]
+  int64_t phi_stride0 = 0, phi_stride1 = 0;
+  const void* coefs = nullptr;  // acc_t [n_steps, 5], contiguous
+
+  // forward outputs
+  void* y = nullptr;            // scalar_t [rows, K], contiguous
+  void* stats = nullptr;        // acc_t [rows, n_steps, 2], contiguous (read by the backward)
+  int64_t* index = nullptr;     // int64 [rows]
+
+  // backward inputs / output
+  const void* grad_y = nullptr;  // scalar_t [rows, K]
+  int64_t grad_stride0 = 0, grad_stride1 = 0;
+  void* grad_phi = nullptr;      // scalar_t [rows, K], contiguous
+};
+
+using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
+
+/// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
+struct KernelTable {
+  RowRangeFn fwd[kNumDTypes];
+  RowRangeFn bwd[kNumDTypes];
+  const char* name;
+};
+
+const KernelTable& kernels_default();  // portable (ATen DEFAULT vectors)
+const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA
+
+/// The table for this CPU (AVX2 when ATen's capability is AVX2 or higher; honours the
+/// ATEN_CPU_CAPABILITY environment variable, e.g. "default").
+const KernelTable& select_kernels();
+
+}  // namespace redge_kernels

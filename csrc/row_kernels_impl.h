@@ -1,0 +1,697 @@
+// Per-row CPU kernels of every estimator (SPEC: "ReDGE", "ReDGE-Cov", "ReDGE-Max", "Baselines",
+// "Randomness", "Masked vocabulary and numerics"), written once against at::vec::Vectorized and
+// compiled once per CPU capability: a translation unit defines CPU_CAPABILITY (and
+// CPU_CAPABILITY_AVX2 where it applies) and then includes this file (kernels_cap_*.cpp).
+//
+// Layout of the work: one row at a time per thread (rows are independent, so 1 and 2 threads give
+// identical bits). A row is first gathered (any strides, any dtype) into a contiguous acc_t scratch
+// padded with -inf up to a multiple of kPad, so every loop runs on whole vectors; all scratch is
+// per thread and per row (a few rows of K values), never [R, K].
+//
+// acc_t is float (fp32/bf16/fp16 input) or double (fp64 input); the noise is always float32 and
+// bit-identical to redge_kernels/noise.py up to the last ulp of log/cos.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "philox.h"
+#include "row_kernels.h"
+
+namespace redge_kernels {
+namespace CPU_CAPABILITY {
+
+using at::vec::Vectorized;
+
+constexpr int64_t kPad = 16;      // scratch rows are padded to a multiple of this many elements
+constexpr double kVMin = 0.1;     // ReDGE-Cov variance floor (_constants.V_MIN)
+constexpr int kNoiseLanes = 8;    // Philox words are produced 8 at a time
+
+inline int64_t padded(int64_t k) { return (k + kPad - 1) / kPad * kPad; }
+
+template <typename T>
+constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
+
+// ------------------------------------------------------------------------------------------------
+// Noise (noise.py): Philox4x32-10 on 8 consecutive offsets, then Box-Muller / Gumbel in float32.
+// ------------------------------------------------------------------------------------------------
+
+struct Bits8 {
+  alignas(32) uint32_t r0[kNoiseLanes];
+  alignas(32) uint32_t r1[kNoiseLanes];
+  alignas(32) uint32_t r2[kNoiseLanes];
+};
+
+#if defined(CPU_CAPABILITY_AVX2)
+// (hi, lo) 32-bit halves of m * a for the 8 uint32 lanes of a.
+inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+  const __m256i even = _mm256_mul_epu32(a, m);                         // lanes 0, 2, 4, 6
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);  // lanes 1, 3, 5, 7
+  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+}
+#endif
+
+/// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 7 (key k0, k1).
+inline void philox8(uint64_t offset, uint32_t k0, uint32_t k1, Bits8& out) {
+#if defined(CPU_CAPABILITY_AVX2)
+  alignas(32) uint32_t lo[kNoiseLanes], hi[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) {
+    const uint64_t o = offset + static_cast<uint64_t>(i);
+    lo[i] = static_cast<uint32_t>(o);
+    hi[i] = static_cast<uint32_t>(o >> 32);
+  }
+  __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
+  __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+  __m256i c2 = _mm256_setzero_si256();
+  __m256i c3 = _mm256_setzero_si256();
+  const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
+  const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
+  for (int r = 0; r < kPhiloxRounds; ++r) {
+    __m256i hi0, lo0, hi1, lo1;
+    mulhilo8(c0, m0, hi0, lo0);
+    mulhilo8(c2, m1, hi1, lo1);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+    c1 = lo1;
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+    c3 = lo0;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r0), c0);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r1), c1);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r2), c2);
+#else
+  for (int i = 0; i < kNoiseLanes; ++i) {
+    const uint64_t o = offset + static_cast<uint64_t>(i);
+    const PhiloxOut w = philox4x32(static_cast<uint32_t>(o), static_cast<uint32_t>(o >> 32), 0u, 0u,
+                                   k0, k1);
+    out.r0[i] = w.r[0];
+    out.r1[i] = w.r[1];
+    out.r2[i] = w.r[2];
+  }
+#endif
+}
+
+using VecF = Vectorized<float>;
+static_assert(VecF::size() == kNoiseLanes, "noise code assumes 8 float lanes");
+
+/// f32(r) (round to nearest) of 8 uint32 lanes; `complement` gives f32(~r).
+inline VecF u32_to_f32v(const uint32_t* r, bool complement) {
+#if defined(CPU_CAPABILITY_AVX2)
+  __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(r));
+  if (complement) v = _mm256_xor_si256(v, _mm256_set1_epi32(-1));
+  // r = hi * 2^16 + lo: both halves convert exactly, the sum is rounded once.
+  const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 16));
+  const __m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)));
+  return VecF(_mm256_add_ps(_mm256_mul_ps(hi, _mm256_set1_ps(65536.0f)), lo));
+#else
+  alignas(32) float f[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) f[i] = redge_kernels::u32_to_f32(complement ? ~r[i] : r[i]);
+  return VecF::loadu(f);
+#endif
+}
+
+/// Stream 0: z = sqrt(-2 log u1) * cos(2pi u2) (noise.normal_from_bits).
+inline VecF normal8(const Bits8& b) {
+  const VecF u1 = u32_to_f32v(b.r0, false) * VecF(kTwoM32) + VecF(kTwoM33);
+  const VecF u2 = u32_to_f32v(b.r1, false) * VecF(kTwoM32);
+  return (VecF(-2.0f) * u1.log()).sqrt() * (u2 * VecF(kTwoPiF32)).cos();
+}
+
+/// Stream 1: G = -log(E), E = -log(u) by the complement trick (noise.gumbel_from_bits).
+inline VecF gumbel8(const Bits8& b) {
+  const VecF w = u32_to_f32v(b.r2, true) * VecF(kTwoM32) + VecF(kTwoM33);   // 1 - u
+  const VecF v = u32_to_f32v(b.r2, false) * VecF(kTwoM32) + VecF(kTwoM33);  // u
+  const VecF one(1.0f), zero(0.0f);
+  const VecF one_minus_w = one - w;
+  const VecF denom = one - one_minus_w;
+  const VecF small = w < VecF(0.5f);
+  // One log serves both branches: log(1 - w) where w < 1/2, log(v) elsewhere.
+  const VecF lg = VecF::blendv(v, one_minus_w, small).log();
+  const VecF e_small = VecF::blendv((lg.neg() * w) / VecF::blendv(denom, one, denom == zero), w,
+                                    one_minus_w == one);
+  const VecF e = VecF::blendv(lg.neg(), e_small, small);
+  return e.log().neg();
+}
+
+template <typename T>
+inline void store8(const VecF& v, T* dst) {
+  if constexpr (std::is_same_v<T, float>) {
+    v.store(dst);
+  } else {
+    alignas(32) float f[kNoiseLanes];
+    v.store(f);
+    for (int i = 0; i < kNoiseLanes; ++i) dst[i] = static_cast<T>(f[i]);
+  }
+}
+
+/// z (stream 0) and/or G (stream 1) for offsets off .. off + kp - 1 (either pointer may be null).
+template <typename T>
+void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
+  Bits8 b;
+  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
+    philox8(off + static_cast<uint64_t>(j), k0, k1, b);
+    if (z) store8(normal8(b), z + j);
+    if (g) store8(gumbel8(b), g + j);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Row helpers
+// ------------------------------------------------------------------------------------------------
+
+enum RowKind { kNormalRow, kEmptyRow, kPoisonedRow };
+
+/// Gathers phi[row, :] (element stride `stride`) into dst[0:K] as acc_t, pads dst[K:kp] with -inf.
+/// Returns the row kind; *n_masked receives the number of -inf entries.
+template <typename scalar_t, typename T>
+RowKind load_row(const scalar_t* src, int64_t stride, int64_t K, int64_t kp, T* dst,
+                 int64_t* n_masked) {
+  const T inf = std::numeric_limits<T>::infinity();
+  bool bad = false;
+  int64_t ninf = 0;
+  if (stride == 1) {
+    for (int64_t j = 0; j < K; ++j) {
+      const T v = static_cast<T>(src[j]);
+      dst[j] = v;
+      bad |= !(v < inf);  // NaN or +inf
+      ninf += (v == -inf);
+    }
+  } else {
+    for (int64_t j = 0; j < K; ++j) {
+      const T v = static_cast<T>(src[j * stride]);
+      dst[j] = v;
+      bad |= !(v < inf);
+      ninf += (v == -inf);
+    }
+  }
+  std::fill(dst + K, dst + kp, -inf);
+  *n_masked = ninf;
+  if (bad) return kPoisonedRow;
+  return ninf == K ? kEmptyRow : kNormalRow;
+}
+
+/// Gathers grad_y[row, :] into dst[0:K] as acc_t, pads with 0.
+template <typename scalar_t, typename T>
+void load_plain(const scalar_t* src, int64_t stride, int64_t K, int64_t kp, T* dst) {
+  if (stride == 1) {
+    for (int64_t j = 0; j < K; ++j) dst[j] = static_cast<T>(src[j]);
+  } else {
+    for (int64_t j = 0; j < K; ++j) dst[j] = static_cast<T>(src[j * stride]);
+  }
+  std::fill(dst + K, dst + kp, T(0));
+}
+
+template <typename scalar_t, typename T>
+void store_row(const T* src, int64_t K, scalar_t* dst) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    std::memcpy(dst, src, sizeof(T) * K);
+  } else {
+    for (int64_t j = 0; j < K; ++j) dst[j] = static_cast<scalar_t>(src[j]);
+  }
+}
+
+template <typename scalar_t>
+void fill_row(scalar_t* dst, int64_t K, double value) {
+  if (value == 0.0) {
+    std::memset(static_cast<void*>(dst), 0, sizeof(scalar_t) * K);  // +0 in every dtype
+  } else {
+    std::fill(dst, dst + K, static_cast<scalar_t>(value));
+  }
+}
+
+template <typename T>
+T hmax(const Vectorized<T>& v) {
+  alignas(64) T a[Vectorized<T>::size()];
+  v.store(a);
+  T m = a[0];
+  for (int i = 1; i < Vectorized<T>::size(); ++i) m = std::max(m, a[i]);
+  return m;
+}
+
+template <typename T>
+T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread count
+  alignas(64) T a[Vectorized<T>::size()];
+  v.store(a);
+  T s = a[0];
+  for (int i = 1; i < Vectorized<T>::size(); ++i) s += a[i];
+  return s;
+}
+
+/// dst[j] = f(j) (a Vectorized<T> of lanes j .. j+L-1) for j < kp; returns max_j dst[j].
+template <typename T, typename F>
+T map_max(int64_t kp, T* dst, F f) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  V m0(neg_inf<T>()), m1(neg_inf<T>());
+  for (int64_t j = 0; j < kp; j += 2 * L) {
+    const V a = f(j), b = f(j + L);
+    a.store(dst + j);
+    b.store(dst + j + L);
+    m0 = at::vec::maximum(m0, a);
+    m1 = at::vec::maximum(m1, b);
+  }
+  return hmax(at::vec::maximum(m0, m1));
+}
+
+/// a[j] = exp(a[j] - m) in place; returns sum_j a[j] (fixed order).
+template <typename T>
+T exp_sum(int64_t kp, T* a, T m) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const V mv(m);
+  V s0(T(0)), s1(T(0));
+  for (int64_t j = 0; j < kp; j += 2 * L) {
+    const V e0 = (V::loadu(a + j) - mv).exp();
+    const V e1 = (V::loadu(a + j + L) - mv).exp();
+    e0.store(a + j);
+    e1.store(a + j + L);
+    s0 = s0 + e0;
+    s1 = s1 + e1;
+  }
+  return hsum(s0 + s1);
+}
+
+/// First j in [0, K) with vals[j] == vmax (vals holds the sampling scores, vmax their maximum).
+template <typename T>
+int64_t first_index_of(const T* vals, int64_t kp, T vmax) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const V target(vmax);
+  for (int64_t j = 0; j < kp; j += L) {
+    // zero_mask: bit i set where lane i is 0, i.e. where vals != vmax.
+    const int differs = (V::loadu(vals + j) == target).zero_mask();
+    const int eq = ~differs & ((1 << L) - 1);
+    if (eq) return j + __builtin_ctz(static_cast<unsigned>(eq));
+  }
+  return -1;  // unreachable for a non-empty row
+}
+
+/// Vectorized<T> holding 1 in the lane of `idx` if it falls in [j, j + L), else 0.
+template <typename T>
+Vectorized<T> one_hot_block(int64_t j, int64_t idx) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  if (idx < j || idx >= j + L) return V(T(0));
+  alignas(64) T a[L] = {};
+  a[idx - j] = T(1);
+  return V::loadu(a);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward
+// ------------------------------------------------------------------------------------------------
+
+/// Forward over rows [rb, re) (see ops.py for the outputs):
+///   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
+///   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+///   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
+///                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
+///                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
+///                   x_{k-1} = a_k p_k + b_k x_k;   i = argmax(l_1 + G)
+///   y = one_hot(i) when hard (always for reinmax, redge_max), else the soft sample.
+template <typename scalar_t, typename T>
+void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int64_t K = a.K, kp = padded(K);
+  const int n = a.n_steps;
+  const int method = a.method;
+  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
+  const bool cov = method == kReDGECov;
+  const bool one_hot_out = a.hard || method == kReinMax || method == kReDGEMax;
+  const T* co = static_cast<const T*>(a.coefs);
+  const auto* phi = static_cast<const scalar_t*>(a.phi);
+  auto* y = static_cast<scalar_t*>(a.y);
+  T* stats = static_cast<T*>(a.stats);
+  const T tau = static_cast<T>(a.tau);
+
+  // Scratch: ph, E (logits then exp), G, and for the chain x (and mu, lam for cov).
+  std::vector<T> buf(static_cast<size_t>((chain ? (cov ? 6 : 4) : 3) * kp));
+  T* ph = buf.data();
+  T* E = ph + kp;
+  T* G = E + kp;
+  T* x = chain ? G + kp : nullptr;
+  T* mu = cov ? x + kp : nullptr;
+  T* lam = cov ? mu + kp : nullptr;
+
+  for (int64_t r = rb; r < re; ++r) {
+    T* st = stats + r * n * 2;
+    std::fill(st, st + 2 * n, T(0));
+    scalar_t* yr = y + r * K;
+    int64_t n_masked = 0;
+    const RowKind kind = load_row<scalar_t, T>(phi + r * a.phi_stride0, a.phi_stride1, K, kp, ph,
+                                               &n_masked);
+    if (kind == kPoisonedRow) {
+      fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
+      std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
+      a.index[r] = -1;
+      continue;
+    }
+    if (kind == kEmptyRow) {
+      fill_row(yr, K, 0.0);
+      a.index[r] = -1;
+      continue;
+    }
+    const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
+    T soft_s = T(1);  // the soft output is E / soft_s
+    int64_t idx = -1;
+
+    if (!chain) {
+      gen_noise<T>(off, kp, a.key0, a.key1, nullptr, G);
+      T m;
+      if (method == kGumbel) {
+        m = map_max<T>(kp, E, [&](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
+      } else {
+        m = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
+      }
+      const T s = exp_sum<T>(kp, E, m);
+      st[0] = m;
+      st[1] = s;
+      soft_s = s;
+      // Sampling scores phi + G (G's scratch is reused for them).
+      const T vmax = map_max<T>(kp, G, [&](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+      idx = first_index_of<T>(G, kp, vmax);
+    } else {
+      gen_noise<T>(off, kp, a.key0, a.key1, x, G);  // x = z for now
+      if (cov) {
+        // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
+        const T m0 = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
+        const T s0 = exp_sum<T>(kp, E, m0);
+        st[0] = m0;
+        st[1] = s0;
+        const V s0v(s0), one(T(1)), vmin(static_cast<T>(kVMin));
+        for (int64_t j = 0; j < kp; j += L) {
+          const V m = V::loadu(E + j) / s0v;
+          const V v = at::vec::maximum(m * (one - m), vmin);
+          m.store(mu + j);
+          (one / v).store(lam + j);
+          (m + v.sqrt() * V::loadu(x + j)).store(x + j);
+        }
+      }
+      auto logits = [&](int k) {  // l_k as a function of the column block j (x holds x_k)
+        const V c(co[k * 5 + kCoefC]);
+        const V sig(co[k * 5 + kCoefSigma]);
+        const V half_alpha(T(0.5) * co[k * 5 + kCoefAlpha]);
+        return [=](int64_t j) {
+          if (cov) {
+            const V shift = sig * V::loadu(mu + j) + half_alpha;
+            return V::loadu(ph + j) + (c * V::loadu(lam + j)) * (V::loadu(x + j) - shift);
+          }
+          return V::loadu(ph + j) + c * V::loadu(x + j);
+        };
+      };
+      T m = map_max<T>(kp, E, logits(n - 1));
+      for (int k = n - 1; k >= 1; --k) {
+        const T s = exp_sum<T>(kp, E, m);
+        st[2 * k] = m;
+        st[2 * k + 1] = s;
+        soft_s = s;
+        if (k == 1) break;
+        // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
+        const V inv(T(1) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+        auto next = logits(k - 1);
+        m = map_max<T>(kp, E, [&](int64_t j) {
+          const V xn = ak * (V::loadu(E + j) * inv) + bk * V::loadu(x + j);
+          xn.store(x + j);
+          return next(j);
+        });
+      }
+      // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
+      auto l1 = logits(1);
+      const T vmax = map_max<T>(kp, G, [&](int64_t j) { return l1(j) + V::loadu(G + j); });
+      idx = first_index_of<T>(G, kp, vmax);
+    }
+
+    a.index[r] = idx;
+    if (one_hot_out) {
+      fill_row(yr, K, 0.0);
+      yr[idx] = static_cast<scalar_t>(1.0);
+    } else {
+      const V inv(T(1) / soft_s);
+      for (int64_t j = 0; j < kp; j += L) (V::loadu(E + j) * inv).store(E + j);
+      store_row<scalar_t, T>(E, K, yr);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward
+// ------------------------------------------------------------------------------------------------
+
+/// Backward over rows [rb, re): grad_phi from grad_y, regenerating the noise from the seed and
+/// every softmax from the saved stats (p = exp(l - m) / s; no reductions but the dot products).
+///   st      : gphi = p (g - <g, p>)
+///   gumbel  : gphi = s (g - <g, s>) / tau
+///   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
+///             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
+///   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
+///             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
+///   redge_max: as redge, but step 1 adds 1/2 (r + <g, D> D), D = one_hot(i) - p_1, to gphi
+///   redge_cov: as redge with c_k lam in place of c_k, plus the paths through mu = p and
+///             v = max(p (1 - p), V_MIN): glam += c_k r (x_k - sigma_k mu - alpha_k/2),
+///             gmu -= c_k sigma_k lam r;  at x_{n-1} = mu + sqrt(v) z: gmu += gx, 
+///             gv = gx z / (2 sqrt v) - glam lam^2, gq = gv [p (1-p) >= V_MIN],
+///             gp0 = gmu + gq (1 - 2 p);  gphi += p (gp0 - <gp0, p>).
+template <typename scalar_t, typename T>
+void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int64_t K = a.K, kp = padded(K);
+  const int n = a.n_steps;
+  const int method = a.method;
+  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
+  const bool cov = method == kReDGECov;
+  const T* co = static_cast<const T*>(a.coefs);
+  const auto* phi = static_cast<const scalar_t*>(a.phi);
+  const auto* gy = static_cast<const scalar_t*>(a.grad_y);
+  auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
+  const T* stats = static_cast<const T*>(a.stats);
+  const T tau = static_cast<T>(a.tau);
+
+  // Scratch: ph, g, out, E, A; for the chain gx and P[1..n-1]; for cov also X[1..n-1], mu, lam,
+  // z, glam, gmu.
+  const int64_t n_arrays = 5 + (chain ? n : 0) + (cov ? (n - 1) + 5 : 0);
+  std::vector<T> buf(static_cast<size_t>(n_arrays * kp));
+  T* ph = buf.data();
+  T* g = ph + kp;
+  T* out = g + kp;
+  T* E = out + kp;
+  T* A = E + kp;
+  T* gx = A + kp;
+  T* P = gx + kp;           // P + (k - 1) kp holds p_k
+  T* X = P + (n - 1) * kp;  // cov: X + (k - 1) kp holds x_k
+  T* mu = X + (n - 1) * kp;
+  T* lam = mu + kp;
+  T* z = lam + kp;
+  T* glam = z + kp;
+  T* gmu = glam + kp;
+  auto Pk = [&](int k) { return P + (k - 1) * kp; };
+  auto Xk = [&](int k) { return X + (k - 1) * kp; };
+  auto cf = [&](int k, int col) { return V(co[k * 5 + col]); };
+  const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
+
+  for (int64_t r = rb; r < re; ++r) {
+    scalar_t* outr = gphi_out + r * K;
+    const T* st = stats + r * n * 2;
+    int64_t n_masked = 0;
+    const RowKind kind = load_row<scalar_t, T>(phi + r * a.phi_stride0, a.phi_stride1, K, kp, ph,
+                                               &n_masked);
+    if (kind == kPoisonedRow) {
+      fill_row(outr, K, std::numeric_limits<double>::quiet_NaN());
+      continue;
+    }
+    if (kind == kEmptyRow) {
+      fill_row(outr, K, 0.0);
+      continue;
+    }
+    load_plain<scalar_t, T>(gy + r * a.grad_stride0, a.grad_stride1, K, kp, g);
+    const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
+    const int64_t idx = a.index[r];
+
+    if (method == kST || method == kGumbel) {
+      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
+      if (method == kGumbel) gen_noise<T>(off, kp, a.key0, a.key1, nullptr, A);
+      const V m(st[0]), s(st[1]), tv(tau);
+      V d0 = zero, d1 = zero;
+      for (int64_t j = 0; j < kp; j += 2 * L) {
+        for (int h = 0; h < 2; ++h) {
+          const int64_t jj = j + h * L;
+          const V l = method == kGumbel ? (V::loadu(ph + jj) + V::loadu(A + jj)) / tv
+                                        : V::loadu(ph + jj);
+          const V p = (l - m).exp() / s;
+          p.store(E + jj);
+          if (h == 0) d0 = d0 + V::loadu(g + jj) * p; else d1 = d1 + V::loadu(g + jj) * p;
+        }
+      }
+      const V dot(hsum(d0 + d1));
+      for (int64_t j = 0; j < kp; j += L) {
+        V rj = V::loadu(E + j) * (V::loadu(g + j) - dot);
+        if (method == kGumbel) rj = rj / tv;
+        rj.store(out + j);
+      }
+    } else if (method == kReinMax) {
+      // softmax(phi / tau) statistics are recomputed (slot layout of ops.py keeps only slot 0).
+      const V tv(tau);
+      const T mt = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j) / tv; });
+      const V st_sum(exp_sum<T>(kp, E, mt));
+      const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
+      V su = zero, sw = zero;
+      for (int64_t j = 0; j < kp; j += L) {
+        const V p0 = (V::loadu(ph + j) - m0).exp() / s0;
+        const V p1 = half * (V::loadu(E + j) / st_sum + one_hot_block<T>(j, idx));
+        const V gj = V::loadu(g + j);
+        su = su + (two * gj) * p1;
+        sw = sw + (mhalf * gj) * p0;
+        p0.store(A + j);
+        p1.store(E + j);
+      }
+      const V Su(hsum(su)), Sw(hsum(sw)), ninf(neg_inf<T>());
+      V tot = zero;
+      for (int64_t j = 0; j < kp; j += L) {
+        const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
+        const V u = (two * gj) * p1 - p1 * Su;
+        const V w = (mhalf * gj) * p0 - p0 * Sw;
+        const V gv = V::blendv(zero, u + w, V::loadu(ph + j) != ninf);
+        gv.store(out + j);
+        tot = tot + gv;
+      }
+      const V mean(hsum(tot) / static_cast<T>(K - n_masked));
+      for (int64_t j = 0; j < kp; j += L) {
+        V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
+      }
+    } else {
+      // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) in one fused pass from z and stats.
+      T* zbuf = cov ? z : gx;  // gx is free until the gradient passes
+      gen_noise<T>(off, kp, a.key0, a.key1, zbuf, nullptr);
+      if (cov) {
+        const V m0(st[0]), s0(st[1]);
+        for (int64_t j = 0; j < kp; j += L) {
+          const V m = (V::loadu(ph + j) - m0).exp() / s0;
+          const V v = at::vec::maximum(m * (one - m), vmin);
+          m.store(mu + j);
+          (one / v).store(lam + j);
+        }
+      }
+      auto logit = [&](int k, int64_t j, const V& xv) {
+        if (cov) {
+          const V shift = cf(k, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[k * 5 + kCoefAlpha]);
+          return V::loadu(ph + j) + (cf(k, kCoefC) * V::loadu(lam + j)) * (xv - shift);
+        }
+        return V::loadu(ph + j) + cf(k, kCoefC) * xv;
+      };
+      V d0 = zero;
+      for (int64_t j = 0; j < kp; j += L) {
+        V xv = V::loadu(zbuf + j);
+        if (cov) {
+          const V m = V::loadu(mu + j);
+          const V v = at::vec::maximum(m * (one - m), vmin);
+          xv = m + v.sqrt() * xv;
+        }
+        V p;
+        for (int k = n - 1; k >= 1; --k) {
+          p = (logit(k, j, xv) - V(st[2 * k])).exp() * V(T(1) / st[2 * k + 1]);
+          p.store(Pk(k) + j);
+          if (cov) xv.store(Xk(k) + j);
+          if (k > 1) xv = cf(k, kCoefA) * p + cf(k, kCoefB) * xv;
+        }
+        d0 = d0 + V::loadu(g + j) * p;
+      }
+      // ---- step 1: r = p_1 (g - <g, p_1>)
+      T dot = hsum(d0);
+      const T gD = (idx >= 0 ? g[idx] : T(0)) - dot;  // <g, D>, D = one_hot(i) - p_1 (redge_max)
+      {
+        const V dv(dot), c1 = cf(1, kCoefC), gDv(gD);
+        V dn = zero;
+        for (int64_t j = 0; j < kp; j += L) {
+          const V p = V::loadu(Pk(1) + j);
+          const V rv = p * (V::loadu(g + j) - dv);
+          if (method == kReDGEMax) {
+            (half * (rv + gDv * (one_hot_block<T>(j, idx) - p))).store(out + j);
+          } else {
+            rv.store(out + j);
+          }
+          V gxv;
+          if (cov) {
+            const V lv = V::loadu(lam + j);
+            gxv = (c1 * lv) * rv;
+            const V shift = cf(1, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[kCoefAlpha + 5]);
+            (c1 * (rv * (V::loadu(Xk(1) + j) - shift))).store(glam + j);
+            ((cf(1, kCoefSigma) * c1).neg() * lv * rv).store(gmu + j);
+          } else {
+            gxv = c1 * rv;
+          }
+          gxv.store(gx + j);
+          if (n > 2) dn = dn + (cf(2, kCoefA) * gxv) * V::loadu(Pk(2) + j);
+        }
+        dot = hsum(dn);
+      }
+      // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
+      //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
+      for (int k = 2; k <= n - 1; ++k) {
+        const V dv(dot), ak = cf(k, kCoefA), bk = cf(k, kCoefB), ck = cf(k, kCoefC);
+        const bool has_next = k + 1 <= n - 1;
+        V dn = zero;
+        for (int64_t j = 0; j < kp; j += L) {
+          const V gxo = V::loadu(gx + j);
+          const V rv = V::loadu(Pk(k) + j) * (ak * gxo - dv);
+          (V::loadu(out + j) + rv).store(out + j);
+          V gxv;
+          if (cov) {
+            const V lv = V::loadu(lam + j);
+            gxv = (ck * lv) * rv + bk * gxo;
+            const V shift = cf(k, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[k * 5 + kCoefAlpha]);
+            (V::loadu(glam + j) + ck * (rv * (V::loadu(Xk(k) + j) - shift))).store(glam + j);
+            (V::loadu(gmu + j) + (cf(k, kCoefSigma) * ck).neg() * lv * rv).store(gmu + j);
+          } else {
+            gxv = ck * rv + bk * gxo;
+          }
+          gxv.store(gx + j);
+          if (has_next) dn = dn + (cf(k + 1, kCoefA) * gxv) * V::loadu(Pk(k + 1) + j);
+        }
+        dot = hsum(dn);
+      }
+      if (cov) {
+        // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
+        V dp = zero;
+        for (int64_t j = 0; j < kp; j += L) {
+          const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
+          const V q = m * (one - m);
+          const V sq = at::vec::maximum(q, vmin).sqrt();
+          const V gv = (gxv * V::loadu(z + j)) / (V(T(2)) * sq) - V::loadu(glam + j) * lv * lv;
+          const V gq = V::blendv(zero, gv, q >= vmin);
+          const V gp0 = (V::loadu(gmu + j) + gxv) + gq * (one - V(T(2)) * m);
+          gp0.store(gmu + j);
+          dp = dp + gp0 * m;
+        }
+        const V dv(hsum(dp));
+        for (int64_t j = 0; j < kp; j += L) {
+          const V m = V::loadu(mu + j);
+          (V::loadu(out + j) + m * (V::loadu(gmu + j) - dv)).store(out + j);
+        }
+      }
+    }
+    store_row<scalar_t, T>(out, K, outr);
+  }
+}
+
+inline const KernelTable& table(const char* name) {
+  static const KernelTable t = {
+      {&fwd_rows<float, float>, &fwd_rows<double, double>, &fwd_rows<c10::BFloat16, float>,
+       &fwd_rows<c10::Half, float>},
+      {&bwd_rows<float, float>, &bwd_rows<double, double>, &bwd_rows<c10::BFloat16, float>,
+       &bwd_rows<c10::Half, float>},
+      name};
+  return t;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace redge_kernels
