@@ -130,7 +130,8 @@ def write_markdown(path, rows: Sequence[dict], best: Sequence[dict], header: str
     parts = [header.rstrip(), "", "## Best config per method (lowest mse_batch)", "",
              markdown_table(best, BEST_COLUMNS),
              "", "`mse_batch`: MSE of the average of `batch` estimates; `n_near`: configs with "
-             "mse_batch within 10% of the best; `*_near`: their ranges.", "",
+             "mse_batch within 10% of the best; `*_near`: their ranges. `rel_mse_batch` >= 1 "
+             "means no better than a zero gradient (whose MSE is ||exact||^2).", "",
              "## All configs", "", markdown_table(rows, TABLE_COLUMNS), ""]
     with open(path, "w") as fh:
         fh.write("\n".join(parts))
