@@ -13,7 +13,19 @@ _COEF_ALPHA: tl.constexpr = tl.constexpr(COEF_ALPHA)
 _COEF_SIGMA: tl.constexpr = tl.constexpr(COEF_SIGMA)
 NEG_INF: tl.constexpr = tl.constexpr(float("-inf"))
 POS_INF: tl.constexpr = tl.constexpr(float("inf"))
-NAN: tl.constexpr = tl.constexpr(float("nan"))
+
+
+@triton.jit
+def nan_like(v):
+    """A float32 quiet NaN broadcast like ``v`` (built by bitcast: a NaN constexpr global would
+    fail Triton's global-consistency check, as nan != nan)."""
+    return tl.full(v.shape, 0x7FC00000, tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def finish(v, poisoned, empty):
+    """Row conventions (ops.py): NaN on a poisoned row, 0 on an empty row."""
+    return tl.where(poisoned, nan_like(v), tl.where(empty, 0.0, v))
 
 
 @triton.jit
@@ -99,9 +111,17 @@ def put(vec, steps, k, val):
 
 
 @triton.jit
+def row_argmax(v):
+    """First argmax of a whole row (int64). NaNs (only on poisoned rows, whose index is -1
+    anyway) are read as -inf so that every backend, the interpreter included, is defined."""
+    return tl.argmax(tl.where(v != v, NEG_INF, v), axis=0, tie_break_left=True).to(tl.int64)
+
+
+@triton.jit
 def tile_argmax(best, best_idx, v, start):
     """Fold the tile ``v`` (columns ``start + j``) into the running (max, first argmax) of a row;
     strict ``>`` keeps the first maximum on ties, as ``torch.argmax``."""
+    v = tl.where(v != v, NEG_INF, v)
     t_best = tl.max(v, axis=0)
     t_col = start + tl.argmax(v, axis=0, tie_break_left=True).to(tl.int64)
     better = t_best > best

@@ -25,8 +25,8 @@ import triton
 import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
-from ._common import (NAN, NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, online_stats,
-                      pick, probs, put, row_flags, row_stats, safe_max, tile_argmax)
+from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, online_stats,
+                      pick, probs, put, row_argmax, row_flags, row_stats, safe_max, tile_argmax)
 from ._noise import normal_and_gumbel
 
 V_MIN: tl.constexpr = tl.constexpr(_V_MIN_PY)
@@ -130,11 +130,6 @@ def _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q):
     return gmu + gx + gq * (1.0 - 2.0 * mu)
 
 
-@triton.jit
-def _finish(v, poisoned, empty):
-    return tl.where(poisoned, NAN, tl.where(empty, 0.0, v))
-
-
 @triton.jit(do_not_specialize=["n", "row_offset"])
 def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr,
                           K, n, row_offset, phi_stride_r, phi_stride_c,
@@ -177,14 +172,14 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         m, s = row_stats(l)
         mvec = put(mvec, steps, 1, m)
         svec = put(svec, steps, 1, s)
-        best_idx = tl.argmax(l + gum, axis=0, tie_break_left=True).to(tl.int64)
+        best_idx = row_argmax(l + gum)
         if HARD:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
             y = probs(l, m, s)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
-        tl.store(y_row + lanes, _finish(y, poisoned, empty), mask=cmask)
+        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
         # pass 0: row flags and (COV) the base softmax statistics
         n_bad = 0
@@ -242,10 +237,10 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
                 y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-            tl.store(y_row + cols, _finish(y, poisoned, empty), mask=cmask)
+            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     smask = steps < n
     tl.store(stats_row + steps * 2, mvec, mask=smask)
-    tl.store(stats_row + steps * 2 + 1, tl.where(poisoned, NAN, svec), mask=smask)
+    tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
     tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
 
 
@@ -292,7 +287,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         if COV:
             gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
             gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=0))
-        tl.store(gphi_row + lanes, _finish(gphi, poisoned, empty), mask=cmask)
+        tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
     else:
         # pass j = 1 .. n-1 reduces d_j = <gp_j, p_j> (gp_1 = g, gp_j = a_j gx_{j-1})
         for j in range(1, n):
@@ -344,4 +339,4 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             if COV:
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
                 gphi += mu * (gp0 - d0)
-            tl.store(gphi_row + cols, _finish(gphi, poisoned, empty), mask=cmask)
+            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)

@@ -21,18 +21,13 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NAN, NEG_INF, online_stats, pick, probs, put, row_flags, row_stats,
+from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_argmax, row_flags, row_stats,
                       safe_max, tile_argmax)
 from ._noise import gumbel
 
 ST: tl.constexpr = tl.constexpr(0)
 GUMBEL: tl.constexpr = tl.constexpr(1)
 REINMAX: tl.constexpr = tl.constexpr(2)
-
-
-@triton.jit
-def _finish(v, poisoned, empty):
-    return tl.where(poisoned, NAN, tl.where(empty, 0.0, v))
 
 
 @triton.jit
@@ -70,14 +65,14 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         b = _base_logits(phi, gum, tau, METHOD)
         m0, s0 = row_stats(b)
         mt, st = row_stats(phi / tau)
-        best_idx = tl.argmax(phi + gum, axis=0, tie_break_left=True).to(tl.int64)
+        best_idx = row_argmax(phi + gum)
         if HARD or METHOD == REINMAX:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
             y = probs(b, m0, s0)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
-        tl.store(y_row + lanes, _finish(y, poisoned, empty), mask=cmask)
+        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
         n_bad = 0
         n_valid = 0
@@ -113,7 +108,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                               other=NEG_INF).to(tl.float32)
                 gum = gumbel(seed, noise_row + cols)
                 y = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
-            tl.store(y_row + cols, _finish(y, poisoned, empty), mask=cmask)
+            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
     if METHOD == REINMAX:
@@ -121,7 +116,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         svec = put(svec, steps, 1, st)
     smask = steps < n
     tl.store(stats_row + steps * 2, mvec, mask=smask)
-    tl.store(stats_row + steps * 2 + 1, tl.where(poisoned, NAN, svec), mask=smask)
+    tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
     tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
 
 
@@ -176,7 +171,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             gphi = s * (g - tl.sum(g * s, axis=0))
             if METHOD == GUMBEL:
                 gphi = gphi / tau
-        tl.store(gphi_row + lanes, _finish(gphi, poisoned, empty), mask=cmask)
+        tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
     else:
         # pass 1: the row scalars
         a_sum = 0.0
@@ -220,4 +215,4 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 gphi = s * (g - a_sum)
                 if METHOD == GUMBEL:
                     gphi = gphi / tau
-            tl.store(gphi_row + cols, _finish(gphi, poisoned, empty), mask=cmask)
+            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)

@@ -1,0 +1,264 @@
+"""Triton kernels against the pure-PyTorch reference with identical noise (SPEC, all sections).
+
+Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (set by conftest.py) on CPU tensors.
+Sampled indices must be identical; values and gradients match to fp32 tolerance
+(``torch.testing.assert_close`` defaults for the dtype). Shapes hit both paths: the single-block
+path (K = 2, K < block, K not a power of two) and the tiled path, forced cheaply with a small
+``block=`` (K = block + 1, several tiles with a tail).
+"""
+
+import math
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+import redge_kernels as rk  # noqa: E402
+from redge_kernels import reference  # noqa: E402
+from redge_kernels._constants import METHOD_IDS  # noqa: E402
+from redge_kernels.noise import gumbel_from_bits, noise_bits, normal_from_bits  # noqa: E402
+from redge_kernels.schedule import Schedule, linear_schedule  # noqa: E402
+
+tk = pytest.importorskip("redge_kernels.triton")
+if not tk.available():
+    pytest.skip(tk.unavailable_reason(), allow_module_level=True)
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
+METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
+# (method, hard) pairs the API allows: reinmax / redge_max are hard only.
+CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
+
+
+def _schedule(method, n_steps=4, t_1=0.5):
+    return linear_schedule(n_steps, t_1) if method.startswith("redge") else BASELINE
+
+
+def _kernel(method, phi, seed, schedule, hard, tau, g, block=None):
+    cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
+    coefs = schedule.table(phi.device, dtype=cdtype)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
+    y, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, tau, block=block)
+    gphi = tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], hard, tau, block=block)
+    return y, index, gphi, stats
+
+
+def _reference(method, phi, seed, schedule, hard, tau, g):
+    p = phi.detach().clone().requires_grad_(True)
+    y, index = reference.sample(method, p, seed, schedule, hard, tau)
+    y.backward(g)
+    return y.detach(), index, p.grad
+
+
+def _compare(method, phi, hard, *, seed=7, tau=0.7, schedule=None, block=None):
+    schedule = schedule or _schedule(method)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(seed + 1)).to(phi)
+    y, index, gphi, _ = _kernel(method, phi, seed, schedule, hard, tau, g, block)
+    y_ref, index_ref, g_ref = _reference(method, phi, seed, schedule, hard, tau, g)
+    assert torch.equal(index, index_ref)
+    if hard:
+        assert set(y[index >= 0].unique().tolist()) <= {0.0, 1.0}
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(gphi, g_ref, equal_nan=True)
+    return y, index, gphi
+
+
+def _logits(rows, k, seed=0, scale=2.0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(rows, k, generator=gen)).to(device=DEVICE, dtype=dtype)
+
+
+# ---- path (a): the row in one block ---------------------------------------------------------
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", [2, 37])
+def test_single_block_matches_reference(method, hard, k):
+    _compare(method, _logits(4, k, seed=k), hard)
+
+
+@pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
+@pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (6, 0.3)])
+def test_schedules(method, n_steps, t_1):
+    _compare(method, _logits(3, 19, seed=n_steps), True, schedule=linear_schedule(n_steps, t_1))
+
+
+# ---- path (b): tiled row (forced with a small block) ------------------------------------------
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", [17, 45])  # block + 1; three tiles with a tail
+def test_tiled_matches_reference(method, hard, k):
+    sched = linear_schedule(3, 0.6) if method.startswith("redge") else None
+    _compare(method, _logits(2, k, seed=k), hard, schedule=sched, block=16)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tiled_equals_single_block(method):
+    """Same noise whatever the path: identical indices, values within rounding."""
+    phi = _logits(3, 40, seed=3)
+    sched = _schedule(method, 3)
+    g = torch.randn_like(phi)
+    a = _kernel(method, phi, 11, sched, True, 0.9, g)
+    b = _kernel(method, phi, 11, sched, True, 0.9, g, block=16)
+    assert torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[2], b[2])
+
+
+# ---- masks, empty and poisoned rows ---------------------------------------------------------
+
+def _masked_batch(k):
+    phi = _logits(5, k, seed=5)
+    phi[0, ::3] = float("-inf")   # masked entries
+    phi[1, :] = float("-inf")     # empty row
+    phi[2, 1] = float("nan")      # poisoned by NaN
+    phi[3, 0] = float("inf")      # poisoned by +inf
+    phi[4, 1:] = float("-inf")    # a single valid entry
+    return phi
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("block", [None, 16])
+def test_masks_empty_and_poisoned_rows(method, hard, block):
+    phi = _masked_batch(21)
+    sched = linear_schedule(3, 0.5) if method.startswith("redge") else None
+    y, index, gphi = _compare(method, phi, hard, schedule=sched, block=block)
+    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() == 0
+    assert torch.all(y[1] == 0) and torch.all(gphi[1] == 0)
+    assert torch.isnan(y[2:4]).all() and torch.isnan(gphi[2:4]).all()
+    finite_rows = [0, 4]
+    assert torch.isfinite(y[finite_rows]).all() and torch.isfinite(gphi[finite_rows]).all()
+    masked = phi[0] == float("-inf")
+    assert torch.all(gphi[0][masked] == 0) and torch.all(y[0][masked] == 0)
+    assert index[0].item() not in torch.nonzero(masked).flatten().tolist()
+
+
+# ---- dtypes ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("method", ["st", "gumbel", "redge_cov", "redge_max"])
+def test_dtypes(dtype, method):
+    phi = _logits(3, 23, seed=2, dtype=dtype)
+    sched = _schedule(method, 3)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    y, index, gphi, stats = _kernel(method, phi, 5, sched, True, 0.8, g)
+    assert y.dtype == dtype and gphi.dtype == dtype
+    assert stats.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    if dtype == torch.float64:
+        # fp32 math in the kernel against the fp64 reference: fp32 tolerance
+        y_ref, index_ref, g_ref = _reference(method, phi, 5, sched, True, 0.8, g)
+        assert torch.equal(index, index_ref)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gphi, g_ref, rtol=1e-4, atol=1e-6)
+    else:
+        # the reference also computes in fp32 from the same low-precision input
+        y_ref, index_ref, g_ref = _reference(method, phi, 5, sched, True, 0.8, g)
+        assert torch.equal(index, index_ref)
+        torch.testing.assert_close(y, y_ref)
+        torch.testing.assert_close(gphi, g_ref)
+
+
+# ---- statistics saved between forward and backward ------------------------------------------
+
+def test_stats_layout():
+    """stats[r, k] = (row max, sum exp(l - max)) of softmax number k (ops.py)."""
+    phi = _logits(3, 30, seed=9)
+    sched = linear_schedule(2, 1.0)  # c_1 = 0: the only denoiser is softmax(phi)
+    coefs = sched.table(phi.device)
+    seed = torch.tensor(3, dtype=torch.int64, device=DEVICE)
+    for method, slot in (("st", 0), ("redge", 1), ("redge_cov", 0)):
+        _, stats, _ = tk.fwd(phi, seed, coefs if method != "st" else BASELINE.table(DEVICE),
+                             METHOD_IDS[method], True, 1.0)
+        m = phi.amax(-1)
+        torch.testing.assert_close(stats[:, slot, 0], m)
+        torch.testing.assert_close(stats[:, slot, 1], torch.exp(phi - m[:, None]).sum(-1))
+    _, stats, _ = tk.fwd(phi, seed, coefs, METHOD_IDS["redge"], True, 1.0, block=16)
+    assert torch.all(stats[:, 0] == 0)  # unused slot
+
+
+# ---- int64 offsets --------------------------------------------------------------------------
+
+def test_int64_noise_offsets():
+    """Rows beyond 2**32 / K: the Philox counter (row + row_offset) * K + col needs 64 bits.
+    Checked against noise.py for the same block of the big logical matrix."""
+    rows, k = 3, 40
+    row_offset = 2**33 // k + 5
+    phi = _logits(rows, k, seed=4)
+    seed = 99
+    r0, r1, r2, _ = noise_bits(seed, rows, k, DEVICE, row_start=row_offset)
+    z, gum = normal_from_bits(r0, r1), gumbel_from_bits(r2)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=DEVICE)
+    for block in (None, 16):
+        _, _, index = tk.fwd(phi, seed_t, BASELINE.table(DEVICE), METHOD_IDS["st"], True, 1.0,
+                             block=block, row_offset=row_offset)
+        assert torch.equal(index, (phi + gum).argmax(-1))
+        y, _, _ = tk.fwd(phi, seed_t, BASELINE.table(DEVICE), METHOD_IDS["gumbel"], False, 0.5,
+                         block=block, row_offset=row_offset)
+        torch.testing.assert_close(y, torch.softmax((phi + gum) / 0.5, -1))
+        sched = linear_schedule(2, 0.5)
+        coefs = sched.table(DEVICE)
+        y, _, _ = tk.fwd(phi, seed_t, coefs, METHOD_IDS["redge"], False, 1.0, block=block,
+                         row_offset=row_offset)
+        torch.testing.assert_close(y, torch.softmax(phi + coefs[1, 0] * z, -1))
+
+
+def test_strided_inputs():
+    """Non-contiguous and stride-0 logits and gradients give the contiguous results."""
+    base = _logits(21, 4, seed=8).t()  # [4, 21], strides (1, 4)
+    g = torch.randn(21, 4).t()
+    sched = _schedule("redge", 3)
+    a = _kernel("redge", base, 2, sched, True, 1.0, g)
+    b = _kernel("redge", base.contiguous(), 2, sched, True, 1.0, g.contiguous())
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+    row = _logits(1, 21, seed=1).expand(3, 21)  # stride 0 over rows
+    y, index, gphi, _ = _kernel("st", row, 2, BASELINE, False, 1.0, torch.ones(3, 21))
+    y_ref, index_ref, _ = _reference("st", row.contiguous(), 2, BASELINE, False, 1.0,
+                                     torch.ones(3, 21))
+    assert torch.equal(index, index_ref)
+    torch.testing.assert_close(y, y_ref)
+
+
+# ---- public API -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fn,kwargs", [(rk.redge, {"n_steps": 3, "t_1": 0.4}),
+                                       (rk.redge_cov, {"n_steps": 3}),
+                                       (rk.redge_max, {"n_steps": 3}),
+                                       (rk.straight_through, {}),
+                                       (rk.gumbel_softmax, {"tau": 0.5}),
+                                       (rk.reinmax, {"tau": 1.3})])
+def test_public_api_leading_dims(fn, kwargs):
+    x = _logits(6, 13, seed=6).reshape(2, 3, 13)
+    g = torch.randn_like(x)
+    out = {}
+    for backend in ("triton", "reference"):
+        xx = x.clone().requires_grad_(True)
+        y = fn(xx, seed=1234, backend=backend, **kwargs)
+        (y * g).sum().backward()
+        out[backend] = (y.detach(), xx.grad)
+    assert out["triton"][0].shape == (2, 3, 13)
+    assert torch.equal(out["triton"][0], out["reference"][0])  # exact one-hot, same index
+    torch.testing.assert_close(out["triton"][1], out["reference"][1])
+
+
+def test_public_api_return_index_and_generator():
+    x = _logits(4, 9, seed=2)
+    y, index = rk.sample("redge", x, schedule=linear_schedule(3, 0.5), seed=5, backend="triton",
+                         return_index=True)
+    _, index_ref = rk.sample("redge", x, schedule=linear_schedule(3, 0.5), seed=5,
+                             backend="reference", return_index=True)
+    assert torch.equal(index, index_ref)
+    assert torch.equal(y.argmax(-1), index)
+    torch.manual_seed(0)
+    a = rk.straight_through(x, backend="triton")
+    torch.manual_seed(0)
+    b = rk.straight_through(x, backend="triton")
+    assert torch.equal(a, b)
+
+
+def test_straight_through_special_case():
+    """SPEC: n = 2, t_1 = 1 gives c_1 = 0 and ReDGE is exactly Straight-Through."""
+    x = _logits(3, 11, seed=12)
+    a = rk.redge(x, n_steps=2, t_1=1.0, hard=False, seed=4, backend="triton")
+    torch.testing.assert_close(a, torch.softmax(x, -1))
+    assert math.isclose(float(linear_schedule(2, 1.0).c[1]), 0.0)
