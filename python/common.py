@@ -85,7 +85,9 @@ def base_parser(description: str, *, steps: int, seeds: int, lr: float) -> argpa
                    help="steps per tuning run (default: --steps)")
     p.add_argument("--quick", action="store_true", help="tiny run for CI")
     p.add_argument("--out", default=None, help="output directory (default python/results/<exp>)")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the problems are small and the "
+                        "machine shared; 0 keeps torch's default)")
     p.add_argument("--no-progress", action="store_true", help="disable progress bars")
     return p
 

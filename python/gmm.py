@@ -102,7 +102,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     n, k = N, K
     if args.quick:
-        args.steps, args.seeds, n = 15, "2", 100
+        args.steps, args.seeds, n = 8, "2", 60
         args.tune_steps = args.tune_steps or 5
     out = C.setup(args, EXP)
     seeds = C.parse_seeds(args.seeds)

@@ -141,7 +141,7 @@ def main(argv=None):
     ap.add_argument("--reward-scale", type=float, default=1.0, help="lambda")
     args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.seeds, args.length, args.batch = 3, "1", 3, 1
+        args.steps, args.seeds, args.length, args.batch = 2, "1", 2, 1
         args.tune_steps = args.tune_steps or 2
     out = C.setup(args, EXP)
     tok, model = load_model(args.device)

@@ -100,8 +100,8 @@ def main(argv=None):
                     help="puzzles of the separate tuning set (puzzle seed + 1000)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.steps, args.puzzles, args.seeds, args.tune_puzzles = 15, 4, "1", 2
-        args.tune_steps = args.tune_steps or 5
+        args.steps, args.puzzles, args.seeds, args.tune_puzzles = 8, 4, "1", 2
+        args.tune_steps = args.tune_steps or 3
     out = C.setup(args, EXP)
     prog = not args.no_progress
     puzzles, _ = make_puzzles(args.puzzles, args.givens, args.puzzle_seed, prog)

@@ -138,7 +138,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     limit = None
     if args.quick:
-        args.steps, args.seeds, args.configs, args.batch, limit = 6, "1", "8x4", 20, 400
+        args.steps, args.seeds, args.configs, args.batch, limit = 4, "1", "8x4", 20, 200
         args.tune_steps = args.tune_steps or 3
     out = C.setup(args, EXP)
     data = load_mnist(limit)

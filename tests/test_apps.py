@@ -15,15 +15,20 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # the applications live in <repo>/python, imported as ``python``
+    sys.path.insert(0, str(ROOT))
 
 
 def _run(module: str, out: Path, *extra: str):
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", f"python.{module}", "--quick", "--no-progress", "--out", str(out),
-           *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    """The experiment's entry point (what ``python -m python.<module>`` calls), in process to
+    spare a torch import per test; ``test_run_all_cli`` covers the command line itself."""
+    import importlib
+    mod = importlib.import_module(f"python.{module}")
+    threads = torch.get_num_threads()
+    try:
+        return mod.main(["--quick", "--no-progress", "--out", str(out), *extra])
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _rows(path: Path):
@@ -87,7 +92,7 @@ def test_lm_guidance_quick(tmp_path):
         assert -1 <= float(r["reward_argmax"]) <= 1
 
 
-def test_run_all_dispatch(tmp_path):
+def test_run_all_cli(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "python.run_all", "--quick", "--no-progress",
                            "--only", "gmm", "--samplers", "st,redge:n_steps=4:t_1=0.3",
@@ -99,8 +104,6 @@ def test_run_all_dispatch(tmp_path):
 
 
 # ---- building blocks, checked exactly -------------------------------------------------------
-
-sys.path.insert(0, str(ROOT))
 
 
 def test_sudoku_solver_and_generator():
