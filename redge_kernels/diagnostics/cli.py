@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from .._backends import available_backends
+from .. import available_backends
 from ..registry import DEFAULTS, SamplerConfig
 from . import plots
 from .exact import exact_gradient, exact_expectation
@@ -51,6 +51,12 @@ def _problem_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--L", type=int, default=8, help="number of categorical variables (rows)")
     p.add_argument("--K", type=int, default=2, help="categories per variable")
     p.add_argument("--theta-scale", type=float, default=1.0, help="theta = scale * N(0, 1)")
+    p.add_argument("--theta", default=None,
+                   help="explicit logits: L*K comma-separated numbers, row-major (overrides "
+                        "--theta-scale), e.g. --L 1 --K 2 --theta 0,-1.516 for Bernoulli(0.18)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="dtype of the logits handed to the sampler (float64: reference only; use "
+                        "it to separate fp32 round-off from estimator variance at tiny t_1)")
     p.add_argument("--problem-seed", type=int, default=0, help="seed of theta and f's parameters")
     p.add_argument("--samples", type=int, default=None, help="Monte-Carlo replicates S")
     p.add_argument("--seed", type=int, default=0, help="sampler seed (same for every config)")
@@ -84,9 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _problem(args):
-    gen = torch.Generator().manual_seed(args.problem_seed)
-    theta = (args.theta_scale * torch.randn(args.L, args.K, generator=gen,
-                                            dtype=torch.float64)).to(args.device)
+    if args.theta is not None:
+        vals = _floats(args.theta)
+        if len(vals) != args.L * args.K:
+            raise SystemExit(f"--theta needs L*K = {args.L * args.K} numbers, got {len(vals)}")
+        theta = torch.tensor(vals, dtype=torch.float64).reshape(args.L, args.K).to(args.device)
+    else:
+        gen = torch.Generator().manual_seed(args.problem_seed)
+        theta = (args.theta_scale * torch.randn(args.L, args.K, generator=gen,
+                                                dtype=torch.float64)).to(args.device)
     f = make_objective(args.objective, args.L, args.K, seed=args.problem_seed, power=args.power)
     return theta, f
 
@@ -98,6 +110,16 @@ def _available() -> list[str] | str:
         return f"unknown ({type(e).__name__}: {e})"
 
 
+def _backend_used(backend: str, device: torch.device) -> str:
+    """The backend ``rk.sample`` runs for ``backend`` on ``device`` (``"auto"``: the fused backend
+    of the device type when built, else the reference)."""
+    if backend != "auto":
+        return backend
+    fused = {"cpu": "cpu", "cuda": "triton"}.get(device.type)
+    avail = _available()
+    return fused if isinstance(avail, list) and fused in avail else "reference"
+
+
 def _meta(args, argv, theta, f, value, exact, elapsed) -> dict:
     return {"command": "python -m redge_kernels.diagnostics " + " ".join(argv),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -105,9 +127,11 @@ def _meta(args, argv, theta, f, value, exact, elapsed) -> dict:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "device": str(theta.device), "backend": args.backend,
+            "backend_used": _backend_used(args.backend, theta.device),
             "available_backends": _available(),
             "objective": f.label, "L": args.L, "K": args.K, "configs": args.K ** args.L,
-            "theta_scale": args.theta_scale, "problem_seed": args.problem_seed,
+            "theta_scale": args.theta_scale, "theta": args.theta, "dtype": args.dtype,
+            "problem_seed": args.problem_seed,
             "samples": args.samples, "seed": args.seed, "batch": args.batch, "exact_value": float(value),
             "exact_grad_norm": float(exact.norm()), "seconds": round(elapsed, 2)}
 
@@ -123,7 +147,8 @@ def cmd_sweep(args, argv) -> int:
     exact, value = exact_gradient(theta, f, return_value=True)
     log = None if args.quiet else (lambda s: print(s, flush=True))
     rows = run_sweep(theta, f, configs, n_samples=args.samples, seed=args.seed,
-                     backend=args.backend, exact=exact, batch=args.batch, progress=log)
+                     backend=args.backend, exact=exact, batch=args.batch, progress=log,
+                     dtype=getattr(torch, args.dtype))
     best = best_configs(rows)
     os.makedirs(args.out, exist_ok=True)
     write_csv(os.path.join(args.out, "results.csv"), rows)
@@ -154,7 +179,7 @@ def cmd_sweep(args, argv) -> int:
         json.dump(meta, fh, indent=1)
     header = (f"# Estimator diagnostics: {f.label}, L={args.L}, K={args.K}\n\n"
               f"`{meta['command']}` on {meta['machine']} ({meta['cpu_count']} CPUs, torch "
-              f"{meta['torch']}, backend {args.backend}, available {meta['available_backends']}); "
+              f"{meta['torch']}, backend {args.backend} -> {meta['backend_used']}); "
               f"S={args.samples} replicates, seed {args.seed}, batch B={args.batch}, "
               f"{meta['seconds']} s.\n"
               f"Exact E[f] = {value:.6g}, ||exact gradient|| = {exact.norm():.6g}.")
@@ -171,7 +196,8 @@ def cmd_compare(args, argv) -> int:
     exact = exact_gradient(theta, f)
     configs = [SamplerConfig(m, **DEFAULTS[m]) for m in ALL_METHODS]
     rows = run_sweep(theta, f, configs, n_samples=args.samples, seed=args.seed,
-                     backend=args.backend, exact=exact, batch=args.batch)
+                     backend=args.backend, exact=exact, batch=args.batch,
+                     dtype=getattr(torch, args.dtype))
     print(f"# {f.label}, L={args.L}, K={args.K}, S={args.samples}, seed={args.seed}, "
           f"E[f]={float(exact_expectation(theta, f)):.6g}, ||exact||={float(exact.norm()):.4g}")
     print(markdown_table(rows, TABLE_COLUMNS))

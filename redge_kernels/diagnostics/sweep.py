@@ -52,7 +52,8 @@ def sweep_configs(methods: Iterable[str], n_steps: Sequence[int], t_1: Sequence[
 
 def run_sweep(theta: torch.Tensor, f: Callable, configs: Sequence[SamplerConfig], *,
               n_samples: int, seed: int, backend: str = "auto", exact: torch.Tensor | None = None,
-              batch: int = 1, progress: Callable[[str], None] | None = None) -> list[dict]:
+              batch: int = 1, dtype: torch.dtype = torch.float32,
+              progress: Callable[[str], None] | None = None) -> list[dict]:
     """Diagnostics rows (``montecarlo.evaluate``) for every config, plus ``seconds`` per row.
     ``batch``: B of the ``mse_batch`` column (MSE of a B-sample average gradient)."""
     if exact is None:
@@ -60,7 +61,8 @@ def run_sweep(theta: torch.Tensor, f: Callable, configs: Sequence[SamplerConfig]
     rows = []
     for i, cfg in enumerate(configs):
         t0 = time.perf_counter()
-        row = evaluate(cfg, theta, f, n_samples, seed, exact=exact, backend=backend, batch=batch)
+        row = evaluate(cfg, theta, f, n_samples, seed, exact=exact, backend=backend, batch=batch,
+                       dtype=dtype)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         if progress is not None:
