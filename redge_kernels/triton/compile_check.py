@@ -1,6 +1,6 @@
 """Ahead-of-time compile check of every kernel configuration, no GPU needed.
 
-    python -m redge_kernels.triton.compile_check [--arch 80 90] [--quick] [--jobs N]
+    python -m redge_kernels.triton.compile_check [--arch 80 90] [--quick] [--kinds ...] [--jobs N]
 
 Compiles each (kernel family x fwd/bwd x variant x path x BLOCK / num_warps) the launchers can
 pick for sm_80 and sm_90 with ``triton.compile(ASTSource, target=GPUTarget("cuda", arch, 32))``,
@@ -91,9 +91,9 @@ def _kernel(kind: str):
             "onepass_bwd": _onepass._onepass_bwd_kernel}[kind]
 
 
-def compile_one(kind: str, flags: dict, single: bool, block: int, warps: int, arch: int,
-                dtype: str = "fp32") -> dict:
-    """Compile one configuration; returns ``{"regs", "local", "error"}``."""
+def _compile(kind: str, flags: dict, single: bool, block: int, warps: int, arch: int,
+             dtype: str = "fp32") -> dict:
+    """Compile one configuration in this process (kernels must not be interpreted)."""
     import triton
     from triton.backends.compiler import GPUTarget
     names = _signature(kind, dtype)
@@ -120,10 +120,10 @@ def compile_one(kind: str, flags: dict, single: bool, block: int, warps: int, ar
         return {"regs": -1, "local": -1, "error": f"{type(e).__name__}: {e}"[:200]}
 
 
-def configurations(quick: bool = False, archs=(80, 90)):
+def configurations(quick: bool = False, archs=(80, 90), kinds=_KINDS):
     """Every (kind, variant label, flags, single, BLOCK, warps, arch) to compile."""
     out = []
-    for kind in _KINDS:
+    for kind in kinds:
         variants = _variants(kind)
         if quick:
             variants = variants[-1:]
@@ -136,30 +136,56 @@ def configurations(quick: bool = False, archs=(80, 90)):
 
 def _run(cfg):
     kind, label, flags, single, block, warps, arch = cfg
-    return cfg, compile_one(kind, flags, single, block, warps, arch)
+    return cfg, _compile(kind, flags, single, block, warps, arch)
+
+
+def run_configs(cfgs, jobs: int = 1):
+    """Yield ``(cfg, result)`` compiling in fresh ``spawn`` workers with ``TRITON_INTERPRET=0``:
+    under the interpreter (CPU CI) ``@triton.jit`` gives interpreted functions that cannot be
+    compiled, so the kernels are imported anew in processes that never interpret."""
+    import multiprocessing as mp
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        pool = cf.ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn"))
+        futures = [pool.submit(_run, cfg) for cfg in cfgs]  # spawns the workers now
+    finally:
+        if old is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+    with pool:
+        for fut in futures:
+            yield fut.result()
+
+
+def compile_one(kind: str, flags: dict, single: bool, block: int, warps: int, arch: int) -> dict:
+    """Compile one configuration; returns ``{"regs", "local", "error"}`` (LOCAL = spill bytes)."""
+    cfg = (kind, "", flags, single, block, warps, arch)
+    return next(iter(run_configs([cfg])))[1]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, nargs="+", default=[80, 90])
     ap.add_argument("--quick", action="store_true", help="a few representative configurations")
+    ap.add_argument("--kinds", nargs="+", default=list(_KINDS), choices=_KINDS)
     ap.add_argument("--jobs", type=int, default=1, help="parallel compilations")
     args = ap.parse_args(argv)
-    cfgs = configurations(args.quick, tuple(args.arch))
+    cfgs = configurations(args.quick, tuple(args.arch), tuple(args.kinds))
     header = f"{'kernel':14s} {'variant':16s} {'path':6s} {'BLOCK':>6s} {'warps':>5s} {'arch':>5s} " \
              f"{'regs':>5s} {'spill':>6s}"
     print(header)
     print("-" * len(header))
     failed = 0
-    with cf.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for cfg, res in pool.map(_run, cfgs):
-            kind, label, flags, single, block, warps, arch = cfg
-            bad = res["error"] or res["local"] > 0
-            failed += bool(bad)
-            print(f"{kind:14s} {label:16s} {'single' if single else 'tiled':6s} {block:6d} "
-                  f"{warps:5d} sm_{arch:<3d} {res['regs']:5d} {res['local']:6d}"
-                  + (f"  FAIL {res['error']}" if res["error"] else ("  SPILL" if bad else "")),
-                  flush=True)
+    for cfg, res in run_configs(cfgs, args.jobs):
+        kind, label, flags, single, block, warps, arch = cfg
+        bad = res["error"] or res["local"] > 0
+        failed += bool(bad)
+        print(f"{kind:14s} {label:16s} {'single' if single else 'tiled':6s} {block:6d} "
+              f"{warps:5d} sm_{arch:<3d} {res['regs']:5d} {res['local']:6d}"
+              + (f"  FAIL {res['error']}" if res["error"] else ("  SPILL" if bad else "")),
+              flush=True)
     print(f"{len(cfgs)} configurations, {failed} failing (spill or error)")
     return 1 if failed else 0
 
