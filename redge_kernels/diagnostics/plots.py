@@ -43,7 +43,7 @@ def heatmaps(rows: Sequence[dict], method: str, path, title: str = "") -> None:
     ns = sorted({r["n_steps"] for r in mine})
     ts = sorted({r["t_1"] for r in mine})
     batch = mine[0]["batch"]
-    panels = [("grad_norm", "log10 mean ||grad||", _log10),
+    panels = [("grad_norm", "log10 mean ||grad|| (white: exactly 0)", _log10),
               ("rel_mse_batch", f"log10 MSE/||exact||^2 (B={batch})", _log10),
               ("cosine", "cos(mean, exact)", float),
               ("bias", "bias ||mean - exact||", float), ("fwd_tv", "forward TV", float)]
