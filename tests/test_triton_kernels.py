@@ -85,14 +85,28 @@ def test_schedules(method, n_steps, t_1):
 
 # ---- path (b): tiled row (forced with a small block) ------------------------------------------
 
-@pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("k", [17, 45])  # block + 1; three tiles with a tail
+# K = block + 1 for every case; three tiles with a tail once per method (the interpreter is slow)
+TILED = [(m, h, 17) for m, h in CASES] + [(m, m in ("st", "redge", "reinmax", "redge_max"), 45)
+                                          for m in METHODS]
+
+
+@pytest.mark.parametrize("method,hard,k", TILED)
 def test_tiled_matches_reference(method, hard, k):
     sched = linear_schedule(3, 0.6) if method.startswith("redge") else None
     _compare(method, _logits(2, k, seed=k), hard, schedule=sched, block=16)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method,k,n_steps", [("st", None, 2), ("redge", None, 2)])
+def test_default_tiled_configuration(method, k, n_steps):
+    """The launcher's own tile sizes (no block override), just above the single-block limit."""
+    from redge_kernels.triton._launch import SINGLE_MAX
+    kind = "diffusion_fwd" if method.startswith("redge") else "onepass_fwd"
+    k = 2 * SINGLE_MAX[kind] + 3
+    assert not tk.config(kind, k)[0]
+    _compare(method, _logits(1, k, seed=k, scale=3.0), True, schedule=_schedule(method, n_steps))
+
+
+@pytest.mark.parametrize("method", ["gumbel", "redge_cov"])
 def test_tiled_equals_single_block(method):
     """Same noise whatever the path: identical indices, values within rounding."""
     phi = _logits(3, 40, seed=3)

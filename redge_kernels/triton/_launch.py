@@ -15,6 +15,8 @@ bigger matrix; used by the int64 test and by row-sharded callers).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 
@@ -62,9 +64,27 @@ def _check(phi, seed, coefs):
         raise ValueError(f"redge_kernels.triton: coefs must be [n >= 2, 5], got {tuple(coefs.shape)}")
 
 
+def _on_device(phi):
+    """Launch on the logits' GPU (Triton launches on the current device)."""
+    return torch.cuda.device(phi.device) if phi.is_cuda else contextlib.nullcontext()
+
+
 def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | None = None,
         row_offset: int = 0):
     """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py)."""
+    with _on_device(phi):
+        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset)
+
+
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
+        block: int | None = None, row_offset: int = 0):
+    """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py); ``hard`` does not
+    change the gradient (straight-through)."""
+    with _on_device(phi):
+        return _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset)
+
+
+def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset):
     _check(phi, seed, coefs)
     rows, k = phi.shape
     n = coefs.shape[0]
@@ -90,9 +110,7 @@ def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | N
     return y, stats, index
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
-        block: int | None = None, row_offset: int = 0):
-    """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py)."""
+def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset):
     _check(phi, seed, coefs)
     rows, k = phi.shape
     n = coefs.shape[0]
