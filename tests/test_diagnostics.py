@@ -3,10 +3,9 @@ Monte-Carlo bias of each estimator against known answers (ST exact for linear f,
 quadratic f, ST biased for quadratic f), paper Prop. 3.1, forward-sample bias, reproducibility, and
 the quick sweep command. Every Monte-Carlo test uses a fixed seed, so its outcome is deterministic."""
 
+import csv
 import math
-import os
-import pathlib
-import subprocess
+import runpy
 import sys
 
 import pytest
@@ -14,9 +13,7 @@ import torch
 
 import redge_kernels as rk
 from redge_kernels import diagnostics as dg
-from redge_kernels.diagnostics import plots
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from redge_kernels.diagnostics import cli, plots
 
 BACKEND = "reference"
 
@@ -219,19 +216,39 @@ def test_backend_is_passed_through(cfg):
 
 # ----------------------------------------------------------------------------- command
 
-def test_quick_sweep_command_writes_its_files(tmp_path):
+def test_quick_sweep_command_writes_its_files(tmp_path, capsys):
+    # In-process (the module entry point is a two-line wrapper of cli.main); CI also runs
+    # `python -m redge_kernels.diagnostics sweep --quick`.
     out = tmp_path / "diag"
-    cmd = [sys.executable, "-m", "redge_kernels.diagnostics", "sweep", "--quick", "--samples",
-           "256", "--methods", "st,reinmax,redge", "--out", str(out), "-q", "--threads", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stderr
+    rc = cli.main(["sweep", "--quick", "--samples", "256", "--methods", "st,reinmax,redge",
+                   "--out", str(out), "-q"])
+    assert rc == 0
+    assert "Best config per method" not in capsys.readouterr().err
     for name in ("results.csv", "results.md", "best.csv", "meta.json"):
         assert (out / name).stat().st_size > 0
     text = (out / "results.md").read_text()
     assert "Best config per method" in text and "redge(n_steps=3,t_1=0.1)" in text
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 1 + 3 + 3 * 4  # st, reinmax x 3 taus, redge x (3 n_steps x 4 t_1)
     if plots.available():
         for name in ("heatmap_redge.png", "prop31_gradnorm.png", "baselines_tau.png",
                      "fig1_ddim_map.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_module_entry_point(monkeypatch, capsys):
+    # `python -m redge_kernels.diagnostics` runs __main__, which exits with cli.main's status.
+    monkeypatch.setattr(sys, "argv", ["redge_kernels.diagnostics", "sweep", "--help"])
+    with pytest.raises(SystemExit) as exc:
+        runpy.run_module("redge_kernels.diagnostics", run_name="__main__")
+    assert exc.value.code == 0 and "--quick" in capsys.readouterr().out
+
+
+def test_compare_command_prints_every_estimator(capsys):
+    rc = cli.main(["compare", "--objective", "randquad", "--L", "2", "--K", "3", "--samples", "256",
+                   "--backend", BACKEND])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for label in ("st", "gumbel(tau=0.5)", "reinmax(tau=1.0)", "redge(n_steps=3,t_1=0.5)",
+                  "redge_cov(n_steps=5,t_1=0.5)", "redge_max(n_steps=5,t_1=0.5)"):
+        assert f"| {label} |" in out
