@@ -30,7 +30,7 @@ namespace CPU_CAPABILITY {
 
 using at::vec::Vectorized;
 
-constexpr int64_t kPad = 16;      // scratch rows are padded to a multiple of this many elements
+constexpr int64_t kPad = 8;       // scratch rows are padded to a multiple of this many elements
 constexpr double kVMin = 0.1;     // ReDGE-Cov variance floor (_constants.V_MIN)
 constexpr int kNoiseLanes = 8;    // Philox words are produced 8 at a time
 
@@ -62,14 +62,20 @@ inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
 /// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 7 (key k0, k1).
 inline void philox8(uint64_t offset, uint32_t k0, uint32_t k1, Bits8& out) {
 #if defined(CPU_CAPABILITY_AVX2)
-  alignas(32) uint32_t lo[kNoiseLanes], hi[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) {
-    const uint64_t o = offset + static_cast<uint64_t>(i);
-    lo[i] = static_cast<uint32_t>(o);
-    hi[i] = static_cast<uint32_t>(o >> 32);
+  // Counters offset + i: low words in registers; the high word is shared unless the low word
+  // wraps inside these 8 lanes (then it is built lane by lane).
+  const uint32_t base_lo = static_cast<uint32_t>(offset);
+  const uint32_t base_hi = static_cast<uint32_t>(offset >> 32);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
+  __m256i c1;
+  if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
+    c1 = _mm256_set1_epi32(static_cast<int>(base_hi));
+  } else {
+    alignas(32) uint32_t hi[kNoiseLanes];
+    for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((offset + i) >> 32);
+    c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
   }
-  __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lo));
-  __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
   __m256i c2 = _mm256_setzero_si256();
   __m256i c3 = _mm256_setzero_si256();
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
@@ -127,9 +133,9 @@ inline VecF normal8(const Bits8& b) {
 }
 
 /// Stream 1: G = -log(E), E = -log(u) by the complement trick (noise.gumbel_from_bits).
-inline VecF gumbel8(const Bits8& b) {
-  const VecF w = u32_to_f32v(b.r2, true) * VecF(kTwoM32) + VecF(kTwoM33);   // 1 - u
-  const VecF v = u32_to_f32v(b.r2, false) * VecF(kTwoM32) + VecF(kTwoM33);  // u
+inline VecF gumbel8(const uint32_t* r2) {
+  const VecF w = u32_to_f32v(r2, true) * VecF(kTwoM32) + VecF(kTwoM33);   // 1 - u
+  const VecF v = u32_to_f32v(r2, false) * VecF(kTwoM32) + VecF(kTwoM33);  // u
   const VecF one(1.0f), zero(0.0f);
   const VecF one_minus_w = one - w;
   const VecF denom = one - one_minus_w;
@@ -153,6 +159,17 @@ inline void store8(const VecF& v, T* dst) {
   }
 }
 
+/// z (stream 0) and the raw stream-1 words r2 (for the pruned Gumbel-max, sample_pruned).
+template <typename T>
+void gen_normal_bits(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, uint32_t* r2) {
+  Bits8 b;
+  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
+    philox8(off + static_cast<uint64_t>(j), k0, k1, b);
+    if (z) store8(normal8(b), z + j);
+    std::memcpy(r2 + j, b.r2, sizeof(b.r2));
+  }
+}
+
 /// z (stream 0) and/or G (stream 1) for offsets off .. off + kp - 1 (either pointer may be null).
 template <typename T>
 void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
@@ -160,7 +177,7 @@ void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
   for (int64_t j = 0; j < kp; j += kNoiseLanes) {
     philox8(off + static_cast<uint64_t>(j), k0, k1, b);
     if (z) store8(normal8(b), z + j);
-    if (g) store8(gumbel8(b), g + j);
+    if (g) store8(gumbel8(b.r2), g + j);
   }
 }
 
@@ -178,6 +195,31 @@ RowKind load_row(const scalar_t* src, int64_t stride, int64_t K, int64_t kp, T* 
   const T inf = std::numeric_limits<T>::infinity();
   bool bad = false;
   int64_t ninf = 0;
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    if (stride == 1) {  // contiguous row of acc_t: vector copy and checks
+      using V = Vectorized<T>;
+      constexpr int L = V::size();
+      constexpr int full = (1 << L) - 1;
+      const V vinf(inf), vninf(-inf);
+      int64_t j = 0;
+      for (; j + L <= K; j += L) {
+        const V v = V::loadu(src + j);
+        v.store(dst + j);
+        bad |= (v < vinf).zero_mask() != 0;  // a lane that is not < inf: NaN or +inf
+        ninf += __builtin_popcount(static_cast<unsigned>(~(v == vninf).zero_mask() & full));
+      }
+      for (; j < K; ++j) {
+        const T v = src[j];
+        dst[j] = v;
+        bad |= !(v < inf);
+        ninf += (v == -inf);
+      }
+      std::fill(dst + K, dst + kp, -inf);
+      *n_masked = ninf;
+      if (bad) return kPoisonedRow;
+      return ninf == K ? kEmptyRow : kNormalRow;
+    }
+  }
   if (stride == 1) {
     for (int64_t j = 0; j < K; ++j) {
       const T v = static_cast<T>(src[j]);
@@ -247,17 +289,24 @@ T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread cou
 }
 
 /// dst[j] = f(j) (a Vectorized<T> of lanes j .. j+L-1) for j < kp; returns max_j dst[j].
+/// (kp is a multiple of L; two accumulators in a fixed order.)
 template <typename T, typename F>
 T map_max(int64_t kp, T* dst, F f) {
   using V = Vectorized<T>;
   constexpr int L = V::size();
   V m0(neg_inf<T>()), m1(neg_inf<T>());
-  for (int64_t j = 0; j < kp; j += 2 * L) {
+  int64_t j = 0;
+  for (; j + 2 * L <= kp; j += 2 * L) {
     const V a = f(j), b = f(j + L);
     a.store(dst + j);
     b.store(dst + j + L);
     m0 = at::vec::maximum(m0, a);
     m1 = at::vec::maximum(m1, b);
+  }
+  if (j < kp) {
+    const V a = f(j);
+    a.store(dst + j);
+    m0 = at::vec::maximum(m0, a);
   }
   return hmax(at::vec::maximum(m0, m1));
 }
@@ -269,13 +318,19 @@ T exp_sum(int64_t kp, T* a, T m) {
   constexpr int L = V::size();
   const V mv(m);
   V s0(T(0)), s1(T(0));
-  for (int64_t j = 0; j < kp; j += 2 * L) {
+  int64_t j = 0;
+  for (; j + 2 * L <= kp; j += 2 * L) {
     const V e0 = (V::loadu(a + j) - mv).exp();
     const V e1 = (V::loadu(a + j + L) - mv).exp();
     e0.store(a + j);
     e1.store(a + j + L);
     s0 = s0 + e0;
     s1 = s1 + e1;
+  }
+  if (j < kp) {
+    const V e0 = (V::loadu(a + j) - mv).exp();
+    e0.store(a + j);
+    s0 = s0 + e0;
   }
   return hsum(s0 + s1);
 }
@@ -304,6 +359,66 @@ Vectorized<T> one_hot_block(int64_t j, int64_t idx) {
   alignas(64) T a[L] = {};
   a[idx - j] = T(1);
   return V::loadu(a);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Gumbel-max sampling with pruning (float rows): i = first argmax_j (l_j + G_j).
+// G is a non-decreasing function of the word r2, so G_j <= UB[r2_j >> 24], the value at the top of
+// its 1/256 bucket (plus a margin far above the rounding wiggle of the float formula). A block of
+// 8 columns whose bounds l_j + UB all fall below the best score so far cannot hold the maximum and
+// its logs are skipped; every other block gets the exact G of noise.py. Since fl(l + UB) >=
+// fl(l + G), the result is exactly the argmax of the unpruned scan (first index on ties).
+// ------------------------------------------------------------------------------------------------
+
+struct GumbelBounds {
+  alignas(64) float ub[256];
+  GumbelBounds() {
+    for (uint32_t b = 0; b < 256; ++b) {
+      const uint32_t top = (b << 24) | 0x00FFFFFFu;
+      ub[b] = gumbel_from_bits(top) + 1e-3f;  // scalar libm; the margin covers ulp differences
+    }
+  }
+};
+
+inline const float* gumbel_bounds() {
+  static const GumbelBounds t;
+  return t.ub;
+}
+
+inline VecF gumbel_bound8(const uint32_t* r2, const float* ub) {
+#if defined(CPU_CAPABILITY_AVX2)
+  const __m256i idx = _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2)), 24);
+  return VecF(_mm256_i32gather_ps(ub, idx, 4));
+#else
+  alignas(32) float f[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) f[i] = ub[r2[i] >> 24];
+  return VecF::loadu(f);
+#endif
+}
+
+/// First argmax of l_j + G_j over j < kp, where `logit(j)` gives l for the 8 columns j..j+7 and
+/// r2 holds the stream-1 words. Float rows only.
+template <typename F>
+int64_t sample_pruned(int64_t kp, const uint32_t* r2, F logit) {
+  const float* ub = gumbel_bounds();
+  float best = neg_inf<float>();
+  int64_t best_idx = -1;
+  constexpr int full = (1 << kNoiseLanes) - 1;
+  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
+    const VecF l = logit(j);
+    const VecF bound = l + gumbel_bound8(r2 + j, ub);
+    if ((bound >= VecF(best)).zero_mask() == full) continue;  // no lane can reach `best`
+    const VecF score = l + gumbel8(r2 + j);
+    alignas(32) float sc[kNoiseLanes];
+    score.store(sc);
+    for (int i = 0; i < kNoiseLanes; ++i) {
+      if (sc[i] > best) {
+        best = sc[i];
+        best_idx = j + i;
+      }
+    }
+  }
+  return best_idx;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -342,6 +457,10 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   T* x = chain ? G + kp : nullptr;
   T* mu = cov ? x + kp : nullptr;
   T* lam = cov ? mu + kp : nullptr;
+  // Float rows sample with the pruned Gumbel-max (stream-1 words kept, G computed where needed).
+  constexpr bool kPruned = std::is_same_v<T, float>;
+  std::vector<uint32_t> r2buf(kPruned ? static_cast<size_t>(kp) : 0);
+  uint32_t* r2 = r2buf.data();
 
   for (int64_t r = rb; r < re; ++r) {
     T* st = stats + r * n * 2;
@@ -366,7 +485,8 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     int64_t idx = -1;
 
     if (!chain) {
-      gen_noise<T>(off, kp, a.key0, a.key1, nullptr, G);
+      if (method == kGumbel || !kPruned) gen_noise<T>(off, kp, a.key0, a.key1, nullptr, G);
+      else gen_normal_bits<T>(off, kp, a.key0, a.key1, nullptr, r2);
       T m;
       if (method == kGumbel) {
         m = map_max<T>(kp, E, [&](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
@@ -377,11 +497,18 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       st[0] = m;
       st[1] = s;
       soft_s = s;
-      // Sampling scores phi + G (G's scratch is reused for them).
-      const T vmax = map_max<T>(kp, G, [&](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
-      idx = first_index_of<T>(G, kp, vmax);
+      if constexpr (kPruned) {
+        if (method != kGumbel) {
+          idx = sample_pruned(kp, r2, [&](int64_t j) { return V::loadu(ph + j); });
+        }
+      }
+      if (idx < 0) {  // Sampling scores phi + G (G's scratch is reused for them).
+        const T vmax = map_max<T>(kp, G, [&](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+        idx = first_index_of<T>(G, kp, vmax);
+      }
     } else {
-      gen_noise<T>(off, kp, a.key0, a.key1, x, G);  // x = z for now
+      if (kPruned) gen_normal_bits<T>(off, kp, a.key0, a.key1, x, r2);  // x = z for now
+      else gen_noise<T>(off, kp, a.key0, a.key1, x, G);
       if (cov) {
         // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
         const T m0 = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
@@ -427,8 +554,12 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       }
       // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
       auto l1 = logits(1);
-      const T vmax = map_max<T>(kp, G, [&](int64_t j) { return l1(j) + V::loadu(G + j); });
-      idx = first_index_of<T>(G, kp, vmax);
+      if constexpr (kPruned) {
+        idx = sample_pruned(kp, r2, l1);
+      } else {
+        const T vmax = map_max<T>(kp, G, [&](int64_t j) { return l1(j) + V::loadu(G + j); });
+        idx = first_index_of<T>(G, kp, vmax);
+      }
     }
 
     a.index[r] = idx;
@@ -522,15 +653,11 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       if (method == kGumbel) gen_noise<T>(off, kp, a.key0, a.key1, nullptr, A);
       const V m(st[0]), s(st[1]), tv(tau);
       V d0 = zero, d1 = zero;
-      for (int64_t j = 0; j < kp; j += 2 * L) {
-        for (int h = 0; h < 2; ++h) {
-          const int64_t jj = j + h * L;
-          const V l = method == kGumbel ? (V::loadu(ph + jj) + V::loadu(A + jj)) / tv
-                                        : V::loadu(ph + jj);
-          const V p = (l - m).exp() / s;
-          p.store(E + jj);
-          if (h == 0) d0 = d0 + V::loadu(g + jj) * p; else d1 = d1 + V::loadu(g + jj) * p;
-        }
+      for (int64_t j = 0; j < kp; j += L) {
+        const V l = method == kGumbel ? (V::loadu(ph + j) + V::loadu(A + j)) / tv : V::loadu(ph + j);
+        const V p = (l - m).exp() / s;
+        p.store(E + j);
+        if ((j / L) % 2 == 0) d0 = d0 + V::loadu(g + j) * p; else d1 = d1 + V::loadu(g + j) * p;
       }
       const V dot(hsum(d0 + d1));
       for (int64_t j = 0; j < kp; j += L) {

@@ -1,0 +1,175 @@
+"""CPU speed of the fused C++ kernels (issue 4, item 6), all ratios measured in one run.
+
+    python bench/cpu_speed.py                 # all shapes, 7 repetitions (medians)
+    python bench/cpu_speed.py --reps 11 --shapes 256x32768
+
+Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backward(g)``:
+
+* ``redge_kernels`` : ``rk.redge(x, backend="cpu")`` (C++ kernels, seed drawn per call);
+* ``redge eager``   : the authors' package, ``redge.redge(x, n_steps=5, t_1=0.5)``;
+* ``redge compiled``: ``torch.compile`` of the same function (compile time excluded);
+* ``gumbel_softmax``: ``torch.nn.functional.gumbel_softmax(x, hard=True)``;
+* ``copy floor``    : ``torch.Tensor.copy_`` into a preallocated buffer moving the same number of
+  bytes as the fused op's lower bound (forward reads phi, writes y; backward reads phi and g,
+  writes grad: 5 * 4 * R * K bytes).
+
+Repetitions are interleaved (one call of every method per round) so that load from other
+processes on a shared machine hits all methods alike; the table gives medians, min-max, and the
+ratio of each method's median to ours. Peak extra memory is the peak resident set during one
+forward + backward above the resident set before it (glibc is told to return large blocks to the
+OS, so the figure is not hidden by the heap), in units of one R x K fp32 buffer; it includes the
+outputs y and grad (2 buffers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+# Large blocks straight from / back to the OS, so the resident-set peaks mean something.
+if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import redge_kernels as rk  # noqa: E402
+
+N_STEPS, T_1 = 5, 0.5
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def peak_extra_bytes(fn) -> int:
+    """Peak RSS during fn() minus the RSS before it (Linux; resets the high-water mark)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return -1
+    before = _rss_kib("VmRSS:")
+    fn()
+    return (_rss_kib("VmHWM:") - before) * 1024
+
+
+def make_methods(x, g, with_authors: bool):
+    def ours():
+        y = rk.redge(x, n_steps=N_STEPS, t_1=T_1, hard=True, backend="cpu")
+        y.backward(g)
+        x.grad = None
+
+    methods = {"redge_kernels (cpu)": ours}
+    if with_authors:
+        import redge
+
+        def eager():
+            y = redge.redge(x, n_steps=N_STEPS, t_1=T_1, hard=True)
+            y.backward(g)
+            x.grad = None
+
+        compiled_fn = torch.compile(lambda v: redge.redge(v, n_steps=N_STEPS, t_1=T_1, hard=True))
+
+        def compiled():
+            y = compiled_fn(x)
+            y.backward(g)
+            x.grad = None
+
+        methods["redge eager (authors)"] = eager
+        methods["redge torch.compile"] = compiled
+
+    def gumbel():
+        y = F.gumbel_softmax(x, hard=True)
+        y.backward(g)
+        x.grad = None
+
+    methods["F.gumbel_softmax(hard)"] = gumbel
+    n_copy = (5 * x.numel()) // 2  # read + write of n_copy floats = 5 R K floats moved
+    src = torch.randn(n_copy)
+    dst = torch.empty(n_copy)
+    methods["copy floor (same bytes)"] = lambda: dst.copy_(src)
+    return methods
+
+
+def bench_shape(rows: int, k: int, reps: int, with_authors: bool):
+    torch.manual_seed(0)
+    x = torch.randn(rows, k, requires_grad=True)
+    g = torch.randn(rows, k)
+    methods = make_methods(x, g, with_authors)
+    # Calls per timed sample: enough for ~20 ms of our kernel at small shapes.
+    inner = max(1, int(2e6 // (rows * k)))
+    for fn in methods.values():  # warm-up (and compile)
+        for _ in range(2):
+            fn()
+    times = {name: [] for name in methods}
+    for _ in range(reps):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[name].append((time.perf_counter() - t0) / inner)
+    peaks = {name: peak_extra_bytes(fn) for name, fn in methods.items() if "copy" not in name}
+    return times, peaks, inner
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--shapes", default="256x32768,9600x2,6400x64")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--no-authors", action="store_true", help="skip the authors' redge package")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if "cpu" not in rk.available_backends():
+        sys.exit("the C++ extension is not built: pip install --no-build-isolation -e .")
+    with_authors = not args.no_authors
+    if with_authors:
+        try:
+            import redge  # noqa: F401
+        except ImportError:
+            print("note: `redge` not installed (pip install --no-deps redge==0.1.0 reinmax==0.1.0); "
+                  "skipping the authors' baselines")
+            with_authors = False
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    print(f"# cpu_speed: {cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"load average {os.getloadavg()[0]:.1f} (start), reps {args.reps}")
+    print(f"# ReDGE hard, n_steps={N_STEPS}, t_1={T_1}, fp32, forward + backward (y.backward(g))\n")
+    for shape in args.shapes.split(","):
+        rows, k = (int(v) for v in shape.lower().split("x"))
+        times, peaks, inner = bench_shape(rows, k, args.reps, with_authors)
+        ours = statistics.median(times["redge_kernels (cpu)"])
+        buf = rows * k * 4
+        print(f"## {rows} x {k}  ({inner} call(s) per sample)\n")
+        print("| method | median ms | min - max ms | median / ours | peak extra memory (R x K buffers) |")
+        print("|---|---:|---:|---:|---:|")
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            peak = peaks.get(name)
+            peak_s = "-" if peak is None or peak < 0 else f"{peak / buf:.2f} ({peak / 2**20:.1f} MiB)"
+            print(f"| {name} | {med * 1e3:.3f} | {min(ts) * 1e3:.3f} - {max(ts) * 1e3:.3f} | "
+                  f"{med / ours:.2f}x | {peak_s} |")
+        print()
+    print(f"# load average {os.getloadavg()[0]:.1f} (end)")
+
+
+if __name__ == "__main__":
+    main()
