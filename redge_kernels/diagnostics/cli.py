@@ -27,7 +27,8 @@ from . import plots
 from .exact import exact_gradient, exact_expectation
 from .figure1 import ddim_map
 from .objectives import OBJECTIVES, make_objective
-from .sweep import (BEST_COLUMNS, TABLE_COLUMNS, best_configs, markdown_table, run_sweep, sweep_configs,
+from .sweep import (BEST_COLUMNS, TABLE_COLUMNS, best_configs, markdown_table, run_sweep,
+                    sweep_configs,
                     write_csv, write_markdown)
 
 ALL_METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
@@ -123,7 +124,8 @@ def _backend_used(backend: str, device: torch.device) -> str:
 def _meta(args, argv, theta, f, value, exact, elapsed) -> dict:
     return {"command": "python -m redge_kernels.diagnostics " + " ".join(argv),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.node()} {platform.machine()} {platform.processor() or ''}".strip(),
+            "machine": " ".join(v for v in (platform.node(), platform.machine(),
+                                            platform.processor()) if v),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "device": str(theta.device), "backend": args.backend,
@@ -132,7 +134,8 @@ def _meta(args, argv, theta, f, value, exact, elapsed) -> dict:
             "objective": f.label, "L": args.L, "K": args.K, "configs": args.K ** args.L,
             "theta_scale": args.theta_scale, "theta": args.theta, "dtype": args.dtype,
             "problem_seed": args.problem_seed,
-            "samples": args.samples, "seed": args.seed, "batch": args.batch, "exact_value": float(value),
+            "samples": args.samples, "seed": args.seed, "batch": args.batch,
+            "exact_value": float(value),
             "exact_grad_norm": float(exact.norm()), "seconds": round(elapsed, 2)}
 
 

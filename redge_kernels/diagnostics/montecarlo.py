@@ -1,4 +1,5 @@
-"""Monte-Carlo statistics of an estimator's gradient against the exact one, and of its forward samples.
+"""Monte-Carlo statistics of an estimator's gradient against the exact one, and of its forward
+samples.
 
 One estimator call does all the work: ``theta [L, K]`` is replicated to ``[S, L, K]`` and sampled
 with one seed (every row gets independent noise, since the Philox counter includes the row index).
@@ -21,8 +22,9 @@ Statistics (``g_s`` the S estimates, ``g`` the exact gradient, norms over all L*
     grad_norm  = (1/S) sum_s ||g_s||;  grad_norm_median = median_s ||g_s||
     frac_vanishing = fraction of s with ||g_s|| < 1e-6 ||g||
                  (paper Prop. 3.1: for ReDGE, ||g_s|| -> 0 almost surely as t_1 -> 0, so the median
-                 and frac_vanishing show it first; the mean is dominated by the rare noises that land
-                 near a decision boundary, where the gradient is of order c_1, until those vanish too)
+                 and frac_vanishing show it first; the mean is dominated by the rare noises that
+                 land near a decision boundary, where the gradient is of order c_1, until those
+                 vanish too)
     max_abs_z  = max_entries |mean - g| / (sd_s / sqrt(S))
 
 Forward samples (``index [S, L]``) against ``p = softmax(theta)``, row by row (rows are independent
@@ -173,13 +175,15 @@ def gradient_stats(grads: torch.Tensor, exact: torch.Tensor, *, batch: int = 1,
         mean_norm=float(mean.norm()),
         bias=bias, bias2_corr=bias2_corr, variance=variance, mse=mse, mse_se=mse_se,
         rel_mse=mse / max(enorm ** 2, tiny), batch=int(batch), mse_batch=mse_batch,
-        rel_mse_batch=mse_batch / max(enorm ** 2, tiny), cosine=cosine, cosine_mean=float(cos_each.mean()),
+        rel_mse_batch=mse_batch / max(enorm ** 2, tiny), cosine=cosine,
+        cosine_mean=float(cos_each.mean()),
         max_abs_z=float((diff.abs() / se).max()))
 
 
 @dataclasses.dataclass
 class ForwardBias:
-    """Distance between the empirical distribution of hard samples and softmax(theta) (module doc)."""
+    """Distance between the empirical distribution of hard samples and softmax(theta)
+    (module doc)."""
 
     n_samples: int
     tv: float

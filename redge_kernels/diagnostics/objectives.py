@@ -2,8 +2,8 @@
 
 Each is differentiable in ``y`` and batched over the leading dims, so the same callable serves the
 exact enumeration (``y`` = all one-hot configurations) and the Monte-Carlo estimators (``y`` = the
-estimator's hard samples, replicated over seeds). Random parameters come from a seeded CPU generator,
-so ``make_objective(name, L, K, seed=s)`` is reproducible.
+estimator's hard samples, replicated over seeds). Random parameters come from a seeded CPU
+generator, so ``make_objective(name, L, K, seed=s)`` is reproducible.
 
 * ``linear``:    ``f(y) = sum_{l,k} W_lk y_lk``, W ~ N(0, 1). Hard ST is exact (zero variance).
 * ``quadratic``: ``f(y) = sum_l ||y_l - c_l||^2``, c ~ U(0, 1)^{LxK} (row-separable quadratic).

@@ -5,7 +5,8 @@
   (||mean - exact||) and forward-sample TV; the lowest-MSE cell is boxed.
 * ``prop31_plot(rows, path)``: median and mean gradient norm against t_1 (log-log), one line per
   (method, n_steps): paper Prop. 3.1 (gradients vanish as t_1 -> 0).
-* ``tau_plot(rows, path)``: MSE (B-sample average) and gradient norm of gumbel / reinmax against tau, ST as a line.
+* ``tau_plot(rows, path)``: MSE (B-sample average) and gradient norm of gumbel / reinmax against
+  tau, ST as a line.
 * ``figure1_plot(p, maps, path)``: the DDIM map of ``figure1.ddim_map``.
 """
 

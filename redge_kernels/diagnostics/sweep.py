@@ -3,8 +3,8 @@
 ``run_sweep`` evaluates (``montecarlo.evaluate``) ReDGE-family samplers on the grid
 ``n_steps x t_1`` and Gumbel-Softmax / ReinMax on the ``tau`` grid (plus ST), all with the same seed
 (common random numbers: the same noise for every config, so differences between configs are not
-sampling noise of the comparison), against one exact gradient. ``best_configs`` locates the lowest-MSE
-config of each method and its near-best region. ``write_csv`` / ``write_markdown`` write the table.
+sampling noise of the comparison), against one exact gradient. ``best_configs`` locates the
+lowest-MSE config of each method and its near-best region. ``write_csv`` / ``write_markdown`` write the table.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ __all__ = ["sweep_configs", "run_sweep", "best_configs", "write_csv", "write_mar
 TAU_METHODS = ("gumbel", "reinmax")
 
 #: Columns of the written tables (all keys of ``evaluate``'s rows are in the CSV).
-TABLE_COLUMNS = ("label", "grad_norm", "grad_norm_median", "frac_vanishing", "bias", "variance", "mse", "mse_batch", "rel_mse_batch",
-                 "cosine",
+TABLE_COLUMNS = ("label", "grad_norm", "grad_norm_median", "frac_vanishing", "bias", "variance",
+                 "mse", "mse_batch", "rel_mse_batch", "cosine",
                  "cosine_mean", "fwd_tv", "fwd_tv_null", "fwd_p_value")
 
 
