@@ -8,8 +8,8 @@ Model: what the kernels actually read / write from DRAM when nothing is served f
 passes over a row (an upper bound; on a GPU a row re-read by the next pass often hits L2):
 
 * path (a), single block: exactly the lower bound.
-* path (b), tiled, diffusion forward: pass 0 (row flags; base softmax for redge_cov) + one pass per
-  denoiser (n - 1) read phi; the output pass writes y (hard: write only; soft: re-reads phi).
+* path (b), tiled, diffusion forward: (redge_cov only) pass 0 for the base softmax, then one pass
+  per denoiser (n - 1) read phi; the output pass writes y (hard: write only; soft: re-reads phi).
 * path (b), diffusion backward: n - 1 reduction passes (+1 for redge_cov) and the output pass read
   phi and g; the output pass writes grad_phi.
 * path (b), one-pass forward: one pass reads phi; the output pass writes y (soft: re-reads phi).
@@ -57,8 +57,9 @@ def traffic(method: str, rows: int, k: int, n_steps: int = 5, hard: bool = True,
     if single_f:
         fwd_reads, fwd_passes = 1, 1
     elif diffusion:
-        fwd_reads = 1 + (n - 1) + (0 if hard else 1)
-        fwd_passes = n + 1
+        base = 1 if method == "redge_cov" else 0  # pass 0: softmax(phi) for the Cov base
+        fwd_reads = base + (n - 1) + (0 if hard else 1)
+        fwd_passes = base + n
     else:
         fwd_reads = 1 + (0 if hard else 1)
         fwd_passes = 2

@@ -181,26 +181,26 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         empty = (n_valid == 0) & (n_bad == 0)
         tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
-        # pass 0: row flags and (COV) the base softmax statistics
+        # row flags, and (COV only: pass 0) the base softmax statistics; without COV the flags
+        # are folded into the first denoiser pass
         n_bad = 0
         n_valid = 0
         m0 = NEG_INF
         s0 = 0.0
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            nb, nv = row_flags(phi, cmask)
-            n_bad += nb
-            n_valid += nv
-            if COV:
+        if COV:
+            for start in range(0, K, BLOCK):
+                cols = start + lanes
+                cmask = cols < K
+                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
+                              other=NEG_INF).to(tl.float32)
+                nb, nv = row_flags(phi, cmask)
+                n_bad += nb
+                n_valid += nv
                 m0, s0 = online_stats(m0, s0, phi)
         m0 = safe_max(m0)
         if COV:
             mvec = put(mvec, steps, 0, m0)
             svec = put(svec, steps, 0, s0)
-        poisoned = n_bad > 0
-        empty = (n_valid == 0) & (n_bad == 0)
         # one pass per denoiser k = n-1 .. 1; the last one also folds the Gumbel-max argmax
         best = NEG_INF
         best_idx = row * 0
@@ -213,6 +213,11 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                 cmask = cols < K
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
+                if not COV:
+                    if i == 0:
+                        nb, nv = row_flags(phi, cmask)
+                        n_bad += nb
+                        n_valid += nv
                 z, gum = normal_and_gumbel(seed, noise_row + cols)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 xk = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
@@ -222,6 +227,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                     best, best_idx = tile_argmax(best, best_idx, l + gum, start)
             mvec = put(mvec, steps, k, safe_max(m))
             svec = put(svec, steps, k, s)
+        poisoned = n_bad > 0
+        empty = (n_valid == 0) & (n_bad == 0)
         # output pass: the one-hot needs no recomputation; the soft sample recomputes p_1
         m1 = pick(mvec, steps, 1)
         s1 = pick(svec, steps, 1)
