@@ -43,10 +43,15 @@ struct RowArgs {
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
 
+/// The noise of 8 consecutive offsets (z = stream 0, g = Gumbel of stream 1), as the kernels
+/// compute it; for the known-answer tests.
+using Noise8Fn = void (*)(uint64_t offset, uint32_t key0, uint32_t key1, float* z, float* g);
+
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
 struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
+  Noise8Fn noise8;
   const char* name;
 };
 

@@ -810,12 +810,20 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   }
 }
 
+inline void noise8(uint64_t offset, uint32_t k0, uint32_t k1, float* z, float* g) {
+  Bits8 b;
+  philox8(offset, k0, k1, b);
+  normal8(b).store(z);
+  gumbel8(b.r2).store(g);
+}
+
 inline const KernelTable& table(const char* name) {
   static const KernelTable t = {
       {&fwd_rows<float, float>, &fwd_rows<double, double>, &fwd_rows<c10::BFloat16, float>,
        &fwd_rows<c10::Half, float>},
       {&bwd_rows<float, float>, &bwd_rows<double, double>, &bwd_rows<c10::BFloat16, float>,
        &bwd_rows<c10::Half, float>},
+      &noise8,
       name};
   return t;
 }

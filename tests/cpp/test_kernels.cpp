@@ -1,0 +1,173 @@
+// C++ tests of the CPU kernels without Python: the vectorized noise of both kernel sets against
+// the scalar generator (int64 offsets past 2^32 included), row conventions, thread invariance,
+// and agreement between the AVX2 and the portable kernel sets.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "check.h"
+#include "philox.h"
+#include "redge_cpu.h"
+#include "row_kernels.h"
+
+using namespace redge_kernels;
+
+namespace {
+
+bool close_f(float a, float b) {
+  return std::fabs(a - b) <= 1e-6f + 4 * 1.2e-7f * std::fabs(b);
+}
+
+void test_noise(const KernelTable& t) {
+  const uint64_t seed = 0x0123456789ABCDEFull;
+  const uint64_t offsets[] = {0ull, 8ull, (1ull << 32) - 8, (1ull << 32) - 3, (1ull << 32) + 5,
+                              (1ull << 40) + 5, 123456789012ull, ~0ull - 16};
+  for (uint64_t off : offsets) {
+    float z[8], g[8];
+    t.noise8(off, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), z, g);
+    for (int i = 0; i < 8; ++i) {
+      const PhiloxOut w = noise_bits(seed, off + i);
+      const float zs = normal_from_bits(w.r[0], w.r[1]);
+      const float gs = gumbel_from_bits(w.r[2]);
+      CHECK(close_f(z[i], zs), "[%s] offset %llu: z %.9e vs scalar %.9e", t.name,
+            static_cast<unsigned long long>(off + i), z[i], zs);
+      CHECK(close_f(g[i], gs), "[%s] offset %llu: G %.9e vs scalar %.9e", t.name,
+            static_cast<unsigned long long>(off + i), g[i], gs);
+    }
+  }
+}
+
+at::Tensor coefs_redge(at::ScalarType dt) {
+  // linear schedule n = 3, t_1 = 0.5: alphas (1, 0.5, 1e-4)
+  const double al[3] = {1.0, 0.5, 1e-4};
+  std::vector<double> rows;
+  for (int k = 0; k < 3; ++k) {
+    const double s = 1.0 - al[k];
+    double c = 0, a = 0, b = 0;
+    if (k > 0) {
+      c = al[k] / (s * s);
+      b = (1.0 - al[k - 1]) / s;
+      a = al[k - 1] - al[k] * b;
+    }
+    for (double v : {c, a, b, al[k], s}) rows.push_back(v);
+  }
+  return at::tensor(rows, at::kDouble).view({3, 5}).to(dt);
+}
+
+void test_ops() {
+  at::manual_seed(0);
+  const at::Tensor seed = at::scalar_tensor(12345, at::kLong);
+  // Straight-through soft output is softmax(phi); masked entries get exactly 0.
+  at::Tensor phi = at::randn({5, 37}, at::kFloat);
+  phi.index_put_({1, at::indexing::Slice(0, at::indexing::None, 3)}, -INFINITY);
+  const at::Tensor c2 = coefs_redge(at::kFloat).slice(0, 0, 2);
+  auto [y, stats, index] = fwd_cpu(phi, seed, c2, kST, false, 1.0);
+  CHECK(at::allclose(y, at::softmax(phi, -1), 1e-5, 1e-7), "st soft != softmax");
+  CHECK(y[1][0].item<float>() == 0.0f, "masked entry not exactly 0");
+  // Gumbel-max index (fp64): argmax(phi + G) with the scalar generator's G.
+  at::Tensor phid = at::randn({4, 50}, at::kDouble);
+  auto out = fwd_cpu(phid, seed, c2.to(at::kDouble), kGumbel, true, 1.0);
+  for (int64_t r = 0; r < 4; ++r) {
+    double best = -INFINITY;
+    int64_t arg = -1;
+    for (int64_t j = 0; j < 50; ++j) {
+      const PhiloxOut w = noise_bits(12345, static_cast<uint64_t>(r * 50 + j));
+      const double s = phid[r][j].item<double>() + static_cast<double>(gumbel_from_bits(w.r[2]));
+      if (s > best) {
+        best = s;
+        arg = j;
+      }
+    }
+    CHECK(std::get<2>(out)[r].item<int64_t>() == arg, "row %lld: index %lld vs scalar %lld",
+          static_cast<long long>(r), static_cast<long long>(std::get<2>(out)[r].item<int64_t>()),
+          static_cast<long long>(arg));
+  }
+  // Empty and poisoned rows; the other rows are untouched.
+  at::Tensor p2 = at::randn({4, 9}, at::kFloat);
+  p2[1].fill_(-INFINITY);
+  p2[2][3] = NAN;
+  p2[3][0] = INFINITY;
+  const at::Tensor c3 = coefs_redge(at::kFloat);
+  auto o2 = fwd_cpu(p2, seed, c3, kReDGE, true, 1.0);
+  const at::Tensor y2 = std::get<0>(o2), i2 = std::get<2>(o2);
+  CHECK(y2[1].eq(0).all().item<bool>() && i2[1].item<int64_t>() == -1, "empty row");
+  CHECK(y2[2].isnan().all().item<bool>() && i2[2].item<int64_t>() == -1, "NaN row");
+  CHECK(y2[3].isnan().all().item<bool>() && i2[3].item<int64_t>() == -1, "+inf row");
+  CHECK(y2[0].sum().item<float>() == 1.0f && i2[0].item<int64_t>() >= 0, "normal row");
+  const at::Tensor g2 = at::randn({4, 9}, at::kFloat);
+  const at::Tensor gp = bwd_cpu(g2, p2, seed, c3, std::get<1>(o2), i2, kReDGE, true, 1.0);
+  CHECK(gp[1].eq(0).all().item<bool>(), "empty row grad");
+  CHECK(gp[2].isnan().all().item<bool>() && gp[3].isnan().all().item<bool>(), "poisoned grad");
+  CHECK(gp[0].isfinite().all().item<bool>(), "normal row grad");
+}
+
+void test_threads() {
+  at::manual_seed(1);
+  const at::Tensor seed = at::scalar_tensor(7, at::kLong);
+  const at::Tensor phi = at::randn({64, 1000}, at::kFloat);
+  const at::Tensor g = at::randn({64, 1000}, at::kFloat);
+  const at::Tensor c3 = coefs_redge(at::kFloat);
+  for (int64_t m = kST; m <= kReDGEMax; ++m) {
+    at::set_num_threads(1);
+    auto a = fwd_cpu(phi, seed, c3, m, true, 0.7);
+    const at::Tensor ga = bwd_cpu(g, phi, seed, c3, std::get<1>(a), std::get<2>(a), m, true, 0.7);
+    at::set_num_threads(2);
+    auto b = fwd_cpu(phi, seed, c3, m, true, 0.7);
+    const at::Tensor gb = bwd_cpu(g, phi, seed, c3, std::get<1>(b), std::get<2>(b), m, true, 0.7);
+    CHECK(at::equal(std::get<0>(a), std::get<0>(b)) && at::equal(std::get<1>(a), std::get<1>(b)) &&
+              at::equal(std::get<2>(a), std::get<2>(b)) && at::equal(ga, gb),
+          "method %lld: 1 vs 2 threads differ", static_cast<long long>(m));
+  }
+}
+
+void test_kernel_sets_agree() {
+  // The AVX2 and the portable kernels: same indices, values within fp32 rounding.
+  const KernelTable& k0 = kernels_default();
+  const KernelTable& k1 = kernels_avx2();
+  at::manual_seed(2);
+  const int64_t R = 16, K = 203;
+  const at::Tensor phi = at::randn({R, K}, at::kFloat) * 3;
+  const at::Tensor c3 = coefs_redge(at::kFloat);
+  for (int m = kST; m <= kReDGEMax; ++m) {
+    at::Tensor y[2], st[2], ix[2];
+    for (int s = 0; s < 2; ++s) {
+      y[s] = at::empty({R, K}, at::kFloat);
+      st[s] = at::empty({R, 3, 2}, at::kFloat);
+      ix[s] = at::empty({R}, at::kLong);
+      RowArgs a;
+      a.rows = R;
+      a.K = K;
+      a.n_steps = 3;
+      a.method = m;
+      a.hard = false;
+      a.tau = 0.5;
+      a.key0 = 99;
+      a.key1 = 1;
+      a.phi = phi.data_ptr();
+      a.phi_stride0 = K;
+      a.phi_stride1 = 1;
+      a.coefs = c3.data_ptr();
+      a.y = y[s].data_ptr();
+      a.stats = st[s].data_ptr();
+      a.index = ix[s].data_ptr<int64_t>();
+      (s == 0 ? k0 : k1).fwd[kF32](a, 0, R);
+    }
+    CHECK(at::equal(ix[0], ix[1]), "method %d: indices differ between %s and %s", m, k0.name, k1.name);
+    CHECK(at::allclose(y[0], y[1], 1e-4, 1e-6), "method %d: values differ between kernel sets", m);
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_noise(kernels_default());
+  test_noise(kernels_avx2());
+  test_ops();
+  test_threads();
+  test_kernel_sets_agree();
+  std::printf("kernel set in use: %s\n", kernel_set_name());
+  TEST_MAIN_RETURN("test_kernels");
+}
