@@ -32,11 +32,11 @@ RESULTS_ROOT = Path(__file__).resolve().parent / "results"
 #: Straight-Through has none (1 setting). Learning rates are fixed per experiment (paper Table 5).
 TUNING_GRID: dict[str, list[dict]] = {
     "st": [{}],
-    "gumbel": [{"tau": t} for t in (0.1, 0.3, 0.5, 1.0)],
+    "gumbel": [{"tau": t} for t in (0.3, 0.5, 1.0, 2.0)],
     "reinmax": [{"tau": t} for t in (1.0, 1.25, 1.5, 2.0)],
-    "redge": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.2, 0.5)],
-    "redge_cov": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.2, 0.5)],
-    "redge_max": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.2, 0.5)],
+    "redge": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.5, 0.9)],
+    "redge_cov": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.5, 0.9)],
+    "redge_max": [{"n_steps": n, "t_1": t} for n in (3, 5) for t in (0.5, 0.9)],
 }
 
 
