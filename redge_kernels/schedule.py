@@ -12,7 +12,6 @@ chain (step 1 ends in the sample) and are set to the DDIM values anyway.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
@@ -64,10 +63,31 @@ class Schedule:
         return f"Schedule(alphas={self.alphas}, sigmas={self.sigmas})"
 
 
-@functools.lru_cache(maxsize=256)
+_TABLES: dict = {}
+
+
 def _table(schedule: Schedule, device: str, dtype: torch.dtype) -> torch.Tensor:
-    t = torch.tensor(schedule.rows(), dtype=torch.float64).to(dtype)
-    return t.to(device)
+    """The table, cached per (schedule, device, dtype) in eager mode (one small host-to-device copy
+    per new schedule); under ``torch.compile`` it is a traced constant."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(schedule.rows(), dtype=torch.float64).to(dtype).to(device)
+    key = (schedule, device, dtype)
+    t = _TABLES.get(key)
+    if t is None:
+        if len(_TABLES) > 1024:
+            _TABLES.clear()
+        t = _TABLES[key] = torch.tensor(schedule.rows(), dtype=torch.float64).to(dtype).to(device)
+    return t
+
+
+def _linspace(start: float, end: float, steps: int) -> list[float]:
+    """float64 linspace: the first half counts up from ``start``, the second half down from ``end``
+    (so both ends are exact)."""
+    if steps == 1:
+        return [start]
+    step = (end - start) / (steps - 1)
+    half = (steps + 1) // 2
+    return [start + i * step if i < half else end - (steps - 1 - i) * step for i in range(steps)]
 
 
 def _check_n_t1(n_steps, t_1):
@@ -81,15 +101,15 @@ def _check_n_t1(n_steps, t_1):
         raise ValueError(f"t_1 must be in (0, 1], got {t_1}")
 
 
-@functools.lru_cache(maxsize=256)
 def linear_schedule(n_steps: int, t_1: float) -> Schedule:
     """The authors' schedule: alpha_0 = 1, (alpha_1..alpha_{n-1}) = linspace(1 - t_1, 1e-4, n - 1).
 
-    The linspace is evaluated like ``torch.linspace`` in float64 (for n = 2 it is just 1 - t_1).
+    The linspace is evaluated in float64 in plain Python (so that ``torch.compile`` folds it into
+    constants); it agrees with ``torch.linspace(..., dtype=torch.float64)`` within 2 ulp and has
+    exact end points (for n = 2 it is just 1 - t_1).
     """
     _check_n_t1(n_steps, t_1)
-    tail = torch.linspace(1.0 - float(t_1), ALPHA_END, n_steps - 1, dtype=torch.float64).tolist()
-    alphas = [1.0] + tail
+    alphas = [1.0] + _linspace(1.0 - float(t_1), ALPHA_END, n_steps - 1)
     return Schedule(alphas, [1.0 - a for a in alphas])
 
 
