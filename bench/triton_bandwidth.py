@@ -72,17 +72,20 @@ def _bench_kernels(args, do_bench, peak, copy_gbs):
                                                                                   [0.0, 1.0])
             coefs = sched.table("cuda")
             mid = METHOD_IDS[method]
-            y, stats, index = tk.fwd(phi, seed, coefs, mid, True, 1.0)
+            blk = args.block
+            y, stats, index = tk.fwd(phi, seed, coefs, mid, True, 1.0, block=blk)
             q = (0.5, 0.2, 0.8)
-            f_med, f_lo, f_hi = do_bench(lambda: tk.fwd(phi, seed, coefs, mid, True, 1.0),
-                                         quantiles=q)
+            f_med, f_lo, f_hi = do_bench(
+                lambda: tk.fwd(phi, seed, coefs, mid, True, 1.0, block=blk), quantiles=q)
             b_med, b_lo, b_hi = do_bench(
-                lambda: tk.bwd(g, phi, seed, coefs, stats, index, mid, True, 1.0), quantiles=q)
+                lambda: tk.bwd(g, phi, seed, coefs, stats, index, mid, True, 1.0, block=blk),
+                quantiles=q)
             t = triton_traffic.traffic(method, rows, k, args.n_steps, True,
-                                       phi.element_size())
+                                       phi.element_size(), block=blk)
             f_gbs = t["fwd_min"] / (f_med * 1e-3) / 1e9
             b_gbs = t["bwd_min"] / (b_med * 1e-3) / 1e9
             rec = dict(method=method, k=k, rows=rows, dtype=args.dtype, path=t["path_fwd"],
+                       block=blk,
                        fwd_ms=f_med, fwd_ms_q20=f_lo, fwd_ms_q80=f_hi, bwd_ms=b_med,
                        bwd_ms_q20=b_lo, bwd_ms_q80=b_hi, fwd_gbs=f_gbs, bwd_gbs=b_gbs,
                        fwd_model_gbs=t["fwd_model"] / (f_med * 1e-3) / 1e9,
@@ -155,6 +158,8 @@ def main(argv=None):
                     default=["st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max"])
     ap.add_argument("--n-steps", type=int, default=5)
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ap.add_argument("--block", type=int, default=None,
+                    help="override the launcher's block (tuning: the path follows K <= block)")
     ap.add_argument("--peak-gbs", type=float, default=None)
     ap.add_argument("--skip-headline", action="store_true")
     ap.add_argument("--out", default=None, help="write the results as JSON")
@@ -169,7 +174,8 @@ def main(argv=None):
     peak, peak_src = _peak_gbs(name, args.peak_gbs)
     copy_gbs = _copy_gbs(do_bench)
     meta = dict(device=name, peak_gbs=peak, peak_source=peak_src, copy_gbs=copy_gbs,
-                torch=torch.__version__, triton=triton.__version__, python=platform.python_version())
+                torch=torch.__version__, triton=triton.__version__,
+                python=platform.python_version())
     print(json.dumps(meta))
     results = {"meta": meta, "kernels": _bench_kernels(args, do_bench, peak, copy_gbs)}
     if not args.skip_headline:

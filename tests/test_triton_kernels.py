@@ -18,7 +18,7 @@ import redge_kernels as rk  # noqa: E402
 from redge_kernels import reference  # noqa: E402
 from redge_kernels._constants import METHOD_IDS  # noqa: E402
 from redge_kernels.noise import gumbel_from_bits, noise_bits, normal_from_bits  # noqa: E402
-from redge_kernels.schedule import Schedule, linear_schedule  # noqa: E402
+from redge_kernels.schedule import Schedule, grid_schedule, linear_schedule  # noqa: E402
 
 tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
@@ -78,9 +78,12 @@ def test_single_block_matches_reference(method, hard, k):
 
 
 @pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
-@pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (6, 0.3)])
-def test_schedules(method, n_steps, t_1):
-    _compare(method, _logits(3, 19, seed=n_steps), True, schedule=linear_schedule(n_steps, t_1))
+@pytest.mark.parametrize("schedule", [linear_schedule(2, 1.0), linear_schedule(6, 0.3),
+                                      linear_schedule(4, 0.01),  # c_1 ~ 1e4: no overflow
+                                      grid_schedule([0.0, 0.25, 0.5, 0.75, 1.0])],
+                         ids=["n2-t1", "n6-t0.3", "n4-t0.01", "grid5"])
+def test_schedules(method, schedule):
+    _compare(method, _logits(3, 19, seed=schedule.n_steps), True, schedule=schedule)
 
 
 # ---- path (b): tiled row (forced with a small block) ------------------------------------------

@@ -97,3 +97,21 @@ def test_compile_fullgraph_matches_reference():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the real op's CUDA kernel needs a GPU")
 def test_opcheck_real_op_cuda():
     torch.library.opcheck(torch.ops.redge_kernels.fwd.default, _args("redge"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the real op's CUDA kernel needs a GPU")
+@pytest.mark.parametrize("method", ["redge", "reinmax"])
+def test_compile_fullgraph_public_function_cuda(method):
+    import redge_kernels as rk
+    fn = {"redge": rk.redge, "reinmax": rk.reinmax}[method]
+    x = torch.randn(4, 1000, device="cuda")
+    seed = torch.tensor(5, dtype=torch.int64, device="cuda")
+    compiled = torch.compile(lambda t: fn(t, seed=seed, backend="triton"), fullgraph=True)
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    y = compiled(xs[0])
+    y_eager = fn(xs[1], seed=seed, backend="triton")
+    assert torch.equal(y, y_eager)
+    g = torch.randn_like(x)
+    (y * g).sum().backward()
+    (y_eager * g).sum().backward()
+    torch.testing.assert_close(xs[0].grad, xs[1].grad)

@@ -10,6 +10,26 @@ Kernels: ``_diffusion`` (redge, redge_cov, redge_max) and ``_onepass`` (st, gumb
 body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, bit-identical to
 ``redge_kernels.noise``); ``_launch`` (path / block / warps from K); ``compile_check`` (AOT
 compilation for sm_80 / sm_90 with register and spill report).
+
+Design notes (SPEC "Memory and passes"):
+
+* Between forward and backward only ``stats [R, n, 2]`` (per-step row max and normaliser), the
+  index and the seed are kept; z and G are regenerated in-kernel from the seed.
+* Path (a), the row in one block: phi (and g) read once, y / grad_phi written once. The backward
+  needs p_k in the order k = 1 .. n-1 while the forward produces them from n-1 down, so each p_k is
+  recomputed from x_{n-1} = z with the saved stats (O(n^2) elementwise denoiser evaluations for n
+  steps, no extra memory traffic).
+* Path (b), tiled: forward = one pass per denoiser (+1 for redge_cov's base softmax) with an online
+  (m, s), then an output pass (write-only for hard samples); backward = one reduction pass per
+  denoiser (d_k = <gp_k, p_k>, +1 for redge_cov) and an output pass. Per-row scalars of finished
+  passes live in a small register vector (``STEPS_P2`` = next power of two of n; n itself is a
+  runtime loop bound).
+* Runtime floats (tau, the schedule table) and n, row_offset are kernel arguments, never constexprs.
+* Offsets are int64 (row index, columns, Philox counter).
+* Not done (needs a GPU to be worth it): several rows per program for tiny K (today one program per
+  row, at least one warp, so K = 2 uses 2 of 32 lanes), and a 2-D (row x vocab chunk) grid for few
+  rows with huge K (each denoiser needs the full-row reduction before the next one, so it means one
+  launch per pass with partial (m, s) combined in a fixed order, or a grid-wide barrier).
 """
 
 from __future__ import annotations
@@ -52,7 +72,7 @@ def runs_on(device_type: str) -> bool:
 
 if _ERROR is None:
     from .. import ops as _ops  # noqa: F401  (defines the op schema)
-    from ._launch import bwd, config, fwd
+    from ._launch import bwd, config, fwd  # noqa: F401  (config: the path / block rule)
 
     torch.library.register_kernel("redge_kernels::fwd", "cuda", fwd)
     torch.library.register_kernel("redge_kernels::bwd", "cuda", bwd)

@@ -92,7 +92,8 @@ def probs(l, m, s):
 
 @triton.jit
 def row_flags(phi, cmask):
-    """Per-tile counts ``(n_bad, n_valid)``: NaN/+inf logits (poisoned row) and finite-or-NaN ones."""
+    """Per-tile counts ``(n_bad, n_valid)``: NaN / +inf logits (they poison the row) and
+    entries that are not ``-inf``."""
     bad = ((phi != phi) | (phi == POS_INF)) & cmask
     valid = (phi != NEG_INF) & cmask
     return tl.sum(bad.to(tl.int32), axis=0), tl.sum(valid.to(tl.int32), axis=0)

@@ -1,7 +1,8 @@
 """The diffusion family: ReDGE, ReDGE-Cov, ReDGE-Max (SPEC "ReDGE", "ReDGE-Cov", "ReDGE-Max",
 "Memory and passes"). One forward and one backward kernel body; constexpr flags pick the variant:
 
-    COV  (redge_cov): x_{n-1} = mu + sqrt(v) z,  l_k = phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)
+    COV  (redge_cov): x_{n-1} = mu + sqrt(v) z,
+                      l_k = phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)
                       with mu = softmax(phi), v = max(mu (1 - mu), V_MIN), lam = 1 / v
     else (redge, redge_max): x_{n-1} = z,       l_k = phi + c_k x_k
     MAX  (redge_max, backward only): ReinMax's term at the last denoiser
@@ -27,7 +28,7 @@ import triton.language as tl
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, online_stats,
                       pick, probs, put, row_argmax, row_flags, row_stats, safe_max, tile_argmax)
-from ._noise import normal_and_gumbel
+from ._noise import gumbel_from_word, normal_and_gumbel, normal_and_word
 
 V_MIN: tl.constexpr = tl.constexpr(_V_MIN_PY)
 
@@ -104,7 +105,8 @@ def _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec, steps, n, n_don
             d = pick(dvec, steps, k)
         r = p * (gp - d)
         if MAX:
-            # k = 1: gphi += 1/2 (p_1 (g - <g, p_1>) + <g, D> D), D = one_hot - p_1, <g, D> = g_i - d_1
+            # k = 1: gphi += 1/2 (p_1 (g - <g, p_1>) + <g, D> D), D = one_hot - p_1,
+            # with <g, D> = g_i - d_1
             rm = 0.5 * r + 0.5 * (g_idx - d) * (is_idx.to(tl.float32) - p)
             gphi += tl.where(k == 1, rm, r)
         else:
@@ -138,8 +140,9 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     """Forward of redge / redge_cov / redge_max for one row (see module docstring).
 
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
-    stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned rows),
-    index [R] int64 (-1 on empty / poisoned rows). Noise counter of (row, col): (row + row_offset) K + col.
+    stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
+    rows), index [R] int64 (-1 on empty / poisoned rows).
+    Noise counter of (row, col): (row + row_offset) K + col.
     """
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
@@ -218,12 +221,13 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                         nb, nv = row_flags(phi, cmask)
                         n_bad += nb
                         n_valid += nv
-                z, gum = normal_and_gumbel(seed, noise_row + cols)
+                z, r2 = normal_and_word(seed, noise_row + cols)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 xk = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
                 l = _logits(phi, xk, mu, lam, coefs_ptr, k, COV)
                 m, s = online_stats(m, s, l)
                 if k == 1:
+                    gum = gumbel_from_word(r2)  # G only in the last denoiser's pass
                     best, best_idx = tile_argmax(best, best_idx, l + gum, start)
             mvec = put(mvec, steps, k, safe_max(m))
             svec = put(svec, steps, k, s)
@@ -240,7 +244,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
             else:
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
-                z, gum = normal_and_gumbel(seed, noise_row + cols)
+                z, _ = normal_and_word(seed, noise_row + cols)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
                 y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
@@ -286,7 +290,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        z, gum = normal_and_gumbel(seed, noise_row + lanes)
+        z, _ = normal_and_word(seed, noise_row + lanes)
         x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
         gphi, gx, gmu, glam, dvec = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec,
                                                steps, n, n - 1, lanes == idx, g_idx,
@@ -305,7 +309,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
                 g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-                z, gum = normal_and_gumbel(seed, noise_row + cols)
+                z, _ = normal_and_word(seed, noise_row + cols)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec,
                                                     dvec, steps, n, j - 1, cols == idx, g_idx,
@@ -323,7 +327,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
                 g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-                z, gum = normal_and_gumbel(seed, noise_row + cols)
+                z, _ = normal_and_word(seed, noise_row + cols)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec,
                                                     dvec, steps, n, n - 1, cols == idx, g_idx,
@@ -338,7 +342,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             cmask = cols < K
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            z, gum = normal_and_gumbel(seed, noise_row + cols)
+            z, _ = normal_and_word(seed, noise_row + cols)
             x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
             gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec,
                                                 steps, n, n - 1, cols == idx, g_idx,

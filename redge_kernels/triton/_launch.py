@@ -57,11 +57,13 @@ def _stats_dtype(phi):
 
 def _check(phi, seed, coefs):
     if phi.dim() != 2:
-        raise ValueError(f"redge_kernels.triton: phi must be 2-D [R, K], got shape {tuple(phi.shape)}")
+        raise ValueError("redge_kernels.triton: phi must be 2-D [R, K], got shape "
+                         f"{tuple(phi.shape)}")
     if seed.dim() != 0 or seed.dtype != torch.int64:
         raise TypeError("redge_kernels.triton: seed must be a 0-dim int64 tensor")
     if coefs.dim() != 2 or coefs.shape[1] != 5 or coefs.shape[0] < 2:
-        raise ValueError(f"redge_kernels.triton: coefs must be [n >= 2, 5], got {tuple(coefs.shape)}")
+        raise ValueError("redge_kernels.triton: coefs must be [n >= 2, 5], got "
+                         f"{tuple(coefs.shape)}")
 
 
 def _on_device(phi):

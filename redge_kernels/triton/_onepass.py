@@ -21,7 +21,8 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_argmax, row_flags, row_stats,
+from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_argmax, row_flags,
+                      row_stats,
                       safe_max, tile_argmax)
 from ._noise import gumbel
 

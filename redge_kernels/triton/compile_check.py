@@ -1,6 +1,7 @@
 """Ahead-of-time compile check of every kernel configuration, no GPU needed.
 
-    python -m redge_kernels.triton.compile_check [--arch 80 90] [--quick] [--kinds ...] [--jobs N]
+    python -m redge_kernels.triton.compile_check [--arch 80 90] [--quick] [--kinds ...]
+        [--paths single tiled] [--jobs N]
 
 Compiles each (kernel family x fwd/bwd x variant x path x BLOCK / num_warps) the launchers can
 pick for sm_80 and sm_90 with ``triton.compile(ASTSource, target=GPUTarget("cuda", arch, 32))``,
@@ -50,7 +51,7 @@ def _variants(kind: str):
 
 def _paths(kind: str, quick: bool):
     """(single, BLOCK, num_warps) configurations the launcher can pick for ``kind``."""
-    from ._launch import SINGLE_MAX, TILE, config
+    from ._launch import SINGLE_MAX, config
     if quick:
         ks = [2, SINGLE_MAX[kind]]
     else:
@@ -70,7 +71,8 @@ def _signature(kind: str, dtype: str):
         names = [("gy_ptr", p), ("phi_ptr", p), ("seed_ptr", "*i64"), ("coefs_ptr", "*fp32"),
                  ("stats_ptr", "*fp32"), ("index_ptr", "*i64"), ("gphi_ptr", p), ("K", "i32"),
                  ("n", "i32"), ("row_offset", "i64"), ("phi_stride_r", "i32"),
-                 ("phi_stride_c", "constexpr"), ("gy_stride_r", "i32"), ("gy_stride_c", "constexpr")]
+                 ("phi_stride_c", "constexpr"), ("gy_stride_r", "i32"),
+                 ("gy_stride_c", "constexpr")]
     elif kind == "onepass_fwd":
         names = [("phi_ptr", p), ("seed_ptr", "*i64"), ("y_ptr", p), ("stats_ptr", "*fp32"),
                  ("index_ptr", "*i64"), ("tau", "fp32"), ("K", "i32"), ("n", "i32"),
@@ -79,7 +81,8 @@ def _signature(kind: str, dtype: str):
         names = [("gy_ptr", p), ("phi_ptr", p), ("seed_ptr", "*i64"), ("stats_ptr", "*fp32"),
                  ("index_ptr", "*i64"), ("gphi_ptr", p), ("tau", "fp32"), ("K", "i32"),
                  ("n", "i32"), ("row_offset", "i64"), ("phi_stride_r", "i32"),
-                 ("phi_stride_c", "constexpr"), ("gy_stride_r", "i32"), ("gy_stride_c", "constexpr")]
+                 ("phi_stride_c", "constexpr"), ("gy_stride_r", "i32"),
+                 ("gy_stride_c", "constexpr")]
     return names
 
 
@@ -105,7 +108,8 @@ def _compile(kind: str, flags: dict, single: bool, block: int, warps: int, arch:
     for name in constexprs:
         signature.setdefault(name, "constexpr")
     try:
-        src = triton.compiler.ASTSource(fn=_kernel(kind), signature=signature, constexprs=constexprs)
+        src = triton.compiler.ASTSource(fn=_kernel(kind), signature=signature,
+                                        constexprs=constexprs)
         compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32),
                                   options={"num_warps": warps})
         with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
@@ -120,7 +124,7 @@ def _compile(kind: str, flags: dict, single: bool, block: int, warps: int, arch:
         return {"regs": -1, "local": -1, "error": f"{type(e).__name__}: {e}"[:200]}
 
 
-def configurations(quick: bool = False, archs=(80, 90), kinds=_KINDS):
+def configurations(quick: bool = False, archs=(80, 90), kinds=_KINDS, paths=("single", "tiled")):
     """Every (kind, variant label, flags, single, BLOCK, warps, arch) to compile."""
     out = []
     for kind in kinds:
@@ -129,6 +133,8 @@ def configurations(quick: bool = False, archs=(80, 90), kinds=_KINDS):
             variants = variants[-1:]
         for label, flags in variants:
             for single, block, warps in _paths(kind, quick):
+                if ("single" if single else "tiled") not in paths:
+                    continue
                 for arch in archs:
                     out.append((kind, label, flags, single, block, warps, arch))
     return out
@@ -170,11 +176,13 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", type=int, nargs="+", default=[80, 90])
     ap.add_argument("--quick", action="store_true", help="a few representative configurations")
     ap.add_argument("--kinds", nargs="+", default=list(_KINDS), choices=_KINDS)
+    ap.add_argument("--paths", nargs="+", default=["single", "tiled"], choices=["single", "tiled"])
     ap.add_argument("--jobs", type=int, default=1, help="parallel compilations")
     args = ap.parse_args(argv)
-    cfgs = configurations(args.quick, tuple(args.arch), tuple(args.kinds))
-    header = f"{'kernel':14s} {'variant':16s} {'path':6s} {'BLOCK':>6s} {'warps':>5s} {'arch':>5s} " \
-             f"{'regs':>5s} {'spill':>6s}"
+    cfgs = configurations(args.quick, tuple(args.arch), tuple(args.kinds),
+                          tuple(args.paths))
+    header = (f"{'kernel':14s} {'variant':16s} {'path':6s} {'BLOCK':>6s} {'warps':>5s} "
+              f"{'arch':>5s} {'regs':>5s} {'spill':>6s}")
     print(header)
     print("-" * len(header))
     failed = 0
