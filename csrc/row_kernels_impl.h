@@ -59,51 +59,67 @@ inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
 }
 #endif
 
-/// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 7 (key k0, k1).
-inline void philox8(uint64_t offset, uint32_t k0, uint32_t k1, Bits8& out) {
+/// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 8 NB - 1 (key k0, k1), as NB
+/// blocks of 8 lanes; the NB independent blocks run interleaved (instruction-level parallelism).
+template <int NB>
+inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
 #if defined(CPU_CAPABILITY_AVX2)
-  // Counters offset + i: low words in registers; the high word is shared unless the low word
-  // wraps inside these 8 lanes (then it is built lane by lane).
-  const uint32_t base_lo = static_cast<uint32_t>(offset);
-  const uint32_t base_hi = static_cast<uint32_t>(offset >> 32);
+  __m256i c0[NB], c1[NB], c2[NB], c3[NB];
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
-  __m256i c1;
-  if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
-    c1 = _mm256_set1_epi32(static_cast<int>(base_hi));
-  } else {
-    alignas(32) uint32_t hi[kNoiseLanes];
-    for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((offset + i) >> 32);
-    c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+  for (int b = 0; b < NB; ++b) {
+    // Counters: low words in registers; the high word is shared unless the low word wraps
+    // inside these 8 lanes (then it is built lane by lane).
+    const uint64_t o = offset + 8u * b;
+    const uint32_t base_lo = static_cast<uint32_t>(o);
+    c0[b] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
+    if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
+      c1[b] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(o >> 32)));
+    } else {
+      alignas(32) uint32_t hi[kNoiseLanes];
+      for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
+      c1[b] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+    }
+    c2[b] = _mm256_setzero_si256();
+    c3[b] = _mm256_setzero_si256();
   }
-  __m256i c2 = _mm256_setzero_si256();
-  __m256i c3 = _mm256_setzero_si256();
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
   for (int r = 0; r < kPhiloxRounds; ++r) {
-    __m256i hi0, lo0, hi1, lo1;
-    mulhilo8(c0, m0, hi0, lo0);
-    mulhilo8(c2, m1, hi1, lo1);
-    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
-    c1 = lo1;
-    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
-    c3 = lo0;
+    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
+    for (int b = 0; b < NB; ++b) {
+      __m256i hi0, lo0, hi1, lo1;
+      mulhilo8(c0[b], m0, hi0, lo0);
+      mulhilo8(c2[b], m1, hi1, lo1);
+      c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[b]), kk0);
+      c1[b] = lo1;
+      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
+      c3[b] = lo0;
+    }
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r0), c0);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r1), c1);
-  _mm256_store_si256(reinterpret_cast<__m256i*>(out.r2), c2);
+  for (int b = 0; b < NB; ++b) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r0), c0[b]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r1), c1[b]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r2), c2[b]);
+  }
 #else
-  for (int i = 0; i < kNoiseLanes; ++i) {
-    const uint64_t o = offset + static_cast<uint64_t>(i);
-    const PhiloxOut w = philox4x32(static_cast<uint32_t>(o), static_cast<uint32_t>(o >> 32), 0u, 0u,
-                                   k0, k1);
-    out.r0[i] = w.r[0];
-    out.r1[i] = w.r[1];
-    out.r2[i] = w.r[2];
+  for (int b = 0; b < NB; ++b) {
+    for (int i = 0; i < kNoiseLanes; ++i) {
+      const uint64_t o = offset + static_cast<uint64_t>(8 * b + i);
+      const PhiloxOut w = philox4x32(static_cast<uint32_t>(o), static_cast<uint32_t>(o >> 32), 0u,
+                                     0u, k0, k1);
+      out[b].r0[i] = w.r[0];
+      out[b].r1[i] = w.r[1];
+      out[b].r2[i] = w.r[2];
+    }
   }
 #endif
+}
+
+inline void philox8(uint64_t offset, uint32_t k0, uint32_t k1, Bits8& out) {
+  philox8x<1>(offset, k0, k1, &out);
 }
 
 using VecF = Vectorized<float>;
@@ -162,23 +178,74 @@ inline void store8(const VecF& v, T* dst) {
 /// z (stream 0) and the raw stream-1 words r2 (for the pruned Gumbel-max, sample_pruned).
 template <typename T>
 void gen_normal_bits(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, uint32_t* r2) {
-  Bits8 b;
-  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
-    philox8(off + static_cast<uint64_t>(j), k0, k1, b);
-    if (z) store8(normal8(b), z + j);
-    std::memcpy(r2 + j, b.r2, sizeof(b.r2));
+  Bits8 b[2];
+  int64_t j = 0;
+  for (; j + 2 * kNoiseLanes <= kp; j += 2 * kNoiseLanes) {
+    philox8x<2>(off + static_cast<uint64_t>(j), k0, k1, b);
+    for (int h = 0; h < 2; ++h) {
+      if (z) store8(normal8(b[h]), z + j + h * kNoiseLanes);
+      std::memcpy(r2 + j + h * kNoiseLanes, b[h].r2, sizeof(b[h].r2));
+    }
+  }
+  if (j < kp) {
+    philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
+    if (z) store8(normal8(b[0]), z + j);
+    std::memcpy(r2 + j, b[0].r2, sizeof(b[0].r2));
   }
 }
 
 /// z (stream 0) and/or G (stream 1) for offsets off .. off + kp - 1 (either pointer may be null).
 template <typename T>
 void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
-  Bits8 b;
-  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
-    philox8(off + static_cast<uint64_t>(j), k0, k1, b);
-    if (z) store8(normal8(b), z + j);
-    if (g) store8(gumbel8(b.r2), g + j);
+  Bits8 b[2];
+  int64_t j = 0;
+  for (; j + 2 * kNoiseLanes <= kp; j += 2 * kNoiseLanes) {
+    philox8x<2>(off + static_cast<uint64_t>(j), k0, k1, b);
+    for (int h = 0; h < 2; ++h) {
+      if (z) store8(normal8(b[h]), z + j + h * kNoiseLanes);
+      if (g) store8(gumbel8(b[h].r2), g + j + h * kNoiseLanes);
+    }
   }
+  if (j < kp) {
+    philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
+    if (z) store8(normal8(b[0]), z + j);
+    if (g) store8(gumbel8(b[0].r2), g + j);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
+// and Cephes' degree-5 minimax polynomial for (e^r - 1 - r) / r^2 (about 1 ulp, like Sleef's
+// u10 but without the call); arguments below ln(FLT_MIN) (masked -inf logits included) give
+// exactly 0. Elsewhere: ATen's Vectorized::exp (Sleef / libm).
+// ------------------------------------------------------------------------------------------------
+
+template <typename T>
+inline Vectorized<T> vexp(const Vectorized<T>& x) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 v = x;
+    const __m256 lo = _mm256_set1_ps(-87.33654f);  // ln(FLT_MIN)
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(v, lo), _mm256_set1_ps(88.37626f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    const __m256i pow2n = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 out = _mm256_mul_ps(e, _mm256_castsi256_ps(pow2n));
+    return Vectorized<T>(_mm256_blendv_ps(out, _mm256_setzero_ps(), _mm256_cmp_ps(v, lo, _CMP_LT_OQ)));
+  }
+#endif
+  return x.exp();
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -320,15 +387,15 @@ T exp_sum(int64_t kp, T* a, T m) {
   V s0(T(0)), s1(T(0));
   int64_t j = 0;
   for (; j + 2 * L <= kp; j += 2 * L) {
-    const V e0 = (V::loadu(a + j) - mv).exp();
-    const V e1 = (V::loadu(a + j + L) - mv).exp();
+    const V e0 = vexp<T>(V::loadu(a + j) - mv);
+    const V e1 = vexp<T>(V::loadu(a + j + L) - mv);
     e0.store(a + j);
     e1.store(a + j + L);
     s0 = s0 + e0;
     s1 = s1 + e1;
   }
   if (j < kp) {
-    const V e0 = (V::loadu(a + j) - mv).exp();
+    const V e0 = vexp<T>(V::loadu(a + j) - mv);
     e0.store(a + j);
     s0 = s0 + e0;
   }
@@ -655,7 +722,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       V d0 = zero, d1 = zero;
       for (int64_t j = 0; j < kp; j += L) {
         const V l = method == kGumbel ? (V::loadu(ph + j) + V::loadu(A + j)) / tv : V::loadu(ph + j);
-        const V p = (l - m).exp() / s;
+        const V p = vexp<T>(l - m) / s;
         p.store(E + j);
         if ((j / L) % 2 == 0) d0 = d0 + V::loadu(g + j) * p; else d1 = d1 + V::loadu(g + j) * p;
       }
@@ -673,7 +740,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
       V su = zero, sw = zero;
       for (int64_t j = 0; j < kp; j += L) {
-        const V p0 = (V::loadu(ph + j) - m0).exp() / s0;
+        const V p0 = vexp<T>(V::loadu(ph + j) - m0) / s0;
         const V p1 = half * (V::loadu(E + j) / st_sum + one_hot_block<T>(j, idx));
         const V gj = V::loadu(g + j);
         su = su + (two * gj) * p1;
@@ -702,7 +769,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       if (cov) {
         const V m0(st[0]), s0(st[1]);
         for (int64_t j = 0; j < kp; j += L) {
-          const V m = (V::loadu(ph + j) - m0).exp() / s0;
+          const V m = vexp<T>(V::loadu(ph + j) - m0) / s0;
           const V v = at::vec::maximum(m * (one - m), vmin);
           m.store(mu + j);
           (one / v).store(lam + j);
@@ -725,7 +792,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         }
         V p;
         for (int k = n - 1; k >= 1; --k) {
-          p = (logit(k, j, xv) - V(st[2 * k])).exp() * V(T(1) / st[2 * k + 1]);
+          p = vexp<T>(logit(k, j, xv) - V(st[2 * k])) * V(T(1) / st[2 * k + 1]);
           p.store(Pk(k) + j);
           if (cov) xv.store(Xk(k) + j);
           if (k > 1) xv = cf(k, kCoefA) * p + cf(k, kCoefB) * xv;
