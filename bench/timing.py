@@ -134,3 +134,14 @@ def summary(samples: list[float]) -> dict:
     else:
         q1 = q3 = s[0]
     return {"median": statistics.median(s), "q1": q1, "q3": q3, "min": s[0], "n": len(s)}
+
+
+def sync_after(fn: Callable[[], None], device: torch.device) -> Callable[[], None]:
+    """``fn`` followed by a device synchronisation (the identity on CPU)."""
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        fn()
+        sync(device)
+    return run
