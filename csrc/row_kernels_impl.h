@@ -213,6 +213,61 @@ void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
   }
 }
 
+/// The noise of one row (z, raw stream-1 words, or G; any may be null), written to [0, kp) with
+/// the padding [K, kp) filled with harmless values (it meets -inf logits). For small K, rows come
+/// in chunks: the counters of consecutive rows are contiguous (offset = row * K + col), so the
+/// noise of `chunk` rows is generated in one go instead of padding every row to 8 lanes.
+template <typename T>
+struct RowNoise {
+  int64_t K, kp, chunk;
+  uint32_t k0, k1;
+  bool want_z, want_bits, want_g;
+  std::vector<T> zc, gc;
+  std::vector<uint32_t> bc;
+  int64_t first = 0, last = 0;
+
+  RowNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool bits, bool g)
+      : K(K_), kp(padded(K_)), chunk(K_ < 64 ? std::max<int64_t>(1, 2048 / K_) : 1), k0(k0_),
+        k1(k1_), want_z(z), want_bits(bits), want_g(g) {
+    if (chunk > 1) {
+      const size_t n = static_cast<size_t>(padded(chunk * K));
+      if (want_z) zc.resize(n);
+      if (want_g) gc.resize(n);
+      if (want_bits) bc.resize(n);
+    }
+  }
+
+  void get(int64_t r, int64_t row_end, T* z, uint32_t* bits, T* g) {
+    if (chunk == 1) {
+      const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
+      if (want_bits) gen_normal_bits<T>(off, kp, k0, k1, want_z ? z : nullptr, bits);
+      else gen_noise<T>(off, kp, k0, k1, want_z ? z : nullptr, want_g ? g : nullptr);
+      return;
+    }
+    if (r < first || r >= last) {
+      first = r;
+      last = std::min(r + chunk, row_end);
+      const uint64_t off = static_cast<uint64_t>(first) * static_cast<uint64_t>(K);
+      const int64_t n = padded((last - first) * K);
+      if (want_bits) gen_normal_bits<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, bc.data());
+      else gen_noise<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
+    }
+    const int64_t o = (r - first) * K;
+    if (want_z) {
+      std::copy(zc.data() + o, zc.data() + o + K, z);
+      std::fill(z + K, z + kp, T(0));
+    }
+    if (want_g) {
+      std::copy(gc.data() + o, gc.data() + o + K, g);
+      std::fill(g + K, g + kp, T(0));
+    }
+    if (want_bits) {
+      std::copy(bc.data() + o, bc.data() + o + K, bits);
+      std::fill(bits + K, bits + kp, 0u);
+    }
+  }
+};
+
 // ------------------------------------------------------------------------------------------------
 // exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
 // and Cephes' degree-5 minimax polynomial for (e^r - 1 - r) / r^2 (about 1 ulp, like Sleef's
@@ -528,6 +583,9 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   constexpr bool kPruned = std::is_same_v<T, float>;
   std::vector<uint32_t> r2buf(kPruned ? static_cast<size_t>(kp) : 0);
   uint32_t* r2 = r2buf.data();
+  // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
+  RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
+                    !(kPruned && method != kGumbel));
 
   for (int64_t r = rb; r < re; ++r) {
     T* st = stats + r * n * 2;
@@ -547,13 +605,11 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       a.index[r] = -1;
       continue;
     }
-    const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
     T soft_s = T(1);  // the soft output is E / soft_s
     int64_t idx = -1;
 
     if (!chain) {
-      if (method == kGumbel || !kPruned) gen_noise<T>(off, kp, a.key0, a.key1, nullptr, G);
-      else gen_normal_bits<T>(off, kp, a.key0, a.key1, nullptr, r2);
+      noise.get(r, re, nullptr, r2, G);
       T m;
       if (method == kGumbel) {
         m = map_max<T>(kp, E, [&](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
@@ -574,8 +630,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         idx = first_index_of<T>(G, kp, vmax);
       }
     } else {
-      if (kPruned) gen_normal_bits<T>(off, kp, a.key0, a.key1, x, r2);  // x = z for now
-      else gen_noise<T>(off, kp, a.key0, a.key1, x, G);
+      noise.get(r, re, x, r2, G);  // x = z for now
       if (cov) {
         // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
         const T m0 = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
@@ -696,6 +751,8 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   auto Xk = [&](int k) { return X + (k - 1) * kp; };
   auto cf = [&](int k, int col) { return V(co[k * 5 + col]); };
   const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
+  // Noise: G for gumbel, z for the chain.
+  RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel);
 
   for (int64_t r = rb; r < re; ++r) {
     scalar_t* outr = gphi_out + r * K;
@@ -712,12 +769,11 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       continue;
     }
     load_plain<scalar_t, T>(gy + r * a.grad_stride0, a.grad_stride1, K, kp, g);
-    const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
     const int64_t idx = a.index[r];
 
     if (method == kST || method == kGumbel) {
       // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
-      if (method == kGumbel) gen_noise<T>(off, kp, a.key0, a.key1, nullptr, A);
+      if (method == kGumbel) noise.get(r, re, nullptr, nullptr, A);
       const V m(st[0]), s(st[1]), tv(tau);
       V d0 = zero, d1 = zero;
       for (int64_t j = 0; j < kp; j += L) {
@@ -765,7 +821,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     } else {
       // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) in one fused pass from z and stats.
       T* zbuf = cov ? z : gx;  // gx is free until the gradient passes
-      gen_noise<T>(off, kp, a.key0, a.key1, zbuf, nullptr);
+      noise.get(r, re, zbuf, nullptr, nullptr);
       if (cov) {
         const V m0(st[0]), s0(st[1]);
         for (int64_t j = 0; j < kp; j += L) {
