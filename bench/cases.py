@@ -114,9 +114,9 @@ PAPER_SHAPES = (
 
 
 def grid(size: str, device: torch.device) -> dict:
-    """``{"shapes", "n_steps", "methods", "compile_methods"}`` of the ``quick``, ``full`` or
-    ``smoke`` grid (``compile_methods``: estimators whose ``torch.compile`` peer runs; each
-    (estimator, shape) is one compilation of tens of seconds on a small CPU).
+    """``{"shapes", "n_steps", "methods", "compile_for"}`` of the ``quick``, ``full`` or
+    ``smoke`` grid. ``compile_for``: labels of the estimators whose ``torch.compile`` peer runs
+    (None: all); each (estimator, shape) is one compilation, tens of seconds on a small CPU.
 
     quick: n_steps 3, the paper shapes and one small LM shape (CPU) -> minutes on 2 cores.
     full: n_steps 3, 5, 10 and the LM shapes, rows sized to the device (GPU: 512 and 4096 rows of
@@ -127,19 +127,21 @@ def grid(size: str, device: torch.device) -> dict:
     methods = tuple(METHOD_IDS)
     if size == "smoke":
         return {"shapes": (Shape("sudoku", (8, 81, 9)), Shape("lm-tiny", (4, 4096))),
-                "n_steps": (3,), "methods": methods, "compile_methods": ("redge",)}
+                "n_steps": (3,), "methods": methods, "compile_for": ("redge(n=3)",)}
     if size == "quick":
         lm = (Shape("lm-32k", (512 if gpu else 16, 32768)),)
         return {"shapes": PAPER_SHAPES + lm, "n_steps": (3,), "methods": methods,
-                "compile_methods": ("redge",)}
+                "compile_for": ("redge(n=3)",)}
     if size == "full":
         if gpu:
             lm = (Shape("lm-32k", (512, 32768)), Shape("lm-32k", (4096, 32768)),
                   Shape("lm-128k", (512, 131072)))
         else:
             lm = (Shape("lm-32k", (64, 32768)), Shape("lm-128k", (16, 131072)))
+        # CPU: compile the n_steps = 3 variant of each estimator only (30 compilations).
+        compile_for = None if gpu else tuple(e.label for e in estimators(methods, (3,)))
         return {"shapes": PAPER_SHAPES + lm, "n_steps": (3, 5, 10), "methods": methods,
-                "compile_methods": methods}
+                "compile_for": compile_for}
     raise ValueError(f"unknown grid size {size!r}")
 
 
@@ -184,7 +186,7 @@ def _ours(backend: str) -> Impl:
     return Impl(f"rk[{backend}]", "ours", lambda est: True, make)
 
 
-def _authors(compiled: bool, methods=None) -> Impl:
+def _authors(compiled: bool, compile_for=None) -> Impl:
     def make(est: Estimator):
         import redge
         fn = functools.partial(redge.SAMPLERS[AUTHORS_NAME[est.method]], hard=True, **est.kwargs)
@@ -192,7 +194,8 @@ def _authors(compiled: bool, methods=None) -> Impl:
             return fn
         return torch.compile(fn, dynamic=False)
     return Impl("redge+compile" if compiled else "redge", "peer",
-                lambda est: methods is None or est.method in methods, make)
+                lambda est: not compiled or compile_for is None or est.label in compile_for,
+                make)
 
 
 def _torch_gumbel() -> Impl:
@@ -219,13 +222,13 @@ def _copy_floor() -> Impl:
 PEER_NAMES = ("redge", "redge+compile", "F.gumbel_softmax", "reinmax")
 
 
-def peers(selected=None, compile_methods=None) -> list[Impl]:
+def peers(selected=None, compile_for=None) -> list[Impl]:
     """Installed peers (``selected``: names to keep; None = all)."""
     have_redge = importlib.util.find_spec("redge") is not None
     have_reinmax = importlib.util.find_spec("reinmax") is not None
     out = [_torch_gumbel()]
     if have_redge:
-        out = [_authors(False), _authors(True, compile_methods)] + out
+        out = [_authors(False), _authors(True, compile_for)] + out
     if have_reinmax:
         out.append(_reinmax_pkg())
     if selected is not None:
@@ -234,9 +237,9 @@ def peers(selected=None, compile_methods=None) -> list[Impl]:
 
 
 def implementations(device: torch.device, peer_names=None, backends=None,
-                    compile_methods=None) -> list[Impl]:
+                    compile_for=None) -> list[Impl]:
     ours = [_ours(b) for b in backends_for(device) if backends is None or b in backends]
-    return ours + peers(peer_names, compile_methods) + [_copy_floor()]
+    return ours + peers(peer_names, compile_for) + [_copy_floor()]
 
 
 def step_fn(impl_fn, case: Case, x: torch.Tensor, g: torch.Tensor) -> Callable[[], None]:

@@ -32,7 +32,7 @@ def pytest_generate_tests(metafunc):
     cfg = metafunc.config
     device = runner.resolve_device(cfg.getoption("--bench-device"))
     size = cfg.getoption("--bench-grid")
-    impls = C.implementations(device, compile_methods=C.grid(size, device)["compile_methods"])
+    impls = C.implementations(device, compile_for=C.grid(size, device)["compile_for"])
     params, ids = [], []
     if metafunc.function.__name__ == "bench_copy_floor":
         for shape in sorted(C.grid(size, device)["shapes"], key=lambda s: s.numel):
@@ -49,8 +49,10 @@ def pytest_generate_tests(metafunc):
                         and case.shape.numel > cap):
                     marks.append(pytest.mark.skip(reason=f"reference on CPU above {cap} logits"))
                 params.append(pytest.param((device, case, impl), marks=marks))
-                ids.append(f"{case.shape.name}-{case.shape.label}-{case.estimator.label}-"
-                           f"{case.pass_}-{impl.name}")
+                est = case.estimator
+                est_id = est.method if est.n_steps is None else f"{est.method}-n{est.n_steps}"
+                ids.append(f"{case.shape.name}-{case.shape.label}-{est_id}-{case.pass_}-"
+                           f"{impl.name}")
     metafunc.parametrize("impl_case", params, ids=ids)
 
 

@@ -88,7 +88,7 @@ def summary_table(records) -> list[str]:
 
 
 def copy_table(records) -> list[str]:
-    out = ["| shape | dims | MiB | copy ms, median over cases (IQR of that case) | GB/s (2 × MiB / t) |",
+    out = ["| shape | dims | MiB | copy ms, median case (IQR) | GB/s (2 × MiB / t) |",
            "|---|---|---|---|---|"]
     seen = OrderedDict()
     for r in records:
@@ -128,7 +128,8 @@ def markdown(meta: dict, records) -> str:
         "",
         "Columns: median time per call with the interquartile range; GB/s of logits "
         "(R·K·4 bytes / median); % copy = the op's minimal traffic at the copy bandwidth "
-        "measured in the same case, over the median (forward: 2 R×K buffers, forward+backward: 5); "
+        "measured in the same case, over the median (forward: 2 R×K buffers, "
+        "forward+backward: 5); "
         "peak MiB = peak extra memory of one call measured alone; mem ÷ redge = the authors' "
         "eager peak over ours; × peer = peer median / ours (> 1: ours faster). All hard=True, "
         "fp32, t_1 = 0.5.",
@@ -210,3 +211,33 @@ def plot(meta: dict, records, path: str) -> None:
     fig.tight_layout(rect=(0, 0.03, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def main(argv=None):
+    """Re-render a saved run: ``python -m bench.render results.json [--out DIR]`` rewrites
+    ``report.md`` and ``plot.png``; ``--summary PASS`` prints only the header and the summary
+    table of one pass (what docs/BENCHMARKS.md shows)."""
+    import argparse
+    import json
+    import os
+
+    p = argparse.ArgumentParser(prog="python -m bench.render", description=main.__doc__)
+    p.add_argument("results")
+    p.add_argument("--out")
+    p.add_argument("--summary", choices=("fwd", "fwd+bwd"))
+    args = p.parse_args(argv)
+    with open(args.results) as f:
+        data = json.load(f)
+    meta, records = data["meta"], data["records"]
+    if args.summary:
+        rows = [r for r in records if r["pass"] == args.summary]
+        print("\n".join(meta_lines(meta) + [""] + summary_table(rows)))
+        return
+    out = args.out or os.path.dirname(os.path.abspath(args.results))
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(markdown(meta, records))
+    plot(meta, records, os.path.join(out, "plot.png"))
+
+
+if __name__ == "__main__":
+    main()

@@ -86,7 +86,8 @@ def metadata(opts: runner.Options, out: dict, argv, load_start, note=None) -> di
         "command": "python -m bench.report " + " ".join(shlex.quote(a) for a in argv),
         "device": str(device), "device_name": _device_name(device), "threads": threads,
         "versions": versions, "size": opts.size,
-        "timing": (f"interleaved rounds (≤ {st['rounds']}, ≥ {st['min_rounds']}, ~{st['budget_s']} s"
+        "timing": (f"interleaved rounds (≤ {st['rounds']}, ≥ {st['min_rounds']}, "
+                   f"~{st['budget_s']} s"
                    f" per case), samples ≥ {st['min_sample_s'] * 1e3:.0f} ms; skip if predicted "
                    f"> {st['max_call_s']} s per call"),
         "memory_method": memory, "elapsed_s": out["elapsed_s"],

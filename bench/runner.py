@@ -29,8 +29,8 @@ from . import timing
 SETTINGS = {
     # rounds, min_rounds, per-case time budget (s), min sample (s), max predicted s per call
     "smoke": dict(rounds=3, min_rounds=2, budget_s=0.2, min_sample_s=0.002, max_call_s=1.0),
-    "quick": dict(rounds=5, min_rounds=3, budget_s=1.0, min_sample_s=0.01, max_call_s=0.6),
-    "full": dict(rounds=11, min_rounds=5, budget_s=5.0, min_sample_s=0.03, max_call_s=4.0),
+    "quick": dict(rounds=5, min_rounds=3, budget_s=0.6, min_sample_s=0.01, max_call_s=0.6),
+    "full": dict(rounds=9, min_rounds=3, budget_s=3.0, min_sample_s=0.02, max_call_s=1.5),
 }
 
 
@@ -73,7 +73,7 @@ def run(opts: Options) -> dict:
         opts.memory = timing.prepare_cpu_memory_probe()
     _configure_compile()
     impls = C.implementations(device, opts.peers, opts.backends,
-                              C.grid(opts.size, device)["compile_methods"])
+                              C.grid(opts.size, device)["compile_for"])
     all_cases = C.cases(opts.size, device, opts.methods, opts.shapes)
     made: dict = {}         # (impl, estimator) -> callable, so compiled graphs are reused
     per_elem: dict = {}     # (impl, estimator, pass) -> seconds per logit at the last shape
@@ -103,7 +103,10 @@ def run(opts: Options) -> dict:
                     fn = C.step_fn(made[mk], case, x, g)
                     timing.time_once(fn, device)  # warm-up (compiles)
                 except Exception as e:  # noqa: BLE001 - a peer failing is a result, not a crash
-                    notes[impl.name] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:80]}"
+                    first = (str(e).splitlines() or [""])[0][:80]
+                    notes[impl.name] = f"error: {type(e).__name__}: {first}"
+                    if device.type == "cuda":  # e.g. out of memory at the largest shapes
+                        torch.cuda.empty_cache()
                     continue
             t0 = time.perf_counter()
             if opts.memory and impl.kind != "floor":
