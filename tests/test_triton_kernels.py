@@ -78,10 +78,10 @@ def test_single_block_matches_reference(method, hard, k):
 
 
 @pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
-@pytest.mark.parametrize("schedule", [linear_schedule(2, 1.0), linear_schedule(6, 0.3),
+@pytest.mark.parametrize("schedule", [linear_schedule(2, 1.0),
                                       linear_schedule(4, 0.01),  # c_1 ~ 1e4: no overflow
-                                      grid_schedule([0.0, 0.25, 0.5, 0.75, 1.0])],
-                         ids=["n2-t1", "n6-t0.3", "n4-t0.01", "grid5"])
+                                      grid_schedule([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])],
+                         ids=["n2-t1", "n4-t0.01", "grid6"])
 def test_schedules(method, schedule):
     _compare(method, _logits(3, 19, seed=schedule.n_steps), True, schedule=schedule)
 
@@ -153,7 +153,7 @@ def test_masks_empty_and_poisoned_rows(method, hard, block):
 # ---- dtypes ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("method", ["st", "gumbel", "redge_cov", "redge_max"])
+@pytest.mark.parametrize("method", ["gumbel", "redge_cov", "redge_max"])
 def test_dtypes(dtype, method):
     phi = _logits(3, 23, seed=2, dtype=dtype)
     sched = _schedule(method, 3)
