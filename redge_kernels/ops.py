@@ -21,8 +21,10 @@ Arguments (R rows, K vocabulary, n = n_steps):
   ``stats[r, k] = (m, s)`` with ``m`` the row max of the logits of softmax number k and
   ``s = sum_j exp(l_j - m)`` (so ``lse = m + log s``): slot 0 is the base softmax (``phi`` for st,
   reinmax, redge_cov; ``(phi + G) / tau`` for gumbel), slots 1..n-1 the denoisers of step k.
-  Unused slots hold (0, 0). Vocabulary-parallel sampling all-reduces exactly these (max, then the
-  rescaled sum) across ranks.
+  Slots a method does not define are backend scratch (e.g. the Triton backend keeps
+  ``softmax(phi / tau)`` of reinmax in slot 1); their content is not part of the contract. On an
+  empty row ``m`` is 0 (a safe max), on a poisoned row ``s`` may be NaN. Vocabulary-parallel
+  sampling all-reduces exactly these (max, then the rescaled sum) across ranks.
 * ``index``  ``[R]`` int64 sampled category, -1 for a row with no valid sample (see below).
 * ``grad_phi`` ``[R, K]`` contiguous, ``phi.dtype``.
 
