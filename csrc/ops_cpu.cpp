@@ -11,6 +11,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <string>
 
 #include "row_kernels.h"
@@ -78,8 +79,26 @@ at::Tensor prepare(const at::Tensor& phi, const at::Tensor& seed, const at::Tens
   return c;
 }
 
-/// Rows per task: enough work per task to amortise scheduling (about 16k elements).
+/// Rows per grab: enough work to amortise scheduling (about 16k elements).
 int64_t grain(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)); }
+
+/// Runs fn over all rows: serially when there is at most one block of rows or one thread, else
+/// one task per thread, the tasks grabbing blocks of rows from a shared counter (a thread that is
+/// slowed down, e.g. on a busy machine, does not hold the others back). Rows are independent and
+/// each is computed whole by one thread, so the result does not depend on the thread count.
+void launch(RowArgs& a, RowRangeFn fn) {
+  const int64_t block = grain(a.K);
+  const int64_t threads = at::get_num_threads();
+  if (a.rows <= block || threads <= 1 || at::in_parallel_region()) {
+    fn(a, 0, a.rows);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  a.next_row = &next;
+  a.row_block = block;
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { fn(a, 0, 0); });
+  a.next_row = nullptr;
+}
 
 }  // namespace
 
@@ -101,8 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
   a.y = y.data_ptr();
   a.stats = stats.data_ptr();
   a.index = index.data_ptr<int64_t>();
-  const RowRangeFn fn = select_kernels().fwd[dtype_id(phi.scalar_type())];
-  at::parallel_for(0, a.rows, grain(a.K), [&](int64_t b, int64_t e) { fn(a, b, e); });
+  launch(a, select_kernels().fwd[dtype_id(phi.scalar_type())]);
   return {y, stats, index};
 }
 
@@ -130,8 +148,7 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
   a.stats = const_cast<void*>(st.data_ptr());
   a.index = const_cast<int64_t*>(ix.data_ptr<int64_t>());
   a.grad_phi = grad_phi.data_ptr();
-  const RowRangeFn fn = select_kernels().bwd[dtype_id(phi.scalar_type())];
-  at::parallel_for(0, a.rows, grain(a.K), [&](int64_t b, int64_t e) { fn(a, b, e); });
+  launch(a, select_kernels().bwd[dtype_id(phi.scalar_type())]);
   return grad_phi;
 }
 

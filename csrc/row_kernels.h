@@ -3,6 +3,7 @@
 // capability translation units see raw pointers, never at::Tensor.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 namespace redge_kernels {
@@ -39,6 +40,10 @@ struct RowArgs {
   const void* grad_y = nullptr;  // scalar_t [rows, K]
   int64_t grad_stride0 = 0, grad_stride1 = 0;
   void* grad_phi = nullptr;      // scalar_t [rows, K], contiguous
+
+  // Work sharing: when set, every task grabs blocks of row_block rows from *next_row.
+  std::atomic<int64_t>* next_row = nullptr;
+  int64_t row_block = 1;
 };
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);

@@ -543,6 +543,23 @@ int64_t sample_pruned(int64_t kp, const uint32_t* r2, F logit) {
   return best_idx;
 }
 
+/// Runs body(r, block_end) for the rows of this task: [rb, re), or, when the launcher shares a row
+/// counter (RowArgs::next_row), blocks of rows grabbed from it until none are left (dynamic load
+/// balance; a row's result never depends on which thread computes it).
+template <typename F>
+void for_rows(const RowArgs& a, int64_t rb, int64_t re, F body) {
+  if (a.next_row == nullptr) {
+    for (int64_t r = rb; r < re; ++r) body(r, re);
+    return;
+  }
+  for (;;) {
+    const int64_t b = a.next_row->fetch_add(a.row_block, std::memory_order_relaxed);
+    if (b >= a.rows) return;
+    const int64_t e = std::min(b + a.row_block, a.rows);
+    for (int64_t r = b; r < e; ++r) body(r, e);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forward
 // ------------------------------------------------------------------------------------------------
@@ -587,7 +604,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
                     !(kPruned && method != kGumbel));
 
-  for (int64_t r = rb; r < re; ++r) {
+  for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     T* st = stats + r * n * 2;
     std::fill(st, st + 2 * n, T(0));
     scalar_t* yr = y + r * K;
@@ -598,12 +615,12 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
       std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
       a.index[r] = -1;
-      continue;
+      return;
     }
     if (kind == kEmptyRow) {
       fill_row(yr, K, 0.0);
       a.index[r] = -1;
-      continue;
+      return;
     }
     T soft_s = T(1);  // the soft output is E / soft_s
     int64_t idx = -1;
@@ -693,7 +710,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       for (int64_t j = 0; j < kp; j += L) (V::loadu(E + j) * inv).store(E + j);
       store_row<scalar_t, T>(E, K, yr);
     }
-  }
+  });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -754,7 +771,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   // Noise: G for gumbel, z for the chain.
   RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel);
 
-  for (int64_t r = rb; r < re; ++r) {
+  for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     scalar_t* outr = gphi_out + r * K;
     const T* st = stats + r * n * 2;
     int64_t n_masked = 0;
@@ -762,11 +779,11 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
                                                &n_masked);
     if (kind == kPoisonedRow) {
       fill_row(outr, K, std::numeric_limits<double>::quiet_NaN());
-      continue;
+      return;
     }
     if (kind == kEmptyRow) {
       fill_row(outr, K, 0.0);
-      continue;
+      return;
     }
     load_plain<scalar_t, T>(gy + r * a.grad_stride0, a.grad_stride1, K, kp, g);
     const int64_t idx = a.index[r];
@@ -930,7 +947,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       }
     }
     store_row<scalar_t, T>(out, K, outr);
-  }
+  });
 }
 
 inline void noise8(uint64_t offset, uint32_t k0, uint32_t k1, float* z, float* g) {

@@ -149,8 +149,8 @@ def test_masks_empty_and_nan_rows(method, hard):
 @pytest.mark.parametrize("method,hard", CASES)
 def test_threads_identical(method, hard):
     torch.manual_seed(5)
-    logits = torch.randn(33, 300)
-    g = torch.randn(33, 300)
+    logits = torch.randn(150, 300)  # 3 blocks of 54 rows: the shared row counter is exercised
+    g = torch.randn(150, 300)
     n0 = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
