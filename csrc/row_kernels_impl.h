@@ -394,6 +394,15 @@ void fill_row(scalar_t* dst, int64_t K, double value) {
 
 template <typename T>
 T hmax(const Vectorized<T>& v) {
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {  // shuffles: short latency for small rows
+    const __m256 x = v;
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+  }
+#endif
   alignas(64) T a[Vectorized<T>::size()];
   v.store(a);
   T m = a[0];
@@ -403,6 +412,15 @@ T hmax(const Vectorized<T>& v) {
 
 template <typename T>
 T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread count
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256 x = v;
+    __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+    return _mm_cvtss_f32(t);
+  }
+#endif
   alignas(64) T a[Vectorized<T>::size()];
   v.store(a);
   T s = a[0];
