@@ -36,6 +36,20 @@ def _x(v):
     return "—" if v is None else f"{v:.2g}×" if v < 10 else f"{v:.0f}×"
 
 
+def add_roofline(records) -> None:
+    """Set ``roofline`` = ``(buffers / 2) * t_copy / t`` on every timed record, ``t_copy`` being
+    the median over the shape's cases of the copy floor's median (``out.copy_(x)`` is timed in
+    every case; pooling them keeps one slow round of the copy from skewing a case)."""
+    copies = {}
+    for r in records:
+        if r["kind"] == "floor" and "median" in r:
+            copies.setdefault((r["shape"], tuple(r["dims"])), []).append(r["median"])
+    for r in records:
+        ts = sorted(copies.get((r["shape"], tuple(r["dims"])), []))
+        if "median" in r and ts and r.get("buffers"):
+            r["roofline"] = (r["buffers"] / 2) * ts[len(ts) // 2] / r["median"]
+
+
 def meta_lines(meta: dict) -> list[str]:
     v = meta["versions"]
     vers = ", ".join(f"{k} {val}" for k, val in v.items())
@@ -127,9 +141,9 @@ def markdown(meta: dict, records) -> str:
     parts = ["# redge_kernels benchmark report", ""] + meta_lines(meta) + [
         "",
         "Columns: median time per call with the interquartile range; GB/s of logits "
-        "(R·K·4 bytes / median); % copy = the op's minimal traffic at the copy bandwidth "
-        "measured in the same case, over the median (forward: 2 R×K buffers, "
-        "forward+backward: 5); "
+        "(R·K·4 bytes / median); % copy = the time the op's minimal traffic takes at the copy "
+        "bandwidth of this run (median copy time of the shape), over the median (forward: 2 R×K "
+        "buffers, forward+backward: 5); "
         "peak MiB = peak extra memory of one call measured alone; mem ÷ redge = the authors' "
         "eager peak over ours; × peer = peer median / ours (> 1: ours faster). All hard=True, "
         "fp32, t_1 = 0.5.",
@@ -138,6 +152,10 @@ def markdown(meta: dict, records) -> str:
         "", "## Copy floor", ""] + copy_table(records) + [
         "", "## All implementations", ""] + detail_table(records) + [""]
     return "\n".join(parts)
+
+
+def _k(k: int) -> str:
+    return f"{k // 1024}k" if k >= 1024 and k % 1024 == 0 else str(k)
 
 
 def _plot_estimators(records):
@@ -196,7 +214,7 @@ def plot(meta: dict, records, path: str) -> None:
                 ax.set_ylabel("median ms per call")
             if i == len(passes) - 1:
                 ax.set_xticks(ks)
-                ax.set_xticklabels([f"{k}\nR={rows_at_k[k]}" for k in ks], fontsize=6)
+                ax.set_xticklabels([f"{_k(k)}\nR={rows_at_k[k]}" for k in ks], fontsize=6)
                 ax.minorticks_off()
                 ax.set_xlabel("K")
     handles, labels = [], []
@@ -213,27 +231,66 @@ def plot(meta: dict, records, path: str) -> None:
     plt.close(fig)
 
 
+def _case_key(r):
+    return (r["shape"], tuple(r["dims"]), r["estimator"], r["pass"])
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` with every case that ``extra`` measured replaced by ``extra``'s records (whole
+    cases, so each case's ratios still come from one set of interleaved rounds)."""
+    replaced = {_case_key(r) for r in extra["records"]}
+    records = [r for r in base["records"] if _case_key(r) not in replaced]
+    order = list(OrderedDict.fromkeys(_case_key(r) for r in base["records"]))
+    by_key = OrderedDict((k, []) for k in order)
+    for r in records + extra["records"]:
+        by_key.setdefault(_case_key(r), []).append(r)
+    meta = dict(base["meta"])
+    meta["command"] = (f"{base['meta']['command']}`, then `{extra['meta']['command']}` "
+                       f"(its {len(replaced)} cases replace the first run's); merged with "
+                       f"`python -m bench.render <first>/results.json <second>/results.json")
+    meta["elapsed_s"] = base["meta"]["elapsed_s"] + extra["meta"]["elapsed_s"]
+    if extra["meta"].get("note"):
+        meta["note"] = extra["meta"]["note"]
+    if extra["meta"].get("load"):
+        meta["load"] = f"{base['meta'].get('load')} (first run), {extra['meta']['load']} (second)"
+    return {"meta": meta, "records": [r for rs in by_key.values() for r in rs]}
+
+
 def main(argv=None):
-    """Re-render a saved run: ``python -m bench.render results.json [--out DIR]`` rewrites
-    ``report.md`` and ``plot.png``; ``--summary PASS`` prints only the header and the summary
-    table of one pass (what docs/BENCHMARKS.md shows)."""
+    """Re-render saved runs: ``python -m bench.render results.json [more.json ...] [--out DIR]``
+    rewrites ``report.md``, ``plot.png`` (and ``results.json`` when merging: cases of a later file
+    replace the same cases of earlier ones); ``--summary PASS`` prints only the header and the
+    summary table of one pass (what docs/BENCHMARKS.md shows)."""
     import argparse
     import json
     import os
 
     p = argparse.ArgumentParser(prog="python -m bench.render", description=main.__doc__)
-    p.add_argument("results")
+    p.add_argument("results", nargs="+")
     p.add_argument("--out")
     p.add_argument("--summary", choices=("fwd", "fwd+bwd"))
     args = p.parse_args(argv)
-    with open(args.results) as f:
-        data = json.load(f)
+    runs = []
+    for path in args.results:
+        with open(path) as f:
+            runs.append(json.load(f))
+    data = runs[0]
+    for extra in runs[1:]:
+        data = merge(data, extra)
     meta, records = data["meta"], data["records"]
+    for r in records:  # results written before the "buffers" field
+        if "buffers" not in r:
+            r["buffers"] = 2 if r["kind"] == "floor" else (2 if r["pass"] == "fwd" else 5)
+    add_roofline(records)
     if args.summary:
         rows = [r for r in records if r["pass"] == args.summary]
         print("\n".join(meta_lines(meta) + [""] + summary_table(rows)))
         return
-    out = args.out or os.path.dirname(os.path.abspath(args.results))
+    out = args.out or os.path.dirname(os.path.abspath(args.results[0]))
+    os.makedirs(out, exist_ok=True)
+    if len(runs) > 1 or args.out:
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(data, f, indent=1)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(markdown(meta, records))
     plot(meta, records, os.path.join(out, "plot.png"))

@@ -61,10 +61,25 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def metadata(opts: runner.Options, out: dict, argv, load_start, note=None) -> dict:
+def _extension_built() -> str | None:
+    """Modification time of the loaded C++ extension (it may be rebuilt while a report runs)."""
+    try:
+        from redge_kernels import _cpu_backend
+        if _cpu_backend._C is None:
+            return None
+        t = os.path.getmtime(_cpu_backend._C.__file__)
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%H:%M UTC")
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+def metadata(opts: runner.Options, out: dict, argv, load_start, note=None, rev=None) -> dict:
     device = out["device"]
     versions = {"python": platform.python_version(), "torch": torch.__version__,
-                "redge_kernels": f"{rk.__version__} ({_git_rev()})"}
+                "redge_kernels": f"{rk.__version__} ({rev or _git_rev()})"}
+    built = _extension_built()
+    if built:
+        versions["redge_kernels._C built"] = built
     for dist in ("triton", "redge", "reinmax", "numpy"):
         v = _version(dist)
         if v:
@@ -134,8 +149,10 @@ def main(argv=None):
                           backends=_list(args.backends), memory=not args.no_memory,
                           max_call_s=args.max_call_s, log=not args.quiet)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    rev = _git_rev()  # the code as it was when the run started
     out = runner.run(opts)
-    meta = metadata(opts, out, argv, load_start, args.note)
+    meta = metadata(opts, out, argv, load_start, args.note, rev)
+    render.add_roofline(out["records"])
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"meta": meta, "records": out["records"]}, f, indent=1)

@@ -5,9 +5,9 @@ peak memory alone (``timing.peak_extra_bytes``), then time all of them interleav
 floor (``timing.time_interleaved``). Derived figures per implementation:
 
 * ``gbps``: logits bytes / median time (``R * K * itemsize / t``);
-* ``roofline``: fraction of the copy roofline, ``(buffers / 2) * t_copy / t``, where ``buffers`` is
-  the op's minimal traffic in ``R x K`` buffers (forward 2: read phi, write y; forward + backward
-  5: also read phi and g, write grad) and ``t_copy`` the same case's ``out.copy_(x)`` (2 buffers);
+* ``buffers``: the op's minimal traffic in ``R x K`` buffers (forward 2: read phi, write y;
+  forward + backward 5: also read phi and g, write grad); the fraction of the copy roofline is
+  derived from it by ``render.add_roofline`` (copy timed in every case, 2 buffers);
 * ``speedup``: for our implementations, each peer's median / ours (> 1: ours is faster).
 
 An implementation whose per-element time at a smaller shape predicts more than ``max_call_s`` per
@@ -137,7 +137,6 @@ def _records(case, impls, stats, mem, notes, itemsize) -> list[dict]:
             "n_steps": case.estimator.n_steps, "estimator": case.estimator.label,
             "pass": case.pass_}
     logit_bytes = case.shape.numel * itemsize
-    copy = stats.get("copy")
     out = []
     for impl in impls:
         if not impl.supports(case.estimator):
@@ -147,9 +146,7 @@ def _records(case, impls, stats, mem, notes, itemsize) -> list[dict]:
         if s is not None:
             r.update(s)
             r["gbps"] = logit_bytes / s["median"] / 1e9
-            if copy is not None:
-                buffers = 2 if impl.kind == "floor" else C.MIN_BUFFERS[case.pass_]
-                r["roofline"] = (buffers / 2) * copy["median"] / s["median"]
+            r["buffers"] = 2 if impl.kind == "floor" else C.MIN_BUFFERS[case.pass_]
             r["peak_bytes"] = mem.get(impl.name)
             if impl.kind == "ours":
                 r["speedup"] = {p.name: stats[p.name]["median"] / s["median"]
