@@ -8,6 +8,8 @@ and the plot come from ``python -m bench.report`` (same cases, interleaved timin
 
 from __future__ import annotations
 
+import pytest
+
 from bench import cases as C
 from bench import timing
 
@@ -21,7 +23,13 @@ def bench_estimator(benchmark, impl_case, inputs_cache):
     device, case, impl = impl_case
     x, g = inputs_cache(case.shape, device)
     fn = C.step_fn(impl.make(case.estimator), case, x, g)
-    fn()  # warm-up: torch.compile compiles here, outside the timing
+    try:
+        fn()  # warm-up: torch.compile compiles here, outside the timing
+    except Exception as e:  # noqa: BLE001
+        if impl.kind != "peer":
+            raise  # ours failing is a bug
+        # e.g. torch.compile of the authors' reindge fails in backward (its tensor hooks)
+        pytest.skip(f"peer {impl.name} fails on this case: {type(e).__name__}: {e}"[:200])
     benchmark.group = f"{case.shape.name} {case.shape.label} {case.estimator.label} {case.pass_}"
     logit_bytes = case.shape.numel * x.element_size()
     benchmark.extra_info.update(
