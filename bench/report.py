@@ -104,7 +104,8 @@ def metadata(opts: runner.Options, out: dict, argv, load_start, note=None, rev=N
         "timing": (f"interleaved rounds (≤ {st['rounds']}, ≥ {st['min_rounds']}, "
                    f"~{st['budget_s']} s"
                    f" per case), samples ≥ {st['min_sample_s'] * 1e3:.0f} ms; skip if predicted "
-                   f"> {st['max_call_s']} s per call"),
+                   f"> {st['max_call_s']} s per call ({st['max_call_s_reference']} s for "
+                   f"rk[reference])"),
         "memory_method": memory, "elapsed_s": out["elapsed_s"],
         "load": (f"{load_start:.1f} / {load_end:.1f}" if load_start is not None else None),
         "note": note,
