@@ -50,47 +50,60 @@ struct Bits8 {
 };
 
 #if defined(CPU_CAPABILITY_AVX2)
-// (hi, lo) 32-bit halves of m * a for the 8 uint32 lanes of a.
-inline void mulhilo8(__m256i a, __m256i m, __m256i& hi, __m256i& lo) {
+// High 32-bit halves of m * a for the 8 uint32 lanes of a (the low halves are _mm256_mullo_epi32).
+inline __m256i mulhi8(__m256i a, __m256i m) {
   const __m256i even = _mm256_mul_epu32(a, m);                         // lanes 0, 2, 4, 6
   const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);  // lanes 1, 3, 5, 7
-  lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
-  hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
 }
 #endif
 
 /// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 8 NB - 1 (key k0, k1), as NB
 /// blocks of 8 lanes; the NB independent blocks run interleaved (instruction-level parallelism).
+/// AVX2: round 1 is specialised to the zero counter words c2 = c3 = 0 (M1 * 0 = 0), and the last
+/// round skips c3 (r3 is unused); the words are those of philox4x32 exactly.
 template <int NB>
 inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
 #if defined(CPU_CAPABILITY_AVX2)
   __m256i c0[NB], c1[NB], c2[NB], c3[NB];
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int b = 0; b < NB; ++b) {
-    // Counters: low words in registers; the high word is shared unless the low word wraps
-    // inside these 8 lanes (then it is built lane by lane).
-    const uint64_t o = offset + 8u * b;
-    const uint32_t base_lo = static_cast<uint32_t>(o);
-    c0[b] = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
-    if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
-      c1[b] = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(o >> 32)));
-    } else {
-      alignas(32) uint32_t hi[kNoiseLanes];
-      for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
-      c1[b] = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
-    }
-    c2[b] = _mm256_setzero_si256();
-    c3[b] = _mm256_setzero_si256();
-  }
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
-  for (int r = 0; r < kPhiloxRounds; ++r) {
+  {
     const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
     const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
     for (int b = 0; b < NB; ++b) {
-      __m256i hi0, lo0, hi1, lo1;
-      mulhilo8(c0[b], m0, hi0, lo0);
-      mulhilo8(c2[b], m1, hi1, lo1);
+      // Counters: low words in registers; the high word is shared unless the low word wraps
+      // inside these 8 lanes (then it is built lane by lane).
+      const uint64_t o = offset + 8u * b;
+      const uint32_t base_lo = static_cast<uint32_t>(o);
+      const __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
+      __m256i x1;
+      if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
+        x1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(o >> 32)));
+      } else {
+        alignas(32) uint32_t hi[kNoiseLanes];
+        for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
+        x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
+      }
+      // Round 1 with c2 = c3 = 0: (c0, c1, c2, c3) <- (c1 ^ k0, 0, hi(M0 c0) ^ k1, lo(M0 c0)).
+      c0[b] = _mm256_xor_si256(x1, kk0);
+      c1[b] = _mm256_setzero_si256();
+      c2[b] = _mm256_xor_si256(mulhi8(x0, m0), kk1);
+      c3[b] = _mm256_mullo_epi32(x0, m0);
+    }
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  for (int r = 1; r < kPhiloxRounds; ++r) {
+    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
+    const bool last = r == kPhiloxRounds - 1;
+    for (int b = 0; b < NB; ++b) {
+      const __m256i hi0 = mulhi8(c0[b], m0);
+      const __m256i hi1 = mulhi8(c2[b], m1);
+      const __m256i lo1 = _mm256_mullo_epi32(c2[b], m1);
+      const __m256i lo0 = last ? c3[b] : _mm256_mullo_epi32(c0[b], m0);  // c3 of the last round is unused
       c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[b]), kk0);
       c1[b] = lo1;
       c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
@@ -141,11 +154,83 @@ inline VecF u32_to_f32v(const uint32_t* r, bool complement) {
 #endif
 }
 
+#if defined(CPU_CAPABILITY_AVX2)
+// Inline float log and cos for the Box-Muller transform (no calls into Sleef): Cephes' logf and
+// sinf/cosf polynomials (about 1 ulp), valid for the arguments that occur there only:
+//   logf8: x a positive normal float (u1 in [2^-33, 1]);
+//   cos2pi8: t = fl(2pi_f32 u2) in [0, 2pi), reduced by j = round(t 2/pi) with pi/2 split in three
+//            floats (C1 exact in j C1, fused multiply-adds), so r = t - j pi/2 keeps its relative
+//            accuracy near the zeros of cos.
+
+/// log(x) for positive normal x: x = 2^e m, m in [sqrt(1/2), sqrt(2)), log = e ln2 + log(m).
+inline __m256 logf8(__m256 x) {
+  const __m256i bits = _mm256_castps_si256(x);
+  __m256i e = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+  __m256 m = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007FFFFF)),
+                                                 _mm256_set1_epi32(0x3F800000)));  // [1, 2)
+  const __m256 big = _mm256_cmp_ps(m, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
+  // m > sqrt(2): m / 2 (exact), e + 1; f = m - 1 in [-0.293, 0.414] (exact, Sterbenz).
+  m = _mm256_blendv_ps(m, _mm256_mul_ps(m, _mm256_set1_ps(0.5f)), big);
+  e = _mm256_sub_epi32(e, _mm256_castps_si256(big));  // big lanes are all-ones = -1
+  const __m256 f = _mm256_sub_ps(m, _mm256_set1_ps(1.0f));
+  const __m256 ef = _mm256_cvtepi32_ps(e);
+  const __m256 z = _mm256_mul_ps(f, f);
+  __m256 p = _mm256_set1_ps(7.0376836292e-2f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.1514610310e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.1676998740e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.2420140846e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.4249322787e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-1.6668057665e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.0000714765e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(-2.4999993993e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(3.3333331174e-1f));
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, f), z);            // f^3 P(f)
+  y = _mm256_fmadd_ps(ef, _mm256_set1_ps(-2.12194440e-4f), y);  // ln2 = 0.693359375 - 2.12194440e-4
+  y = _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), y);             // - f^2 / 2
+  const __m256 r = _mm256_add_ps(f, y);
+  return _mm256_fmadd_ps(ef, _mm256_set1_ps(0.693359375f), r);
+}
+
+/// cos(t) for t in [0, 2pi) (t = 2pi_f32 u2 rounded to float, as noise.py).
+inline __m256 cos2pi8(__m256 t) {
+  const __m256 j = _mm256_round_ps(_mm256_mul_ps(t, _mm256_set1_ps(0.636619772f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(j, _mm256_set1_ps(1.570796371e+00f), t);   // C1 = fl(pi/2): exact
+  r = _mm256_fnmadd_ps(j, _mm256_set1_ps(-4.371138829e-08f), r);         // C2 = fl(pi/2 - C1)
+  r = _mm256_fnmadd_ps(j, _mm256_set1_ps(-1.715124510e-15f), r);         // C3 = fl(pi/2 - C1 - C2)
+  const __m256 z = _mm256_mul_ps(r, r);
+  // sin(r) = r + r z S(z), cos(r) = 1 - z / 2 + z^2 C(z), |r| <= pi/4 (Cephes sinf / cosf).
+  __m256 ps = _mm256_set1_ps(-1.9515295891e-4f);
+  ps = _mm256_fmadd_ps(ps, z, _mm256_set1_ps(8.3321608736e-3f));
+  ps = _mm256_fmadd_ps(ps, z, _mm256_set1_ps(-1.6666654611e-1f));
+  const __m256 sn = _mm256_fmadd_ps(_mm256_mul_ps(ps, z), r, r);
+  __m256 pc = _mm256_set1_ps(2.443315711809948e-5f);
+  pc = _mm256_fmadd_ps(pc, z, _mm256_set1_ps(-1.388731625493765e-3f));
+  pc = _mm256_fmadd_ps(pc, z, _mm256_set1_ps(4.166664568298827e-2f));
+  const __m256 cs = _mm256_fmadd_ps(_mm256_mul_ps(pc, z), z,
+                                    _mm256_fnmadd_ps(z, _mm256_set1_ps(0.5f), _mm256_set1_ps(1.0f)));
+  // quadrant q = j mod 4: cos t = cos r, -sin r, -cos r, sin r.
+  const __m256i q = _mm256_cvtps_epi32(j);
+  const __m256i q1 = _mm256_slli_epi32(q, 31);                                   // bit 0 -> sign bit
+  const __m256 use_sin = _mm256_castsi256_ps(_mm256_srai_epi32(q1, 31));
+  const __m256 v = _mm256_blendv_ps(cs, sn, use_sin);
+  // negate for q = 1, 2: sign = bit 1 of (q + 1)
+  const __m256i neg = _mm256_slli_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(1)), 30);
+  return _mm256_xor_ps(v, _mm256_castsi256_ps(_mm256_and_si256(neg, _mm256_set1_epi32(INT32_MIN))));
+}
+#endif
+
 /// Stream 0: z = sqrt(-2 log u1) * cos(2pi u2) (noise.normal_from_bits).
 inline VecF normal8(const Bits8& b) {
   const VecF u1 = u32_to_f32v(b.r0, false) * VecF(kTwoM32) + VecF(kTwoM33);
   const VecF u2 = u32_to_f32v(b.r1, false) * VecF(kTwoM32);
+#if defined(CPU_CAPABILITY_AVX2)
+  const __m256 lg = logf8(u1);
+  const __m256 c = cos2pi8(_mm256_mul_ps(u2, _mm256_set1_ps(kTwoPiF32)));
+  return VecF(_mm256_mul_ps(_mm256_sqrt_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0f), lg)), c));
+#else
   return (VecF(-2.0f) * u1.log()).sqrt() * (u2 * VecF(kTwoPiF32)).cos();
+#endif
 }
 
 /// Stream 1: G = -log(E), E = -log(u) by the complement trick (noise.gumbel_from_bits).
@@ -784,7 +869,6 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   T* gmu = glam + kp;
   auto Pk = [&](int k) { return P + (k - 1) * kp; };
   auto Xk = [&](int k) { return X + (k - 1) * kp; };
-  auto cf = [&](int k, int col) { return V(co[k * 5 + col]); };
   const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
   // Noise: G for gumbel, z for the chain.
   RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel);
@@ -866,81 +950,139 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           (one / v).store(lam + j);
         }
       }
+      // Per-step constants, hoisted out of the element loops (locals: no aliasing with the
+      // scratch stores). kMaxSteps bounds the small arrays; longer schedules use the heap.
+      constexpr int kMaxSteps = 16;
+      T cc_s[kMaxSteps], ca_s[kMaxSteps], cb_s[kMaxSteps], sg_s[kMaxSteps], ha_s[kMaxSteps];
+      T mm_s[kMaxSteps], is_s[kMaxSteps];
+      T* Pp_s[kMaxSteps];
+      T* Xp_s[kMaxSteps];
+      std::vector<T> cheap;
+      std::vector<T*> pheap;
+      T *cc = cc_s, *ca = ca_s, *cb = cb_s, *sg = sg_s, *ha = ha_s, *mm = mm_s, *is = is_s;
+      T **Pp = Pp_s, **Xp = Xp_s;
+      if (n > kMaxSteps) {
+        cheap.resize(static_cast<size_t>(7 * n));
+        pheap.resize(static_cast<size_t>(2 * n));
+        cc = cheap.data(); ca = cc + n; cb = ca + n; sg = cb + n; ha = sg + n; mm = ha + n; is = mm + n;
+        Pp = pheap.data(); Xp = Pp + n;
+      }
+      for (int k = 1; k < n; ++k) {
+        cc[k] = co[k * 5 + kCoefC];
+        ca[k] = co[k * 5 + kCoefA];
+        cb[k] = co[k * 5 + kCoefB];
+        sg[k] = co[k * 5 + kCoefSigma];
+        ha[k] = T(0.5) * co[k * 5 + kCoefAlpha];
+        mm[k] = st[2 * k];
+        is[k] = T(1) / st[2 * k + 1];
+        Pp[k] = Pk(k);
+        Xp[k] = cov ? Xk(k) : nullptr;
+      }
+      const T* const phr = ph;
+      const T* const gr = g;
+      const T* const mur = mu;
+      const T* const lamr = lam;
+      const T* const zr = zbuf;
       auto logit = [&](int k, int64_t j, const V& xv) {
         if (cov) {
-          const V shift = cf(k, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[k * 5 + kCoefAlpha]);
-          return V::loadu(ph + j) + (cf(k, kCoefC) * V::loadu(lam + j)) * (xv - shift);
+          const V shift = V(sg[k]) * V::loadu(mur + j) + V(ha[k]);
+          return V::loadu(phr + j) + (V(cc[k]) * V::loadu(lamr + j)) * (xv - shift);
         }
-        return V::loadu(ph + j) + cf(k, kCoefC) * xv;
+        return V::loadu(phr + j) + V(cc[k]) * xv;
       };
       V d0 = zero;
       for (int64_t j = 0; j < kp; j += L) {
-        V xv = V::loadu(zbuf + j);
+        V xv = V::loadu(zr + j);
         if (cov) {
-          const V m = V::loadu(mu + j);
+          const V m = V::loadu(mur + j);
           const V v = at::vec::maximum(m * (one - m), vmin);
           xv = m + v.sqrt() * xv;
         }
         V p;
         for (int k = n - 1; k >= 1; --k) {
-          p = vexp<T>(logit(k, j, xv) - V(st[2 * k])) * V(T(1) / st[2 * k + 1]);
-          p.store(Pk(k) + j);
-          if (cov) xv.store(Xk(k) + j);
-          if (k > 1) xv = cf(k, kCoefA) * p + cf(k, kCoefB) * xv;
+          p = vexp<T>(logit(k, j, xv) - V(mm[k])) * V(is[k]);
+          p.store(Pp[k] + j);
+          if (cov) xv.store(Xp[k] + j);
+          if (k > 1) xv = V(ca[k]) * p + V(cb[k]) * xv;
         }
-        d0 = d0 + V::loadu(g + j) * p;
+        d0 = d0 + V::loadu(gr + j) * p;
       }
       // ---- step 1: r = p_1 (g - <g, p_1>)
       T dot = hsum(d0);
       const T gD = (idx >= 0 ? g[idx] : T(0)) - dot;  // <g, D>, D = one_hot(i) - p_1 (redge_max)
+      T* const outr_ = out;
+      T* const gxr = gx;
       {
-        const V dv(dot), c1 = cf(1, kCoefC), gDv(gD);
+        const V dv(dot), c1(cc[1]), gDv(gD);
+        const T* const p1 = Pp[1];
+        const T* const p2 = n > 2 ? Pp[2] : nullptr;
+        const V a2(n > 2 ? ca[2] : T(0));
         V dn = zero;
         for (int64_t j = 0; j < kp; j += L) {
-          const V p = V::loadu(Pk(1) + j);
-          const V rv = p * (V::loadu(g + j) - dv);
+          const V p = V::loadu(p1 + j);
+          const V rv = p * (V::loadu(gr + j) - dv);
           if (method == kReDGEMax) {
-            (half * (rv + gDv * (one_hot_block<T>(j, idx) - p))).store(out + j);
+            (half * (rv + gDv * (one_hot_block<T>(j, idx) - p))).store(outr_ + j);
           } else {
-            rv.store(out + j);
+            rv.store(outr_ + j);
           }
           V gxv;
           if (cov) {
-            const V lv = V::loadu(lam + j);
+            const V lv = V::loadu(lamr + j);
             gxv = (c1 * lv) * rv;
-            const V shift = cf(1, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[kCoefAlpha + 5]);
-            (c1 * (rv * (V::loadu(Xk(1) + j) - shift))).store(glam + j);
-            ((cf(1, kCoefSigma) * c1).neg() * lv * rv).store(gmu + j);
+            const V shift = V(sg[1]) * V::loadu(mur + j) + V(ha[1]);
+            (c1 * (rv * (V::loadu(Xp[1] + j) - shift))).store(glam + j);
+            ((V(sg[1]) * c1).neg() * lv * rv).store(gmu + j);
           } else {
             gxv = c1 * rv;
           }
-          gxv.store(gx + j);
-          if (n > 2) dn = dn + (cf(2, kCoefA) * gxv) * V::loadu(Pk(2) + j);
+          gxv.store(gxr + j);
+          if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
         }
         dot = hsum(dn);
       }
       // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
       //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
       for (int k = 2; k <= n - 1; ++k) {
-        const V dv(dot), ak = cf(k, kCoefA), bk = cf(k, kCoefB), ck = cf(k, kCoefC);
+        const V dv(dot), ak(ca[k]), bk(cb[k]), ck(cc[k]);
         const bool has_next = k + 1 <= n - 1;
+        const T* const pk = Pp[k];
+        const T* const pn = has_next ? Pp[k + 1] : nullptr;
+        const V an(has_next ? ca[k + 1] : T(0));
         V dn = zero;
-        for (int64_t j = 0; j < kp; j += L) {
-          const V gxo = V::loadu(gx + j);
-          const V rv = V::loadu(Pk(k) + j) * (ak * gxo - dv);
-          (V::loadu(out + j) + rv).store(out + j);
-          V gxv;
-          if (cov) {
-            const V lv = V::loadu(lam + j);
-            gxv = (ck * lv) * rv + bk * gxo;
-            const V shift = cf(k, kCoefSigma) * V::loadu(mu + j) + V(T(0.5) * co[k * 5 + kCoefAlpha]);
-            (V::loadu(glam + j) + ck * (rv * (V::loadu(Xk(k) + j) - shift))).store(glam + j);
-            (V::loadu(gmu + j) + (cf(k, kCoefSigma) * ck).neg() * lv * rv).store(gmu + j);
-          } else {
-            gxv = ck * rv + bk * gxo;
+        if (!cov) {
+          if (has_next) {
+            for (int64_t j = 0; j < kp; j += L) {
+              const V gxo = V::loadu(gxr + j);
+              const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+              (V::loadu(outr_ + j) + rv).store(outr_ + j);
+              const V gxv = ck * rv + bk * gxo;
+              gxv.store(gxr + j);
+              dn = dn + (an * gxv) * V::loadu(pn + j);
+            }
+          } else {  // last step: gx is not needed any more
+            for (int64_t j = 0; j < kp; j += L) {
+              const V gxo = V::loadu(gxr + j);
+              const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+              (V::loadu(outr_ + j) + rv).store(outr_ + j);
+            }
           }
-          gxv.store(gx + j);
-          if (has_next) dn = dn + (cf(k + 1, kCoefA) * gxv) * V::loadu(Pk(k + 1) + j);
+          dot = hsum(dn);
+          continue;
+        }
+        const T* const xk = Xp[k];
+        const V sk(sg[k]), hk(ha[k]);
+        for (int64_t j = 0; j < kp; j += L) {
+          const V gxo = V::loadu(gxr + j);
+          const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+          (V::loadu(outr_ + j) + rv).store(outr_ + j);
+          const V lv = V::loadu(lamr + j);
+          const V gxv = (ck * lv) * rv + bk * gxo;
+          const V shift = sk * V::loadu(mur + j) + hk;
+          (V::loadu(glam + j) + ck * (rv * (V::loadu(xk + j) - shift))).store(glam + j);
+          (V::loadu(gmu + j) + (sk * ck).neg() * lv * rv).store(gmu + j);
+          gxv.store(gxr + j);
+          if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
         }
         dot = hsum(dn);
       }
