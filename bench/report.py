@@ -73,11 +73,11 @@ def _extension_built() -> str | None:
         return None
 
 
-def metadata(opts: runner.Options, out: dict, argv, load_start, note=None, rev=None) -> dict:
+def metadata(opts: runner.Options, out: dict, argv, load_start, note=None, rev=None,
+             built=None) -> dict:
     device = out["device"]
     versions = {"python": platform.python_version(), "torch": torch.__version__,
                 "redge_kernels": f"{rk.__version__} ({rev or _git_rev()})"}
-    built = _extension_built()
     if built:
         versions["redge_kernels._C built"] = built
     for dist in ("triton", "redge", "reinmax", "numpy"):
@@ -151,8 +151,10 @@ def main(argv=None):
                           max_call_s=args.max_call_s, log=not args.quiet)
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     rev = _git_rev()  # the code as it was when the run started
+    import redge_kernels._cpu_backend  # noqa: F401  (load the extension now, then stamp it)
+    built = _extension_built()
     out = runner.run(opts)
-    meta = metadata(opts, out, argv, load_start, args.note, rev)
+    meta = metadata(opts, out, argv, load_start, args.note, rev, built)
     render.add_roofline(out["records"])
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
