@@ -11,9 +11,9 @@ floor (``timing.time_interleaved``). Derived figures per implementation:
 * ``speedup``: for our implementations, each peer's median / ours (> 1: ours is faster).
 
 An implementation whose per-element time at a smaller shape predicts more than ``max_call_s`` per
-call here (``max_call_s_reference`` for the reference backend) is skipped with a note (the cases run smallest shape first), so one command stays
-bounded on slow devices: this is what keeps the pure-PyTorch reference and the eager peers off the
-language-model shapes on a 2-core CPU.
+call here (``max_call_s_reference`` for the reference backend) is skipped with a note; the cases
+run smallest shape first. This bounds one command on slow devices: on a 2-core CPU it keeps the
+pure-PyTorch reference off the language-model shapes.
 """
 
 from __future__ import annotations
