@@ -69,6 +69,8 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
+  uint32_t hi_word[NB];  // the counters' shared high word per block (when `uniform`)
+  bool uniform = true;
   {
     const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
     const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
@@ -79,9 +81,11 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
       const uint32_t base_lo = static_cast<uint32_t>(o);
       const __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
       __m256i x1;
+      hi_word[b] = static_cast<uint32_t>(o >> 32);
       if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
-        x1 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(o >> 32)));
+        x1 = _mm256_set1_epi32(static_cast<int>(hi_word[b]));
       } else {
+        uniform = false;
         alignas(32) uint32_t hi[kNoiseLanes];
         for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
         x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
@@ -95,7 +99,28 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
   }
-  for (int r = 1; r < kPhiloxRounds; ++r) {
+  int first_round = 1;
+  if (uniform) {
+    // Round 2 when every lane of a block shares its counter high word: c0 = hi ^ k0 is the same
+    // in all lanes (M0 c0 is a scalar product) and c1 = 0.
+    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
+    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
+    for (int b = 0; b < NB; ++b) {
+      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * (hi_word[b] ^ (k0 - kPhiloxW0));
+      const __m256i hi0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(p0 >> 32)));
+      const __m256i lo0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(p0)));
+      const __m256i hi1 = mulhi8(c2[b], m1);
+      const __m256i lo1 = _mm256_mullo_epi32(c2[b], m1);
+      c0[b] = _mm256_xor_si256(hi1, kk0);
+      c1[b] = lo1;
+      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
+      c3[b] = lo0;
+    }
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+    first_round = 2;
+  }
+  for (int r = first_round; r < kPhiloxRounds; ++r) {
     const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
     const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
     const bool last = r == kPhiloxRounds - 1;
