@@ -174,3 +174,26 @@ def test_matches_triton_randint4x_under_the_interpreter():
     _bits_kernel[(1,)](out, seed, start, n, BLOCK=64)
     want = torch.stack(noise_bits(seed, 1, n, col_start=start, row_cols=start + n), -1)[0]
     assert torch.equal(out.cpu(), want)
+
+
+@pytest.mark.skipif("cpu" not in rk.available_backends(),
+                    reason="2048 x 262144 samples need a fused backend (built by scripts/setup.sh)")
+def test_rare_tail_frequency_at_vocabulary_262144():
+    """End to end: one token with logit L = log K + 6 and 262143 rare tokens of logit 0 (each of
+    probability ~1e-8). The tail's total probability is 1 / (1 + e^6 K / (K - 1)) ~ 0.0025, and
+    drawing it needs Gumbel values near log K + 6 + G_0 ~ 18.5: over 8192 rows we expect 20.3 tail
+    draws (sd 4.5), while a 24-bit uniform (Gumbel capped at 16.6) would give 0.3."""
+    k = 262144
+    top = math.log(k) + 6.0
+    logits = torch.zeros(1, k)
+    logits[0, 0] = top
+    p_tail = (k - 1) / (math.exp(top) + k - 1)
+    rows_per_call, calls = 128, 64
+    tail = 0
+    for c in range(calls):
+        _, idx = rk.sample("st", logits.expand(rows_per_call, k), seed=1000 + c, backend="cpu",
+                           return_index=True)
+        tail += int((idx != 0).sum())
+    n = rows_per_call * calls
+    sd = math.sqrt(n * p_tail * (1 - p_tail))
+    assert abs(tail - n * p_tail) < 3.5 * sd, (tail, n * p_tail, sd)
