@@ -255,6 +255,22 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
 
 
+@triton.jit
+def _bwd_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
+              coefs_ptr, mvec, svec, dvec, steps, n, n_done, idx, g_idx,
+              COV: tl.constexpr, MAX: tl.constexpr):
+    """One tile of the tiled backward: reload phi and g, regenerate z, rebuild the base and run the
+    backward recursion through the n_done steps whose d_j are already reduced."""
+    cmask = cols < K
+    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+    g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+    z, _ = normal_and_word(seed, noise_row + cols)
+    x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec, steps,
+                                        n, n_done, cols == idx, g_idx, COV, MAX, False)
+    return phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam
+
+
 @triton.jit(do_not_specialize=["n", "row_offset"])
 def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
                           K, n, row_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
@@ -305,15 +321,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             acc = 0.0
             for start in range(0, K, BLOCK):
                 cols = start + lanes
-                cmask = cols < K
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-                z, _ = normal_and_word(seed, noise_row + cols)
-                x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-                gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec,
-                                                    dvec, steps, n, j - 1, cols == idx, g_idx,
-                                                    COV, MAX, False)
+                phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
+                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
+                    coefs_ptr, mvec, svec, dvec, steps, n, j - 1, idx, g_idx, COV, MAX)
                 xj, pj = _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, j, COV)
                 gp = tl.where(j == 1, g, coef_a(coefs_ptr, j) * gx)
                 acc += tl.sum(gp * pj, axis=0)
@@ -323,15 +333,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             acc0 = 0.0
             for start in range(0, K, BLOCK):
                 cols = start + lanes
-                cmask = cols < K
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-                z, _ = normal_and_word(seed, noise_row + cols)
-                x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-                gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec,
-                                                    dvec, steps, n, n - 1, cols == idx, g_idx,
-                                                    COV, MAX, False)
+                phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
+                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
+                    coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX)
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
                 acc0 += tl.sum(gp0 * mu, axis=0)
             dvec = put(dvec, steps, 0, acc0)
@@ -340,13 +344,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         for start in range(0, K, BLOCK):
             cols = start + lanes
             cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            z, _ = normal_and_word(seed, noise_row + cols)
-            x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-            gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec,
-                                                steps, n, n - 1, cols == idx, g_idx,
-                                                COV, MAX, False)
+            phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
+                phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
+                coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX)
             if COV:
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
                 gphi += mu * (gp0 - d0)
