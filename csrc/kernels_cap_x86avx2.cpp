@@ -24,9 +24,10 @@
 #define CPU_CAPABILITY AVX2
 #define CPU_CAPABILITY_AVX2
 #include "row_kernels_impl.h"
+#include "lane_kernels_impl.h"
 
 namespace redge_kernels {
-const KernelTable& kernels_avx2() { return AVX2::table("avx2"); }
+const KernelTable& kernels_avx2() { return AVX2::lane_table("avx2"); }
 }  // namespace redge_kernels
 #if defined(__clang__)
 #pragma clang attribute pop

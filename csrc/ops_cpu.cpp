@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #if defined(__linux__)
@@ -42,6 +43,8 @@ const KernelTable& select_kernels() {
 const char* kernel_set_name() { return select_kernels().name; }
 
 namespace {
+
+constexpr int64_t kLaneMaxK = 16;  // default threshold (see lane_max_k)
 
 DTypeId dtype_id(at::ScalarType t) {
   switch (t) {
@@ -87,12 +90,22 @@ at::Tensor prepare(const at::Tensor& phi, const at::Tensor& seed, const at::Tens
 /// Rows per grab: enough work to amortise scheduling (about 16k elements).
 int64_t grain(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)); }
 
+/// Largest K for which the "lanes are rows" kernels (lane_kernels_impl.h) are used: below it the
+/// row kernels are dominated by per-row overhead (measured with bench/cpu_speed.py). The
+/// environment variable REDGE_KERNELS_LANE_MAX_K overrides it, read at every call (0 disables
+/// the lane kernels; for benchmarks and the tests comparing both paths).
+int64_t lane_max_k() {
+  const char* e = std::getenv("REDGE_KERNELS_LANE_MAX_K");
+  return e != nullptr && *e != '\0' ? std::strtoll(e, nullptr, 10) : kLaneMaxK;
+}
+
 /// Runs fn over all rows: serially when there is at most one block of rows or one thread, else
 /// one task per thread, the tasks grabbing blocks of rows from a shared counter (a thread that is
 /// slowed down, e.g. on a busy machine, does not hold the others back). Rows are independent and
 /// each is computed whole by one thread, so the result does not depend on the thread count.
-void launch(RowArgs& a, RowRangeFn fn) {
-  const int64_t block = grain(a.K);
+/// `unit` > 1 (lane kernels): blocks are whole multiples of `unit` rows.
+void launch(RowArgs& a, RowRangeFn fn, int64_t unit = 1) {
+  const int64_t block = (grain(a.K) + unit - 1) / unit * unit;
   const int64_t threads = at::get_num_threads();
   if (a.rows <= block || threads <= 1 || at::in_parallel_region()) {
     fn(a, 0, a.rows);
@@ -103,6 +116,17 @@ void launch(RowArgs& a, RowRangeFn fn) {
   a.row_block = block;
   at::parallel_for(0, threads, 1, [&](int64_t, int64_t) { fn(a, 0, 0); });
   a.next_row = nullptr;
+}
+
+/// The forward (fwd = true) or backward kernel for this call: the lane kernels when K is small.
+void launch_kernel(RowArgs& a, DTypeId dt, bool fwd) {
+  const KernelTable& t = select_kernels();
+  RowRangeFn lanes = fwd ? t.fwd_lanes[dt] : t.bwd_lanes[dt];
+  if (lanes != nullptr && a.K <= lane_max_k()) {
+    launch(a, lanes, t.lane_rows[dt]);
+  } else {
+    launch(a, fwd ? t.fwd[dt] : t.bwd[dt]);
+  }
 }
 
 /// Asks Linux for transparent huge pages on the 2 MiB-aligned interior of a freshly allocated,
@@ -142,7 +166,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
   advise_huge_pages(a.y, y.nbytes());
   a.stats = stats.data_ptr();
   a.index = index.data_ptr<int64_t>();
-  launch(a, select_kernels().fwd[dtype_id(phi.scalar_type())]);
+  launch_kernel(a, dtype_id(phi.scalar_type()), true);
   return {y, stats, index};
 }
 
@@ -171,7 +195,7 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
   a.index = const_cast<int64_t*>(ix.data_ptr<int64_t>());
   a.grad_phi = grad_phi.data_ptr();
   advise_huge_pages(a.grad_phi, grad_phi.nbytes());
-  launch(a, select_kernels().bwd[dtype_id(phi.scalar_type())]);
+  launch_kernel(a, dtype_id(phi.scalar_type()), false);
   return grad_phi;
 }
 

@@ -53,11 +53,17 @@ using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_
 using Noise8Fn = void (*)(uint64_t offset, uint32_t key0, uint32_t key1, float* z, float* g);
 
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
+/// fwd / bwd: one row at a time (row_kernels_impl.h). fwd_lanes / bwd_lanes: for small K, blocks
+/// of lane_rows[dtype] rows with one row per SIMD lane (lane_kernels_impl.h); the launcher hands
+/// them row ranges in whole blocks. Same outputs and stats layout (ops.py); null when absent.
 struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
   Noise8Fn noise8;
   const char* name;
+  RowRangeFn fwd_lanes[kNumDTypes];
+  RowRangeFn bwd_lanes[kNumDTypes];
+  int lane_rows[kNumDTypes];
 };
 
 const KernelTable& kernels_default();  // portable (ATen DEFAULT vectors)

@@ -1,0 +1,578 @@
+// "Lanes are rows" CPU kernels of every estimator for small vocabularies K (SPEC: "ReDGE",
+// "ReDGE-Cov", "ReDGE-Max", "Baselines", "Randomness", "Masked vocabulary and numerics").
+//
+// At small K the per-row kernels (row_kernels_impl.h) spend most of their time in per-row
+// overhead: a serial chain of tiny passes over one padded vector, each ending in a horizontal
+// reduction. Here one Vectorized<T> holds the SAME column j of L = Vectorized<T>::size()
+// consecutive rows (8 floats / 4 doubles on AVX2): a block of L rows is gathered transposed into
+// per-thread scratch laid out [K][L], every loop runs over the K columns, and every row reduction
+// (max, sum, dot product, argmax) is an elementwise operation carried across the column loop.
+// Lanes never interact, so a row's result depends only on its own logits, its counters
+// (offset = row * K + col) and the scalars: not on R, on the block it falls in, or on the thread
+// count. The formulas are those of fwd_rows / bwd_rows (same vexp, same operation order per
+// element; only the order of the row sums differs: column by column here).
+//
+// Special rows are handled per lane: an empty (all -inf) or poisoned (NaN / +inf) row, and the
+// dummy lanes that pad the last block, are replaced by logits 0 for the computation; their outputs
+// are then written as the row kernels write them (zeros / NaN, index -1), or discarded.
+//
+// Include after row_kernels_impl.h (it reuses gen_noise, vexp, padded, neg_inf, kVMin, table()).
+#pragma once
+
+#include "row_kernels_impl.h"
+
+namespace redge_kernels {
+namespace CPU_CAPABILITY {
+
+/// Runs body(r0, nv) over the blocks of L rows of this task: [rb, re) cut at rb + multiples of L,
+/// or blocks of rows grabbed from the launcher's shared counter (RowArgs::next_row; the launcher
+/// makes row_block a multiple of L). nv < L only for the last block of a range.
+template <int L, typename F>
+void for_blocks(const RowArgs& a, int64_t rb, int64_t re, F body) {
+  auto run = [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r += L) body(r, std::min<int64_t>(L, e - r));
+  };
+  if (a.next_row == nullptr) {
+    run(rb, re);
+    return;
+  }
+  for (;;) {
+    const int64_t b = a.next_row->fetch_add(a.row_block, std::memory_order_relaxed);
+    if (b >= a.rows) return;
+    run(b, std::min(b + a.row_block, a.rows));
+  }
+}
+
+/// Gathers the nv rows phi[r0 + i, :] (any strides, any dtype) transposed into dst[j * L + i]
+/// as acc_t. kind[i] receives the row kind (dummy lanes i >= nv count as normal); the lanes of
+/// empty / poisoned / dummy rows get logits 0 so that every lane computes finite values.
+template <int L, typename scalar_t, typename T>
+void load_block(const scalar_t* phi, int64_t s0, int64_t s1, int64_t K, int64_t r0, int64_t nv,
+                T* dst, RowKind* kind) {
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int64_t i = 0; i < L; ++i) {
+    kind[i] = kNormalRow;
+    if (i >= nv) {
+      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
+      continue;
+    }
+    const scalar_t* src = phi + (r0 + i) * s0;
+    bool bad = false;
+    int64_t ninf = 0;
+    for (int64_t j = 0; j < K; ++j) {
+      const T v = static_cast<T>(src[j * s1]);
+      dst[j * L + i] = v;
+      bad |= !(v < inf);  // NaN or +inf
+      ninf += (v == -inf);
+    }
+    if (bad || ninf == K) {
+      kind[i] = bad ? kPoisonedRow : kEmptyRow;
+      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
+    }
+  }
+}
+
+/// Gathers grad_y rows transposed like load_block (dummy lanes: 0).
+template <int L, typename scalar_t, typename T>
+void load_block_plain(const scalar_t* src0, int64_t s0, int64_t s1, int64_t K, int64_t r0,
+                      int64_t nv, T* dst) {
+  for (int64_t i = 0; i < L; ++i) {
+    if (i >= nv) {
+      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
+      continue;
+    }
+    const scalar_t* src = src0 + (r0 + i) * s0;
+    for (int64_t j = 0; j < K; ++j) dst[j * L + i] = static_cast<T>(src[j * s1]);
+  }
+}
+
+/// Writes the [K][L] block `src` to the contiguous rows dst[(r0 + i) * K + j], i < nv; empty rows
+/// get zeros, poisoned rows NaN (row kernels' conventions).
+template <int L, typename scalar_t, typename T>
+void store_block(const T* src, int64_t K, int64_t r0, int64_t nv, const RowKind* kind,
+                 scalar_t* dst) {
+  for (int64_t i = 0; i < nv; ++i) {
+    scalar_t* row = dst + (r0 + i) * K;
+    if (kind[i] == kPoisonedRow) {
+      fill_row(row, K, std::numeric_limits<double>::quiet_NaN());
+    } else if (kind[i] == kEmptyRow) {
+      fill_row(row, K, 0.0);
+    } else {
+      for (int64_t j = 0; j < K; ++j) row[j] = static_cast<scalar_t>(src[j * L + i]);
+    }
+  }
+}
+
+/// The noise of the block's rows r0 .. r0 + L - 1 (offsets r0 K .. (r0 + L) K - 1, generated in
+/// one go into the row-major buffers zr / gr of padded(L K) entries), transposed to [K][L].
+/// Either output may be null.
+template <int L, typename T>
+void block_noise(uint64_t off, int64_t K, uint32_t k0, uint32_t k1, T* zr, T* gr, T* z, T* g) {
+  gen_noise<T>(off, padded(L * K), k0, k1, z ? zr : nullptr, g ? gr : nullptr);
+  for (int64_t i = 0; i < L; ++i) {
+    for (int64_t j = 0; j < K; ++j) {
+      if (z) z[j * L + i] = zr[i * K + j];
+      if (g) g[j * L + i] = gr[i * K + j];
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Forward (lanes): the math of fwd_rows, per lane.
+//   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
+//   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+//   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
+//                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
+//                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
+//                   x_{k-1} = a_k p_k + b_k x_k;   i = argmax(l_1 + G)
+//   y = one_hot(i) when hard (always for reinmax, redge_max), else the soft sample.
+// Row max m = max_j l_j and s = sum_j exp(l_j - m) run elementwise across the column loop;
+// argmax: strict > over increasing j (the first maximum on ties, as the row kernels).
+// ------------------------------------------------------------------------------------------------
+template <typename scalar_t, typename T>
+void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int64_t K = a.K, KL = K * L;
+  const int n = a.n_steps;
+  const int method = a.method;
+  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
+  const bool cov = method == kReDGECov;
+  const bool one_hot_out = a.hard || method == kReinMax || method == kReDGEMax;
+  const T* co = static_cast<const T*>(a.coefs);
+  const auto* phi = static_cast<const scalar_t*>(a.phi);
+  auto* y = static_cast<scalar_t*>(a.y);
+  T* stats = static_cast<T*>(a.stats);
+  const V tau(static_cast<T>(a.tau));
+
+  // Scratch, [K][L] each: ph, E, G, x, mu, lam; noise rows (row-major, padded) zr, gr.
+  const int64_t np = padded(KL);
+  std::vector<T> buf(static_cast<size_t>(6 * KL + 2 * np));
+  T* ph = buf.data();
+  T* E = ph + KL;
+  T* G = E + KL;
+  T* x = G + KL;
+  T* mu = x + KL;
+  T* lam = mu + KL;
+  T* zr = lam + KL;
+  T* gr = zr + np;
+  std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // per-lane stats, [n][2][L]
+  alignas(64) T lane_buf[L];
+  RowKind kind[L];
+
+  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv) {
+    load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
+    block_noise<L, T>(static_cast<uint64_t>(r0) * static_cast<uint64_t>(K), K, a.key0, a.key1,
+                      zr, gr, chain ? x : nullptr, G);
+    std::fill(st_blk.begin(), st_blk.end(), T(0));
+    auto put_stats = [&](int k, const V& m, const V& s) {
+      m.store(st_blk.data() + (2 * k) * L);
+      s.store(st_blk.data() + (2 * k + 1) * L);
+    };
+    V soft_s(T(1));  // the soft output is E / soft_s
+    V best(neg_inf<T>()), idx(T(-1));
+    auto argmax_step = [&](int64_t j, const V& score) {
+      const V gt = score > best;
+      best = V::blendv(best, score, gt);
+      idx = V::blendv(idx, V(static_cast<T>(j)), gt);
+    };
+
+    if (!chain) {
+      V m(neg_inf<T>());
+      for (int64_t j = 0; j < K; ++j) {
+        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(G + j * L)) / tau
+                                      : V::loadu(ph + j * L);
+        l.store(E + j * L);
+        m = at::vec::maximum(m, l);
+      }
+      V s(T(0));
+      for (int64_t j = 0; j < K; ++j) {
+        const V e = vexp<T>(V::loadu(E + j * L) - m);
+        e.store(E + j * L);
+        s = s + e;
+        argmax_step(j, V::loadu(ph + j * L) + V::loadu(G + j * L));
+      }
+      put_stats(0, m, s);
+      soft_s = s;
+    } else {
+      if (cov) {
+        // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v,
+        // x = mu + sqrt(v) z
+        V m0(neg_inf<T>());
+        for (int64_t j = 0; j < K; ++j) m0 = at::vec::maximum(m0, V::loadu(ph + j * L));
+        V s0(T(0));
+        for (int64_t j = 0; j < K; ++j) {
+          const V e = vexp<T>(V::loadu(ph + j * L) - m0);
+          e.store(E + j * L);
+          s0 = s0 + e;
+        }
+        put_stats(0, m0, s0);
+        const V one(T(1)), vmin(static_cast<T>(kVMin));
+        for (int64_t j = 0; j < K; ++j) {
+          const V p = V::loadu(E + j * L) / s0;
+          const V v = at::vec::maximum(p * (one - p), vmin);
+          p.store(mu + j * L);
+          (one / v).store(lam + j * L);
+          (p + v.sqrt() * V::loadu(x + j * L)).store(x + j * L);
+        }
+      }
+      auto logit = [&](int k, int64_t j) {  // l_k of column j (x holds x_k)
+        const V c(co[k * 5 + kCoefC]);
+        if (cov) {
+          const V shift = V(co[k * 5 + kCoefSigma]) * V::loadu(mu + j * L) +
+                          V(T(0.5) * co[k * 5 + kCoefAlpha]);
+          return V::loadu(ph + j * L) + (c * V::loadu(lam + j * L)) * (V::loadu(x + j * L) - shift);
+        }
+        return V::loadu(ph + j * L) + c * V::loadu(x + j * L);
+      };
+      V m(neg_inf<T>());
+      for (int64_t j = 0; j < K; ++j) {
+        const V l = logit(n - 1, j);
+        l.store(E + j * L);
+        m = at::vec::maximum(m, l);
+      }
+      for (int k = n - 1; k >= 1; --k) {
+        V s(T(0));
+        for (int64_t j = 0; j < K; ++j) {
+          const V e = vexp<T>(V::loadu(E + j * L) - m);
+          e.store(E + j * L);
+          s = s + e;
+        }
+        put_stats(k, m, s);
+        soft_s = s;
+        if (k == 1) break;
+        // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
+        const V inv(V(T(1)) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+        m = V(neg_inf<T>());
+        for (int64_t j = 0; j < K; ++j) {
+          const V xn = ak * (V::loadu(E + j * L) * inv) + bk * V::loadu(x + j * L);
+          xn.store(x + j * L);
+          const V l = logit(k - 1, j);
+          l.store(E + j * L);  // E now holds l_{k-1} (exponentiated in the next step)
+          m = at::vec::maximum(m, l);
+        }
+      }
+      // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
+      for (int64_t j = 0; j < K; ++j) argmax_step(j, logit(1, j) + V::loadu(G + j * L));
+    }
+
+    // Outputs: stats [R, n, 2], index, y.
+    idx.store(lane_buf);
+    for (int64_t i = 0; i < nv; ++i) {
+      const int64_t r = r0 + i;
+      T* st = stats + r * n * 2;
+      if (kind[i] == kPoisonedRow) {
+        std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
+        a.index[r] = -1;
+      } else if (kind[i] == kEmptyRow) {
+        std::fill(st, st + 2 * n, T(0));
+        a.index[r] = -1;
+      } else {
+        for (int k = 0; k < n; ++k) {
+          st[2 * k] = st_blk[(2 * k) * L + i];
+          st[2 * k + 1] = st_blk[(2 * k + 1) * L + i];
+        }
+        a.index[r] = static_cast<int64_t>(lane_buf[i]);
+      }
+    }
+    if (one_hot_out) {
+      for (int64_t i = 0; i < nv; ++i) {
+        scalar_t* row = y + (r0 + i) * K;
+        if (kind[i] == kPoisonedRow) {
+          fill_row(row, K, std::numeric_limits<double>::quiet_NaN());
+        } else {
+          fill_row(row, K, 0.0);
+          if (kind[i] == kNormalRow) row[static_cast<int64_t>(lane_buf[i])] = static_cast<scalar_t>(1.0);
+        }
+      }
+    } else {
+      const V inv(V(T(1)) / soft_s);
+      for (int64_t j = 0; j < K; ++j) (V::loadu(E + j * L) * inv).store(E + j * L);
+      store_block<L, scalar_t, T>(E, K, r0, nv, kind, y);
+    }
+  });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Backward (lanes): the math of bwd_rows, per lane, from the saved stats (p = exp(l - m) / s).
+//   st      : gphi = p (g - <g, p>)
+//   gumbel  : gphi = s (g - <g, s>) / tau
+//   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
+//             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
+//   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
+//             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
+//   redge_max: as redge, but step 1 adds 1/2 (r + <g, D> D), D = one_hot(i) - p_1, to gphi
+//   redge_cov: as redge with c_k lam in place of c_k, plus the paths through mu = p and
+//             v = max(p (1 - p), V_MIN) (see bwd_rows).
+// ------------------------------------------------------------------------------------------------
+template <typename scalar_t, typename T>
+void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int64_t K = a.K, KL = K * L;
+  const int n = a.n_steps;
+  const int method = a.method;
+  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
+  const bool cov = method == kReDGECov;
+  const T* co = static_cast<const T*>(a.coefs);
+  const auto* phi = static_cast<const scalar_t*>(a.phi);
+  const auto* gy = static_cast<const scalar_t*>(a.grad_y);
+  auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
+  const T* stats = static_cast<const T*>(a.stats);
+  const V tau(static_cast<T>(a.tau));
+  const V zero(T(0)), one(T(1)), half(T(0.5)), two(T(2)), vmin(static_cast<T>(kVMin));
+  const V ninf(neg_inf<T>());
+
+  // Scratch, [K][L] each: ph, g, out, E, A, gx, mu, lam, z, glam, gmu, P[1..n-1], X[1..n-1];
+  // noise rows zr, gr.
+  const int64_t np = padded(KL);
+  const int64_t n_arrays = 11 + (chain ? 2 * (n - 1) : 0);
+  std::vector<T> buf(static_cast<size_t>(n_arrays * KL + 2 * np));
+  T* ph = buf.data();
+  T* g = ph + KL;
+  T* out = g + KL;
+  T* E = out + KL;
+  T* A = E + KL;
+  T* gx = A + KL;
+  T* mu = gx + KL;
+  T* lam = mu + KL;
+  T* z = lam + KL;
+  T* glam = z + KL;
+  T* gmu = glam + KL;
+  T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
+  T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
+  T* zr = X + (chain ? (n - 1) * KL : 0);
+  T* gr = zr + np;
+  auto Pk = [&](int k) { return P + (k - 1) * KL; };
+  auto Xk = [&](int k) { return X + (k - 1) * KL; };
+  std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]
+  alignas(64) T lane_buf[L];
+  RowKind kind[L];
+  auto Mk = [&](int k) { return V::loadu(st_blk.data() + (2 * k) * L); };
+  auto Sk = [&](int k) { return V::loadu(st_blk.data() + (2 * k + 1) * L); };  // s (or 1/s)
+
+  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv) {
+    load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
+    load_block_plain<L, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, g);
+    // Per-lane stats and index; lanes that are not normal rows get (m, s) = (0, 1), index -1.
+    for (int64_t i = 0; i < L; ++i) {
+      const bool ok = i < nv && kind[i] == kNormalRow;
+      const T* st = ok ? stats + (r0 + i) * n * 2 : nullptr;
+      for (int k = 0; k < n; ++k) {
+        T mk = ok ? st[2 * k] : T(0), sk = ok ? st[2 * k + 1] : T(1);
+        if (chain && k >= 1) sk = T(1) / sk;  // the chain multiplies by 1/s_k (bwd_rows)
+        st_blk[(2 * k) * L + i] = mk;
+        st_blk[(2 * k + 1) * L + i] = sk;
+      }
+      lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
+    }
+    const V idx = V::loadu(lane_buf);
+    auto one_hot = [&](int64_t j) { return V::blendv(zero, one, idx == V(static_cast<T>(j))); };
+    const uint64_t off = static_cast<uint64_t>(r0) * static_cast<uint64_t>(K);
+
+    if (method == kST || method == kGumbel) {
+      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
+      if (method == kGumbel) block_noise<L, T>(off, K, a.key0, a.key1, zr, gr, nullptr, A);
+      const V m = Mk(0), s = Sk(0);
+      V dot = zero;
+      for (int64_t j = 0; j < K; ++j) {
+        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(A + j * L)) / tau
+                                      : V::loadu(ph + j * L);
+        const V p = vexp<T>(l - m) / s;
+        p.store(E + j * L);
+        dot = dot + V::loadu(g + j * L) * p;
+      }
+      for (int64_t j = 0; j < KL; j += L) {
+        V rj = V::loadu(E + j) * (V::loadu(g + j) - dot);
+        if (method == kGumbel) rj = rj / tau;
+        rj.store(out + j);
+      }
+    } else if (method == kReinMax) {
+      // softmax(phi / tau) recomputed (max, sum), p0 = softmax(phi) from slot 0.
+      V mt = ninf;
+      for (int64_t j = 0; j < KL; j += L) {
+        const V l = V::loadu(ph + j) / tau;
+        l.store(E + j);
+        mt = at::vec::maximum(mt, l);
+      }
+      V st_sum = zero;
+      for (int64_t j = 0; j < KL; j += L) {
+        const V e = vexp<T>(V::loadu(E + j) - mt);
+        e.store(E + j);
+        st_sum = st_sum + e;
+      }
+      const V m0 = Mk(0), s0 = Sk(0), mhalf(T(-0.5));
+      V su = zero, sw = zero, cnt = zero;
+      for (int64_t j = 0; j < K; ++j) {
+        const V p0 = vexp<T>(V::loadu(ph + j * L) - m0) / s0;
+        const V p1 = half * (V::loadu(E + j * L) / st_sum + one_hot(j));
+        const V gj = V::loadu(g + j * L);
+        su = su + (two * gj) * p1;
+        sw = sw + (mhalf * gj) * p0;
+        p0.store(A + j * L);
+        p1.store(E + j * L);
+        cnt = cnt + V::blendv(zero, one, V::loadu(ph + j * L) != ninf);
+      }
+      V tot = zero;
+      for (int64_t j = 0; j < KL; j += L) {
+        const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
+        const V u = (two * gj) * p1 - p1 * su;
+        const V w = (mhalf * gj) * p0 - p0 * sw;
+        const V gv = V::blendv(zero, u + w, V::loadu(ph + j) != ninf);
+        gv.store(out + j);
+        tot = tot + gv;
+      }
+      const V mean = tot / cnt;
+      for (int64_t j = 0; j < KL; j += L) {
+        V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
+      }
+    } else {
+      // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) column by column from z and stats.
+      block_noise<L, T>(off, K, a.key0, a.key1, zr, gr, z, nullptr);
+      if (cov) {
+        const V m0 = Mk(0), s0 = Sk(0);
+        for (int64_t j = 0; j < KL; j += L) {
+          const V p = vexp<T>(V::loadu(ph + j) - m0) / s0;
+          const V v = at::vec::maximum(p * (one - p), vmin);
+          p.store(mu + j);
+          (one / v).store(lam + j);
+        }
+      }
+      auto logit = [&](int k, int64_t j, const V& xv) {
+        const V c(co[k * 5 + kCoefC]);
+        if (cov) {
+          const V shift = V(co[k * 5 + kCoefSigma]) * V::loadu(mu + j) +
+                          V(T(0.5) * co[k * 5 + kCoefAlpha]);
+          return V::loadu(ph + j) + (c * V::loadu(lam + j)) * (xv - shift);
+        }
+        return V::loadu(ph + j) + c * xv;
+      };
+      V dot = zero, gidx = zero;
+      for (int64_t j = 0; j < KL; j += L) {
+        V xv = V::loadu(z + j);
+        if (cov) {
+          const V p = V::loadu(mu + j);
+          const V v = at::vec::maximum(p * (one - p), vmin);
+          xv = p + v.sqrt() * xv;
+        }
+        V p;
+        for (int k = n - 1; k >= 1; --k) {
+          p = vexp<T>(logit(k, j, xv) - Mk(k)) * Sk(k);
+          p.store(Pk(k) + j);
+          if (cov) xv.store(Xk(k) + j);
+          if (k > 1) xv = V(co[k * 5 + kCoefA]) * p + V(co[k * 5 + kCoefB]) * xv;
+        }
+        const V gj = V::loadu(g + j);
+        dot = dot + gj * p;
+        gidx = V::blendv(gidx, gj, idx == V(static_cast<T>(j / L)));
+      }
+      // ---- step 1: r = p_1 (g - <g, p_1>);  <g, D> = g[i] - <g, p_1> (redge_max)
+      const V gD = gidx - dot;
+      {
+        const V c1(co[1 * 5 + kCoefC]), sg1(co[1 * 5 + kCoefSigma]), ha1(T(0.5) * co[1 * 5 + kCoefAlpha]);
+        const T* const p1 = Pk(1);
+        const T* const p2 = n > 2 ? Pk(2) : nullptr;
+        const V a2(n > 2 ? co[2 * 5 + kCoefA] : T(0));
+        V dn = zero;
+        for (int64_t j = 0; j < KL; j += L) {
+          const V p = V::loadu(p1 + j);
+          const V rv = p * (V::loadu(g + j) - dot);
+          if (method == kReDGEMax) {
+            (half * (rv + gD * (one_hot(j / L) - p))).store(out + j);
+          } else {
+            rv.store(out + j);
+          }
+          V gxv;
+          if (cov) {
+            const V lv = V::loadu(lam + j);
+            gxv = (c1 * lv) * rv;
+            const V shift = sg1 * V::loadu(mu + j) + ha1;
+            (c1 * (rv * (V::loadu(Xk(1) + j) - shift))).store(glam + j);
+            ((sg1 * c1).neg() * lv * rv).store(gmu + j);
+          } else {
+            gxv = c1 * rv;
+          }
+          gxv.store(gx + j);
+          if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
+        }
+        dot = dn;
+      }
+      // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
+      //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
+      for (int k = 2; k <= n - 1; ++k) {
+        const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]), ck(co[k * 5 + kCoefC]);
+        const V sk(co[k * 5 + kCoefSigma]), hk(T(0.5) * co[k * 5 + kCoefAlpha]);
+        const bool has_next = k + 1 <= n - 1;
+        const T* const pk = Pk(k);
+        const T* const pn = has_next ? Pk(k + 1) : nullptr;
+        const V an(has_next ? co[(k + 1) * 5 + kCoefA] : T(0));
+        V dn = zero;
+        for (int64_t j = 0; j < KL; j += L) {
+          const V gxo = V::loadu(gx + j);
+          const V rv = V::loadu(pk + j) * (ak * gxo - dot);
+          (V::loadu(out + j) + rv).store(out + j);
+          V gxv;
+          if (cov) {
+            const V lv = V::loadu(lam + j);
+            gxv = (ck * lv) * rv + bk * gxo;
+            const V shift = sk * V::loadu(mu + j) + hk;
+            (V::loadu(glam + j) + ck * (rv * (V::loadu(Xk(k) + j) - shift))).store(glam + j);
+            (V::loadu(gmu + j) + (sk * ck).neg() * lv * rv).store(gmu + j);
+          } else {
+            gxv = ck * rv + bk * gxo;
+          }
+          gxv.store(gx + j);
+          if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
+        }
+        dot = dn;
+      }
+      if (cov) {
+        // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
+        V dp = zero;
+        for (int64_t j = 0; j < KL; j += L) {
+          const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
+          const V q = m * (one - m);
+          const V sq = at::vec::maximum(q, vmin).sqrt();
+          const V gv = (gxv * V::loadu(z + j)) / (two * sq) - V::loadu(glam + j) * lv * lv;
+          const V gq = V::blendv(zero, gv, q >= vmin);
+          const V gp0 = (V::loadu(gmu + j) + gxv) + gq * (one - two * m);
+          gp0.store(gmu + j);
+          dp = dp + gp0 * m;
+        }
+        for (int64_t j = 0; j < KL; j += L) {
+          const V m = V::loadu(mu + j);
+          (V::loadu(out + j) + m * (V::loadu(gmu + j) - dp)).store(out + j);
+        }
+      }
+    }
+    store_block<L, scalar_t, T>(out, K, r0, nv, kind, gphi_out);
+  });
+}
+
+/// Rows per lane block of each dtype (the launcher hands out row ranges in whole blocks).
+template <typename T>
+constexpr int lane_rows() { return Vectorized<T>::size(); }
+
+/// The kernel table of this capability: the row kernels of table() plus the lane kernels.
+inline const KernelTable& lane_table(const char* name) {
+  static const KernelTable t = [name] {
+    KernelTable k = table(name);
+    k.fwd_lanes[kF32] = &fwd_lanes<float, float>;
+    k.fwd_lanes[kF64] = &fwd_lanes<double, double>;
+    k.fwd_lanes[kBF16] = &fwd_lanes<c10::BFloat16, float>;
+    k.fwd_lanes[kF16] = &fwd_lanes<c10::Half, float>;
+    k.bwd_lanes[kF32] = &bwd_lanes<float, float>;
+    k.bwd_lanes[kF64] = &bwd_lanes<double, double>;
+    k.bwd_lanes[kBF16] = &bwd_lanes<c10::BFloat16, float>;
+    k.bwd_lanes[kF16] = &bwd_lanes<c10::Half, float>;
+    k.lane_rows[kF32] = lane_rows<float>();
+    k.lane_rows[kF64] = lane_rows<double>();
+    k.lane_rows[kBF16] = lane_rows<float>();
+    k.lane_rows[kF16] = lane_rows<float>();
+    return k;
+  }();
+  return t;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace redge_kernels

@@ -1,0 +1,301 @@
+"""The "lanes are rows" CPU kernels (csrc/lane_kernels_impl.h, used for K <= LANE_MAX_K).
+
+One SIMD vector holds the same column of 8 (fp32) or 4 (fp64) consecutive rows, so these tests use
+row counts that are not multiples of 8, several blocks, special rows in the middle of a block and
+K on both sides of the threshold. Against the pure-PyTorch reference with identical noise:
+identical indices, values and gradients with the default tolerances (as tests/test_cpu_backend.py).
+Also: a row's result does not depend on R or on the thread count (bitwise), agreement with the
+per-row kernels (REDGE_KERNELS_LANE_MAX_K=0 switches the lane kernels off for a call), the stats
+layout of ops.py, and ``torch.library.opcheck``.
+"""
+
+import os
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+import redge_kernels as rk
+from redge_kernels import _cpu_backend, reference
+from redge_kernels._constants import METHOD_IDS
+from redge_kernels.schedule import Schedule, linear_schedule
+
+if not _cpu_backend.available():
+    pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
+
+LANE_MAX_K = 16  # csrc/ops_cpu.cpp kLaneMaxK: the largest K that runs on the lane kernels
+BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
+METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
+CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
+TAU = 0.7
+SMALL_K = [1, 2, 3, 9, LANE_MAX_K, LANE_MAX_K + 1]
+
+
+@contextmanager
+def _lane_max_k(value):
+    """Sets REDGE_KERNELS_LANE_MAX_K (read by the C++ launcher at every call) for a block."""
+    old = os.environ.get("REDGE_KERNELS_LANE_MAX_K")
+    os.environ["REDGE_KERNELS_LANE_MAX_K"] = str(value)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["REDGE_KERNELS_LANE_MAX_K"]
+        else:
+            os.environ["REDGE_KERNELS_LANE_MAX_K"] = old
+
+
+def _schedule(method, n_steps=5, t_1=0.5):
+    return linear_schedule(n_steps, t_1) if method.startswith("redge") else BASELINE
+
+
+def _run(backend, method, logits, g, seed, hard=True, schedule=None, tau=TAU):
+    """(y, index, grad) of rk.sample on a fresh leaf copy of ``logits``."""
+    x = logits.detach().clone().requires_grad_()
+    schedule = schedule or _schedule(method)
+    y, index = rk.sample(method, x, hard=hard, tau=tau, schedule=schedule, seed=seed,
+                         backend=backend, return_index=True)
+    y.backward(g)
+    return y.detach(), index, x.grad
+
+
+_TOL = {torch.float64: {"rtol": 1.3e-6, "atol": 1e-5}}
+
+
+def _compare(method, logits, seed, hard=True, schedule=None, g=None, tau=TAU):
+    g = torch.randn(logits.shape, dtype=logits.dtype) if g is None else g
+    y_r, i_r, g_r = _run("reference", method, logits, g, seed, hard, schedule, tau)
+    y_c, i_c, g_c = _run("cpu", method, logits, g, seed, hard, schedule, tau)
+    assert torch.equal(i_c, i_r)
+    tol = _TOL.get(logits.dtype, {})
+    torch.testing.assert_close(y_c, y_r, equal_nan=True, **tol)
+    torch.testing.assert_close(g_c, g_r, equal_nan=True, **tol)
+    return y_c, i_c, g_c
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", SMALL_K)
+@pytest.mark.parametrize("rows", [21, 70])  # a partial block; several blocks + a partial one
+def test_matches_reference(method, hard, k, rows):
+    torch.manual_seed(rows * 100 + k)
+    logits = torch.randn(rows, k) * 2.0
+    _compare(method, logits, seed=4321 + k, hard=hard)
+
+
+def _error_vs_fp64(method, x, g, seed, hard=True, schedule=None):
+    """(kernel error, PyTorch's own error) of values and gradients against the fp64 reference,
+    the kernel and the reference both run in x's dtype; indices must all be identical."""
+    sched = schedule or _schedule(method)
+    x64 = x.double().requires_grad_()
+    y64, i64 = reference.sample(method, x64, seed, sched, hard, TAU)
+    y64.backward(g.double())
+    errs = {}
+    for backend in ("reference", "cpu"):
+        y, i, gr = _run(backend, method, x, g, seed, hard, sched)
+        assert y.dtype == x.dtype and gr.dtype == x.dtype
+        assert torch.equal(i, i64)
+        errs[backend] = ((y.double() - y64.detach()).abs().max().item(),
+                         (gr.double() - x64.grad).abs().max().item())
+    return errs["cpu"], errs["reference"]
+
+
+def _assert_error_at_most_twice_torch(ours, torch_own, dtype):
+    eps = torch.finfo(dtype).eps
+    for e_ours, e_torch in zip(ours, torch_own):
+        # At most twice PyTorch's own error in that dtype (one ulp of slack when that is 0).
+        assert e_ours <= 2 * e_torch + eps * 2**-4, (ours, torch_own)
+
+
+@pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
+@pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (3, 0.1), (20, 0.9)])
+def test_schedules(method, n_steps, t_1):
+    # n_steps = 20 is above the row kernels' hoisted-array size (16): the per-lane stats of every
+    # step are kept for the whole chain. Small t_1 (large c_1) amplifies fp32 rounding (the fp32
+    # reference itself is off by ~3e-5 here), so the yardstick is the fp64 reference: at most
+    # twice the error of the fp32 reference.
+    torch.manual_seed(n_steps)
+    for rows, k, sched in ((19, 5, linear_schedule(n_steps, t_1)),
+                           (13, 3, rk.grid_schedule([0.0, 0.01, 0.5, 1.0]))):
+        x, g = torch.randn(rows, k), torch.randn(rows, k)
+        ours, torch_own = _error_vs_fp64(method, x, g, 5, True, sched)
+        _assert_error_at_most_twice_torch(ours, torch_own, torch.float32)
+        _compare(method, x.double(), seed=6, schedule=sched)
+
+
+@pytest.mark.parametrize("method", ["gumbel", "reinmax"])
+@pytest.mark.parametrize("tau", [0.25, 1.0, 3.0])
+def test_temperatures(method, tau):
+    torch.manual_seed(13)
+    _compare(method, torch.randn(27, 6) * 2, seed=17, tau=tau)
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", [3, 9])
+def test_masks_empty_and_poisoned_rows(method, hard, k):
+    # Special rows in the middle of a block (rows 8..15 form the second block of 8): the other
+    # rows of that block must still equal the reference.
+    torch.manual_seed(40 + k)
+    R = 21
+    logits = torch.randn(R, k)
+    logits[torch.rand(R, k) < 0.3] = float("-inf")
+    logits[:, 0] = torch.where(torch.isinf(logits).all(1), torch.tensor(0.3), logits[:, 0])
+    logits[9] = float("-inf")         # empty row
+    logits[11, k - 1] = float("nan")  # poisoned rows
+    logits[12, 0] = float("inf")
+    logits[13, : k - 1] = float("-inf")  # a single valid entry
+    logits[13, k - 1] = 0.5
+    logits[2] = float("-inf")         # an empty row in the first block too
+    g = torch.randn(R, k)
+    y_r, i_r, g_r = _run("reference", method, logits, g, 11, hard)
+    y_c, i_c, g_c = _run("cpu", method, logits, g, 11, hard)
+    assert torch.equal(i_c, i_r)
+    for r in (2, 9, 11, 12):
+        assert i_c[r] == -1
+    for r in (2, 9):
+        assert torch.equal(y_c[r], torch.zeros(k)) and torch.equal(g_c[r], torch.zeros(k))
+    for r in (11, 12):
+        assert torch.isnan(y_c[r]).all() and torch.isnan(g_c[r]).all()
+    assert i_c[13] == k - 1
+    ok = torch.ones(R, dtype=torch.bool)
+    ok[[11, 12]] = False
+    masked = torch.isinf(logits) & (logits < 0)
+    assert (y_c[masked & ok[:, None]] == 0).all()
+    assert (g_c[masked & ok[:, None]] == 0).all()  # exactly zero gradient where masked
+    torch.testing.assert_close(y_c[ok], y_r[ok])
+    torch.testing.assert_close(g_c[ok], g_r[ok])
+    assert torch.isfinite(g_c[ok]).all()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_contiguous_and_expanded(method):
+    torch.manual_seed(2)
+    base = torch.randn(40, 12)
+    for logits in (base.t()[:, :9], base[::3, ::2], torch.randn(1, 5).expand(21, 5),
+                   torch.randn(21, 1).expand(21, 9), base[:, :2]):
+        assert not logits.is_contiguous()
+        y_c, _, _ = _compare(method, logits, seed=3)
+        assert y_c.is_contiguous()
+    # non-contiguous incoming gradient (stride-0 and transposed)
+    logits = torch.randn(19, 4)
+    _compare(method, logits, seed=8, g=torch.randn(1, 4).expand(19, 4))
+    _compare(method, logits, seed=8, g=torch.randn(4, 19).t())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("method,hard", CASES)
+def test_low_precision_error(dtype, method, hard):
+    # Kernel error against the fp64 reference at most twice PyTorch's own error in that dtype.
+    torch.manual_seed(6)
+    x = (torch.randn(37, 7) * 2).to(dtype)
+    g = torch.randn(37, 7).to(dtype)
+    ours, torch_own = _error_vs_fp64(method, x, g, 8, hard)
+    _assert_error_at_most_twice_torch(ours, torch_own, dtype)
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", [1, 3, 16])
+def test_float64_matches_reference(method, hard, k):
+    # fp64 runs 4 rows per vector: 23 rows = 5 blocks + 3.
+    torch.manual_seed(7 + k)
+    _compare(method, torch.randn(23, k, dtype=torch.float64), seed=31, hard=hard)
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("shape", [(150, 3), (20000, 3)])  # serial; shared row counter (> 1 grab)
+def test_threads_identical(method, hard, shape):
+    torch.manual_seed(5)
+    logits = torch.randn(*shape)
+    g = torch.randn(*shape)
+    n0 = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a = _run("cpu", method, logits, g, 21, hard)
+        torch.set_num_threads(2)
+        b = _run("cpu", method, logits, g, 21, hard)
+    finally:
+        torch.set_num_threads(n0)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_do_not_depend_on_R(method, hard, dtype):
+    # Noise depends only on row * K + col and lanes never interact: the first R1 rows of a call
+    # with R2 > R1 rows are bitwise those of a call with R1 rows (R1 ends inside a block).
+    torch.manual_seed(9)
+    k, r1, r2 = 5, 13, 45
+    logits = torch.randn(r2, k, dtype=dtype)
+    logits[3, 1] = float("-inf")
+    g = torch.randn(r2, k, dtype=dtype)
+    y2, i2, g2 = _run("cpu", method, logits, g, 77, hard)
+    for r in (r1, 1, 8):
+        y1, i1, g1 = _run("cpu", method, logits[:r], g[:r], 77, hard)
+        assert torch.equal(i1, i2[:r])
+        assert torch.equal(y1, y2[:r])
+        assert torch.equal(g1, g2[:r])
+    # a view starting inside a block (its rows are numbered from 0 again): still the reference
+    _compare(method, logits[5:], seed=77, hard=hard)
+
+
+@pytest.mark.parametrize("method,hard", CASES)
+@pytest.mark.parametrize("k", [2, 7, LANE_MAX_K])
+def test_agrees_with_row_kernels(method, hard, k):
+    # The same op with the lane kernels switched off: identical indices, close values, gradients
+    # and stats (the stats layout of ops.py, read by either backward).
+    torch.manual_seed(20 + k)
+    phi = torch.randn(53, k) * 2
+    phi[4, 0] = float("-inf")
+    phi[6] = float("-inf")
+    phi[10, k - 1] = float("nan")
+    g = torch.randn(53, k)
+    seed = torch.tensor(1234, dtype=torch.int64)
+    coefs = _schedule(method).table("cpu")
+    mid = METHOD_IDS[method]
+    y_l, st_l, i_l = torch.ops.redge_kernels.fwd(phi, seed, coefs, mid, hard, TAU)
+    gp_l = torch.ops.redge_kernels.bwd(g, phi, seed, coefs, st_l, i_l, mid, hard, TAU)
+    with _lane_max_k(0):
+        y_r, st_r, i_r = torch.ops.redge_kernels.fwd(phi, seed, coefs, mid, hard, TAU)
+        gp_r = torch.ops.redge_kernels.bwd(g, phi, seed, coefs, st_r, i_r, mid, hard, TAU)
+        gp_x = torch.ops.redge_kernels.bwd(g, phi, seed, coefs, st_l, i_l, mid, hard, TAU)
+    assert torch.equal(i_l, i_r)
+    torch.testing.assert_close(y_l, y_r, equal_nan=True)
+    torch.testing.assert_close(gp_l, gp_r, equal_nan=True)
+    torch.testing.assert_close(gp_x, gp_r, equal_nan=True)  # row backward on lane stats
+    # Slots each method defines: 0 for the baselines and cov, 1..n-1 for the chain.
+    n = coefs.shape[0]
+    slots = [0] if method in ("st", "gumbel", "reinmax") else list(range(1, n))
+    if method == "redge_cov":
+        slots = [0] + slots
+    torch.testing.assert_close(st_l[:, slots], st_r[:, slots], equal_nan=True)
+    assert torch.equal(st_l[6], torch.zeros_like(st_l[6]))  # empty row: zeros
+    assert torch.isnan(st_l[10]).all()  # poisoned row: NaN
+
+
+def test_opcheck_small_k():
+    torch.manual_seed(10)
+    for k, rows in ((2, 11), (5, 9)):
+        for m in METHODS:
+            hard = m in ("reinmax", "redge_max")
+            for dtype in (torch.float32, torch.float64):
+                phi = torch.randn(rows, k, dtype=dtype, requires_grad=True)
+                seed = torch.tensor(3, dtype=torch.int64)
+                coefs = _schedule(m, 4, 0.5).table("cpu", dtype=dtype)
+                args = (phi, seed, coefs, METHOD_IDS[m], hard, TAU)
+                torch.library.opcheck(torch.ops.redge_kernels.fwd.default, args)
+                _, stats, index = torch.ops.redge_kernels.fwd(*args)
+                torch.library.opcheck(torch.ops.redge_kernels.bwd.default,
+                                      (torch.randn(rows, k, dtype=dtype), phi.detach(), seed,
+                                       coefs, stats, index, METHOD_IDS[m], hard, TAU))
+
+
+@pytest.mark.parametrize("method", ["st", "gumbel", "redge", "redge_cov"])
+def test_gradcheck_fp64_soft(method):
+    torch.manual_seed(8)
+    x = torch.randn(11, 3, dtype=torch.float64, requires_grad=True)
+    x.data[1, 2] = float("-inf")
+    kw = {"st": {}, "gumbel": {"tau": 0.8}, "redge": {"n_steps": 4, "t_1": 0.6},
+          "redge_cov": {"n_steps": 4, "t_1": 0.6}}[method]
+    fn = {"st": rk.straight_through, "gumbel": rk.gumbel_softmax, "redge": rk.redge,
+          "redge_cov": rk.redge_cov}[method]
+    assert torch.autograd.gradcheck(lambda v: fn(v, hard=False, seed=13, backend="cpu", **kw), (x,))
