@@ -24,13 +24,13 @@
 namespace redge_kernels {
 namespace CPU_CAPABILITY {
 
-/// Runs body(r0, nv) over the blocks of L rows of this task: [rb, re) cut at rb + multiples of L,
+/// Runs body(r0, nv, range_end) over the blocks of L rows of this task: [rb, re) cut at rb + multiples of L,
 /// or blocks of rows grabbed from the launcher's shared counter (RowArgs::next_row; the launcher
 /// makes row_block a multiple of L). nv < L only for the last block of a range.
 template <int L, typename F>
 void for_blocks(const RowArgs& a, int64_t rb, int64_t re, F body) {
   auto run = [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r += L) body(r, std::min<int64_t>(L, e - r));
+    for (int64_t r = b; r < e; r += L) body(r, std::min<int64_t>(L, e - r), e);
   };
   if (a.next_row == nullptr) {
     run(rb, re);
@@ -43,46 +43,103 @@ void for_blocks(const RowArgs& a, int64_t rb, int64_t re, F body) {
   }
 }
 
+using at::vec::int_same_size_t;
+
+/// Lane i of the result is base[off[i]] (off: L offsets in elements, as the integer vector of T's
+/// width; AVX2: one gather instruction).
+template <typename T>
+inline Vectorized<T> gather_lanes(const T* base, const Vectorized<int_same_size_t<T>>& off) {
+  return at::vec::gather<sizeof(T)>(base, off);
+}
+
+/// The offsets i * stride for lanes i < nv, 0 for the dummy lanes (which then read lane 0's
+/// element: valid memory, discarded later).
+template <typename T>
+inline Vectorized<int_same_size_t<T>> lane_offsets(int64_t stride, int64_t nv) {
+  using I = int_same_size_t<T>;
+  constexpr int L = Vectorized<T>::size();
+  alignas(64) I o[L];
+  for (int i = 0; i < L; ++i) o[i] = static_cast<I>(i < nv ? i * stride : 0);
+  return Vectorized<I>::loadu(o);
+}
+
+/// Whether lane offsets up to (L - 1) * stride0 fit the gather's index type.
+template <typename T>
+inline bool gather_fits(int64_t stride0) {
+  constexpr int L = Vectorized<T>::size();
+  return stride0 >= 0 &&
+         stride0 * (L - 1) <= static_cast<int64_t>(std::numeric_limits<int_same_size_t<T>>::max());
+}
+
+/// Column j of the rows r0 .. r0 + nv - 1 as one vector (lanes i >= nv: row r0 again), read
+/// from src = base + j * stride1 with the rows stride0 apart; `off` = lane_offsets(stride0, nv)
+/// when `gather` (scalar_t == T and gather_fits), else unused.
+template <int L, typename scalar_t, typename T>
+inline Vectorized<T> load_col(const scalar_t* src, int64_t stride0, int64_t nv, bool gather,
+                              const Vectorized<int_same_size_t<T>>& off) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    if (gather) return gather_lanes<T>(src, off);
+  }
+  alignas(64) T t[L];
+  for (int64_t i = 0; i < L; ++i) t[i] = static_cast<T>(src[(i < nv ? i : 0) * stride0]);
+  return Vectorized<T>::loadu(t);
+}
+
 /// Gathers the nv rows phi[r0 + i, :] (any strides, any dtype) transposed into dst[j * L + i]
-/// as acc_t. kind[i] receives the row kind (dummy lanes i >= nv count as normal); the lanes of
-/// empty / poisoned / dummy rows get logits 0 so that every lane computes finite values.
+/// as acc_t. kind[i] receives the row kind (dummy lanes i >= nv count as empty); the lanes of
+/// rows that are not normal get logits 0, so that every lane computes finite values.
 template <int L, typename scalar_t, typename T>
 void load_block(const scalar_t* phi, int64_t s0, int64_t s1, int64_t K, int64_t r0, int64_t nv,
                 T* dst, RowKind* kind) {
-  const T inf = std::numeric_limits<T>::infinity();
-  for (int64_t i = 0; i < L; ++i) {
-    kind[i] = kNormalRow;
+  using V = Vectorized<T>;
+  const bool gather = std::is_same_v<scalar_t, T> && gather_fits<T>(s0);
+  const auto off = lane_offsets<T>(gather ? s0 : 0, nv);
+  const scalar_t* base = phi + r0 * s0;
+  const V vinf(std::numeric_limits<T>::infinity()), vninf(neg_inf<T>()), one(T(1)), zero(T(0));
+  V ok = zero == zero, ninf = zero;  // per lane: all entries < +inf; count of -inf entries
+  for (int64_t j = 0; j < K; ++j) {
+    const V v = load_col<L, scalar_t, T>(base + j * s1, s0, nv, gather, off);
+    v.store(dst + j * L);
+    ok = ok & (v < vinf);  // false for NaN or +inf
+    ninf = ninf + V::blendv(zero, one, v == vninf);
+  }
+  // zero_mask: bit i set where lane i is 0 (for `ok`: where the lane holds a NaN or +inf).
+  const int bad_bits = ok.zero_mask();
+  const int empty_bits = (ninf - V(static_cast<T>(K))).zero_mask();  // all K entries -inf
+  bool all_normal = nv == L;
+  for (int i = 0; i < L; ++i) {
     if (i >= nv) {
-      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
-      continue;
+      kind[i] = kEmptyRow;
+    } else if ((bad_bits >> i) & 1) {
+      kind[i] = kPoisonedRow;
+      all_normal = false;
+    } else if ((empty_bits >> i) & 1) {
+      kind[i] = kEmptyRow;
+      all_normal = false;
+    } else {
+      kind[i] = kNormalRow;
     }
-    const scalar_t* src = phi + (r0 + i) * s0;
-    bool bad = false;
-    int64_t ninf = 0;
-    for (int64_t j = 0; j < K; ++j) {
-      const T v = static_cast<T>(src[j * s1]);
-      dst[j * L + i] = v;
-      bad |= !(v < inf);  // NaN or +inf
-      ninf += (v == -inf);
-    }
-    if (bad || ninf == K) {
-      kind[i] = bad ? kPoisonedRow : kEmptyRow;
-      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
-    }
+  }
+  if (all_normal) return;
+  alignas(64) T keep[L];
+  for (int i = 0; i < L; ++i) {
+    keep[i] = kind[i] == kNormalRow ? T(1) : T(0);
+  }
+  const V keep_mask = V::loadu(keep) == one;
+  for (int64_t j = 0; j < K; ++j) {
+    V::blendv(zero, V::loadu(dst + j * L), keep_mask).store(dst + j * L);
   }
 }
 
-/// Gathers grad_y rows transposed like load_block (dummy lanes: 0).
+/// Gathers grad_y rows transposed like load_block (dummy lanes: a copy of lane 0).
 template <int L, typename scalar_t, typename T>
 void load_block_plain(const scalar_t* src0, int64_t s0, int64_t s1, int64_t K, int64_t r0,
                       int64_t nv, T* dst) {
-  for (int64_t i = 0; i < L; ++i) {
-    if (i >= nv) {
-      for (int64_t j = 0; j < K; ++j) dst[j * L + i] = T(0);
-      continue;
-    }
-    const scalar_t* src = src0 + (r0 + i) * s0;
-    for (int64_t j = 0; j < K; ++j) dst[j * L + i] = static_cast<T>(src[j * s1]);
+  const bool gather = std::is_same_v<scalar_t, T> && gather_fits<T>(s0);
+  const auto off = lane_offsets<T>(gather ? s0 : 0, nv);
+  const scalar_t* base = src0 + r0 * s0;
+  for (int64_t j = 0; j < K; ++j) {
+    load_col<L, scalar_t, T>(base + j * s1, s0, nv, gather, off).store(dst + j * L);
   }
 }
 
@@ -103,19 +160,43 @@ void store_block(const T* src, int64_t K, int64_t r0, int64_t nv, const RowKind*
   }
 }
 
-/// The noise of the block's rows r0 .. r0 + L - 1 (offsets r0 K .. (r0 + L) K - 1, generated in
-/// one go into the row-major buffers zr / gr of padded(L K) entries), transposed to [K][L].
-/// Either output may be null.
+/// The noise of blocks of L rows, read transposed to [K][L]: z (stream 0) and / or G (stream 1)
+/// of the offsets row * K + col. Generated chunk by chunk (about 512 consecutive offsets, whole
+/// blocks, in one gen_noise call: the Philox blocks run interleaved) and only ever as a pure
+/// function of the offsets, so chunking changes no value.
 template <int L, typename T>
-void block_noise(uint64_t off, int64_t K, uint32_t k0, uint32_t k1, T* zr, T* gr, T* z, T* g) {
-  gen_noise<T>(off, padded(L * K), k0, k1, z ? zr : nullptr, g ? gr : nullptr);
-  for (int64_t i = 0; i < L; ++i) {
+struct BlockNoise {
+  int64_t K, chunk_rows;
+  uint32_t k0, k1;
+  bool want_z, want_g;
+  std::vector<T> zc, gc;
+  int64_t first = 0, last = 0;  // rows whose noise the buffers hold
+
+  BlockNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool g)
+      : K(K_), chunk_rows(L * std::max<int64_t>(1, 512 / (L * K_))), k0(k0_), k1(k1_),
+        want_z(z), want_g(g) {
+    const size_t n = static_cast<size_t>(padded(chunk_rows * K));
+    if (want_z) zc.resize(n);
+    if (want_g) gc.resize(n);
+  }
+
+  /// Noise of rows r0 .. r0 + L - 1 (re: end of the caller's row range, a chunk stops there).
+  void get(int64_t r0, int64_t re, T* z, T* g) {
+    if (r0 < first || r0 + L > last) {
+      first = r0;
+      const int64_t rows = std::min(chunk_rows, (re - r0 + L - 1) / L * L);
+      last = r0 + std::max<int64_t>(rows, L);
+      gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K), padded((last - first) * K),
+                   k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
+    }
+    const auto off = lane_offsets<T>(K, L);
+    const int64_t o = (r0 - first) * K;
     for (int64_t j = 0; j < K; ++j) {
-      if (z) z[j * L + i] = zr[i * K + j];
-      if (g) g[j * L + i] = gr[i * K + j];
+      if (want_z) gather_lanes<T>(zc.data() + o + j, off).store(z + j * L);
+      if (want_g) gather_lanes<T>(gc.data() + o + j, off).store(g + j * L);
     }
   }
-}
+};
 
 // ------------------------------------------------------------------------------------------------
 // Forward (lanes): the math of fwd_rows, per lane.
@@ -145,25 +226,22 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* stats = static_cast<T*>(a.stats);
   const V tau(static_cast<T>(a.tau));
 
-  // Scratch, [K][L] each: ph, E, G, x, mu, lam; noise rows (row-major, padded) zr, gr.
-  const int64_t np = padded(KL);
-  std::vector<T> buf(static_cast<size_t>(6 * KL + 2 * np));
+  // Scratch, [K][L] each: ph, E, G, x, mu, lam.
+  std::vector<T> buf(static_cast<size_t>(6 * KL));
   T* ph = buf.data();
   T* E = ph + KL;
   T* G = E + KL;
   T* x = G + KL;
   T* mu = x + KL;
   T* lam = mu + KL;
-  T* zr = lam + KL;
-  T* gr = zr + np;
+  BlockNoise<L, T> noise(K, a.key0, a.key1, chain, true);
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // per-lane stats, [n][2][L]
   alignas(64) T lane_buf[L];
   RowKind kind[L];
 
-  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv) {
+  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
     load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
-    block_noise<L, T>(static_cast<uint64_t>(r0) * static_cast<uint64_t>(K), K, a.key0, a.key1,
-                      zr, gr, chain ? x : nullptr, G);
+    noise.get(r0, e, x, G);
     std::fill(st_blk.begin(), st_blk.end(), T(0));
     auto put_stats = [&](int k, const V& m, const V& s) {
       m.store(st_blk.data() + (2 * k) * L);
@@ -276,13 +354,13 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       }
     }
     if (one_hot_out) {
+      fill_row(y + r0 * K, nv * K, 0.0);  // the block's rows are contiguous in y
       for (int64_t i = 0; i < nv; ++i) {
         scalar_t* row = y + (r0 + i) * K;
-        if (kind[i] == kPoisonedRow) {
+        if (kind[i] == kNormalRow) {
+          row[static_cast<int64_t>(lane_buf[i])] = static_cast<scalar_t>(1.0);
+        } else if (kind[i] == kPoisonedRow) {
           fill_row(row, K, std::numeric_limits<double>::quiet_NaN());
-        } else {
-          fill_row(row, K, 0.0);
-          if (kind[i] == kNormalRow) row[static_cast<int64_t>(lane_buf[i])] = static_cast<scalar_t>(1.0);
         }
       }
     } else {
@@ -323,11 +401,9 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   const V zero(T(0)), one(T(1)), half(T(0.5)), two(T(2)), vmin(static_cast<T>(kVMin));
   const V ninf(neg_inf<T>());
 
-  // Scratch, [K][L] each: ph, g, out, E, A, gx, mu, lam, z, glam, gmu, P[1..n-1], X[1..n-1];
-  // noise rows zr, gr.
-  const int64_t np = padded(KL);
+  // Scratch, [K][L] each: ph, g, out, E, A, gx, mu, lam, z, glam, gmu, P[1..n-1], X[1..n-1].
   const int64_t n_arrays = 11 + (chain ? 2 * (n - 1) : 0);
-  std::vector<T> buf(static_cast<size_t>(n_arrays * KL + 2 * np));
+  std::vector<T> buf(static_cast<size_t>(n_arrays * KL));
   T* ph = buf.data();
   T* g = ph + KL;
   T* out = g + KL;
@@ -341,8 +417,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* gmu = glam + KL;
   T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
   T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
-  T* zr = X + (chain ? (n - 1) * KL : 0);
-  T* gr = zr + np;
+  BlockNoise<L, T> noise(K, a.key0, a.key1, chain, method == kGumbel);
   auto Pk = [&](int k) { return P + (k - 1) * KL; };
   auto Xk = [&](int k) { return X + (k - 1) * KL; };
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]
@@ -351,28 +426,40 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   auto Mk = [&](int k) { return V::loadu(st_blk.data() + (2 * k) * L); };
   auto Sk = [&](int k) { return V::loadu(st_blk.data() + (2 * k + 1) * L); };  // s (or 1/s)
 
-  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv) {
+  for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
     load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
     load_block_plain<L, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, g);
-    // Per-lane stats and index; lanes that are not normal rows get (m, s) = (0, 1), index -1.
+    // Per-lane stats [n][(m, s)][L] and index; lanes that are not normal rows get (m, s) = (0, 1)
+    // and index -1. The chain multiplies by 1/s_k (k >= 1), as bwd_rows.
+    alignas(64) T keep[L];
+    bool all_normal = true;
     for (int64_t i = 0; i < L; ++i) {
-      const bool ok = i < nv && kind[i] == kNormalRow;
-      const T* st = ok ? stats + (r0 + i) * n * 2 : nullptr;
-      for (int k = 0; k < n; ++k) {
-        T mk = ok ? st[2 * k] : T(0), sk = ok ? st[2 * k + 1] : T(1);
-        if (chain && k >= 1) sk = T(1) / sk;  // the chain multiplies by 1/s_k (bwd_rows)
-        st_blk[(2 * k) * L + i] = mk;
-        st_blk[(2 * k + 1) * L + i] = sk;
-      }
+      const bool ok = kind[i] == kNormalRow;
+      all_normal &= ok;
+      keep[i] = ok ? T(1) : T(0);
       lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
+    }
+    {
+      const auto soff = lane_offsets<T>(2 * n, nv);
+      const V keep_mask = V::loadu(keep) == one;
+      const T* sbase = stats + r0 * n * 2;
+      for (int k = 0; k < n; ++k) {
+        V mk = gather_lanes<T>(sbase + 2 * k, soff), sk = gather_lanes<T>(sbase + 2 * k + 1, soff);
+        if (!all_normal) {
+          mk = V::blendv(zero, mk, keep_mask);
+          sk = V::blendv(one, sk, keep_mask);
+        }
+        if (chain && k >= 1) sk = one / sk;
+        mk.store(st_blk.data() + (2 * k) * L);
+        sk.store(st_blk.data() + (2 * k + 1) * L);
+      }
     }
     const V idx = V::loadu(lane_buf);
     auto one_hot = [&](int64_t j) { return V::blendv(zero, one, idx == V(static_cast<T>(j))); };
-    const uint64_t off = static_cast<uint64_t>(r0) * static_cast<uint64_t>(K);
 
     if (method == kST || method == kGumbel) {
       // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
-      if (method == kGumbel) block_noise<L, T>(off, K, a.key0, a.key1, zr, gr, nullptr, A);
+      if (method == kGumbel) noise.get(r0, e, nullptr, A);
       const V m = Mk(0), s = Sk(0);
       V dot = zero;
       for (int64_t j = 0; j < K; ++j) {
@@ -428,7 +515,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       }
     } else {
       // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) column by column from z and stats.
-      block_noise<L, T>(off, K, a.key0, a.key1, zr, gr, z, nullptr);
+      noise.get(r0, e, z, nullptr);
       if (cov) {
         const V m0 = Mk(0), s0 = Sk(0);
         for (int64_t j = 0; j < KL; j += L) {
@@ -447,14 +534,44 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         }
         return V::loadu(ph + j) + c * xv;
       };
-      V dot = zero, gidx = zero;
-      for (int64_t j = 0; j < KL; j += L) {
+      auto x_init = [&](int64_t j) {  // x_{n-1} of column block j
         V xv = V::loadu(z + j);
         if (cov) {
           const V p = V::loadu(mu + j);
           const V v = at::vec::maximum(p * (one - p), vmin);
           xv = p + v.sqrt() * xv;
         }
+        return xv;
+      };
+      V dot = zero, gidx = zero;
+      auto finish_col = [&](int64_t j, const V& p1) {  // <g, p_1> and g[i], in column order
+        const V gj = V::loadu(g + j);
+        dot = dot + gj * p1;
+        gidx = V::blendv(gidx, gj, idx == V(static_cast<T>(j / L)));
+      };
+      // The chain of one column is a long dependency (n-1 exps): columns are taken kU at a time
+      // so that their chains overlap (same operations per element).
+      constexpr int kU = 4;
+      int64_t j0 = 0;
+      for (; j0 + kU * L <= KL; j0 += kU * L) {
+        V xs[kU], ps[kU];
+        for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
+        for (int k = n - 1; k >= 1; --k) {
+          const V mk = Mk(k), ik = Sk(k);
+          for (int u = 0; u < kU; ++u) ps[u] = vexp<T>(logit(k, j0 + u * L, xs[u]) - mk) * ik;
+          for (int u = 0; u < kU; ++u) ps[u].store(Pk(k) + j0 + u * L);
+          if (cov) {
+            for (int u = 0; u < kU; ++u) xs[u].store(Xk(k) + j0 + u * L);
+          }
+          if (k > 1) {
+            const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+            for (int u = 0; u < kU; ++u) xs[u] = ak * ps[u] + bk * xs[u];
+          }
+        }
+        for (int u = 0; u < kU; ++u) finish_col(j0 + u * L, ps[u]);
+      }
+      for (int64_t j = j0; j < KL; j += L) {
+        V xv = x_init(j);
         V p;
         for (int k = n - 1; k >= 1; --k) {
           p = vexp<T>(logit(k, j, xv) - Mk(k)) * Sk(k);
@@ -462,9 +579,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
           if (cov) xv.store(Xk(k) + j);
           if (k > 1) xv = V(co[k * 5 + kCoefA]) * p + V(co[k * 5 + kCoefB]) * xv;
         }
-        const V gj = V::loadu(g + j);
-        dot = dot + gj * p;
-        gidx = V::blendv(gidx, gj, idx == V(static_cast<T>(j / L)));
+        finish_col(j, p);
       }
       // ---- step 1: r = p_1 (g - <g, p_1>);  <g, D> = g[i] - <g, p_1> (redge_max)
       const V gD = gidx - dot;

@@ -44,7 +44,11 @@ const char* kernel_set_name() { return select_kernels().name; }
 
 namespace {
 
-constexpr int64_t kLaneMaxK = 16;  // default threshold (see lane_max_k)
+// Largest K that runs on the lane kernels (see lane_max_k), measured on a 2-core AMD EPYC (AVX2)
+// with one thread, forward + backward, lanes vs rows: the baselines (whose row kernels prune the
+// Gumbel logs) break even near K = 16-24, the DDIM chain (n_steps = 5) near K = 40.
+constexpr int64_t kLaneMaxKBaseline = 16;  // st, gumbel, reinmax
+constexpr int64_t kLaneMaxKChain = 32;     // redge, redge_cov, redge_max
 
 DTypeId dtype_id(at::ScalarType t) {
   switch (t) {
@@ -90,13 +94,15 @@ at::Tensor prepare(const at::Tensor& phi, const at::Tensor& seed, const at::Tens
 /// Rows per grab: enough work to amortise scheduling (about 16k elements).
 int64_t grain(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(K, 1)); }
 
-/// Largest K for which the "lanes are rows" kernels (lane_kernels_impl.h) are used: below it the
-/// row kernels are dominated by per-row overhead (measured with bench/cpu_speed.py). The
-/// environment variable REDGE_KERNELS_LANE_MAX_K overrides it, read at every call (0 disables
-/// the lane kernels; for benchmarks and the tests comparing both paths).
-int64_t lane_max_k() {
+/// Largest K for which the "lanes are rows" kernels (lane_kernels_impl.h) run `method`: below it
+/// the row kernels are dominated by per-row overhead. The environment variable
+/// REDGE_KERNELS_LANE_MAX_K overrides it for every method, read at every call (0 disables the
+/// lane kernels; for benchmarks and the tests comparing both paths).
+int64_t lane_max_k(int method) {
   const char* e = std::getenv("REDGE_KERNELS_LANE_MAX_K");
-  return e != nullptr && *e != '\0' ? std::strtoll(e, nullptr, 10) : kLaneMaxK;
+  if (e != nullptr && *e != '\0') return std::strtoll(e, nullptr, 10);
+  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
+  return chain ? kLaneMaxKChain : kLaneMaxKBaseline;
 }
 
 /// Runs fn over all rows: serially when there is at most one block of rows or one thread, else
@@ -122,7 +128,7 @@ void launch(RowArgs& a, RowRangeFn fn, int64_t unit = 1) {
 void launch_kernel(RowArgs& a, DTypeId dt, bool fwd) {
   const KernelTable& t = select_kernels();
   RowRangeFn lanes = fwd ? t.fwd_lanes[dt] : t.bwd_lanes[dt];
-  if (lanes != nullptr && a.K <= lane_max_k()) {
+  if (lanes != nullptr && a.K <= lane_max_k(a.method)) {
     launch(a, lanes, t.lane_rows[dt]);
   } else {
     launch(a, fwd ? t.fwd[dt] : t.bwd[dt]);

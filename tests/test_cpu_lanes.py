@@ -23,12 +23,17 @@ from redge_kernels.schedule import Schedule, linear_schedule
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
 
-LANE_MAX_K = 16  # csrc/ops_cpu.cpp kLaneMaxK: the largest K that runs on the lane kernels
+# csrc/ops_cpu.cpp kLaneMaxKBaseline / kLaneMaxKChain: the largest K that runs on the lane kernels
+LANE_MAX_K = {"st": 16, "gumbel": 16, "reinmax": 16, "redge": 32, "redge_cov": 32, "redge_max": 32}
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
 METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
 CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
 TAU = 0.7
-SMALL_K = [1, 2, 3, 9, LANE_MAX_K, LANE_MAX_K + 1]
+SMALL_K = [1, 2, 3, 9, "max", "max+1"]  # "max": the method's threshold
+
+
+def _k(method, k):
+    return {"max": LANE_MAX_K[method], "max+1": LANE_MAX_K[method] + 1}.get(k, k)
 
 
 @contextmanager
@@ -77,6 +82,7 @@ def _compare(method, logits, seed, hard=True, schedule=None, g=None, tau=TAU):
 @pytest.mark.parametrize("k", SMALL_K)
 @pytest.mark.parametrize("rows", [21, 70])  # a partial block; several blocks + a partial one
 def test_matches_reference(method, hard, k, rows):
+    k = _k(method, k)
     torch.manual_seed(rows * 100 + k)
     logits = torch.randn(rows, k) * 2.0
     _compare(method, logits, seed=4321 + k, hard=hard)
@@ -193,8 +199,9 @@ def test_low_precision_error(dtype, method, hard):
 
 
 @pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("k", [1, 3, 16])
+@pytest.mark.parametrize("k", [1, 3, "max"])
 def test_float64_matches_reference(method, hard, k):
+    k = _k(method, k)
     # fp64 runs 4 rows per vector: 23 rows = 5 blocks + 3.
     torch.manual_seed(7 + k)
     _compare(method, torch.randn(23, k, dtype=torch.float64), seed=31, hard=hard)
@@ -239,8 +246,9 @@ def test_rows_do_not_depend_on_R(method, hard, dtype):
 
 
 @pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("k", [2, 7, LANE_MAX_K])
+@pytest.mark.parametrize("k", [2, 7, "max"])
 def test_agrees_with_row_kernels(method, hard, k):
+    k = _k(method, k)
     # The same op with the lane kernels switched off: identical indices, close values, gradients
     # and stats (the stats layout of ops.py, read by either backward).
     torch.manual_seed(20 + k)
