@@ -11,6 +11,7 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -96,11 +97,12 @@ int64_t grain(int64_t K) { return std::max<int64_t>(1, 16384 / std::max<int64_t>
 
 /// Largest K for which the "lanes are rows" kernels (lane_kernels_impl.h) run `method`: below it
 /// the row kernels are dominated by per-row overhead. The environment variable
-/// REDGE_KERNELS_LANE_MAX_K overrides it for every method, read at every call (0 disables the
-/// lane kernels; for benchmarks and the tests comparing both paths).
+/// REDGE_KERNELS_LANE_MAX_K overrides it for every method (up to 256), read at every call (0
+/// disables the lane kernels; for benchmarks and the tests comparing both paths).
 int64_t lane_max_k(int method) {
   const char* e = std::getenv("REDGE_KERNELS_LANE_MAX_K");
-  if (e != nullptr && *e != '\0') return std::strtoll(e, nullptr, 10);
+  // (at most 256: the lane kernels sum each row in column order, too long a chain beyond that)
+  if (e != nullptr && *e != '\0') return std::min<int64_t>(std::strtoll(e, nullptr, 10), 256);
   const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
   return chain ? kLaneMaxKChain : kLaneMaxKBaseline;
 }

@@ -112,6 +112,16 @@ def _assert_error_at_most_twice_torch(ours, torch_own, dtype):
         assert e_ours <= 2 * e_torch + eps * 2**-4, (ours, torch_own)
 
 
+@pytest.mark.parametrize("method,hard", CASES)
+def test_forced_lanes_larger_k(method, hard):
+    # The lane kernels forced beyond the default thresholds (odd column counts: the backward's
+    # 4-column unrolled chain and its remainder), still the reference.
+    with _lane_max_k(256):
+        for rows, k in ((19, 33), (11, 70), (5, 250)):
+            torch.manual_seed(rows + k)
+            _compare(method, torch.randn(rows, k) * 2.0, seed=99 + k, hard=hard)
+
+
 @pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
 @pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (3, 0.1), (20, 0.9)])
 def test_schedules(method, n_steps, t_1):
