@@ -317,3 +317,50 @@ def test_gradcheck_fp64_soft(method):
     fn = {"st": rk.straight_through, "gumbel": rk.gumbel_softmax, "redge": rk.redge,
           "redge_cov": rk.redge_cov}[method]
     assert torch.autograd.gradcheck(lambda v: fn(v, hard=False, seed=13, backend="cpu", **kw), (x,))
+
+
+_DEFAULT_SET_SCRIPT = r"""
+import sys, torch
+import redge_kernels._C  # noqa: F401  (registers the CPU kernels)
+from redge_kernels._constants import METHOD_IDS
+from redge_kernels.schedule import Schedule, linear_schedule
+torch.manual_seed(0)
+out = {}
+for dtype in (torch.float32, torch.float64):
+    phi = torch.randn(21, 5, dtype=dtype) * 2
+    phi[3, 1] = float("-inf")
+    g = torch.randn(21, 5, dtype=dtype)
+    seed = torch.tensor(5, dtype=torch.int64)
+    for m in METHOD_IDS:
+        sched = linear_schedule(4, 0.5) if m.startswith("redge") else Schedule([1.0, 0.0], [0.0, 1.0])
+        coefs = sched.table("cpu", dtype=dtype)
+        hard = m in ("reinmax", "redge_max")
+        y, st, ix = torch.ops.redge_kernels.fwd(phi, seed, coefs, METHOD_IDS[m], hard, 0.7)
+        gp = torch.ops.redge_kernels.bwd(g, phi, seed, coefs, st, ix, METHOD_IDS[m], hard, 0.7)
+        out[(str(dtype), m)] = (y, st, ix, gp)
+torch.save(out, sys.argv[1])
+"""
+
+
+def test_default_and_avx2_kernel_sets_agree(tmp_path):
+    # The lane kernels compiled for ATen's portable vectors (ATEN_CPU_CAPABILITY=default picks
+    # them) against this CPU's set: identical indices, values within fp32 / fp64 rounding.
+    import subprocess
+    import sys
+
+    outs = []
+    for cap in ("default", None):
+        env = dict(os.environ)
+        env.pop("REDGE_KERNELS_LANE_MAX_K", None)
+        if cap is None:
+            env.pop("ATEN_CPU_CAPABILITY", None)
+        else:
+            env["ATEN_CPU_CAPABILITY"] = cap
+        path = tmp_path / f"out_{cap}.pt"
+        subprocess.run([sys.executable, "-c", _DEFAULT_SET_SCRIPT, str(path)], env=env, check=True)
+        outs.append(torch.load(path))
+    for key, (y0, st0, ix0, g0) in outs[0].items():
+        y1, st1, ix1, g1 = outs[1][key]
+        assert torch.equal(ix0, ix1), key
+        torch.testing.assert_close(y0, y1, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g0, g1, rtol=1e-5, atol=1e-6)
