@@ -45,60 +45,143 @@ void for_blocks(const RowArgs& a, int64_t rb, int64_t re, F body) {
 
 using at::vec::int_same_size_t;
 
-/// Lane i of the result is base[off[i]] (off: L offsets in elements, as the integer vector of T's
-/// width; AVX2: one gather instruction).
-template <typename T>
-inline Vectorized<T> gather_lanes(const T* base, const Vectorized<int_same_size_t<T>>& off) {
-  return at::vec::gather<sizeof(T)>(base, off);
-}
-
-/// The offsets i * stride for lanes i < nv, 0 for the dummy lanes (which then read lane 0's
-/// element: valid memory, discarded later).
-template <typename T>
-inline Vectorized<int_same_size_t<T>> lane_offsets(int64_t stride, int64_t nv) {
+/// NV Vectorized<T> side by side, used as one vector of NV * Vectorized<T>::size() lanes: every
+/// operation applies to the NV parts independently, so a block of rows carries NV independent
+/// dependency chains (instruction-level parallelism where K is too small to provide it).
+template <typename T, int NV>
+struct Lanes {
+  using Vec = Vectorized<T>;
   using I = int_same_size_t<T>;
-  constexpr int L = Vectorized<T>::size();
-  alignas(64) I o[L];
-  for (int i = 0; i < L; ++i) o[i] = static_cast<I>(i < nv ? i * stride : 0);
-  return Vectorized<I>::loadu(o);
+  using value_type = T;
+  static constexpr int kVL = Vec::size();
+  static_assert(Vectorized<I>::size() == kVL, "index vectors must match the value vectors");
+  static constexpr int size() { return NV * kVL; }
+  Vec v[NV];
+
+  Lanes() = default;
+  Lanes(T x) {  // NOLINT: broadcast, like Vectorized<T>(x)
+    for (int i = 0; i < NV; ++i) v[i] = Vec(x);
+  }
+  static Lanes loadu(const T* p) {
+    Lanes r;
+    for (int i = 0; i < NV; ++i) r.v[i] = Vec::loadu(p + i * kVL);
+    return r;
+  }
+  void store(T* p) const {
+    for (int i = 0; i < NV; ++i) v[i].store(p + i * kVL);
+  }
+  static Lanes blendv(const Lanes& a, const Lanes& b, const Lanes& mask) {
+    Lanes r;
+    for (int i = 0; i < NV; ++i) r.v[i] = Vec::blendv(a.v[i], b.v[i], mask.v[i]);
+    return r;
+  }
+  Lanes sqrt() const {
+    Lanes r;
+    for (int i = 0; i < NV; ++i) r.v[i] = v[i].sqrt();
+    return r;
+  }
+  Lanes neg() const {
+    Lanes r;
+    for (int i = 0; i < NV; ++i) r.v[i] = v[i].neg();
+    return r;
+  }
+  /// Bit i set where lane i is 0.
+  int zero_mask() const {
+    int m = 0;
+    for (int i = 0; i < NV; ++i) m |= v[i].zero_mask() << (i * kVL);
+    return m;
+  }
+
+  /// Element offsets of the lanes, for gather().
+  struct Index {
+    Vectorized<I> v[NV];
+  };
+  /// The offsets i * stride for lanes i < nv, 0 for the dummy lanes (which then read lane 0's
+  /// element: valid memory, discarded later).
+  static Index offsets(int64_t stride, int64_t nv) {
+    alignas(64) I o[NV * kVL];
+    for (int i = 0; i < NV * kVL; ++i) o[i] = static_cast<I>(i < nv ? i * stride : 0);
+    Index r;
+    for (int i = 0; i < NV; ++i) r.v[i] = Vectorized<I>::loadu(o + i * kVL);
+    return r;
+  }
+  /// Whether lane offsets up to (size() - 1) * stride fit the index type.
+  static bool offsets_fit(int64_t stride) {
+    return stride >= 0 &&
+           stride * (size() - 1) <= static_cast<int64_t>(std::numeric_limits<I>::max());
+  }
+  /// Lane i = base[off[i]] (AVX2: gather instructions).
+  static Lanes gather(const T* base, const Index& off) {
+    Lanes r;
+    for (int i = 0; i < NV; ++i) r.v[i] = at::vec::gather<sizeof(T)>(base, off.v[i]);
+    return r;
+  }
+};
+
+#define REDGE_LANES_BINARY(op)                                                   \
+  template <typename T, int NV>                                                  \
+  inline Lanes<T, NV> operator op(const Lanes<T, NV>& a, const Lanes<T, NV>& b) { \
+    Lanes<T, NV> r;                                                              \
+    for (int i = 0; i < NV; ++i) r.v[i] = a.v[i] op b.v[i];                      \
+    return r;                                                                    \
+  }
+REDGE_LANES_BINARY(+)
+REDGE_LANES_BINARY(-)
+REDGE_LANES_BINARY(*)
+REDGE_LANES_BINARY(/)
+REDGE_LANES_BINARY(&)
+REDGE_LANES_BINARY(==)
+REDGE_LANES_BINARY(!=)
+REDGE_LANES_BINARY(<)
+REDGE_LANES_BINARY(>)
+REDGE_LANES_BINARY(>=)
+#undef REDGE_LANES_BINARY
+
+template <typename T, int NV>
+inline Lanes<T, NV> vmax(const Lanes<T, NV>& a, const Lanes<T, NV>& b) {
+  Lanes<T, NV> r;
+  for (int i = 0; i < NV; ++i) r.v[i] = at::vec::maximum(a.v[i], b.v[i]);
+  return r;
 }
 
-/// Whether lane offsets up to (L - 1) * stride0 fit the gather's index type.
-template <typename T>
-inline bool gather_fits(int64_t stride0) {
-  constexpr int L = Vectorized<T>::size();
-  return stride0 >= 0 &&
-         stride0 * (L - 1) <= static_cast<int64_t>(std::numeric_limits<int_same_size_t<T>>::max());
+/// vexp (row_kernels_impl.h) on every part.
+template <typename T, int NV>
+inline Lanes<T, NV> lexp(const Lanes<T, NV>& x) {
+  Lanes<T, NV> r;
+  for (int i = 0; i < NV; ++i) r.v[i] = vexp<T>(x.v[i]);
+  return r;
 }
 
 /// Column j of the rows r0 .. r0 + nv - 1 as one vector (lanes i >= nv: row r0 again), read
-/// from src = base + j * stride1 with the rows stride0 apart; `off` = lane_offsets(stride0, nv)
-/// when `gather` (scalar_t == T and gather_fits), else unused.
-template <int L, typename scalar_t, typename T>
-inline Vectorized<T> load_col(const scalar_t* src, int64_t stride0, int64_t nv, bool gather,
-                              const Vectorized<int_same_size_t<T>>& off) {
+/// from src = base + j * stride1 with the rows stride0 apart; `off` = V::offsets(stride0, nv)
+/// when `gather` (scalar_t == T and the offsets fit), else unused.
+template <typename V, typename scalar_t>
+inline V load_col(const scalar_t* src, int64_t stride0, int64_t nv, bool gather,
+                  const typename V::Index& off) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
   if constexpr (std::is_same_v<scalar_t, T>) {
-    if (gather) return gather_lanes<T>(src, off);
+    if (gather) return V::gather(src, off);
   }
   alignas(64) T t[L];
   for (int64_t i = 0; i < L; ++i) t[i] = static_cast<T>(src[(i < nv ? i : 0) * stride0]);
-  return Vectorized<T>::loadu(t);
+  return V::loadu(t);
 }
 
 /// Gathers the nv rows phi[r0 + i, :] (any strides, any dtype) transposed into dst[j * L + i]
 /// as acc_t. kind[i] receives the row kind (dummy lanes i >= nv count as empty); the lanes of
 /// rows that are not normal get logits 0, so that every lane computes finite values.
-template <int L, typename scalar_t, typename T>
+template <typename V, typename scalar_t, typename T>
 void load_block(const scalar_t* phi, int64_t s0, int64_t s1, int64_t K, int64_t r0, int64_t nv,
                 T* dst, RowKind* kind) {
-  using V = Vectorized<T>;
-  const bool gather = std::is_same_v<scalar_t, T> && gather_fits<T>(s0);
-  const auto off = lane_offsets<T>(gather ? s0 : 0, nv);
+  constexpr int L = V::size();
+  const bool gather = std::is_same_v<scalar_t, T> && V::offsets_fit(s0);
+  const auto off = V::offsets(gather ? s0 : 0, nv);
   const scalar_t* base = phi + r0 * s0;
   const V vinf(std::numeric_limits<T>::infinity()), vninf(neg_inf<T>()), one(T(1)), zero(T(0));
   V ok = zero == zero, ninf = zero;  // per lane: all entries < +inf; count of -inf entries
   for (int64_t j = 0; j < K; ++j) {
-    const V v = load_col<L, scalar_t, T>(base + j * s1, s0, nv, gather, off);
+    const V v = load_col<V, scalar_t>(base + j * s1, s0, nv, gather, off);
     v.store(dst + j * L);
     ok = ok & (v < vinf);  // false for NaN or +inf
     ninf = ninf + V::blendv(zero, one, v == vninf);
@@ -132,14 +215,15 @@ void load_block(const scalar_t* phi, int64_t s0, int64_t s1, int64_t K, int64_t 
 }
 
 /// Gathers grad_y rows transposed like load_block (dummy lanes: a copy of lane 0).
-template <int L, typename scalar_t, typename T>
+template <typename V, typename scalar_t, typename T>
 void load_block_plain(const scalar_t* src0, int64_t s0, int64_t s1, int64_t K, int64_t r0,
                       int64_t nv, T* dst) {
-  const bool gather = std::is_same_v<scalar_t, T> && gather_fits<T>(s0);
-  const auto off = lane_offsets<T>(gather ? s0 : 0, nv);
+  constexpr int L = V::size();
+  const bool gather = std::is_same_v<scalar_t, T> && V::offsets_fit(s0);
+  const auto off = V::offsets(gather ? s0 : 0, nv);
   const scalar_t* base = src0 + r0 * s0;
   for (int64_t j = 0; j < K; ++j) {
-    load_col<L, scalar_t, T>(base + j * s1, s0, nv, gather, off).store(dst + j * L);
+    load_col<V, scalar_t>(base + j * s1, s0, nv, gather, off).store(dst + j * L);
   }
 }
 
@@ -164,8 +248,9 @@ void store_block(const T* src, int64_t K, int64_t r0, int64_t nv, const RowKind*
 /// of the offsets row * K + col. Generated chunk by chunk (about 512 consecutive offsets, whole
 /// blocks, in one gen_noise call: the Philox blocks run interleaved) and only ever as a pure
 /// function of the offsets, so chunking changes no value.
-template <int L, typename T>
+template <typename V, typename T>
 struct BlockNoise {
+  static constexpr int L = V::size();
   int64_t K, chunk_rows;
   uint32_t k0, k1;
   bool want_z, want_g;
@@ -189,11 +274,11 @@ struct BlockNoise {
       gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K), padded((last - first) * K),
                    k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
     }
-    const auto off = lane_offsets<T>(K, L);
+    const auto off = V::offsets(K, L);
     const int64_t o = (r0 - first) * K;
     for (int64_t j = 0; j < K; ++j) {
-      if (want_z) gather_lanes<T>(zc.data() + o + j, off).store(z + j * L);
-      if (want_g) gather_lanes<T>(gc.data() + o + j, off).store(g + j * L);
+      if (want_z) V::gather(zc.data() + o + j, off).store(z + j * L);
+      if (want_g) V::gather(gc.data() + o + j, off).store(g + j * L);
     }
   }
 };
@@ -210,9 +295,9 @@ struct BlockNoise {
 // Row max m = max_j l_j and s = sum_j exp(l_j - m) run elementwise across the column loop;
 // argmax: strict > over increasing j (the first maximum on ties, as the row kernels).
 // ------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename T>
+template <typename scalar_t, typename T, int NV>
 void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
-  using V = Vectorized<T>;
+  using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
   const int n = a.n_steps;
@@ -234,13 +319,13 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* x = G + KL;
   T* mu = x + KL;
   T* lam = mu + KL;
-  BlockNoise<L, T> noise(K, a.key0, a.key1, chain, true);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true);
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // per-lane stats, [n][2][L]
   alignas(64) T lane_buf[L];
   RowKind kind[L];
 
   for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
-    load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
+    load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
     noise.get(r0, e, x, G);
     std::fill(st_blk.begin(), st_blk.end(), T(0));
     auto put_stats = [&](int k, const V& m, const V& s) {
@@ -261,11 +346,11 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(G + j * L)) / tau
                                       : V::loadu(ph + j * L);
         l.store(E + j * L);
-        m = at::vec::maximum(m, l);
+        m = vmax(m, l);
       }
       V s(T(0));
       for (int64_t j = 0; j < K; ++j) {
-        const V e = vexp<T>(V::loadu(E + j * L) - m);
+        const V e = lexp(V::loadu(E + j * L) - m);
         e.store(E + j * L);
         s = s + e;
         argmax_step(j, V::loadu(ph + j * L) + V::loadu(G + j * L));
@@ -277,10 +362,10 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v,
         // x = mu + sqrt(v) z
         V m0(neg_inf<T>());
-        for (int64_t j = 0; j < K; ++j) m0 = at::vec::maximum(m0, V::loadu(ph + j * L));
+        for (int64_t j = 0; j < K; ++j) m0 = vmax(m0, V::loadu(ph + j * L));
         V s0(T(0));
         for (int64_t j = 0; j < K; ++j) {
-          const V e = vexp<T>(V::loadu(ph + j * L) - m0);
+          const V e = lexp(V::loadu(ph + j * L) - m0);
           e.store(E + j * L);
           s0 = s0 + e;
         }
@@ -288,7 +373,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         const V one(T(1)), vmin(static_cast<T>(kVMin));
         for (int64_t j = 0; j < K; ++j) {
           const V p = V::loadu(E + j * L) / s0;
-          const V v = at::vec::maximum(p * (one - p), vmin);
+          const V v = vmax(p * (one - p), vmin);
           p.store(mu + j * L);
           (one / v).store(lam + j * L);
           (p + v.sqrt() * V::loadu(x + j * L)).store(x + j * L);
@@ -307,12 +392,12 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       for (int64_t j = 0; j < K; ++j) {
         const V l = logit(n - 1, j);
         l.store(E + j * L);
-        m = at::vec::maximum(m, l);
+        m = vmax(m, l);
       }
       for (int k = n - 1; k >= 1; --k) {
         V s(T(0));
         for (int64_t j = 0; j < K; ++j) {
-          const V e = vexp<T>(V::loadu(E + j * L) - m);
+          const V e = lexp(V::loadu(E + j * L) - m);
           e.store(E + j * L);
           s = s + e;
         }
@@ -327,7 +412,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
           xn.store(x + j * L);
           const V l = logit(k - 1, j);
           l.store(E + j * L);  // E now holds l_{k-1} (exponentiated in the next step)
-          m = at::vec::maximum(m, l);
+          m = vmax(m, l);
         }
       }
       // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
@@ -383,9 +468,9 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
 //   redge_cov: as redge with c_k lam in place of c_k, plus the paths through mu = p and
 //             v = max(p (1 - p), V_MIN) (see bwd_rows).
 // ------------------------------------------------------------------------------------------------
-template <typename scalar_t, typename T>
+template <typename scalar_t, typename T, int NV>
 void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
-  using V = Vectorized<T>;
+  using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
   const int n = a.n_steps;
@@ -417,7 +502,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* gmu = glam + KL;
   T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
   T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
-  BlockNoise<L, T> noise(K, a.key0, a.key1, chain, method == kGumbel);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel);
   auto Pk = [&](int k) { return P + (k - 1) * KL; };
   auto Xk = [&](int k) { return X + (k - 1) * KL; };
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]
@@ -427,8 +512,8 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   auto Sk = [&](int k) { return V::loadu(st_blk.data() + (2 * k + 1) * L); };  // s (or 1/s)
 
   for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
-    load_block<L, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
-    load_block_plain<L, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, g);
+    load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
+    load_block_plain<V, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, g);
     // Per-lane stats [n][(m, s)][L] and index; lanes that are not normal rows get (m, s) = (0, 1)
     // and index -1. The chain multiplies by 1/s_k (k >= 1), as bwd_rows.
     alignas(64) T keep[L];
@@ -440,11 +525,11 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
     }
     {
-      const auto soff = lane_offsets<T>(2 * n, nv);
+      const auto soff = V::offsets(2 * n, nv);
       const V keep_mask = V::loadu(keep) == one;
       const T* sbase = stats + r0 * n * 2;
       for (int k = 0; k < n; ++k) {
-        V mk = gather_lanes<T>(sbase + 2 * k, soff), sk = gather_lanes<T>(sbase + 2 * k + 1, soff);
+        V mk = V::gather(sbase + 2 * k, soff), sk = V::gather(sbase + 2 * k + 1, soff);
         if (!all_normal) {
           mk = V::blendv(zero, mk, keep_mask);
           sk = V::blendv(one, sk, keep_mask);
@@ -465,7 +550,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       for (int64_t j = 0; j < K; ++j) {
         const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(A + j * L)) / tau
                                       : V::loadu(ph + j * L);
-        const V p = vexp<T>(l - m) / s;
+        const V p = lexp(l - m) / s;
         p.store(E + j * L);
         dot = dot + V::loadu(g + j * L) * p;
       }
@@ -480,18 +565,18 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       for (int64_t j = 0; j < KL; j += L) {
         const V l = V::loadu(ph + j) / tau;
         l.store(E + j);
-        mt = at::vec::maximum(mt, l);
+        mt = vmax(mt, l);
       }
       V st_sum = zero;
       for (int64_t j = 0; j < KL; j += L) {
-        const V e = vexp<T>(V::loadu(E + j) - mt);
+        const V e = lexp(V::loadu(E + j) - mt);
         e.store(E + j);
         st_sum = st_sum + e;
       }
       const V m0 = Mk(0), s0 = Sk(0), mhalf(T(-0.5));
       V su = zero, sw = zero, cnt = zero;
       for (int64_t j = 0; j < K; ++j) {
-        const V p0 = vexp<T>(V::loadu(ph + j * L) - m0) / s0;
+        const V p0 = lexp(V::loadu(ph + j * L) - m0) / s0;
         const V p1 = half * (V::loadu(E + j * L) / st_sum + one_hot(j));
         const V gj = V::loadu(g + j * L);
         su = su + (two * gj) * p1;
@@ -519,8 +604,8 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       if (cov) {
         const V m0 = Mk(0), s0 = Sk(0);
         for (int64_t j = 0; j < KL; j += L) {
-          const V p = vexp<T>(V::loadu(ph + j) - m0) / s0;
-          const V v = at::vec::maximum(p * (one - p), vmin);
+          const V p = lexp(V::loadu(ph + j) - m0) / s0;
+          const V v = vmax(p * (one - p), vmin);
           p.store(mu + j);
           (one / v).store(lam + j);
         }
@@ -538,7 +623,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         V xv = V::loadu(z + j);
         if (cov) {
           const V p = V::loadu(mu + j);
-          const V v = at::vec::maximum(p * (one - p), vmin);
+          const V v = vmax(p * (one - p), vmin);
           xv = p + v.sqrt() * xv;
         }
         return xv;
@@ -551,14 +636,14 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       };
       // The chain of one column is a long dependency (n-1 exps): columns are taken kU at a time
       // so that their chains overlap (same operations per element).
-      constexpr int kU = 4;
+      constexpr int kU = NV == 1 ? 4 : 2;
       int64_t j0 = 0;
       for (; j0 + kU * L <= KL; j0 += kU * L) {
         V xs[kU], ps[kU];
         for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
         for (int k = n - 1; k >= 1; --k) {
           const V mk = Mk(k), ik = Sk(k);
-          for (int u = 0; u < kU; ++u) ps[u] = vexp<T>(logit(k, j0 + u * L, xs[u]) - mk) * ik;
+          for (int u = 0; u < kU; ++u) ps[u] = lexp(logit(k, j0 + u * L, xs[u]) - mk) * ik;
           for (int u = 0; u < kU; ++u) ps[u].store(Pk(k) + j0 + u * L);
           if (cov) {
             for (int u = 0; u < kU; ++u) xs[u].store(Xk(k) + j0 + u * L);
@@ -574,7 +659,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         V xv = x_init(j);
         V p;
         for (int k = n - 1; k >= 1; --k) {
-          p = vexp<T>(logit(k, j, xv) - Mk(k)) * Sk(k);
+          p = lexp(logit(k, j, xv) - Mk(k)) * Sk(k);
           p.store(Pk(k) + j);
           if (cov) xv.store(Xk(k) + j);
           if (k > 1) xv = V(co[k * 5 + kCoefA]) * p + V(co[k * 5 + kCoefB]) * xv;
@@ -647,7 +732,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         for (int64_t j = 0; j < KL; j += L) {
           const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
           const V q = m * (one - m);
-          const V sq = at::vec::maximum(q, vmin).sqrt();
+          const V sq = vmax(q, vmin).sqrt();
           const V gv = (gxv * V::loadu(z + j)) / (two * sq) - V::loadu(glam + j) * lv * lv;
           const V gq = V::blendv(zero, gv, q >= vmin);
           const V gp0 = (V::loadu(gmu + j) + gxv) + gq * (one - two * m);
@@ -664,26 +749,29 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   });
 }
 
-/// Rows per lane block of each dtype (the launcher hands out row ranges in whole blocks).
-template <typename T>
-constexpr int lane_rows() { return Vectorized<T>::size(); }
+#ifndef REDGE_LANE_PARTS
+#define REDGE_LANE_PARTS 2
+#endif
+/// Vectorized<T> per block (Lanes<T, kLaneParts>): a block is 16 fp32 / 8 fp64 rows on AVX2.
+constexpr int kLaneParts = REDGE_LANE_PARTS;
 
 /// The kernel table of this capability: the row kernels of table() plus the lane kernels.
 inline const KernelTable& lane_table(const char* name) {
   static const KernelTable t = [name] {
+    constexpr int P = kLaneParts;
     KernelTable k = table(name);
-    k.fwd_lanes[kF32] = &fwd_lanes<float, float>;
-    k.fwd_lanes[kF64] = &fwd_lanes<double, double>;
-    k.fwd_lanes[kBF16] = &fwd_lanes<c10::BFloat16, float>;
-    k.fwd_lanes[kF16] = &fwd_lanes<c10::Half, float>;
-    k.bwd_lanes[kF32] = &bwd_lanes<float, float>;
-    k.bwd_lanes[kF64] = &bwd_lanes<double, double>;
-    k.bwd_lanes[kBF16] = &bwd_lanes<c10::BFloat16, float>;
-    k.bwd_lanes[kF16] = &bwd_lanes<c10::Half, float>;
-    k.lane_rows[kF32] = lane_rows<float>();
-    k.lane_rows[kF64] = lane_rows<double>();
-    k.lane_rows[kBF16] = lane_rows<float>();
-    k.lane_rows[kF16] = lane_rows<float>();
+    k.fwd_lanes[kF32] = &fwd_lanes<float, float, P>;
+    k.fwd_lanes[kF64] = &fwd_lanes<double, double, P>;
+    k.fwd_lanes[kBF16] = &fwd_lanes<c10::BFloat16, float, P>;
+    k.fwd_lanes[kF16] = &fwd_lanes<c10::Half, float, P>;
+    k.bwd_lanes[kF32] = &bwd_lanes<float, float, P>;
+    k.bwd_lanes[kF64] = &bwd_lanes<double, double, P>;
+    k.bwd_lanes[kBF16] = &bwd_lanes<c10::BFloat16, float, P>;
+    k.bwd_lanes[kF16] = &bwd_lanes<c10::Half, float, P>;
+    k.lane_rows[kF32] = Lanes<float, P>::size();
+    k.lane_rows[kF64] = Lanes<double, P>::size();
+    k.lane_rows[kBF16] = Lanes<float, P>::size();
+    k.lane_rows[kF16] = Lanes<float, P>::size();
     return k;
   }();
   return t;

@@ -45,10 +45,11 @@ const char* kernel_set_name() { return select_kernels().name; }
 
 namespace {
 
-// Largest K that runs on the lane kernels (see lane_max_k), measured on a 2-core AMD EPYC (AVX2)
-// with one thread, forward + backward, lanes vs rows: the baselines (whose row kernels prune the
-// Gumbel logs) break even near K = 16-24, the DDIM chain (n_steps = 5) near K = 40.
-constexpr int64_t kLaneMaxKBaseline = 16;  // st, gumbel, reinmax
+// Largest K that runs on the lane kernels (see lane_max_k), measured on a 2-core AMD EPYC (AVX2),
+// one thread, forward + backward, lanes vs rows (us per 32k elements): st 410 vs 471 at K = 20,
+// 408 vs 357 at K = 24 (the row kernels prune the Gumbel logs, the lane kernels cannot); the
+// DDIM chain (redge, n_steps = 5) 890 vs 990 at K = 32, even at K = 40-48.
+constexpr int64_t kLaneMaxKBaseline = 20;  // st, gumbel, reinmax
 constexpr int64_t kLaneMaxKChain = 32;     // redge, redge_cov, redge_max
 
 DTypeId dtype_id(at::ScalarType t) {

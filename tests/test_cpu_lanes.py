@@ -1,8 +1,8 @@
 """The "lanes are rows" CPU kernels (csrc/lane_kernels_impl.h, used for K <= LANE_MAX_K).
 
-One SIMD vector holds the same column of 8 (fp32) or 4 (fp64) consecutive rows, so these tests use
-row counts that are not multiples of 8, several blocks, special rows in the middle of a block and
-K on both sides of the threshold. Against the pure-PyTorch reference with identical noise:
+A block of 16 (fp32) or 8 (fp64) consecutive rows is processed with one SIMD lane per row (two
+AVX2 vectors per column), so these tests use row counts that are not multiples of 16, several
+blocks, special rows in the middle of a block and K on both sides of the threshold. Against the pure-PyTorch reference with identical noise:
 identical indices, values and gradients with the default tolerances (as tests/test_cpu_backend.py).
 Also: a row's result does not depend on R or on the thread count (bitwise), agreement with the
 per-row kernels (REDGE_KERNELS_LANE_MAX_K=0 switches the lane kernels off for a call), the stats
@@ -24,7 +24,7 @@ if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
 
 # csrc/ops_cpu.cpp kLaneMaxKBaseline / kLaneMaxKChain: the largest K that runs on the lane kernels
-LANE_MAX_K = {"st": 16, "gumbel": 16, "reinmax": 16, "redge": 32, "redge_cov": 32, "redge_max": 32}
+LANE_MAX_K = {"st": 20, "gumbel": 20, "reinmax": 20, "redge": 32, "redge_cov": 32, "redge_max": 32}
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
 METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
 CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
@@ -148,7 +148,7 @@ def test_temperatures(method, tau):
 @pytest.mark.parametrize("method,hard", CASES)
 @pytest.mark.parametrize("k", [3, 9])
 def test_masks_empty_and_poisoned_rows(method, hard, k):
-    # Special rows in the middle of a block (rows 8..15 form the second block of 8): the other
+    # Special rows in the middle of a block (fp32 blocks are rows 0..15 and 16..20): the other
     # rows of that block must still equal the reference.
     torch.manual_seed(40 + k)
     R = 21
@@ -160,20 +160,21 @@ def test_masks_empty_and_poisoned_rows(method, hard, k):
     logits[12, 0] = float("inf")
     logits[13, : k - 1] = float("-inf")  # a single valid entry
     logits[13, k - 1] = 0.5
-    logits[2] = float("-inf")         # an empty row in the first block too
+    logits[2] = float("-inf")         # another empty row
+    logits[18, 1] = float("nan")      # a poisoned row in the last, partial block
     g = torch.randn(R, k)
     y_r, i_r, g_r = _run("reference", method, logits, g, 11, hard)
     y_c, i_c, g_c = _run("cpu", method, logits, g, 11, hard)
     assert torch.equal(i_c, i_r)
-    for r in (2, 9, 11, 12):
+    for r in (2, 9, 11, 12, 18):
         assert i_c[r] == -1
     for r in (2, 9):
         assert torch.equal(y_c[r], torch.zeros(k)) and torch.equal(g_c[r], torch.zeros(k))
-    for r in (11, 12):
+    for r in (11, 12, 18):
         assert torch.isnan(y_c[r]).all() and torch.isnan(g_c[r]).all()
     assert i_c[13] == k - 1
     ok = torch.ones(R, dtype=torch.bool)
-    ok[[11, 12]] = False
+    ok[[11, 12, 18]] = False
     masked = torch.isinf(logits) & (logits < 0)
     assert (y_c[masked & ok[:, None]] == 0).all()
     assert (g_c[masked & ok[:, None]] == 0).all()  # exactly zero gradient where masked
@@ -212,7 +213,7 @@ def test_low_precision_error(dtype, method, hard):
 @pytest.mark.parametrize("k", [1, 3, "max"])
 def test_float64_matches_reference(method, hard, k):
     k = _k(method, k)
-    # fp64 runs 4 rows per vector: 23 rows = 5 blocks + 3.
+    # fp64 runs 4 rows per vector, blocks of 8 rows: 23 rows = 2 blocks + 7.
     torch.manual_seed(7 + k)
     _compare(method, torch.randn(23, k, dtype=torch.float64), seed=31, hard=hard)
 
