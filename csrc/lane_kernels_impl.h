@@ -283,6 +283,73 @@ struct BlockNoise {
   }
 };
 
+/// Writes the pairs (m[i], s[i]) of lanes i < nv to dst + i * row_stride (a stats slot of
+/// consecutive rows). AVX2 float: the pairs are interleaved in registers and stored 8 bytes at
+/// a time.
+template <typename T, int NV>
+void store_pairs(const Lanes<T, NV>& m, const Lanes<T, NV>& s, T* dst, int64_t row_stride,
+                 int64_t nv) {
+  constexpr int VL = Lanes<T, NV>::kVL;
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    for (int p = 0; p < NV; ++p) {
+      // unpacklo: pairs of lanes 0, 1, 4, 5; unpackhi: lanes 2, 3, 6, 7 (as 64-bit units).
+      alignas(32) uint64_t w[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(w),
+                         _mm256_castps_si256(_mm256_unpacklo_ps(m.v[p], s.v[p])));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(w + 4),
+                         _mm256_castps_si256(_mm256_unpackhi_ps(m.v[p], s.v[p])));
+      constexpr int src_of_lane[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+      for (int q = 0; q < VL; ++q) {
+        const int64_t i = p * VL + q;
+        if (i >= nv) return;
+        std::memcpy(dst + i * row_stride, w + src_of_lane[q], sizeof(uint64_t));
+      }
+    }
+    return;
+  }
+#endif
+  alignas(64) T tm[NV * VL], ts[NV * VL];
+  m.store(tm);
+  s.store(ts);
+  for (int64_t i = 0; i < nv; ++i) {
+    dst[i * row_stride] = tm[i];
+    dst[i * row_stride + 1] = ts[i];
+  }
+}
+
+/// The inverse of store_pairs: m[i], s[i] = src[i * row_stride], src[i * row_stride + 1] for
+/// lanes i < nv (lanes i >= nv: lane 0's pair).
+template <typename T, int NV>
+void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, Lanes<T, NV>& s) {
+  constexpr int VL = Lanes<T, NV>::kVL;
+#if defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int slot_of_lane[8] = {0, 1, 4, 5, 2, 3, 6, 7};  // as in store_pairs
+    for (int p = 0; p < NV; ++p) {
+      alignas(32) uint64_t w[8];
+      for (int q = 0; q < VL; ++q) {
+        const int64_t i = p * VL + q;
+        std::memcpy(w + slot_of_lane[q], src + (i < nv ? i : 0) * row_stride, sizeof(uint64_t));
+      }
+      const __m256 lo = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w)));
+      const __m256 hi = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w + 4)));
+      m.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+      s.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    return;
+  }
+#endif
+  alignas(64) T tm[NV * VL], ts[NV * VL];
+  for (int64_t i = 0; i < NV * VL; ++i) {
+    const T* r = src + (i < nv ? i : 0) * row_stride;
+    tm[i] = r[0];
+    ts[i] = r[1];
+  }
+  m = Lanes<T, NV>::loadu(tm);
+  s = Lanes<T, NV>::loadu(ts);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forward (lanes): the math of fwd_rows, per lane.
 //   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
@@ -320,17 +387,18 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* mu = x + KL;
   T* lam = mu + KL;
   BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true);
-  std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // per-lane stats, [n][2][L]
   alignas(64) T lane_buf[L];
   RowKind kind[L];
 
   for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
     load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
     noise.get(r0, e, x, G);
-    std::fill(st_blk.begin(), st_blk.end(), T(0));
+    // Stats of the block's rows (contiguous): slots a method does not define stay 0; the slots
+    // of rows that are not normal are rewritten at the end.
+    T* const st_rows = stats + r0 * n * 2;
+    std::fill(st_rows, st_rows + nv * n * 2, T(0));
     auto put_stats = [&](int k, const V& m, const V& s) {
-      m.store(st_blk.data() + (2 * k) * L);
-      s.store(st_blk.data() + (2 * k + 1) * L);
+      store_pairs<T, NV>(m, s, st_rows + 2 * k, 2 * n, nv);
     };
     V soft_s(T(1));  // the soft output is E / soft_s
     V best(neg_inf<T>()), idx(T(-1));
@@ -431,10 +499,6 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         std::fill(st, st + 2 * n, T(0));
         a.index[r] = -1;
       } else {
-        for (int k = 0; k < n; ++k) {
-          st[2 * k] = st_blk[(2 * k) * L + i];
-          st[2 * k + 1] = st_blk[(2 * k + 1) * L + i];
-        }
         a.index[r] = static_cast<int64_t>(lane_buf[i]);
       }
     }
@@ -525,11 +589,11 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
     }
     {
-      const auto soff = V::offsets(2 * n, nv);
       const V keep_mask = V::loadu(keep) == one;
       const T* sbase = stats + r0 * n * 2;
       for (int k = 0; k < n; ++k) {
-        V mk = V::gather(sbase + 2 * k, soff), sk = V::gather(sbase + 2 * k + 1, soff);
+        V mk, sk;
+        load_pairs<T, NV>(sbase + 2 * k, 2 * n, nv, mk, sk);
         if (!all_normal) {
           mk = V::blendv(zero, mk, keep_mask);
           sk = V::blendv(one, sk, keep_mask);
