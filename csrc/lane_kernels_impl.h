@@ -3,14 +3,16 @@
 //
 // At small K the per-row kernels (row_kernels_impl.h) spend most of their time in per-row
 // overhead: a serial chain of tiny passes over one padded vector, each ending in a horizontal
-// reduction. Here one Vectorized<T> holds the SAME column j of L = Vectorized<T>::size()
-// consecutive rows (8 floats / 4 doubles on AVX2): a block of L rows is gathered transposed into
-// per-thread scratch laid out [K][L], every loop runs over the K columns, and every row reduction
-// (max, sum, dot product, argmax) is an elementwise operation carried across the column loop.
+// reduction. Here one lane vector V = Lanes<T, kLaneParts> (kLaneParts Vectorized<T> side by side:
+// 16 floats / 8 doubles on AVX2) holds the SAME column j of L = V::size() consecutive rows: a
+// block of L rows is gathered transposed into per-thread scratch laid out [K][L], every loop runs
+// over the K columns, and every row reduction (max, sum, dot product, argmax) is an elementwise
+// operation carried across the column loop; no horizontal reductions, no padding of K.
 // Lanes never interact, so a row's result depends only on its own logits, its counters
 // (offset = row * K + col) and the scalars: not on R, on the block it falls in, or on the thread
-// count. The formulas are those of fwd_rows / bwd_rows (same vexp, same operation order per
-// element; only the order of the row sums differs: column by column here).
+// count. The formulas are those of fwd_rows / bwd_rows (same noise, same vexp, same operation
+// order per element; only the order of the row sums differs: column by column here, so the lane
+// kernels are meant for small K only, see ops_cpu.cpp lane_max_k).
 //
 // Special rows are handled per lane: an empty (all -inf) or poisoned (NaN / +inf) row, and the
 // dummy lanes that pad the last block, are replaced by logits 0 for the computation; their outputs
@@ -24,9 +26,9 @@
 namespace redge_kernels {
 namespace CPU_CAPABILITY {
 
-/// Runs body(r0, nv, range_end) over the blocks of L rows of this task: [rb, re) cut at rb + multiples of L,
-/// or blocks of rows grabbed from the launcher's shared counter (RowArgs::next_row; the launcher
-/// makes row_block a multiple of L). nv < L only for the last block of a range.
+/// Runs body(r0, nv, range_end) over the blocks of L rows of this task: [rb, re) cut at rb + a
+/// multiple of L, or blocks of rows grabbed from the launcher's shared counter (RowArgs::next_row;
+/// the launcher makes row_block a multiple of L). nv < L only for the last block of a range.
 template <int L, typename F>
 void for_blocks(const RowArgs& a, int64_t rb, int64_t re, F body) {
   auto run = [&](int64_t b, int64_t e) {
@@ -99,6 +101,13 @@ struct Lanes {
   /// The offsets i * stride for lanes i < nv, 0 for the dummy lanes (which then read lane 0's
   /// element: valid memory, discarded later).
   static Index offsets(int64_t stride, int64_t nv) {
+    if (nv == size()) {  // whole block: i * stride (no store-to-load round trip)
+      Index r;
+      for (int i = 0; i < NV; ++i) {
+        r.v[i] = Vectorized<I>::arange(static_cast<I>(i * kVL * stride), static_cast<I>(stride));
+      }
+      return r;
+    }
     alignas(64) I o[NV * kVL];
     for (int i = 0; i < NV * kVL; ++i) o[i] = static_cast<I>(i < nv ? i * stride : 0);
     Index r;
@@ -271,7 +280,8 @@ struct BlockNoise {
       first = r0;
       const int64_t rows = std::min(chunk_rows, (re - r0 + L - 1) / L * L);
       last = r0 + std::max<int64_t>(rows, L);
-      gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K), padded((last - first) * K),
+      gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K),
+                   padded((last - first) * K),
                    k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
     }
     const auto off = V::offsets(K, L);
@@ -325,15 +335,16 @@ void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, L
   constexpr int VL = Lanes<T, NV>::kVL;
 #if defined(CPU_CAPABILITY_AVX2)
   if constexpr (std::is_same_v<T, float>) {
-    constexpr int slot_of_lane[8] = {0, 1, 4, 5, 2, 3, 6, 7};  // as in store_pairs
     for (int p = 0; p < NV; ++p) {
-      alignas(32) uint64_t w[8];
+      // The pairs as 64-bit words in registers (no store-to-load forwarding through memory):
+      // lo = pairs of lanes 0, 1 | 4, 5 and hi = 2, 3 | 6, 7, as store_pairs' unpacklo / hi.
+      long long u[8];
       for (int q = 0; q < VL; ++q) {
         const int64_t i = p * VL + q;
-        std::memcpy(w + slot_of_lane[q], src + (i < nv ? i : 0) * row_stride, sizeof(uint64_t));
+        std::memcpy(u + q, src + (i < nv ? i : 0) * row_stride, sizeof(long long));
       }
-      const __m256 lo = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w)));
-      const __m256 hi = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(w + 4)));
+      const __m256 lo = _mm256_castsi256_ps(_mm256_set_epi64x(u[5], u[4], u[1], u[0]));
+      const __m256 hi = _mm256_castsi256_ps(_mm256_set_epi64x(u[7], u[6], u[3], u[2]));
       m.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
       s.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
     }
@@ -589,7 +600,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
     }
     {
-      const V keep_mask = V::loadu(keep) == one;
+      const V keep_mask = all_normal ? V(T(1)) : V::loadu(keep) == one;
       const T* sbase = stats + r0 * n * 2;
       for (int k = 0; k < n; ++k) {
         V mk, sk;
@@ -733,7 +744,8 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       // ---- step 1: r = p_1 (g - <g, p_1>);  <g, D> = g[i] - <g, p_1> (redge_max)
       const V gD = gidx - dot;
       {
-        const V c1(co[1 * 5 + kCoefC]), sg1(co[1 * 5 + kCoefSigma]), ha1(T(0.5) * co[1 * 5 + kCoefAlpha]);
+        const V c1(co[1 * 5 + kCoefC]), sg1(co[1 * 5 + kCoefSigma]);
+        const V ha1(T(0.5) * co[1 * 5 + kCoefAlpha]);
         const T* const p1 = Pk(1);
         const T* const p2 = n > 2 ? Pk(2) : nullptr;
         const V a2(n > 2 ? co[2 * 5 + kCoefA] : T(0));

@@ -2,8 +2,9 @@
 
 A block of 16 (fp32) or 8 (fp64) consecutive rows is processed with one SIMD lane per row (two
 AVX2 vectors per column), so these tests use row counts that are not multiples of 16, several
-blocks, special rows in the middle of a block and K on both sides of the threshold. Against the pure-PyTorch reference with identical noise:
-identical indices, values and gradients with the default tolerances (as tests/test_cpu_backend.py).
+blocks, special rows in the middle of a block and K on both sides of the threshold. Against the
+pure-PyTorch reference with identical noise: identical indices, values and gradients with the
+default tolerances (as tests/test_cpu_backend.py).
 Also: a row's result does not depend on R or on the thread count (bitwise), agreement with the
 per-row kernels (REDGE_KERNELS_LANE_MAX_K=0 switches the lane kernels off for a call), the stats
 layout of ops.py, and ``torch.library.opcheck``.
@@ -333,7 +334,8 @@ for dtype in (torch.float32, torch.float64):
     g = torch.randn(21, 5, dtype=dtype)
     seed = torch.tensor(5, dtype=torch.int64)
     for m in METHOD_IDS:
-        sched = linear_schedule(4, 0.5) if m.startswith("redge") else Schedule([1.0, 0.0], [0.0, 1.0])
+        base = Schedule([1.0, 0.0], [0.0, 1.0])
+        sched = linear_schedule(4, 0.5) if m.startswith("redge") else base
         coefs = sched.table("cpu", dtype=dtype)
         hard = m in ("reinmax", "redge_max")
         y, st, ix = torch.ops.redge_kernels.fwd(phi, seed, coefs, METHOD_IDS[m], hard, 0.7)
