@@ -112,10 +112,18 @@ int64_t lane_max_k(int method) {
 /// one task per thread, the tasks grabbing blocks of rows from a shared counter (a thread that is
 /// slowed down, e.g. on a busy machine, does not hold the others back). Rows are independent and
 /// each is computed whole by one thread, so the result does not depend on the thread count.
-/// `unit` > 1 (lane kernels): blocks are whole multiples of `unit` rows.
+/// `unit` > 1 (lane kernels): blocks are whole multiples of `unit` rows, and smaller than
+/// grain(K) when that would leave few grabs (at K = 2, grain(K) is 8192 rows: 9600 rows would split
+/// 8192 / 1408 between two threads): about 4 grabs per thread, each at least ~2048 elements.
 void launch(RowArgs& a, RowRangeFn fn, int64_t unit = 1) {
-  const int64_t block = (grain(a.K) + unit - 1) / unit * unit;
   const int64_t threads = at::get_num_threads();
+  int64_t block = grain(a.K);
+  if (unit > 1) {
+    const int64_t min_rows = (2048 + a.K - 1) / a.K;
+    const int64_t balanced = (a.rows + 4 * threads - 1) / (4 * threads);
+    block = std::min(block, std::max(min_rows, balanced));
+    block = (block + unit - 1) / unit * unit;
+  }
   if (a.rows <= block || threads <= 1 || at::in_parallel_region()) {
     fn(a, 0, a.rows);
     return;
