@@ -180,7 +180,7 @@ inline VecF u32_to_f32v(const uint32_t* r, bool complement) {
 }
 
 #if defined(CPU_CAPABILITY_AVX2)
-// Inline float log and cos for the Box-Muller transform (no calls into Sleef): Cephes' logf and
+// Inline float log and cos for the Box-Muller and Gumbel transforms (no calls into Sleef): Cephes' logf and
 // sinf/cosf polynomials (about 1 ulp), valid for the arguments that occur there only:
 //   logf8x: x a positive normal float (u1 in [2^-33, 1]);
 //   cos2pi8x: t = fl(2pi_f32 u2) in [0, 2pi), reduced by j = round(t 2/pi) with pi/2 split in three
@@ -289,20 +289,48 @@ inline VecF normal8(const Bits8& b) {
   return z;
 }
 
-/// Stream 1: G = -log(E), E = -log(u) by the complement trick (noise.gumbel_from_bits).
-inline VecF gumbel8(const uint32_t* r2) {
-  const VecF w = u32_to_f32v(r2, true) * VecF(kTwoM32) + VecF(kTwoM33);   // 1 - u
-  const VecF v = u32_to_f32v(r2, false) * VecF(kTwoM32) + VecF(kTwoM33);  // u
+/// log of NB vectors of positive normal floats: the inline polynomial on AVX2, Sleef elsewhere.
+template <int NB>
+inline void log8x(VecF* x) {
+#if defined(CPU_CAPABILITY_AVX2)
+  __m256 in[NB], out[NB];
+  for (int b = 0; b < NB; ++b) in[b] = x[b];
+  logf8x<NB>(in, out);
+  for (int b = 0; b < NB; ++b) x[b] = VecF(out[b]);
+#else
+  for (int b = 0; b < NB; ++b) x[b] = x[b].log();
+#endif
+}
+
+/// Stream 1: G = -log(E), E = -log(u) by the complement trick (noise.gumbel_from_bits), for the
+/// NB blocks of 8 words r2[0], ..., r2[NB - 1].
+template <int NB>
+inline void gumbel8x(const uint32_t* const* r2, VecF* g) {
   const VecF one(1.0f), zero(0.0f);
-  const VecF one_minus_w = one - w;
-  const VecF denom = one - one_minus_w;
-  const VecF small = w < VecF(0.5f);
-  // One log serves both branches: log(1 - w) where w < 1/2, log(v) elsewhere.
-  const VecF lg = VecF::blendv(v, one_minus_w, small).log();
-  const VecF e_small = VecF::blendv((lg.neg() * w) / VecF::blendv(denom, one, denom == zero), w,
-                                    one_minus_w == one);
-  const VecF e = VecF::blendv(lg.neg(), e_small, small);
-  return e.log().neg();
+  VecF w[NB], lg[NB], small[NB], omw[NB];
+  for (int b = 0; b < NB; ++b) {
+    w[b] = u32_to_f32v(r2[b], true) * VecF(kTwoM32) + VecF(kTwoM33);         // 1 - u
+    const VecF v = u32_to_f32v(r2[b], false) * VecF(kTwoM32) + VecF(kTwoM33);  // u
+    omw[b] = one - w[b];
+    small[b] = w[b] < VecF(0.5f);
+    // One log serves both branches: log(1 - w) where w < 1/2, log(v) elsewhere.
+    lg[b] = VecF::blendv(v, omw[b], small[b]);
+  }
+  log8x<NB>(lg);
+  for (int b = 0; b < NB; ++b) {
+    const VecF denom = one - omw[b];
+    const VecF e_small = VecF::blendv((lg[b].neg() * w[b]) / VecF::blendv(denom, one, denom == zero),
+                                      w[b], omw[b] == one);
+    g[b] = VecF::blendv(lg[b].neg(), e_small, small[b]);  // E, a positive normal float
+  }
+  log8x<NB>(g);
+  for (int b = 0; b < NB; ++b) g[b] = g[b].neg();
+}
+
+inline VecF gumbel8(const uint32_t* r2) {
+  VecF g;
+  gumbel8x<1>(&r2, &g);
+  return g;
 }
 
 template <typename T>
@@ -353,7 +381,13 @@ void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
       normal8x<kNoiseBlocks>(b, zv);
       for (int h = 0; h < kNoiseBlocks; ++h) store8(zv[h], z + j + h * kNoiseLanes);
     }
-    for (int h = 0; g && h < kNoiseBlocks; ++h) store8(gumbel8(b[h].r2), g + j + h * kNoiseLanes);
+    if (g) {
+      const uint32_t* words[kNoiseBlocks];
+      VecF gv[kNoiseBlocks];
+      for (int h = 0; h < kNoiseBlocks; ++h) words[h] = b[h].r2;
+      gumbel8x<kNoiseBlocks>(words, gv);
+      for (int h = 0; h < kNoiseBlocks; ++h) store8(gv[h], g + j + h * kNoiseLanes);
+    }
   }
   for (; j < kp; j += kNoiseLanes) {
     philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
