@@ -182,7 +182,7 @@ inline VecF u32_to_f32v(const uint32_t* r, bool complement) {
 #if defined(CPU_CAPABILITY_AVX2)
 // Inline float log and cos for the Box-Muller and Gumbel transforms (no calls into Sleef): Cephes' logf and
 // sinf/cosf polynomials (about 1 ulp), valid for the arguments that occur there only:
-//   logf8x: x a positive normal float (u1 in [2^-33, 1]);
+//   logf8x: x a positive normal float (u1 in [2^-33, 1]; the Gumbel transform's u, 1 - w and E);
 //   cos2pi8x: t = fl(2pi_f32 u2) in [0, 2pi), reduced by j = round(t 2/pi) with pi/2 split in three
 //            floats (C1 exact in j C1, fused multiply-adds), so r = t - j pi/2 keeps its relative
 //            accuracy near the zeros of cos.
