@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from . import _backends, reference
+from . import _backends, ops, reference
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
 from ._validation import check_backend, check_hard, check_logits, check_tau, seed_tensor
 from .schedule import Schedule, make_schedule
@@ -40,6 +40,40 @@ def _check_kwargs(kwargs, fn):
 
 # Baselines have no time grid; the kernels still receive a (unused) 2-row table.
 _BASELINE_SCHEDULE = Schedule([1.0, 0.0], [0.0, 1.0])
+
+# Eager-mode caches (never consulted under torch.compile, which folds schedules into constants).
+_SCHEDULES: dict = {}
+_COEFS: dict = {}
+
+
+def _schedule(n_steps, t_1, times) -> Schedule:
+    """``make_schedule(n_steps, t_1, times)``, memoised in eager mode for the usual ``times=None``.
+    The key holds the argument types, so e.g. ``n_steps=2.0`` still reaches the check that
+    rejects it; only validated arguments are ever stored."""
+    if times is not None or torch.compiler.is_compiling():
+        return make_schedule(n_steps, t_1, times)
+    key = (n_steps.__class__, n_steps, t_1.__class__, t_1)
+    try:
+        sched = _SCHEDULES.get(key)
+    except TypeError:  # an unhashable argument: make_schedule rejects it
+        sched = None
+    if sched is None:
+        sched = make_schedule(n_steps, t_1)
+        if len(_SCHEDULES) > 1024:
+            _SCHEDULES.clear()
+        _SCHEDULES[key] = sched
+    return sched
+
+
+def _coefs(sched: Schedule, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``sched.table(device, dtype=dtype)`` (itself cached), looked up without its key building."""
+    key = (sched, device, dtype)
+    t = _COEFS.get(key)
+    if t is None:
+        if len(_COEFS) > 1024:
+            _COEFS.clear()
+        t = _COEFS[key] = sched.table(device, dtype=dtype)
+    return t
 
 
 def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float = 1.0,
@@ -66,8 +100,20 @@ def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float =
     seed_t = seed_tensor(logits, seed, generator, fn)
     shape = logits.shape
     k = shape[-1]
-    phi = logits.reshape(-1, k)
-    name = _backends.resolve(backend, phi, fn) if phi.shape[0] > 0 else "reference"
+    if ops.plain_eager(logits):
+        # Eager fast path: the same op, noise and gradient, minus torch.library's Python autograd
+        # layer and the two reshape nodes in the graph.
+        name = _backends.resolve(backend, logits, fn) if logits.numel() > 0 else "reference"
+        if name != "reference" and logits.device.type == _backends.DEVICE_TYPES[name]:
+            sched = schedule if method in DIFFUSION_METHODS else _BASELINE_SCHEDULE
+            cdtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            y, index = ops.fwd_eager(logits, seed_t, _coefs(sched, logits.device, cdtype),
+                                     METHOD_IDS[method], hard, tau)
+            return (y, index) if return_index else y
+        phi = logits.reshape(-1, k)
+    else:
+        phi = logits.reshape(-1, k)
+        name = _backends.resolve(backend, phi, fn) if phi.shape[0] > 0 else "reference"
     if name == "reference":
         y, index = reference.sample(method, phi, seed_t, schedule, hard, tau)
     else:
@@ -95,7 +141,7 @@ def redge(logits, n_steps: int = 3, t_1: float = 0.5, hard: bool = True, *,
         ``[..., K]`` tensor of ``logits.dtype``.
     """
     _check_kwargs(kwargs, "redge")
-    return sample("redge", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    return sample("redge", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
@@ -105,7 +151,7 @@ def redge_cov(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
     """ReDGE-Cov (paper section 3.4): ReDGE from the parameter-dependent Gaussian base
     ``N(p, diag(max(p (1 - p), 0.1)))``, ``p = softmax(logits)``. Arguments as ``redge``."""
     _check_kwargs(kwargs, "redge_cov")
-    return sample("redge_cov", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    return sample("redge_cov", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
@@ -116,7 +162,7 @@ def redge_max(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
     gradient at the last denoiser. Equals ReinMax (tau = 1) for n_steps=2, t_1=1.
     ``hard=False`` is not defined (raises NotImplementedError, as in the authors' package)."""
     _check_kwargs(kwargs, "redge_max")
-    return sample("redge_max", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    return sample("redge_max", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
