@@ -35,6 +35,9 @@ Row conventions every backend follows: a row whose logits are all ``-inf`` is *e
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import torch
 
 __all__ = ["fwd", "bwd", "LIB", "fwd_eager", "plain_eager"]
@@ -141,6 +144,38 @@ try:  # Function.apply minus its functorch bookkeeping (``plain_eager`` rules fu
     _APPLY = torch._C._FunctionBase.__dict__["apply"].__get__(None, _EagerFwd)
 except (AttributeError, KeyError, TypeError):  # pragma: no cover (other torch versions)
     _APPLY = _EagerFwd.apply
+
+
+_POOL = threading.local()
+_POOL_SIZE = 4
+_saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks
+
+
+def seed_buffer():
+    """A private 0-dim int64 CPU tensor that no live graph or caller holds, for the next
+    ``fwd_eager`` call's seed (drawn into it in place, as ``torch.randint`` would draw), or None.
+
+    A fresh seed tensor per call costs more than the whole rest of the argument handling; the
+    per-thread pool hands a buffer out again only when its Python refcount and its C++ use count
+    show that only the pool holds it (a graph that saved it for backward holds it until the
+    backward ran or the graph died). Never while saved-tensor hooks are active (they may keep
+    the seed in a form the counts do not see). For CPU logits only (a CUDA stream may still read
+    the old value).
+    """
+    if _saved_tensors_hooks(False) is not None:
+        return None
+    pool = getattr(_POOL, "seeds", None)
+    if pool is None:
+        pool = _POOL.seeds = []
+    for t in pool:
+        # refs: the pool, the loop variable, getrefcount's argument
+        if sys.getrefcount(t) == 3 and t._use_count() == 1:
+            return t
+    if len(pool) >= _POOL_SIZE:
+        return None
+    t = torch.empty((), dtype=torch.int64)
+    pool.append(t)
+    return t
 
 
 def fwd_eager(logits, seed, coefs, method: int, hard: bool, tau: float):

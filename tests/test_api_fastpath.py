@@ -228,3 +228,68 @@ def test_inplace_on_outputs_behaves_as_registered_path(shape, registered_path):
             y.sum().backward()
         registered_path(False)
     assert torch.equal(grads[0], grads[1])
+
+
+def _pool():
+    return getattr(ops._POOL, "seeds", [])
+
+
+def test_seed_buffers_are_reused_only_when_free(registered_path):
+    torch.manual_seed(0)
+    x = torch.randn(5, 8, requires_grad=True)
+    g = torch.randn(5, 8)
+    torch.manual_seed(9)
+    live = [rk.redge(x, backend="cpu") for _ in range(3)]  # three graphs hold three seeds
+    seeds = [y.grad_fn.saved_tensors[1] for y in live]
+    assert len({id(s) for s in seeds}) == 3 and len({int(s) for s in seeds}) == 3
+    del seeds
+    registered_path(True)
+    torch.manual_seed(9)
+    ref = [rk.redge(x, backend="cpu") for _ in range(3)]
+    registered_path(False)
+    for y, r in zip(live, ref):  # values and gradients as if every seed were a fresh tensor
+        assert torch.equal(y, r)
+        gy, = torch.autograd.grad((y * g).sum(), x)
+        gr, = torch.autograd.grad((r * g).sum(), x)
+        assert torch.equal(gy, gr)
+    del live, ref, y, r
+    n = len(_pool())
+    for _ in range(20):  # backward done, graph gone: the same buffer again
+        rk.redge(x, backend="cpu", seed=4).sum().backward()
+    assert len(_pool()) == n <= ops._POOL_SIZE
+
+
+def test_seed_buffer_held_elsewhere_is_not_reused():
+    x = torch.randn(3, 4, requires_grad=True)
+    y = rk.redge(x, backend="cpu", seed=5)
+    held = y.grad_fn.saved_tensors[1]  # a caller holding the saved seed tensor
+    y.sum().backward()
+    for s in range(ops._POOL_SIZE + 2):
+        z = rk.redge(x, backend="cpu", seed=100 + s)
+        assert int(held) == 5
+        assert z.grad_fn.saved_tensors[1] is not held
+        z.sum().backward()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+        assert ops.seed_buffer() is None
+        rk.redge(x, backend="cpu", seed=7).sum().backward()
+    assert int(held) == 5
+
+
+def test_seed_buffer_and_reference_backend_agree():
+    x = torch.randn(4, 6)
+    torch.manual_seed(3)
+    a = rk.redge(x, backend="reference")
+    torch.manual_seed(3)
+    b = rk.redge(x, backend="cpu")
+    assert torch.equal(a, b)
+
+
+def test_empty_batch_after_a_cached_fused_decision():
+    x = torch.randn(3, 5)
+    rk.redge(x, seed=0, backend="cpu")
+    rk.redge(x, seed=0)
+    for backend in ("cpu", "auto"):
+        e = rk.redge(torch.randn(0, 5, requires_grad=True), seed=0, backend=backend)
+        assert e.shape == (0, 5)
+        y, index = rk.sample("st", torch.randn(2, 0, 5), seed=0, backend=backend, return_index=True)
+        assert y.shape == (2, 0, 5) and index.shape == (2, 0)
