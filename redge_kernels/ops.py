@@ -87,6 +87,7 @@ def _backward(ctx, grad_y, grad_stats, grad_index):
 torch.library.register_autograd("redge_kernels::fwd", _backward, setup_context=_setup_context)
 
 _FWD = torch.ops.redge_kernels.fwd.default
+_BWD = torch.ops.redge_kernels.bwd.default  # called as _backward calls it (through autograd)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
@@ -121,22 +122,21 @@ class _EagerFwd(torch.autograd.Function):
             y, out_index = y.reshape(shape).detach(), index.reshape(shape[:-1]).detach()
         # As _setup_context, with the logits themselves saved (their version is checked).
         ctx.save_for_backward(logits, seed, coefs, stats, index)
-        ctx.method, ctx.hard, ctx.tau = method, hard, tau
+        ctx.args = (method, hard, tau)
         ctx.mark_non_differentiable(out_index)
         return y, out_index
 
     @staticmethod
     def backward(ctx, grad_y, grad_index):
         logits, seed, coefs, stats, index = ctx.saved_tensors
+        method, hard, tau = ctx.args
         shape = logits.shape
         if len(shape) == 2:
-            grad_phi = torch.ops.redge_kernels.bwd(grad_y, logits, seed, coefs, stats, index,
-                                                  ctx.method, ctx.hard, ctx.tau)
+            grad_phi = _BWD(grad_y, logits, seed, coefs, stats, index, method, hard, tau)
         else:
             k = shape[-1]
-            grad_phi = torch.ops.redge_kernels.bwd(grad_y.reshape(-1, k), logits.reshape(-1, k),
-                                                  seed, coefs, stats, index, ctx.method,
-                                                  ctx.hard, ctx.tau).reshape(shape)
+            grad_phi = _BWD(grad_y.reshape(-1, k), logits.reshape(-1, k), seed, coefs, stats,
+                            index, method, hard, tau).reshape(shape)
         return grad_phi, None, None, None, None, None
 
 
