@@ -116,7 +116,8 @@ class _EagerFwd(torch.autograd.Function):
             out_index = index
         else:
             with torch._C._AutoDispatchBelowAutograd():
-                y, stats, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard, tau)
+                y, stats, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard,
+                                       tau)
             # detach(): plain outputs, not views made inside the Function (in-place ops on y stay
             # legal; index keeps the saved index's version counter, as the reshape view did).
             y, out_index = y.reshape(shape).detach(), index.reshape(shape[:-1]).detach()

@@ -31,7 +31,8 @@ def registered_path(monkeypatch):
 
 def _run(method, x, g, hard=True, **kw):
     xx = x.detach().clone().requires_grad_(True)
-    y, index = rk.sample(method, xx, hard=hard, return_index=True, backend="cpu", **_args(method), **kw)
+    y, index = rk.sample(method, xx, hard=hard, return_index=True, backend="cpu", **_args(method),
+                         **kw)
     (y.double() * g).sum().backward()
     return y.detach(), index, xx.grad
 
@@ -152,7 +153,8 @@ def test_schedule_cache_keeps_type_checks():
         rk.redge(x, n_steps=2, t_1=True, seed=0)
     with pytest.raises(TypeError, match="t_1 must be a float"):
         rk.redge(x, n_steps=2, t_1=[0.5], seed=0)
-    assert torch.equal(rk.redge(x, n_steps=2, t_1=1, seed=0), rk.redge(x, n_steps=2, t_1=1.0, seed=0))
+    assert torch.equal(rk.redge(x, n_steps=2, t_1=1, seed=0),
+                       rk.redge(x, n_steps=2, t_1=1.0, seed=0))
     assert api._schedule(5, 0.5, None) == rk.make_schedule(5, 0.5)
     assert api._schedule(4, 0.5, [0.0, 0.1, 0.2]) == rk.grid_schedule([0.0, 0.1, 0.2])
 
