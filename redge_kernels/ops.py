@@ -86,8 +86,10 @@ def _backward(ctx, grad_y, grad_stats, grad_index):
 
 torch.library.register_autograd("redge_kernels::fwd", _backward, setup_context=_setup_context)
 
-_FWD = torch.ops.redge_kernels.fwd.default
-_BWD = torch.ops.redge_kernels.bwd.default  # called as _backward calls it (through autograd)
+# The overloads' C++ callables (an OpOverload's __call__ is a Python frame around them).
+_FWD = getattr(torch.ops.redge_kernels.fwd.default, "_op", torch.ops.redge_kernels.fwd.default)
+# Called as _backward calls the op (through its autograd key).
+_BWD = getattr(torch.ops.redge_kernels.bwd.default, "_op", torch.ops.redge_kernels.bwd.default)
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
