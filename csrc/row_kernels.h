@@ -52,6 +52,11 @@ using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_
 /// compute it; for the known-answer tests.
 using Noise8Fn = void (*)(uint64_t offset, uint32_t key0, uint32_t key1, float* z, float* g);
 
+/// The same noise for n consecutive offsets (n a multiple of 8; z or g may be null), with the
+/// kernels' interleaved generator; for the bulk noise op (noise_cpu.cpp).
+using NoiseBlockFn = void (*)(uint64_t offset, int64_t n, uint32_t key0, uint32_t key1, float* z,
+                              float* g);
+
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
 /// fwd / bwd: one row at a time (row_kernels_impl.h). fwd_lanes / bwd_lanes: for small K, blocks
 /// of lane_rows[dtype] rows with one row per SIMD lane (lane_kernels_impl.h); the launcher hands
@@ -60,6 +65,7 @@ struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
   Noise8Fn noise8;
+  NoiseBlockFn noise_block;
   const char* name;
   RowRangeFn fwd_lanes[kNumDTypes];
   RowRangeFn bwd_lanes[kNumDTypes];

@@ -44,11 +44,14 @@ def check_backend(backend, fn: str) -> str:
     return backend
 
 
-def seed_tensor(logits: torch.Tensor, seed, generator, fn: str) -> torch.Tensor:
+def seed_tensor(logits: torch.Tensor, seed, generator, fn: str, out=None) -> torch.Tensor:
     """The call's seed as a 0-dim int64 tensor on ``logits.device``.
 
     ``seed`` (an int in [0, 2**63)) wins; else a seed is drawn from ``generator`` or, when it is
     None, from the default generator of ``logits``' device (so ``torch.manual_seed`` governs it).
+    ``out`` (optional, a 0-dim int64 tensor on that device) receives an int or drawn seed in place
+    (``out.random_(lo, hi)`` is ``torch.randint(lo, hi, ())``'s own draw: same value, same
+    generator advance); a tensor ``seed`` is returned as given.
     """
     if seed is not None and generator is not None:
         raise ValueError(f"{fn}: pass either seed= or generator=, not both")
@@ -61,6 +64,8 @@ def seed_tensor(logits: torch.Tensor, seed, generator, fn: str) -> torch.Tensor:
             raise TypeError(f"{fn}: seed must be an int, got {type(seed).__name__}")
         if not 0 <= seed < MAX_SEED:
             raise ValueError(f"{fn}: seed must be in [0, 2**63), got {seed}")
+        if out is not None:
+            return out.fill_(seed)
         return torch.tensor(seed, dtype=torch.int64, device=logits.device)
     if generator is not None:
         if not isinstance(generator, torch.Generator):
@@ -68,5 +73,7 @@ def seed_tensor(logits: torch.Tensor, seed, generator, fn: str) -> torch.Tensor:
         if torch.device(generator.device).type != logits.device.type:
             raise ValueError(f"{fn}: generator is on {generator.device} but logits are on "
                              f"{logits.device}; pass a generator of the logits' device")
+    if out is not None:
+        return out.random_(0, MAX_SEED - 1, generator=generator)
     return torch.randint(0, MAX_SEED - 1, (), dtype=torch.int64, device=logits.device,
                          generator=generator)

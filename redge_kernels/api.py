@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from . import _backends, reference
+from . import _backends, ops, reference
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
 from ._validation import check_backend, check_hard, check_logits, check_tau, seed_tensor
 from .schedule import Schedule, make_schedule
@@ -40,6 +40,44 @@ def _check_kwargs(kwargs, fn):
 
 # Baselines have no time grid; the kernels still receive a (unused) 2-row table.
 _BASELINE_SCHEDULE = Schedule([1.0, 0.0], [0.0, 1.0])
+
+# Eager-mode caches (never consulted under torch.compile, which folds schedules into constants).
+_SCHEDULES: dict = {}
+_FUSED: dict = {}
+
+
+def _schedule(n_steps, t_1, times) -> Schedule:
+    """``make_schedule(n_steps, t_1, times)``, memoised in eager mode for the usual ``times=None``.
+    The key holds the argument types, so e.g. ``n_steps=2.0`` still reaches the check that
+    rejects it; only validated arguments are ever stored."""
+    if times is not None or torch.compiler.is_compiling():
+        return make_schedule(n_steps, t_1, times)
+    key = (n_steps.__class__, n_steps, t_1.__class__, t_1)
+    try:
+        sched = _SCHEDULES.get(key)
+    except TypeError:  # an unhashable argument: make_schedule rejects it
+        sched = None
+    if sched is None:
+        sched = make_schedule(n_steps, t_1)
+        if len(_SCHEDULES) > 1024:
+            _SCHEDULES.clear()
+        _SCHEDULES[key] = sched
+    return sched
+
+
+def _fused_entry(key, name: str, logits: torch.Tensor, sched: Schedule):
+    """``(coefs, name)`` when ``name`` is a fused backend whose op is registered for ``logits``'
+    device (the eager fast path runs it), else None. Only such decisions are memoised, under
+    ``key`` = (backend, device, dtype, schedule, ``_backends._usable``): the availability probe is
+    part of the key, so a replaced probe (tests) is consulted again; "reference" decisions are
+    never kept (``auto`` may warn on them)."""
+    if name == "reference" or logits.device.type != _backends.DEVICE_TYPES[name]:
+        return None
+    cdtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    if len(_FUSED) > 1024:
+        _FUSED.clear()
+    hit = _FUSED[key] = (sched.table(logits.device, dtype=cdtype), name)
+    return hit
 
 
 def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float = 1.0,
@@ -63,11 +101,33 @@ def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float =
                                   "is tied to the hard sample); use hard=True")
     if method in DIFFUSION_METHODS and schedule is None:
         raise ValueError(f"{fn}: a schedule is required")
-    seed_t = seed_tensor(logits, seed, generator, fn)
     shape = logits.shape
     k = shape[-1]
-    phi = logits.reshape(-1, k)
-    name = _backends.resolve(backend, phi, fn) if phi.shape[0] > 0 else "reference"
+    if ops.plain_eager(logits):
+        # Eager fast path: the same op, noise and gradient, minus torch.library's Python autograd
+        # layer and the two reshape nodes in the graph; on CPU the seed goes into a pooled buffer.
+        buf = ops.seed_buffer() if logits.is_cpu else None
+        seed_t = seed_tensor(logits, seed, generator, fn, out=buf)
+        if logits.numel() > 0:
+            sched = schedule if method in DIFFUSION_METHODS else _BASELINE_SCHEDULE
+            # The fused decision and table, memoised per (backend, device, dtype, schedule, probe).
+            key = (backend, logits.device, logits.dtype, sched, _backends._usable)
+            hit = _FUSED.get(key)
+            if hit is None:
+                name = _backends.resolve(backend, logits, fn)
+                hit = _fused_entry(key, name, logits, sched)
+            if hit is not None:
+                y, index = ops.fwd_eager(logits, seed_t, hit[0], METHOD_IDS[method], hard, tau)
+                return (y, index) if return_index else y
+        else:
+            name = "reference"
+        if seed_t is buf:
+            seed_t = seed_t.clone()  # the pool's buffer never leaves the fused fast path
+        phi = logits.reshape(-1, k)
+    else:
+        seed_t = seed_tensor(logits, seed, generator, fn)
+        phi = logits.reshape(-1, k)
+        name = _backends.resolve(backend, phi, fn) if phi.shape[0] > 0 else "reference"
     if name == "reference":
         y, index = reference.sample(method, phi, seed_t, schedule, hard, tau)
     else:
@@ -94,8 +154,9 @@ def redge(logits, n_steps: int = 3, t_1: float = 0.5, hard: bool = True, *,
     Returns:
         ``[..., K]`` tensor of ``logits.dtype``.
     """
-    _check_kwargs(kwargs, "redge")
-    return sample("redge", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    if kwargs:
+        _check_kwargs(kwargs, "redge")
+    return sample("redge", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
@@ -104,8 +165,9 @@ def redge_cov(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
               **kwargs):
     """ReDGE-Cov (paper section 3.4): ReDGE from the parameter-dependent Gaussian base
     ``N(p, diag(max(p (1 - p), 0.1)))``, ``p = softmax(logits)``. Arguments as ``redge``."""
-    _check_kwargs(kwargs, "redge_cov")
-    return sample("redge_cov", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    if kwargs:
+        _check_kwargs(kwargs, "redge_cov")
+    return sample("redge_cov", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
@@ -115,8 +177,9 @@ def redge_max(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
     """ReDGE-Max (paper section 3.3; the authors' ``reindge``): ReDGE's forward, with ReinMax's
     gradient at the last denoiser. Equals ReinMax (tau = 1) for n_steps=2, t_1=1.
     ``hard=False`` is not defined (raises NotImplementedError, as in the authors' package)."""
-    _check_kwargs(kwargs, "redge_max")
-    return sample("redge_max", logits, hard=hard, schedule=make_schedule(n_steps, t_1, times),
+    if kwargs:
+        _check_kwargs(kwargs, "redge_max")
+    return sample("redge_max", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
                   seed=seed, generator=generator, backend=backend)
 
 
@@ -128,7 +191,8 @@ def straight_through(logits, hard: bool = True, *, generator=None, seed=None, ba
                      **kwargs):
     """Straight-Through: value ``one_hot(i)``, ``i ~ Cat(softmax(logits))``, gradient of the
     softmax. ``hard=False`` returns ``softmax(logits)``."""
-    _check_kwargs(kwargs, "st")
+    if kwargs:
+        _check_kwargs(kwargs, "st")
     return sample("st", logits, hard=hard, seed=seed, generator=generator, backend=backend)
 
 
@@ -136,7 +200,8 @@ def gumbel_softmax(logits, tau: float = 0.5, hard: bool = True, *, generator=Non
                    backend="auto", **kwargs):
     """Gumbel-Softmax: ``s = softmax((logits + G) / tau)``; ``hard=True`` gives
     ``one_hot(argmax s)`` with the gradient of ``s`` (like ``F.gumbel_softmax``)."""
-    _check_kwargs(kwargs, "gumbel")
+    if kwargs:
+        _check_kwargs(kwargs, "gumbel")
     return sample("gumbel", logits, hard=hard, tau=tau, seed=seed, generator=generator,
                   backend=backend)
 
@@ -146,6 +211,7 @@ def reinmax(logits, tau: float = 1.0, hard: bool = True, *, generator=None, seed
     """ReinMax (Liu et al. 2023): value ``one_hot(i)``, ``i ~ Cat(softmax(logits))``, with the
     second-order (trapezoid) gradient; unbiased for quadratic objectives at tau = 1.
     ``hard=False`` raises NotImplementedError, as in the authors' package."""
-    _check_kwargs(kwargs, "reinmax")
+    if kwargs:
+        _check_kwargs(kwargs, "reinmax")
     return sample("reinmax", logits, hard=hard, tau=tau, seed=seed, generator=generator,
                   backend=backend)

@@ -35,9 +35,12 @@ Row conventions every backend follows: a row whose logits are all ``-inf`` is *e
 
 from __future__ import annotations
 
+import sys
+import threading
+
 import torch
 
-__all__ = ["fwd", "bwd", "LIB"]
+__all__ = ["fwd", "bwd", "LIB", "fwd_eager", "plain_eager"]
 
 LIB = torch.library.Library("redge_kernels", "DEF")
 LIB.define("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
@@ -82,6 +85,115 @@ def _backward(ctx, grad_y, grad_stats, grad_index):
 
 
 torch.library.register_autograd("redge_kernels::fwd", _backward, setup_context=_setup_context)
+
+# The overloads' C++ callables (an OpOverload's __call__ is a Python frame around them).
+_FWD = getattr(torch.ops.redge_kernels.fwd.default, "_op", torch.ops.redge_kernels.fwd.default)
+# Called as _backward calls the op (through its autograd key).
+_BWD = getattr(torch.ops.redge_kernels.bwd.default, "_op", torch.ops.redge_kernels.bwd.default)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def plain_eager(logits: torch.Tensor) -> bool:
+    """True when a call on ``logits`` may take ``fwd_eager``: eager mode (not traced by
+    ``torch.compile``), a plain ``torch.Tensor`` or ``nn.Parameter`` (no other subclass), and no
+    functorch transform or Python dispatch / function mode active (those see the op through its
+    registered autograd)."""
+    return (type(logits) in _PLAIN and not torch.compiler.is_compiling()
+            and not torch._C._are_functorch_transforms_active()
+            and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._is_torch_function_mode_enabled())
+
+
+class _EagerFwd(torch.autograd.Function):
+    """Eager twin of the registered autograd of ``fwd``: the same kernels, saved state and
+    backward, for logits of any leading shape (the ``[R, K]`` view is taken inside, so no
+    reshape nodes enter the graph), without torch.library's Python autograd layer."""
+
+    @staticmethod
+    def forward(ctx, logits, seed, coefs, method, hard, tau):
+        shape = logits.shape
+        if len(shape) == 2:
+            with torch._C._AutoDispatchBelowAutograd():
+                y, stats, index = _FWD(logits, seed, coefs, method, hard, tau)
+            out_index = index
+        else:
+            with torch._C._AutoDispatchBelowAutograd():
+                y, stats, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard,
+                                       tau)
+            # detach(): plain outputs, not views made inside the Function (in-place ops on y stay
+            # legal; index keeps the saved index's version counter, as the reshape view did).
+            y, out_index = y.reshape(shape).detach(), index.reshape(shape[:-1]).detach()
+        # As _setup_context, with the logits themselves saved (their version is checked).
+        ctx.save_for_backward(logits, seed, coefs, stats, index)
+        ctx.args = (method, hard, tau)
+        ctx.mark_non_differentiable(out_index)
+        return y, out_index
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_index):
+        logits, seed, coefs, stats, index = ctx.saved_tensors
+        method, hard, tau = ctx.args
+        shape = logits.shape
+        if len(shape) == 2:
+            grad_phi = _BWD(grad_y, logits, seed, coefs, stats, index, method, hard, tau)
+        else:
+            k = shape[-1]
+            grad_phi = _BWD(grad_y.reshape(-1, k), logits.reshape(-1, k), seed, coefs, stats,
+                            index, method, hard, tau).reshape(shape)
+        return grad_phi, None, None, None, None, None
+
+
+try:  # Function.apply minus its functorch bookkeeping (``plain_eager`` rules functorch out)
+    _APPLY = torch._C._FunctionBase.__dict__["apply"].__get__(None, _EagerFwd)
+except (AttributeError, KeyError, TypeError):  # pragma: no cover (other torch versions)
+    _APPLY = _EagerFwd.apply
+
+
+_POOL = threading.local()
+_POOL_SIZE = 4
+_saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks
+
+
+def seed_buffer():
+    """A private 0-dim int64 CPU tensor that no live graph or caller holds, for the next
+    ``fwd_eager`` call's seed (drawn into it in place, as ``torch.randint`` would draw), or None.
+
+    A fresh seed tensor per call costs more than the whole rest of the argument handling; the
+    per-thread pool hands a buffer out again only when its Python refcount and its C++ use count
+    show that only the pool holds it (a graph that saved it for backward holds it until the
+    backward ran or the graph died). Never while saved-tensor hooks are active (they may keep
+    the seed in a form the counts do not see). For CPU logits only (a CUDA stream may still read
+    the old value).
+    """
+    if _saved_tensors_hooks(False) is not None:
+        return None
+    pool = getattr(_POOL, "seeds", None)
+    if pool is None:
+        pool = _POOL.seeds = []
+    for t in pool:
+        # refs: the pool, the loop variable, getrefcount's argument
+        if sys.getrefcount(t) == 3 and t._use_count() == 1:
+            return t
+    if len(pool) >= _POOL_SIZE:
+        return None
+    t = torch.empty((), dtype=torch.int64)
+    pool.append(t)
+    return t
+
+
+def fwd_eager(logits, seed, coefs, method: int, hard: bool, tau: float):
+    """``(y, index)`` of ``fwd`` on ``logits [..., K]`` (shapes ``[..., K]`` and ``[...]``) with
+    the registered autograd's gradient; only where ``plain_eager(logits)`` holds."""
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return _APPLY(logits, seed, coefs, method, hard, tau)
+    shape = logits.shape
+    if len(shape) == 2:
+        with torch._C._AutoDispatchBelowAutograd():
+            y, _, index = _FWD(logits, seed, coefs, method, hard, tau)
+        return y, index
+    with torch._C._AutoDispatchBelowAutograd():
+        y, _, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard, tau)
+    return y.reshape(shape), index.reshape(shape[:-1])
 
 
 def fwd(phi, seed, coefs, method: int, hard: bool, tau: float):
