@@ -46,11 +46,15 @@ const char* kernel_set_name() { return select_kernels().name; }
 namespace {
 
 // Largest K that runs on the lane kernels (see lane_max_k), measured on a 2-core AMD EPYC (AVX2),
-// one thread, forward + backward, lanes vs rows (us per 32k elements): st 410 vs 471 at K = 20,
-// 408 vs 357 at K = 24 (the row kernels prune the Gumbel logs, the lane kernels cannot); the
-// DDIM chain (redge, n_steps = 5) 890 vs 990 at K = 32, even at K = 40-48.
-constexpr int64_t kLaneMaxKBaseline = 20;  // st, gumbel, reinmax
-constexpr int64_t kLaneMaxKChain = 32;     // redge, redge_cov, redge_max
+// one thread, forward + backward of ~32k elements, lanes vs rows (us): the row kernels' costs fall
+// with K (fewer rows, longer vectors) while the lane kernels' stay flat; they cross at
+//   st      311 vs 328 at K = 32, 315 vs 298 at K = 40   (the row kernels prune the Gumbel logs)
+//   reinmax 357 vs 394 at K = 32, 363 vs 355 at K = 40
+//   gumbel  486 vs 496 at K = 24, 472 vs 461 at K = 32
+//   redge   748 vs 907 at K = 48, 756 vs 705 at K = 64   (n_steps = 5; redge_cov likewise)
+constexpr int64_t kLaneMaxKSt = 32;      // st, reinmax
+constexpr int64_t kLaneMaxKGumbel = 24;  // gumbel
+constexpr int64_t kLaneMaxKChain = 48;   // redge, redge_cov, redge_max
 
 DTypeId dtype_id(at::ScalarType t) {
   switch (t) {
@@ -104,8 +108,8 @@ int64_t lane_max_k(int method) {
   const char* e = std::getenv("REDGE_KERNELS_LANE_MAX_K");
   // (at most 256: the lane kernels sum each row in column order, too long a chain beyond that)
   if (e != nullptr && *e != '\0') return std::min<int64_t>(std::strtoll(e, nullptr, 10), 256);
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  return chain ? kLaneMaxKChain : kLaneMaxKBaseline;
+  if (method == kGumbel) return kLaneMaxKGumbel;
+  return method == kST || method == kReinMax ? kLaneMaxKSt : kLaneMaxKChain;
 }
 
 /// Runs fn over all rows: serially when there is at most one block of rows or one thread, else

@@ -24,8 +24,8 @@ from redge_kernels.schedule import Schedule, linear_schedule
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
 
-# csrc/ops_cpu.cpp kLaneMaxKBaseline / kLaneMaxKChain: the largest K that runs on the lane kernels
-LANE_MAX_K = {"st": 20, "gumbel": 20, "reinmax": 20, "redge": 32, "redge_cov": 32, "redge_max": 32}
+# csrc/ops_cpu.cpp kLaneMaxK*: the largest K that runs on the lane kernels, per method
+LANE_MAX_K = {"st": 32, "gumbel": 24, "reinmax": 32, "redge": 48, "redge_cov": 48, "redge_max": 48}
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
 METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
 CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
