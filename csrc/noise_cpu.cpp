@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <tuple>
 
+#include "redge_cpu.h"
 #include "row_kernels.h"
 
 namespace redge_kernels {
@@ -33,6 +34,8 @@ std::tuple<at::Tensor, at::Tensor> noise_cpu(const at::Tensor& seed, int64_t row
   at::Tensor g = at::empty({gumbel ? n_pad : 0}, opts);
   float* zp = normal ? z.data_ptr<float>() : nullptr;
   float* gp = gumbel ? g.data_ptr<float>() : nullptr;
+  advise_huge_pages(zp, z.nbytes());  // as the fused ops do for their outputs
+  advise_huge_pages(gp, g.nbytes());
   const uint64_t base = static_cast<uint64_t>(row_start) * static_cast<uint64_t>(cols);
   const NoiseBlockFn fn = select_kernels().noise_block;
   constexpr int64_t kChunk = 1 << 15;  // offsets per task (a multiple of 8)

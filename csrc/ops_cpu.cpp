@@ -150,6 +150,8 @@ void launch_kernel(RowArgs& a, DTypeId dt, bool fwd) {
   }
 }
 
+}  // namespace
+
 /// Asks Linux for transparent huge pages on the 2 MiB-aligned interior of a freshly allocated,
 /// not yet touched output buffer (THP "madvise" mode): the kernels then fault in 2 MiB pages
 /// instead of 512 small ones each (large outputs only; a hint, harmless where refused).
@@ -165,8 +167,6 @@ void advise_huge_pages(void* ptr, int64_t nbytes) {
   (void)nbytes;
 #endif
 }
-
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, const at::Tensor& seed,
                                                        const at::Tensor& coefs, int64_t method,

@@ -18,6 +18,10 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
                    const at::Tensor& coefs, const at::Tensor& stats, const at::Tensor& index,
                    int64_t method, bool hard, double tau);
 
+/// Hint (Linux THP "madvise" mode) that a freshly allocated, untouched output buffer of nbytes be
+/// backed by 2 MiB pages: one page fault per 2 MiB instead of 512. Harmless where refused.
+void advise_huge_pages(void* ptr, int64_t nbytes);
+
 /// Name of the kernel set this CPU runs ("avx2" or "default").
 const char* kernel_set_name();
 
