@@ -12,40 +12,39 @@ Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backw
 * ``copy floor``    : ``torch.Tensor.copy_`` into a preallocated buffer moving the same number of
   bytes as the fused op's lower bound (forward reads phi, writes y; backward reads phi and g,
   writes grad: 5 * 4 * R * K bytes).
-* ``noise floor``   : the C++ kernels' own generator (``redge_kernels_cpu::noise``) drawing the
+* ``noise floor``   : the C++ kernels' own generator (``redge_kernels_cpu::noise_into``) drawing the
   normal z twice: once for the forward, once more for the backward, which regenerates z from the
   seed instead of storing it (SPEC). Each call runs Philox4x32-10, which yields the Gumbel words of
   stream 1 too; the forward's Gumbel-max turns only a few of them into G (pruned sampling), so G
   is left out. Compute, not bytes: on a CPU this, not the copy floor, bounds any kernel of this
-  design (it also writes two R x K outputs, as the fused op does).
+  design.
 
 Repetitions are interleaved (one call of every method per round) so that load from other
 processes on a shared machine hits all methods alike; the table gives medians, min-max, and the
-ratio of each method's median to ours. Peak extra memory is the peak resident set during one
-forward + backward above the resident set before it (glibc is told to return large blocks to the
-OS, so the figure is not hidden by the heap), in units of one R x K fp32 buffer; it includes the
-outputs y and grad (2 buffers).
+ratio of each method's median to ours. Times are taken with glibc's default allocator settings
+(what a user's process has). Peak extra memory is measured in a child process started with
+``MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536`` (blocks of >= 64 KiB straight from /
+back to the OS, so that the heap hides no peak), one call per method after two warm-up calls: the
+peak resident set during one forward + backward above the resident set before it, in units of one
+R x K fp32 buffer; it includes the outputs y and grad (2 buffers). The floors write into
+preallocated buffers.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import platform
 import statistics
 import sys
 import time
 
-# Large blocks straight from / back to the OS, so the resident-set peaks mean something.
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None and __name__ == "__main__":
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    os.environ["MALLOC_TRIM_THRESHOLD_"] = "65536"
-    os.execv(sys.executable, [sys.executable] + sys.argv)
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-import redge_kernels as rk  # noqa: E402
+import redge_kernels as rk
 
 N_STEPS, T_1 = 5, 0.5
 
@@ -106,21 +105,27 @@ def make_methods(x, g, with_authors: bool):
     dst = torch.empty(n_copy)
     methods["copy floor (same bytes)"] = lambda: dst.copy_(src)
     seed = torch.tensor(12345)
-    rows, k = x.shape
+    z_buf = torch.empty(x.shape)
+    no_g = torch.empty(0)
 
     def noise_floor():
-        torch.ops.redge_kernels_cpu.noise(seed, rows, k, 0, True, False)  # forward's z
-        torch.ops.redge_kernels_cpu.noise(seed, rows, k, 0, True, False)  # backward's z again
+        torch.ops.redge_kernels_cpu.noise_into(seed, 0, z_buf, no_g)  # forward's z
+        torch.ops.redge_kernels_cpu.noise_into(seed, 0, z_buf, no_g)  # backward's z again
 
     methods["noise floor (z twice)"] = noise_floor
     return methods
 
 
-def bench_shape(rows: int, k: int, reps: int, with_authors: bool):
+def make_inputs(rows: int, k: int, with_authors: bool):
     torch.manual_seed(0)
     x = torch.randn(rows, k, requires_grad=True)
     g = torch.randn(rows, k)
-    methods = make_methods(x, g, with_authors)
+    return make_methods(x, g, with_authors)
+
+
+def bench_shape(rows: int, k: int, reps: int, with_authors: bool):
+    """(times per method, calls per sample) of one shape."""
+    methods = make_inputs(rows, k, with_authors)
     # Calls per timed sample: enough for ~20 ms of our kernel at small shapes.
     inner = max(1, int(2e6 // (rows * k)))
     for fn in methods.values():  # warm-up (and compile)
@@ -133,8 +138,37 @@ def bench_shape(rows: int, k: int, reps: int, with_authors: bool):
             for _ in range(inner):
                 fn()
             times[name].append((time.perf_counter() - t0) / inner)
-    peaks = {name: peak_extra_bytes(fn) for name, fn in methods.items() if "floor" not in name}
-    return times, peaks, inner
+    return times, inner
+
+
+def memory_peaks(shapes, with_authors: bool) -> dict:
+    """{shape: {method: peak extra bytes}} (this process must run with the mmap thresholds set)."""
+    out = {}
+    for rows, k in shapes:
+        methods = make_inputs(rows, k, with_authors)
+        peaks = {}
+        for name, fn in methods.items():
+            if "floor" in name:
+                continue
+            fn()
+            fn()  # warm-up (and compile)
+            peaks[name] = peak_extra_bytes(fn)
+        out[f"{rows}x{k}"] = peaks
+    return out
+
+
+def memory_peaks_in_child(args, with_authors: bool) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-json", "--shapes", args.shapes]
+    if not with_authors:
+        cmd.append("--no-authors")
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"note: memory probe failed ({res.stderr.strip().splitlines()[-1:]})")
+        return {}
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None):
@@ -143,6 +177,7 @@ def main(argv=None):
     p.add_argument("--shapes", default="256x32768,9600x2,6400x64")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--no-authors", action="store_true", help="skip the authors' redge package")
+    p.add_argument("--memory-json", action="store_true", help=argparse.SUPPRESS)  # the child's mode
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,9 +202,14 @@ def main(argv=None):
           f"capability {torch.backends.cpu.get_cpu_capability()}, "
           f"load average {os.getloadavg()[0]:.1f} (start), reps {args.reps}")
     print(f"# ReDGE hard, n_steps={N_STEPS}, t_1={T_1}, fp32, forward + backward (y.backward(g))\n")
-    for shape in args.shapes.split(","):
-        rows, k = (int(v) for v in shape.lower().split("x"))
-        times, peaks, inner = bench_shape(rows, k, args.reps, with_authors)
+    shapes = [tuple(int(v) for v in shape.lower().split("x")) for shape in args.shapes.split(",")]
+    if args.memory_json:
+        print(json.dumps(memory_peaks(shapes, with_authors)))
+        return
+    runs = [(rows, k) + bench_shape(rows, k, args.reps, with_authors) for rows, k in shapes]
+    all_peaks = memory_peaks_in_child(args, with_authors)
+    for rows, k, times, inner in runs:
+        peaks = all_peaks.get(f"{rows}x{k}", {})
         ours = statistics.median(times["redge_kernels (cpu)"])
         buf = rows * k * 4
         print(f"## {rows} x {k}  ({inner} call(s) per sample)\n")

@@ -30,6 +30,19 @@ def test_bulk_noise_matches_noise_py(rows, cols, row_start, seed):
     torch.testing.assert_close(g, noise.gumbel_from_bits(r2), **TOL)
 
 
+def test_noise_into_matches_noise():
+    s = torch.tensor(2**35 + 17)
+    z_ref, g_ref = torch.ops.redge_kernels_cpu.noise(s, 7, 13, 40)
+    z, g = torch.full((7, 13), float("nan")), torch.full((7, 13), float("nan"))
+    torch.ops.redge_kernels_cpu.noise_into(s, 40, z, g)
+    assert torch.equal(z, z_ref) and torch.equal(g, g_ref)
+    z2 = torch.zeros(7, 13)
+    torch.ops.redge_kernels_cpu.noise_into(s, 40, z2, torch.empty(0))  # one stream only
+    assert torch.equal(z2, z_ref)
+    with pytest.raises(RuntimeError, match="contiguous float32"):
+        torch.ops.redge_kernels_cpu.noise_into(s, 0, z2, torch.zeros(7, 12))
+
+
 def test_bulk_noise_streams_optional_and_deterministic():
     s = torch.tensor(9)
     z, g = torch.ops.redge_kernels_cpu.noise(s, 4, 10, 0, True, False)
