@@ -13,46 +13,12 @@ import torch
 import redge_kernels as rk
 from redge_kernels import _cpu_backend, reference
 from redge_kernels._constants import METHOD_IDS
-from redge_kernels.schedule import Schedule, linear_schedule
+from redge_kernels.schedule import linear_schedule
+
+from cpu_cases import CASES, TAU, _compare, _run, _schedule
 
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
-
-BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
-METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
-# (method, hard) pairs the API allows: reinmax / redge_max are hard only.
-CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
-TAU = 0.7
-
-
-def _schedule(method, n_steps=5, t_1=0.5):
-    return linear_schedule(n_steps, t_1) if method.startswith("redge") else BASELINE
-
-
-def _run(backend, method, logits, g, seed, hard=True, schedule=None, tau=TAU):
-    """(y, index, grad) of rk.sample on a fresh leaf copy of ``logits``."""
-    x = logits.detach().clone().requires_grad_()
-    schedule = schedule or _schedule(method)
-    y, index = rk.sample(method, x, hard=hard, tau=tau, schedule=schedule, seed=seed,
-                         backend=backend, return_index=True)
-    y.backward(g)
-    return y.detach(), index, x.grad
-
-
-# The noise is float32 on every backend and may differ from noise.py in the last ulp of log / cos
-# (SPEC "Randomness"), so fp64 logits agree to fp32 precision: fp32 tolerances there too.
-_TOL = {torch.float64: {"rtol": 1.3e-6, "atol": 1e-5}}
-
-
-def _compare(method, logits, seed, hard=True, schedule=None, g=None):
-    g = torch.randn(logits.shape, dtype=logits.dtype) if g is None else g
-    y_r, i_r, g_r = _run("reference", method, logits, g, seed, hard, schedule)
-    y_c, i_c, g_c = _run("cpu", method, logits, g, seed, hard, schedule)
-    assert torch.equal(i_c, i_r)
-    tol = _TOL.get(logits.dtype, {})
-    torch.testing.assert_close(y_c, y_r, equal_nan=True, **tol)
-    torch.testing.assert_close(g_c, g_r, equal_nan=True, **tol)
-    return y_c, i_c, g_c
 
 
 @pytest.mark.parametrize("method,hard", CASES)

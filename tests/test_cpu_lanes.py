@@ -19,17 +19,15 @@ import torch
 import redge_kernels as rk
 from redge_kernels import _cpu_backend, reference
 from redge_kernels._constants import METHOD_IDS
-from redge_kernels.schedule import Schedule, linear_schedule
+from redge_kernels.schedule import linear_schedule
+
+from cpu_cases import CASES, METHODS, TAU, _compare, _run, _schedule
 
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
 
 # csrc/ops_cpu.cpp kLaneMaxK*: the largest K that runs on the lane kernels, per method
 LANE_MAX_K = {"st": 32, "gumbel": 24, "reinmax": 32, "redge": 48, "redge_cov": 48, "redge_max": 48}
-BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
-METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
-CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
-TAU = 0.7
 SMALL_K = [1, 2, 3, 9, "max", "max+1"]  # "max": the method's threshold
 
 
@@ -49,34 +47,6 @@ def _lane_max_k(value):
             del os.environ["REDGE_KERNELS_LANE_MAX_K"]
         else:
             os.environ["REDGE_KERNELS_LANE_MAX_K"] = old
-
-
-def _schedule(method, n_steps=5, t_1=0.5):
-    return linear_schedule(n_steps, t_1) if method.startswith("redge") else BASELINE
-
-
-def _run(backend, method, logits, g, seed, hard=True, schedule=None, tau=TAU):
-    """(y, index, grad) of rk.sample on a fresh leaf copy of ``logits``."""
-    x = logits.detach().clone().requires_grad_()
-    schedule = schedule or _schedule(method)
-    y, index = rk.sample(method, x, hard=hard, tau=tau, schedule=schedule, seed=seed,
-                         backend=backend, return_index=True)
-    y.backward(g)
-    return y.detach(), index, x.grad
-
-
-_TOL = {torch.float64: {"rtol": 1.3e-6, "atol": 1e-5}}
-
-
-def _compare(method, logits, seed, hard=True, schedule=None, g=None, tau=TAU):
-    g = torch.randn(logits.shape, dtype=logits.dtype) if g is None else g
-    y_r, i_r, g_r = _run("reference", method, logits, g, seed, hard, schedule, tau)
-    y_c, i_c, g_c = _run("cpu", method, logits, g, seed, hard, schedule, tau)
-    assert torch.equal(i_c, i_r)
-    tol = _TOL.get(logits.dtype, {})
-    torch.testing.assert_close(y_c, y_r, equal_nan=True, **tol)
-    torch.testing.assert_close(g_c, g_r, equal_nan=True, **tol)
-    return y_c, i_c, g_c
 
 
 @pytest.mark.parametrize("method,hard", CASES)
