@@ -1065,8 +1065,15 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     const T* st = stats + r * n * 2;
     int64_t n_masked = 0;
     const scalar_t* src = phi + r * a.phi_stride0;
-    const RowKind kind = load_row<scalar_t, T>(src, a.phi_stride1, K, kp,
-                                               phi_in_place ? nullptr : ph_buf, &n_masked);
+    const int64_t idx = a.index[r];
+    // The forward sampled an index (>= 0) exactly for the normal rows (empty and poisoned rows
+    // get -1), so a row read in place needs no check pass then (ReinMax also needs the count of
+    // masked entries).
+    const bool known_normal = phi_in_place && idx >= 0 && method != kReinMax;
+    const RowKind kind = known_normal
+                             ? kNormalRow
+                             : load_row<scalar_t, T>(src, a.phi_stride1, K, kp,
+                                                     phi_in_place ? nullptr : ph_buf, &n_masked);
     ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
     if (kind == kPoisonedRow) {
       fill_row(outr, K, std::numeric_limits<double>::quiet_NaN());
@@ -1082,7 +1089,6 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       load_plain<scalar_t, T>(gy + r * a.grad_stride0, a.grad_stride1, K, kp, g_buf);
       g = g_buf;
     }
-    const int64_t idx = a.index[r];
 
     if (method == kST || method == kGumbel) {
       // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]

@@ -85,21 +85,23 @@ def test_auto_uses_cpu_backend():
 
 
 @pytest.mark.parametrize("method,hard", CASES)
-def test_masks_empty_and_nan_rows(method, hard):
+# k = 23: lane kernels / padded scratch rows; k = 64: row kernels reading the rows in place.
+@pytest.mark.parametrize("k", [23, 64])
+def test_masks_empty_and_nan_rows(method, hard, k):
     torch.manual_seed(4)
-    logits = torch.randn(8, 23)
-    logits[torch.rand(8, 23) < 0.4] = float("-inf")
+    logits = torch.randn(8, k)
+    logits[torch.rand(8, k) < 0.4] = float("-inf")
     logits[0, 5] = 0.3  # at least one finite entry in row 0
     logits[2] = float("-inf")        # empty row
     logits[3, 7] = float("nan")      # poisoned rows
     logits[4, 0] = float("inf")
-    logits[5, :22] = float("-inf")   # a single valid entry
-    g = torch.randn(8, 23)
+    logits[5, :k - 1] = float("-inf")   # a single valid entry
+    g = torch.randn(8, k)
     y_r, i_r, g_r = _run("reference", method, logits, g, 11, hard)
     y_c, i_c, g_c = _run("cpu", method, logits, g, 11, hard)
     assert torch.equal(i_c, i_r)
     assert i_c[2] == -1 and i_c[3] == -1 and i_c[4] == -1
-    assert torch.equal(y_c[2], torch.zeros(23)) and torch.equal(g_c[2], torch.zeros(23))
+    assert torch.equal(y_c[2], torch.zeros(k)) and torch.equal(g_c[2], torch.zeros(k))
     assert torch.isnan(y_c[3]).all() and torch.isnan(y_c[4]).all()
     assert torch.isnan(g_c[3]).all() and torch.isnan(g_c[4]).all()
     masked = torch.isinf(logits) & (logits < 0)
