@@ -346,32 +346,10 @@ inline void store8(const VecF& v, T* dst) {
 
 constexpr int kNoiseBlocks = 4;  // blocks of 8 lanes generated together (ILP; 2 is ~4% slower)
 
-/// z (stream 0) and the raw stream-1 words r2 (for the pruned Gumbel-max, sample_pruned).
+/// For offsets off .. off + kp - 1, any of: z (stream 0), G (stream 1), and the raw stream-1
+/// words r2 (for the pruned Gumbel-max, sample_pruned); a null pointer skips that output.
 template <typename T>
-void gen_normal_bits(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, uint32_t* r2) {
-  Bits8 b[kNoiseBlocks];
-  int64_t j = 0;
-  for (; j + kNoiseBlocks * kNoiseLanes <= kp; j += kNoiseBlocks * kNoiseLanes) {
-    philox8x<kNoiseBlocks>(off + static_cast<uint64_t>(j), k0, k1, b);
-    if (z) {
-      VecF zv[kNoiseBlocks];
-      normal8x<kNoiseBlocks>(b, zv);
-      for (int h = 0; h < kNoiseBlocks; ++h) store8(zv[h], z + j + h * kNoiseLanes);
-    }
-    for (int h = 0; h < kNoiseBlocks; ++h) {
-      std::memcpy(r2 + j + h * kNoiseLanes, b[h].r2, sizeof(b[h].r2));
-    }
-  }
-  for (; j < kp; j += kNoiseLanes) {
-    philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
-    if (z) store8(normal8(b[0]), z + j);
-    std::memcpy(r2 + j, b[0].r2, sizeof(b[0].r2));
-  }
-}
-
-/// z (stream 0) and/or G (stream 1) for offsets off .. off + kp - 1 (either pointer may be null).
-template <typename T>
-void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
+void gen_streams(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g, uint32_t* r2) {
   Bits8 b[kNoiseBlocks];
   int64_t j = 0;
   for (; j + kNoiseBlocks * kNoiseLanes <= kp; j += kNoiseBlocks * kNoiseLanes) {
@@ -388,12 +366,22 @@ void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
       gumbel8x<kNoiseBlocks>(words, gv);
       for (int h = 0; h < kNoiseBlocks; ++h) store8(gv[h], g + j + h * kNoiseLanes);
     }
+    for (int h = 0; r2 && h < kNoiseBlocks; ++h) {
+      std::memcpy(r2 + j + h * kNoiseLanes, b[h].r2, sizeof(b[h].r2));
+    }
   }
   for (; j < kp; j += kNoiseLanes) {
     philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
     if (z) store8(normal8(b[0]), z + j);
     if (g) store8(gumbel8(b[0].r2), g + j);
+    if (r2) std::memcpy(r2 + j, b[0].r2, sizeof(b[0].r2));
   }
+}
+
+/// z (stream 0) and/or G (stream 1) for offsets off .. off + kp - 1 (either pointer may be null).
+template <typename T>
+void gen_noise(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g) {
+  gen_streams<T>(off, kp, k0, k1, z, g, nullptr);
 }
 
 /// The noise of one row (z, raw stream-1 words, or G; any may be null), written to [0, kp) with
@@ -423,8 +411,8 @@ struct RowNoise {
   void get(int64_t r, int64_t row_end, T* z, uint32_t* bits, T* g) {
     if (chunk == 1) {
       const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
-      if (want_bits) gen_normal_bits<T>(off, kp, k0, k1, want_z ? z : nullptr, bits);
-      else gen_noise<T>(off, kp, k0, k1, want_z ? z : nullptr, want_g ? g : nullptr);
+      gen_streams<T>(off, kp, k0, k1, want_z ? z : nullptr, want_g ? g : nullptr,
+                     want_bits ? bits : nullptr);
       return;
     }
     if (r < first || r >= last) {
@@ -432,8 +420,8 @@ struct RowNoise {
       last = std::min(r + chunk, row_end);
       const uint64_t off = static_cast<uint64_t>(first) * static_cast<uint64_t>(K);
       const int64_t n = padded((last - first) * K);
-      if (want_bits) gen_normal_bits<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, bc.data());
-      else gen_noise<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
+      gen_streams<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr,
+                     want_bits ? bc.data() : nullptr);
     }
     const int64_t o = (r - first) * K;
     if (want_z) {
