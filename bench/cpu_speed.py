@@ -6,6 +6,10 @@
 Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backward(g)``:
 
 * ``redge_kernels`` : ``rk.redge(x, backend="cpu")`` (C++ kernels, seed drawn per call);
+  its large outputs come from the CPU output pool (csrc/output_pool.cpp: buffers freed by the
+  previous call are reused instead of being page-faulted in again);
+* ``redge_kernels, pool off``: the same with the pool disabled for the call (cap 0), i.e. with
+  fresh outputs from glibc as every other method here gets;
 * ``redge eager``   : the authors' package, ``redge.redge(x, n_steps=5, t_1=0.5)``;
 * ``redge compiled``: ``torch.compile`` of the same function (compile time excluded);
 * ``gumbel_softmax``: ``torch.nn.functional.gumbel_softmax(x, hard=True)``;
@@ -26,8 +30,11 @@ ratio of each method's median to ours. Times are taken with glibc's default allo
 ``MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536`` (blocks of >= 64 KiB straight from /
 back to the OS, so that the heap hides no peak), one call per method after two warm-up calls: the
 peak resident set during one forward + backward above the resident set before it, in units of one
-R x K fp32 buffer; it includes the outputs y and grad (2 buffers). The floors write into
-preallocated buffers.
+R x K fp32 buffer; it includes the outputs y and grad (2 buffers) where they are freshly
+allocated. With the pool on, the outputs reuse the buffers the previous call freed, which were
+resident before the call: they do not show as extra, but the pool keeps them (2 buffers) between
+calls; the "pool off" row shows what one call allocates. The floors write into preallocated
+buffers.
 """
 
 from __future__ import annotations
@@ -75,7 +82,17 @@ def make_methods(x, g, with_authors: bool):
         y.backward(g)
         x.grad = None
 
-    methods = {"redge_kernels (cpu)": ours}
+    def ours_pool_off():
+        old = torch.ops.redge_kernels_cpu.pool_set_cap(0)
+        try:
+            y = rk.redge(x, n_steps=N_STEPS, t_1=T_1, hard=True, backend="cpu")
+            y.backward(g)
+            x.grad = None
+            del y
+        finally:
+            torch.ops.redge_kernels_cpu.pool_set_cap(old)
+
+    methods = {"redge_kernels (cpu)": ours, "redge_kernels, pool off": ours_pool_off}
     if with_authors:
         import redge
 

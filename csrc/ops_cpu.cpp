@@ -174,7 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
   RowArgs a;
   const at::Tensor c = prepare(phi, seed, coefs, method, hard, tau, a);
   const auto acc = acc_type(phi.scalar_type());
-  at::Tensor y = at::empty({a.rows, a.K}, phi.options());
+  at::Tensor y = empty_output({a.rows, a.K}, phi.options());
   at::Tensor stats = at::empty({a.rows, a.n_steps, 2}, phi.options().dtype(acc));
   at::Tensor index = at::empty({a.rows}, phi.options().dtype(at::kLong));
   if (a.rows == 0) return {y, stats, index};
@@ -184,7 +184,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
     return {y, stats, index};
   }
   a.y = y.data_ptr();
-  advise_huge_pages(a.y, y.nbytes());
   a.stats = stats.data_ptr();
   a.index = index.data_ptr<int64_t>();
   launch_kernel(a, dtype_id(phi.scalar_type()), true);
@@ -207,7 +206,7 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
   const at::Tensor g = grad_y.to(phi.scalar_type());
   const at::Tensor st = stats.to(acc).contiguous();
   const at::Tensor ix = index.contiguous();
-  at::Tensor grad_phi = at::empty({a.rows, a.K}, phi.options());
+  at::Tensor grad_phi = empty_output({a.rows, a.K}, phi.options());
   if (a.rows == 0 || a.K == 0) return grad_phi;
   a.grad_y = g.data_ptr();
   a.grad_stride0 = g.stride(0);
@@ -215,7 +214,6 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
   a.stats = const_cast<void*>(st.data_ptr());
   a.index = const_cast<int64_t*>(ix.data_ptr<int64_t>());
   a.grad_phi = grad_phi.data_ptr();
-  advise_huge_pages(a.grad_phi, grad_phi.nbytes());
   launch_kernel(a, dtype_id(phi.scalar_type()), false);
   return grad_phi;
 }

@@ -22,6 +22,11 @@ at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Te
 /// backed by 2 MiB pages: one page fault per 2 MiB instead of 512. Harmless where refused.
 void advise_huge_pages(void* ptr, int64_t nbytes);
 
+/// An uninitialised contiguous output tensor (the kernels write every element): large ones come
+/// from the per-process pool of freed output buffers (output_pool.cpp), small ones from at::empty;
+/// both advised for huge pages.
+at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
+
 /// Name of the kernel set this CPU runs ("avx2" or "default").
 const char* kernel_set_name();
 

@@ -166,7 +166,7 @@ static_assert(VecF::size() == kNoiseLanes, "noise code assumes 8 float lanes");
 /// f32(r) (round to nearest) of 8 uint32 lanes; `complement` gives f32(~r).
 inline VecF u32_to_f32v(const uint32_t* r, bool complement) {
 #if defined(CPU_CAPABILITY_AVX2)
-  __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(r));
+  __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r));  // r may be unaligned
   if (complement) v = _mm256_xor_si256(v, _mm256_set1_epi32(-1));
   // r = hi * 2^16 + lo: both halves convert exactly, the sum is rounded once.
   const __m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 16));
@@ -441,74 +441,51 @@ struct RowNoise {
 
 // ------------------------------------------------------------------------------------------------
 // exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
-// and Cephes' degree-5 minimax polynomial for (e^r - 1 - r) / r^2 (about 1 ulp, like Sleef's
-// u10 but without the call); arguments below ln(FLT_MIN) (masked -inf logits included) give
-// exactly 0. Elsewhere: ATen's Vectorized::exp (Sleef / libm).
+// then e^r = 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))), a degree-6 fit (Chebyshev
+// least squares of (e^r - 1 - r) / r^2; about 1 ulp, measured max relative error 7e-8 against
+// double exp over [-90, 0]) in six fused multiply-adds, and 2^n built in the exponent field.
+// x is clamped to [-100, 88.5] first (so -inf gives 0, not NaN); a biased exponent n + 127 <= 0
+// gives exactly 0 (x below about -87.7; masked -inf logits included). Elsewhere: ATen's
+// Vectorized::exp (Sleef / libm).
 // ------------------------------------------------------------------------------------------------
 
-template <typename T>
-inline Vectorized<T> vexp(const Vectorized<T>& x) {
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m256 v = x;
-    const __m256 lo = _mm256_set1_ps(-87.33654f);  // ln(FLT_MIN)
-    const __m256 xc = _mm256_min_ps(_mm256_max_ps(v, lo), _mm256_set1_ps(88.37626f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    const __m256 r2 = _mm256_mul_ps(r, r);
-    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
-    const __m256i pow2n = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    const __m256 out = _mm256_mul_ps(e, _mm256_castsi256_ps(pow2n));
-    return Vectorized<T>(_mm256_blendv_ps(out, _mm256_setzero_ps(), _mm256_cmp_ps(v, lo, _CMP_LT_OQ)));
-  }
-#endif
-  return x.exp();
-}
-
-/// v[b] = vexp(v[b]) for NB vectors at once, statement by statement (the same operations as vexp
-/// on each vector; interleaving the NB polynomial chains roughly doubles the throughput).
+/// v[b] = exp(v[b]) for NB vectors at once, statement by statement (the same operations on each
+/// vector for any NB; interleaving the NB polynomial chains roughly doubles the throughput).
 template <typename T, int NB>
 inline void vexp_x(Vectorized<T>* v) {
 #if defined(CPU_CAPABILITY_AVX2)
   if constexpr (std::is_same_v<T, float>) {
-    const __m256 lo = _mm256_set1_ps(-87.33654f);  // ln(FLT_MIN)
-    __m256 x[NB], n[NB], r[NB], p[NB];
+    __m256 n[NB], r[NB], p[NB];
     for (int b = 0; b < NB; ++b) {
-      x[b] = v[b];
-      const __m256 xc = _mm256_min_ps(_mm256_max_ps(x[b], lo), _mm256_set1_ps(88.37626f));
+      const __m256 xc = _mm256_min_ps(_mm256_max_ps(v[b], _mm256_set1_ps(-100.0f)),
+                                      _mm256_set1_ps(88.5f));
       n[b] = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(0.693359375f), xc);
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(-2.12194440e-4f), r[b]);
-      p[b] = _mm256_set1_ps(1.9875691500e-4f);
+      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(0.693359375f), xc);  // ln2 = 0.693359375
+      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(-2.12194440e-4f), r[b]);  //   - 2.12194440e-4
+      p[b] = _mm256_set1_ps(1.3933646355e-3f);  // C6
     }
-    static constexpr float kP[5] = {1.3981999507e-3f, 8.3334519073e-3f, 4.1665795894e-2f,
-                                    1.6666665459e-1f, 5.0000001201e-1f};
-    for (int i = 0; i < 5; ++i) {
-      for (int b = 0; b < NB; ++b) p[b] = _mm256_fmadd_ps(p[b], r[b], _mm256_set1_ps(kP[i]));
+    static constexpr float kC[6] = {8.3631755653e-3f, 4.1666464934e-2f, 1.6666577003e-1f,
+                                    5.0000000135e-1f, 1.0f, 1.0f};  // C5, C4, C3, C2, 1, 1
+    for (int i = 0; i < 6; ++i) {
+      for (int b = 0; b < NB; ++b) p[b] = _mm256_fmadd_ps(p[b], r[b], _mm256_set1_ps(kC[i]));
     }
     for (int b = 0; b < NB; ++b) {
-      const __m256 r2 = _mm256_mul_ps(r[b], r[b]);
-      const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(p[b], r2, r[b]), _mm256_set1_ps(1.0f));
-      const __m256i pow2n = _mm256_slli_epi32(
-          _mm256_add_epi32(_mm256_cvtps_epi32(n[b]), _mm256_set1_epi32(127)), 23);
-      const __m256 out = _mm256_mul_ps(e, _mm256_castsi256_ps(pow2n));
-      v[b] = Vectorized<T>(
-          _mm256_blendv_ps(out, _mm256_setzero_ps(), _mm256_cmp_ps(x[b], lo, _CMP_LT_OQ)));
+      __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n[b]), _mm256_set1_epi32(127));
+      e = _mm256_slli_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()), 23);  // 2^n, or 0
+      v[b] = Vectorized<T>(_mm256_mul_ps(p[b], _mm256_castsi256_ps(e)));
     }
     return;
   }
 #endif
-  for (int b = 0; b < NB; ++b) v[b] = vexp<T>(v[b]);
+  for (int b = 0; b < NB; ++b) v[b] = v[b].exp();
+}
+
+template <typename T>
+inline Vectorized<T> vexp(const Vectorized<T>& x) {
+  Vectorized<T> v = x;
+  vexp_x<T, 1>(&v);
+  return v;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -750,53 +727,96 @@ Vectorized<T> one_hot_block(int64_t j, int64_t idx) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Gumbel-max sampling with pruning (float rows): i = first argmax_j (l_j + G_j).
-// G is a non-decreasing function of the word r2, so G_j <= UB[r2_j >> 24], the value at the top of
-// its 1/256 bucket (plus a margin far above the rounding wiggle of the float formula). A block of
-// 8 columns whose bounds l_j + UB all fall below the best score so far cannot hold the maximum and
-// its logs are skipped; every other block gets the exact G of noise.py. Since fl(l + UB) >=
-// fl(l + G), the result is exactly the argmax of the unpruned scan (first index on ties).
+// Gumbel-max sampling with pruning (float rows): i = first argmax_j (l_j + G_j), exactly the index
+// of the unpruned scan, with the two logs of G computed for a few blocks of 8 columns only.
+//   Pass 1 (a lower bound): G is non-decreasing in the word w, so every column with w_j >= w0 has
+//     G_j >= g0 = G(w0) - margin; LB = max over those columns of fl(l_j + g0) is reached or
+//     exceeded by some score, hence by the winner's S*. w0 leaves about 16 columns above it.
+//   Pass 2 (an upper bound per column, no table, no log): with u = (w + 1/2) 2^-32 and
+//     ~w = 2^32 - 1 - w, -log u >= 1 - u >= ~w 2^-32 >= 2^(e - 151), e the biased float exponent of
+//     (~w) >> 8 (exact in float), so G = -log(-log u) <= (151 - e) ln2 (+ a margin for the float
+//     formula). A column with fl(l_j + that bound) < LB cannot reach S*; a block of 8 holding any
+//     other column gets the exact G of noise.py, and blocks are scanned in column order with a
+//     strict >, so the first index of the maximum wins, as in the unpruned scan.
+// Both passes are branch-free but for the rare candidate blocks.
 // ------------------------------------------------------------------------------------------------
 
-struct GumbelBounds {
-  alignas(64) float ub[256];
-  GumbelBounds() {
-    for (uint32_t b = 0; b < 256; ++b) {
-      const uint32_t top = (b << 24) | 0x00FFFFFFu;
-      ub[b] = gumbel_from_bits(top) + 1e-3f;  // scalar libm; the margin covers ulp differences
-    }
+/// The pass-1 threshold of a row of K columns: (w0, g0) with g0 <= G(w) for every w >= w0.
+struct PruneLow {
+  uint32_t w0;
+  float g0;
+  explicit PruneLow(int64_t K) {
+    const double keep = std::min(1.0, 16.0 / static_cast<double>(std::max<int64_t>(K, 1)));
+    const double w = std::floor((1.0 - keep) * 4294967296.0);
+    w0 = static_cast<uint32_t>(std::min(w, 4294967295.0));
+    g0 = gumbel_from_bits(w0) - 1e-3f;  // scalar libm; the margin covers ulp differences
   }
 };
 
-inline const float* gumbel_bounds() {
-  static const GumbelBounds t;
-  return t.ub;
+/// Lanes of the 8 words r2[0..7] that are >= w0 (unsigned), as an all-ones float mask.
+inline VecF words_at_least(const uint32_t* r2, uint32_t w0) {
+#if defined(CPU_CAPABILITY_AVX2)
+  const __m256i bias = _mm256_set1_epi32(INT32_MIN);  // unsigned order as signed order
+  const __m256i w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2)), bias);
+  const __m256i lim = _mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(w0 - 1u)), bias);
+  // w > w0 - 1; for w0 = 0 (K <= 16) no lane: LB = -inf and nothing is pruned.
+  return VecF(_mm256_castsi256_ps(_mm256_cmpgt_epi32(w, lim)));
+#else
+  alignas(32) uint32_t m[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) m[i] = (w0 > 0 && r2[i] >= w0) ? 0xFFFFFFFFu : 0u;
+  return VecF::loadu(reinterpret_cast<const float*>(m));
+#endif
 }
 
-inline VecF gumbel_bound8(const uint32_t* r2, const float* ub) {
+/// Upper bounds of G for the 8 words r2[0..7]: (151 - e) ln2 + margin (see above).
+inline VecF gumbel_upper8(const uint32_t* r2) {
 #if defined(CPU_CAPABILITY_AVX2)
-  const __m256i idx = _mm256_srli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2)), 24);
-  return VecF(_mm256_i32gather_ps(ub, idx, 4));
+  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2));
+  const __m256i top = _mm256_srli_epi32(_mm256_xor_si256(w, _mm256_set1_epi32(-1)), 8);
+  const __m256i eb = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
+  const __m256 n = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(151), eb));
+  return VecF(_mm256_fmadd_ps(n, _mm256_set1_ps(0.69314719f), _mm256_set1_ps(1e-3f)));
 #else
-  alignas(32) float f[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) f[i] = ub[r2[i] >> 24];
-  return VecF::loadu(f);
+  int32_t e[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) {
+    const float top = static_cast<float>((~r2[i]) >> 8);  // < 2^24: exact
+    uint32_t bits;
+    std::memcpy(&bits, &top, sizeof(bits));
+    e[i] = 151 - static_cast<int32_t>(bits >> 23);
+  }
+  alignas(32) float b[kNoiseLanes];
+  for (int i = 0; i < kNoiseLanes; ++i) b[i] = static_cast<float>(e[i]) * 0.69314719f + 1e-3f;
+  return VecF::loadu(b);
 #endif
 }
 
 /// First argmax of l_j + G_j over j < kp, where `logit(j)` gives l for the 8 columns j..j+7 and
 /// r2 holds the stream-1 words. Float rows only.
 template <typename F>
-int64_t sample_pruned(int64_t kp, const uint32_t* r2, F logit) {
-  const float* ub = gumbel_bounds();
+int64_t sample_pruned(int64_t kp, const uint32_t* r2, const PruneLow& low, F logit) {
+  using V = VecF;
+  const V ninf(neg_inf<float>());
+  V lb0 = ninf, lb1 = ninf;
+  const V g0(low.g0);
+  int64_t j = 0;
+  for (; j + 2 * kNoiseLanes <= kp; j += 2 * kNoiseLanes) {
+    const V c0 = V::blendv(ninf, logit(j) + g0, words_at_least(r2 + j, low.w0));
+    const V c1 = V::blendv(ninf, logit(j + kNoiseLanes) + g0,
+                           words_at_least(r2 + j + kNoiseLanes, low.w0));
+    lb0 = at::vec::maximum(lb0, c0);
+    lb1 = at::vec::maximum(lb1, c1);
+  }
+  for (; j < kp; j += kNoiseLanes) {
+    lb0 = at::vec::maximum(lb0, V::blendv(ninf, logit(j) + g0, words_at_least(r2 + j, low.w0)));
+  }
+  const V lb(hmax(at::vec::maximum(lb0, lb1)));
+
   float best = neg_inf<float>();
   int64_t best_idx = -1;
-  constexpr int full = (1 << kNoiseLanes) - 1;
-  for (int64_t j = 0; j < kp; j += kNoiseLanes) {
-    const VecF l = logit(j);
-    const VecF bound = l + gumbel_bound8(r2 + j, ub);
-    if ((bound >= VecF(best)).zero_mask() == full) continue;  // no lane can reach `best`
-    const VecF score = l + gumbel8(r2 + j);
+  for (j = 0; j < kp; j += kNoiseLanes) {
+    const V l = logit(j);
+    if ((l + gumbel_upper8(r2 + j) >= lb).zero_mask() == (1 << kNoiseLanes) - 1) continue;
+    const V score = l + gumbel8(r2 + j);
     alignas(32) float sc[kNoiseLanes];
     score.store(sc);
     for (int i = 0; i < kNoiseLanes; ++i) {
@@ -867,6 +887,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   // Float rows sample with the pruned Gumbel-max (stream-1 words kept, G computed where needed).
   constexpr bool kPruned = std::is_same_v<T, float>;
   std::vector<uint32_t> r2buf(kPruned ? static_cast<size_t>(kp) : 0);
+  const PruneLow prune_low(K);
   uint32_t* r2 = r2buf.data();
   // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
   RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
@@ -909,7 +930,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       soft_s = s;
       if constexpr (kPruned) {
         if (method != kGumbel) {
-          idx = sample_pruned(kp, r2, [&](int64_t j) { return V::loadu(ph + j); });
+          idx = sample_pruned(kp, r2, prune_low, [&](int64_t j) { return V::loadu(ph + j); });
         }
       }
       if (idx < 0) {  // Sampling scores phi + G (G's scratch is reused for them).
@@ -964,7 +985,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
       auto l1 = logits(1);
       if constexpr (kPruned) {
-        idx = sample_pruned(kp, r2, l1);
+        idx = sample_pruned(kp, r2, prune_low, l1);
       } else {
         const T vmax = map_max<T>(kp, G, [&](int64_t j) { return l1(j) + V::loadu(G + j); });
         idx = first_index_of<T>(G, kp, vmax);

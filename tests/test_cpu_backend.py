@@ -241,14 +241,17 @@ def test_torch_compile_fullgraph():
 
 @pytest.mark.parametrize("method", ["st", "redge"])  # the two sampling paths (phi, and l_1)
 def test_pruned_gumbel_max_is_exact(method):
-    # The float kernels skip the Gumbel logs of columns that provably cannot win (bucket bounds of
-    # G); the sampled index must still be exactly the reference's argmax. Wide logit spreads (most
-    # columns pruned), flat rows with masks (little pruned).
+    # The float kernels skip the Gumbel logs of columns that provably cannot win (a lower bound of
+    # the best score from the columns with the largest words, an exponent bound of G per column);
+    # the sampled index must still be exactly the reference's argmax. Logit spreads from narrow
+    # (little pruned) to wide (most columns pruned), a K with few columns above the pass-1
+    # threshold, and flat rows with masks.
     torch.manual_seed(12)
-    wide = torch.randn(32, 4096) * 12.0
     flat = torch.zeros(2, 65536)
     flat[:, ::5] = float("-inf")
-    for logits in (wide, flat):
+    cases = [torch.randn(32, 4096) * s for s in (0.3, 2.0, 12.0)]
+    cases += [torch.randn(64, 200), flat]
+    for logits in cases:
         _, i_r = rk.sample(method, logits, schedule=_schedule(method), seed=99,
                            backend="reference", return_index=True)
         _, i_c = rk.sample(method, logits, schedule=_schedule(method), seed=99, backend="cpu",
