@@ -8,8 +8,9 @@ Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backw
 * ``redge_kernels`` : ``rk.redge(x, backend="cpu")`` (C++ kernels, seed drawn per call);
   its large outputs come from the CPU output pool (csrc/output_pool.cpp: buffers freed by the
   previous call are reused instead of being page-faulted in again);
-* ``redge_kernels, pool off``: the same with the pool disabled for the call (cap 0), i.e. with
-  fresh outputs from glibc as every other method here gets;
+* ``redge_kernels, pool off``: the same with the pool bypassed for the call
+  (``pool_set_enabled(False)``; what it holds is kept), i.e. with fresh outputs from glibc as
+  every other method here gets;
 * ``redge eager``   : the authors' package, ``redge.redge(x, n_steps=5, t_1=0.5)``;
 * ``redge compiled``: ``torch.compile`` of the same function (compile time excluded);
 * ``gumbel_softmax``: ``torch.nn.functional.gumbel_softmax(x, hard=True)``;
@@ -83,14 +84,14 @@ def make_methods(x, g, with_authors: bool):
         x.grad = None
 
     def ours_pool_off():
-        old = torch.ops.redge_kernels_cpu.pool_set_cap(0)
+        old = torch.ops.redge_kernels_cpu.pool_set_enabled(False)
         try:
             y = rk.redge(x, n_steps=N_STEPS, t_1=T_1, hard=True, backend="cpu")
             y.backward(g)
             x.grad = None
             del y
         finally:
-            torch.ops.redge_kernels_cpu.pool_set_cap(old)
+            torch.ops.redge_kernels_cpu.pool_set_enabled(old)
 
     methods = {"redge_kernels (cpu)": ours, "redge_kernels, pool off": ours_pool_off}
     if with_authors:

@@ -17,7 +17,8 @@
 //
 // Ops (no tensor arguments): redge_kernels_cpu::pool_stats() -> [bytes held, buffers held, hits,
 // misses, cap bytes], pool_set_cap(int) -> old cap (evicts down to the new cap; 0 empties and
-// disables), pool_clear() (frees every pooled buffer).
+// disables), pool_set_enabled(bool) -> old state (off: new outputs bypass the pool, which keeps
+// what it holds; for comparisons), pool_clear() (frees every pooled buffer).
 #include "redge_cpu.h"
 
 #include <ATen/EmptyTensor.h>
@@ -54,7 +55,14 @@ class OutputPool final : public c10::Allocator {
 
   bool pools(size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    return n >= kMinPooled && rounded(n) <= cap_;
+    return enabled_ && n >= kMinPooled && rounded(n) <= cap_;
+  }
+
+  bool set_enabled(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const bool old = enabled_;
+    enabled_ = on;
+    return old;
   }
 
   c10::DataPtr allocate(size_t n) override {
@@ -154,12 +162,14 @@ class OutputPool final : public c10::Allocator {
   std::list<Buffer> free_;  // most recently pooled first
   size_t held_ = 0;
   size_t cap_ = 0;
+  bool enabled_ = true;
   int64_t hits_ = 0;
   int64_t misses_ = 0;
 };
 
 std::vector<int64_t> pool_stats() { return OutputPool::get().stats(); }
 int64_t pool_set_cap(int64_t cap) { return OutputPool::get().set_cap(cap); }
+bool pool_set_enabled(bool on) { return OutputPool::get().set_enabled(on); }
 void pool_clear() { OutputPool::get().clear(); }
 
 }  // namespace
@@ -183,5 +193,6 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
 TORCH_LIBRARY_FRAGMENT(redge_kernels_cpu, m) {
   m.def("pool_stats() -> int[]", &redge_kernels::pool_stats);
   m.def("pool_set_cap(int cap_bytes) -> int", &redge_kernels::pool_set_cap);
+  m.def("pool_set_enabled(bool enabled) -> bool", &redge_kernels::pool_set_enabled);
   m.def("pool_clear() -> ()", &redge_kernels::pool_clear);
 }

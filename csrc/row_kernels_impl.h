@@ -642,6 +642,8 @@ T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread cou
 }
 
 /// dst[j] = f(j) (a Vectorized<T> of lanes j .. j+L-1) for j < kp; returns max_j dst[j].
+/// (Callers pass f capturing by value: the vector stores may alias anything, so values reached
+/// through captured references would be reloaded from memory at every step.)
 /// (kp is a multiple of L; two accumulators in a fixed order.)
 template <typename T, typename F>
 T map_max(int64_t kp, T* dst, F f) {
@@ -920,9 +922,9 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       noise.get(r, re, nullptr, r2, G);
       T m;
       if (method == kGumbel) {
-        m = map_max<T>(kp, E, [&](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
+        m = map_max<T>(kp, E, [=](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
       } else {
-        m = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
+        m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
       }
       const T s = exp_sum<T>(kp, E, m);
       st[0] = m;
@@ -930,18 +932,18 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       soft_s = s;
       if constexpr (kPruned) {
         if (method != kGumbel) {
-          idx = sample_pruned(kp, r2, prune_low, [&](int64_t j) { return V::loadu(ph + j); });
+          idx = sample_pruned(kp, r2, prune_low, [=](int64_t j) { return V::loadu(ph + j); });
         }
       }
       if (idx < 0) {  // Sampling scores phi + G (G's scratch is reused for them).
-        const T vmax = map_max<T>(kp, G, [&](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+        const T vmax = map_max<T>(kp, G, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
         idx = first_index_of<T>(G, kp, vmax);
       }
     } else {
       noise.get(r, re, x, r2, G);  // x = z for now
       if (cov) {
         // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
-        const T m0 = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j); });
+        const T m0 = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
         const T s0 = exp_sum<T>(kp, E, m0);
         st[0] = m0;
         st[1] = s0;
@@ -976,7 +978,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
         const V inv(T(1) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
         auto next = logits(k - 1);
-        m = map_max<T>(kp, E, [&](int64_t j) {
+        m = map_max<T>(kp, E, [=](int64_t j) {
           const V xn = ak * (V::loadu(E + j) * inv) + bk * V::loadu(x + j);
           xn.store(x + j);
           return next(j);
@@ -987,7 +989,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       if constexpr (kPruned) {
         idx = sample_pruned(kp, r2, prune_low, l1);
       } else {
-        const T vmax = map_max<T>(kp, G, [&](int64_t j) { return l1(j) + V::loadu(G + j); });
+        const T vmax = map_max<T>(kp, G, [=](int64_t j) { return l1(j) + V::loadu(G + j); });
         idx = first_index_of<T>(G, kp, vmax);
       }
     }
@@ -1119,7 +1121,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     } else if (method == kReinMax) {
       // softmax(phi / tau) statistics are recomputed (slot layout of ops.py keeps only slot 0).
       const V tv(tau);
-      const T mt = map_max<T>(kp, E, [&](int64_t j) { return V::loadu(ph + j) / tv; });
+      const T mt = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j) / tv; });
       const V st_sum(exp_sum<T>(kp, E, mt));
       const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
       V su = zero, sw = zero;
@@ -1147,14 +1149,19 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
       }
     } else {
+      // ---- the DDIM chain: local copies of the captured scalars, so that the loops below keep
+      // them in registers (vector stores may alias anything: captured references get reloaded).
+      const int64_t kpl = kp;
+      const bool covl = cov;
+      const bool is_max = method == kReDGEMax;
       // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) in one fused pass from z and stats.
-      T* zbuf = cov ? z : gx;  // gx is free until the gradient passes
+      T* zbuf = covl ? z : gx;  // gx is free until the gradient passes
       // (Drawing z inside the chain loop below instead, in registers, was measured ~8% slower:
       // register pressure of Philox + the chain.)
       noise.get(r, re, zbuf, nullptr, nullptr);
-      if (cov) {
+      if (covl) {
         const V m0(st[0]), s0(st[1]);
-        for (int64_t j = 0; j < kp; j += L) {
+        for (int64_t j = 0; j < kpl; j += L) {
           const V m = vexp<T>(V::loadu(ph + j) - m0) / s0;
           const V v = at::vec::maximum(m * (one - m), vmin);
           m.store(mu + j);
@@ -1187,15 +1194,15 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         mm[k] = st[2 * k];
         is[k] = T(1) / st[2 * k + 1];
         Pp[k] = Pk(k);
-        Xp[k] = cov ? Xk(k) : nullptr;
+        Xp[k] = covl ? Xk(k) : nullptr;
       }
       const T* const phr = ph;
       const T* const gr = g;
       const T* const mur = mu;
       const T* const lamr = lam;
       const T* const zr = zbuf;
-      auto logit = [&](int k, int64_t j, const V& xv) {
-        if (cov) {
+      auto logit = [=](int k, int64_t j, const V& xv) {
+        if (covl) {
           const V shift = V(sg[k]) * V::loadu(mur + j) + V(ha[k]);
           return V::loadu(phr + j) + (V(cc[k]) * V::loadu(lamr + j)) * (xv - shift);
         }
@@ -1203,9 +1210,9 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       };
       // The chain of one column block is a long dependency (n-1 exps); blocks are taken two at a
       // time so that their chains overlap (same operations per element, same summation order).
-      auto x_init = [&](int64_t j) {
+      auto x_init = [=](int64_t j) {
         V xv = V::loadu(zr + j);
-        if (cov) {
+        if (covl) {
           const V m = V::loadu(mur + j);
           const V v = at::vec::maximum(m * (one - m), vmin);
           xv = m + v.sqrt() * xv;
@@ -1215,7 +1222,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       V d0 = zero;
       int64_t j0 = 0;
       constexpr int kU = 8;  // column blocks in flight (8: fastest of 2, 4, 8, 16 here)
-      for (; j0 + kU * L <= kp; j0 += kU * L) {
+      for (; j0 + kU * L <= kpl; j0 += kU * L) {
         V xs[kU], ps[kU];
         for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
         for (int k = n - 1; k >= 1; --k) {
@@ -1224,7 +1231,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           vexp_x<T, kU>(ps);
           for (int u = 0; u < kU; ++u) ps[u] = ps[u] * ik;
           for (int u = 0; u < kU; ++u) ps[u].store(Pp[k] + j0 + u * L);
-          if (cov) {
+          if (covl) {
             for (int u = 0; u < kU; ++u) xs[u].store(Xp[k] + j0 + u * L);
           }
           if (k > 1) {
@@ -1234,13 +1241,13 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         }
         for (int u = 0; u < kU; ++u) d0 = d0 + V::loadu(gr + j0 + u * L) * ps[u];
       }
-      for (int64_t j = j0; j < kp; j += L) {
+      for (int64_t j = j0; j < kpl; j += L) {
         V xv = x_init(j);
         V p;
         for (int k = n - 1; k >= 1; --k) {
           p = vexp<T>(logit(k, j, xv) - V(mm[k])) * V(is[k]);
           p.store(Pp[k] + j);
-          if (cov) xv.store(Xp[k] + j);
+          if (covl) xv.store(Xp[k] + j);
           if (k > 1) xv = V(ca[k]) * p + V(cb[k]) * xv;
         }
         d0 = d0 + V::loadu(gr + j) * p;
@@ -1256,16 +1263,16 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         const T* const p2 = n > 2 ? Pp[2] : nullptr;
         const V a2(n > 2 ? ca[2] : T(0));
         V dn = zero;
-        for (int64_t j = 0; j < kp; j += L) {
+        for (int64_t j = 0; j < kpl; j += L) {
           const V p = V::loadu(p1 + j);
           const V rv = p * (V::loadu(gr + j) - dv);
-          if (method == kReDGEMax) {
+          if (is_max) {
             (half * (rv + gDv * (one_hot_block<T>(j, idx) - p))).store(outr_ + j);
           } else {
             rv.store(outr_ + j);
           }
           V gxv;
-          if (cov) {
+          if (covl) {
             const V lv = V::loadu(lamr + j);
             gxv = (c1 * lv) * rv;
             const V shift = V(sg[1]) * V::loadu(mur + j) + V(ha[1]);
@@ -1280,7 +1287,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         dot = hsum(dn);
       }
       // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
-      //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
+      //      gx = c_k r + b_k gx  (covl: c_k lam r, and the lam / mu accumulators)
       for (int k = 2; k <= n - 1; ++k) {
         const V dv(dot), ak(ca[k]), bk(cb[k]), ck(cc[k]);
         const bool has_next = k + 1 <= n - 1;
@@ -1288,9 +1295,9 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         const T* const pn = has_next ? Pp[k + 1] : nullptr;
         const V an(has_next ? ca[k + 1] : T(0));
         V dn = zero;
-        if (!cov) {
+        if (!covl) {
           if (has_next) {
-            for (int64_t j = 0; j < kp; j += L) {
+            for (int64_t j = 0; j < kpl; j += L) {
               const V gxo = V::loadu(gxr + j);
               const V rv = V::loadu(pk + j) * (ak * gxo - dv);
               (V::loadu(outr_ + j) + rv).store(outr_ + j);
@@ -1299,7 +1306,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
               dn = dn + (an * gxv) * V::loadu(pn + j);
             }
           } else {  // last step: gx is not needed any more
-            for (int64_t j = 0; j < kp; j += L) {
+            for (int64_t j = 0; j < kpl; j += L) {
               const V gxo = V::loadu(gxr + j);
               const V rv = V::loadu(pk + j) * (ak * gxo - dv);
               (V::loadu(outr_ + j) + rv).store(outr_ + j);
@@ -1310,7 +1317,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         }
         const T* const xk = Xp[k];
         const V sk(sg[k]), hk(ha[k]);
-        for (int64_t j = 0; j < kp; j += L) {
+        for (int64_t j = 0; j < kpl; j += L) {
           const V gxo = V::loadu(gxr + j);
           const V rv = V::loadu(pk + j) * (ak * gxo - dv);
           (V::loadu(outr_ + j) + rv).store(outr_ + j);
@@ -1324,10 +1331,10 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         }
         dot = hsum(dn);
       }
-      if (cov) {
+      if (covl) {
         // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
         V dp = zero;
-        for (int64_t j = 0; j < kp; j += L) {
+        for (int64_t j = 0; j < kpl; j += L) {
           const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
           const V q = m * (one - m);
           const V sq = at::vec::maximum(q, vmin).sqrt();
@@ -1338,7 +1345,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           dp = dp + gp0 * m;
         }
         const V dv(hsum(dp));
-        for (int64_t j = 0; j < kp; j += L) {
+        for (int64_t j = 0; j < kpl; j += L) {
           const V m = V::loadu(mu + j);
           (V::loadu(out + j) + m * (V::loadu(gmu + j) - dv)).store(out + j);
         }

@@ -146,3 +146,22 @@ def test_freed_from_another_thread(pool):
     t.start()
     t.join()
     assert _stats()["held"] == held + 3 * 4 * MiB
+
+
+def test_disabled_pool_bypasses_but_keeps_buffers(pool):
+    x = torch.randn(R, K)
+    y = rk.redge(x, backend="cpu", seed=1)
+    ptr = y.data_ptr()
+    del y
+    held = _stats()["held"]
+    assert torch.ops.redge_kernels_cpu.pool_set_enabled(False) is True
+    try:
+        hits = _stats()["hits"]
+        y = rk.redge(x, backend="cpu", seed=2)
+        assert y.data_ptr() != ptr
+        del y
+        assert _stats()["hits"] == hits
+        assert _stats()["held"] == held  # kept, and the bypassing output was not added
+    finally:
+        assert torch.ops.redge_kernels_cpu.pool_set_enabled(True) is False
+    assert rk.redge(x, backend="cpu", seed=3).data_ptr() == ptr
