@@ -62,7 +62,8 @@ inline __m256i mulhi8(__m256i a, __m256i m) {
 /// blocks of 8 lanes; the NB independent blocks run interleaved (instruction-level parallelism).
 /// AVX2: round 1 is specialised to the zero counter words c2 = c3 = 0 (M1 * 0 = 0), and the last
 /// round skips c3 (r3 is unused); the words are those of philox4x32 exactly.
-template <int NB>
+/// kR2 = false: r2 is not wanted (left unset) and the last round skips the product it needs.
+template <int NB, bool kR2 = true>
 inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
 #if defined(CPU_CAPABILITY_AVX2)
   __m256i c0[NB], c1[NB], c2[NB], c3[NB];
@@ -125,14 +126,16 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
     const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
     const bool last = r == kPhiloxRounds - 1;
     for (int b = 0; b < NB; ++b) {
-      const __m256i hi0 = mulhi8(c0[b], m0);
       const __m256i hi1 = mulhi8(c2[b], m1);
       const __m256i lo1 = _mm256_mullo_epi32(c2[b], m1);
-      const __m256i lo0 = last ? c3[b] : _mm256_mullo_epi32(c0[b], m0);  // c3 of the last round is unused
+      if (kR2 || !last) {
+        const __m256i hi0 = mulhi8(c0[b], m0);
+        const __m256i lo0 = last ? c3[b] : _mm256_mullo_epi32(c0[b], m0);  // c3 of the last round is unused
+        c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
+        c3[b] = lo0;
+      }
       c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[b]), kk0);
       c1[b] = lo1;
-      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
-      c3[b] = lo0;
     }
     k0 += kPhiloxW0;
     k1 += kPhiloxW1;
@@ -140,7 +143,7 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
   for (int b = 0; b < NB; ++b) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r0), c0[b]);
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r1), c1[b]);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r2), c2[b]);
+    if (kR2) _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r2), c2[b]);
   }
 #else
   for (int b = 0; b < NB; ++b) {
@@ -353,7 +356,11 @@ void gen_streams(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g,
   Bits8 b[kNoiseBlocks];
   int64_t j = 0;
   for (; j + kNoiseBlocks * kNoiseLanes <= kp; j += kNoiseBlocks * kNoiseLanes) {
-    philox8x<kNoiseBlocks>(off + static_cast<uint64_t>(j), k0, k1, b);
+    if (g || r2) {
+      philox8x<kNoiseBlocks>(off + static_cast<uint64_t>(j), k0, k1, b);
+    } else {  // z only (the backward): the last round skips r2
+      philox8x<kNoiseBlocks, false>(off + static_cast<uint64_t>(j), k0, k1, b);
+    }
     if (z) {
       VecF zv[kNoiseBlocks];
       normal8x<kNoiseBlocks>(b, zv);
@@ -979,6 +986,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         const V inv(T(1) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
         auto next = logits(k - 1);
         m = map_max<T>(kp, E, [=](int64_t j) {
+          // (as the backward's recompute, operation for operation: p_k = E / s_k first)
           const V xn = ak * (V::loadu(E + j) * inv) + bk * V::loadu(x + j);
           xn.store(x + j);
           return next(j);
