@@ -606,6 +606,21 @@ void store_row(const T* src, int64_t K, scalar_t* dst) {
 template <typename scalar_t>
 void fill_row(scalar_t* dst, int64_t K, double value) {
   if (value == 0.0) {
+#if defined(CPU_CAPABILITY_AVX2)
+    // Long rows: non-temporal stores (no read for ownership of lines that are only written).
+    const size_t bytes = sizeof(scalar_t) * static_cast<size_t>(K);
+    char* p = reinterpret_cast<char*>(dst);
+    if (bytes >= (size_t(16) << 10)) {
+      const size_t head = (32 - reinterpret_cast<uintptr_t>(p) % 32) % 32;
+      std::memset(p, 0, head);
+      const __m256i zero = _mm256_setzero_si256();
+      size_t i = head;
+      for (; i + 32 <= bytes; i += 32) _mm256_stream_si256(reinterpret_cast<__m256i*>(p + i), zero);
+      std::memset(p + i, 0, bytes - i);
+      _mm_sfence();
+      return;
+    }
+#endif
     std::memset(static_cast<void*>(dst), 0, sizeof(scalar_t) * K);  // +0 in every dtype
   } else {
     std::fill(dst, dst + K, static_cast<scalar_t>(value));
