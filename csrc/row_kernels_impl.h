@@ -853,6 +853,31 @@ int64_t sample_pruned(int64_t kp, const uint32_t* r2, const PruneLow& low, F log
   return best_idx;
 }
 
+/// Scratch memory of the calling thread, kept between calls (one buffer per element type and
+/// slot, up to kKeptScratchBytes each), so that consecutive calls of a training loop neither
+/// allocate it nor page-fault it in again. Its contents are whatever the last user left: the
+/// kernels write every scratch element before reading it (a new buffer starts as NaN, so that
+/// the tests would see a read before a write). Larger requests get a buffer of their own, freed by
+/// `own` when it goes out of scope.
+constexpr size_t kKeptScratchBytes = size_t(32) << 20;
+
+template <typename T>
+T* thread_scratch(int slot, size_t n, std::vector<T>& own) {
+  thread_local std::vector<T> kept[2];
+  const T poison = std::numeric_limits<T>::has_quiet_NaN ? std::numeric_limits<T>::quiet_NaN() : T(0);
+  if (n * sizeof(T) > kKeptScratchBytes) {
+    own.assign(n, poison);
+    return own.data();
+  }
+  std::vector<T>& b = kept[slot];
+  if (b.size() < n) {
+    b.clear();
+    b.shrink_to_fit();
+    b.assign(n, poison);
+  }
+  return b.data();
+}
+
 /// Runs body(r, block_end) for the rows of this task: [rb, re), or, when the launcher shares a row
 /// counter (RowArgs::next_row), blocks of rows grabbed from it until none are left (dynamic load
 /// balance; a row's result never depends on which thread computes it).
@@ -899,8 +924,8 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   const T tau = static_cast<T>(a.tau);
 
   // Scratch: ph, E (logits then exp), G, and for the chain x (and mu, lam for cov).
-  std::vector<T> buf(static_cast<size_t>((chain ? (cov ? 6 : 4) : 3) * kp));
-  T* const ph_buf = buf.data();
+  std::vector<T> own_buf;
+  T* const ph_buf = thread_scratch<T>(0, static_cast<size_t>((chain ? (cov ? 6 : 4) : 3) * kp), own_buf);
   T* E = ph_buf + kp;
   const bool phi_in_place = row_in_place<scalar_t, T>(a.phi_stride1, K, kp);
   const T* ph = ph_buf;  // the row's logits: the scratch copy, or phi itself (row_in_place)
@@ -910,9 +935,9 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   T* lam = cov ? mu + kp : nullptr;
   // Float rows sample with the pruned Gumbel-max (stream-1 words kept, G computed where needed).
   constexpr bool kPruned = std::is_same_v<T, float>;
-  std::vector<uint32_t> r2buf(kPruned ? static_cast<size_t>(kp) : 0);
+  std::vector<uint32_t> own_r2;
+  uint32_t* const r2 = kPruned ? thread_scratch<uint32_t>(0, static_cast<size_t>(kp), own_r2) : nullptr;
   const PruneLow prune_low(K);
-  uint32_t* r2 = r2buf.data();
   // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
   RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
                     !(kPruned && method != kGumbel));
@@ -1066,8 +1091,8 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   // Scratch: ph, g, out, E, A; for the chain gx and P[1..n-1]; for cov also X[1..n-1], mu, lam,
   // z, glam, gmu.
   const int64_t n_arrays = 5 + (chain ? n : 0) + (cov ? (n - 1) + 5 : 0);
-  std::vector<T> buf(static_cast<size_t>(n_arrays * kp));
-  T* const ph_buf = buf.data();
+  std::vector<T> own_buf;
+  T* const ph_buf = thread_scratch<T>(0, static_cast<size_t>(n_arrays * kp), own_buf);
   T* const g_buf = ph_buf + kp;
   T* const out_buf = g_buf + kp;
   T* out = out_buf;  // gphi accumulator: the output row itself when it can be (out_direct)
