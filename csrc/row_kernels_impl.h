@@ -58,72 +58,79 @@ inline __m256i mulhi8(__m256i a, __m256i m) {
 }
 #endif
 
-/// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 8 NB - 1 (key k0, k1), as NB
+/// The ten Philox round keys of one seed, each broadcast to 8 lanes (built once per row or call,
+/// so that the rounds take them as memory operands instead of re-broadcasting them).
+struct PhiloxKeys {
+  alignas(32) uint32_t k0[kPhiloxRounds][kNoiseLanes];
+  alignas(32) uint32_t k1[kPhiloxRounds][kNoiseLanes];
+  PhiloxKeys(uint32_t key0, uint32_t key1) {
+    for (int r = 0; r < kPhiloxRounds; ++r) {
+      for (int i = 0; i < kNoiseLanes; ++i) {
+        k0[r][i] = key0;
+        k1[r][i] = key1;
+      }
+      key0 += kPhiloxW0;
+      key1 += kPhiloxW1;
+    }
+  }
+};
+
+/// Philox4x32-10 words r0, r1, r2 for counters offset .. offset + 8 NB - 1 (keys `keys`), as NB
 /// blocks of 8 lanes; the NB independent blocks run interleaved (instruction-level parallelism).
-/// AVX2: round 1 is specialised to the zero counter words c2 = c3 = 0 (M1 * 0 = 0), and the last
-/// round skips c3 (r3 is unused); the words are those of philox4x32 exactly.
+/// AVX2: round 1 is specialised to the zero counter words c2 = c3 = 0 (M1 * 0 = 0), round 2 to a
+/// counter high word shared by the 8 lanes (then c0 = hi ^ k0 is the same in every lane), and the
+/// last round skips c3 (r3 is unused); the words are those of philox4x32 exactly.
 /// kR2 = false: r2 is not wanted (left unset) and the last round skips the product it needs.
 template <int NB, bool kR2 = true>
-inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
+inline void philox8x(uint64_t offset, const PhiloxKeys& keys, Bits8* out) {
 #if defined(CPU_CAPABILITY_AVX2)
+  auto key = [](const uint32_t* k) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(k)); };
   __m256i c0[NB], c1[NB], c2[NB], c3[NB];
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i m0 = _mm256_set1_epi32(static_cast<int>(kPhiloxM0));
   const __m256i m1 = _mm256_set1_epi32(static_cast<int>(kPhiloxM1));
   uint32_t hi_word[NB];  // the counters' shared high word per block (when `uniform`)
   bool uniform = true;
-  {
-    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
-    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
-    for (int b = 0; b < NB; ++b) {
-      // Counters: low words in registers; the high word is shared unless the low word wraps
-      // inside these 8 lanes (then it is built lane by lane).
-      const uint64_t o = offset + 8u * b;
-      const uint32_t base_lo = static_cast<uint32_t>(o);
-      const __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
-      __m256i x1;
-      hi_word[b] = static_cast<uint32_t>(o >> 32);
-      if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
-        x1 = _mm256_set1_epi32(static_cast<int>(hi_word[b]));
-      } else {
-        uniform = false;
-        alignas(32) uint32_t hi[kNoiseLanes];
-        for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
-        x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
-      }
-      // Round 1 with c2 = c3 = 0: (c0, c1, c2, c3) <- (c1 ^ k0, 0, hi(M0 c0) ^ k1, lo(M0 c0)).
-      c0[b] = _mm256_xor_si256(x1, kk0);
-      c1[b] = _mm256_setzero_si256();
-      c2[b] = _mm256_xor_si256(mulhi8(x0, m0), kk1);
-      c3[b] = _mm256_mullo_epi32(x0, m0);
+  for (int b = 0; b < NB; ++b) {
+    // Counters: low words in registers; the high word is shared unless the low word wraps
+    // inside these 8 lanes (then it is built lane by lane).
+    const uint64_t o = offset + 8u * b;
+    const uint32_t base_lo = static_cast<uint32_t>(o);
+    const __m256i x0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(base_lo)), lane);
+    __m256i x1;
+    hi_word[b] = static_cast<uint32_t>(o >> 32);
+    if (base_lo <= 0xFFFFFFFFu - (kNoiseLanes - 1)) {
+      x1 = _mm256_set1_epi32(static_cast<int>(hi_word[b]));
+    } else {
+      uniform = false;
+      alignas(32) uint32_t hi[kNoiseLanes];
+      for (int i = 0; i < kNoiseLanes; ++i) hi[i] = static_cast<uint32_t>((o + i) >> 32);
+      x1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(hi));
     }
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
+    // Round 1 with c2 = c3 = 0: (c0, c1, c2, c3) <- (c1 ^ k0, 0, hi(M0 c0) ^ k1, lo(M0 c0)).
+    c0[b] = _mm256_xor_si256(x1, key(keys.k0[0]));
+    c1[b] = _mm256_setzero_si256();
+    c2[b] = _mm256_xor_si256(mulhi8(x0, m0), key(keys.k1[0]));
+    c3[b] = _mm256_mullo_epi32(x0, m0);
   }
   int first_round = 1;
   if (uniform) {
     // Round 2 when every lane of a block shares its counter high word: c0 = hi ^ k0 is the same
     // in all lanes (M0 c0 is a scalar product) and c1 = 0.
-    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
-    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
     for (int b = 0; b < NB; ++b) {
-      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * (hi_word[b] ^ (k0 - kPhiloxW0));
+      const uint64_t p0 = static_cast<uint64_t>(kPhiloxM0) * (hi_word[b] ^ keys.k0[0][0]);
       const __m256i hi0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(p0 >> 32)));
       const __m256i lo0 = _mm256_set1_epi32(static_cast<int>(static_cast<uint32_t>(p0)));
       const __m256i hi1 = mulhi8(c2[b], m1);
       const __m256i lo1 = _mm256_mullo_epi32(c2[b], m1);
-      c0[b] = _mm256_xor_si256(hi1, kk0);
+      c0[b] = _mm256_xor_si256(hi1, key(keys.k0[1]));
       c1[b] = lo1;
-      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
+      c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), key(keys.k1[1]));
       c3[b] = lo0;
     }
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
     first_round = 2;
   }
   for (int r = first_round; r < kPhiloxRounds; ++r) {
-    const __m256i kk0 = _mm256_set1_epi32(static_cast<int>(k0));
-    const __m256i kk1 = _mm256_set1_epi32(static_cast<int>(k1));
     const bool last = r == kPhiloxRounds - 1;
     for (int b = 0; b < NB; ++b) {
       const __m256i hi1 = mulhi8(c2[b], m1);
@@ -131,14 +138,12 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
       if (kR2 || !last) {
         const __m256i hi0 = mulhi8(c0[b], m0);
         const __m256i lo0 = last ? c3[b] : _mm256_mullo_epi32(c0[b], m0);  // c3 of the last round is unused
-        c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), kk1);
+        c2[b] = _mm256_xor_si256(_mm256_xor_si256(hi0, c3[b]), key(keys.k1[r]));
         c3[b] = lo0;
       }
-      c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[b]), kk0);
+      c0[b] = _mm256_xor_si256(_mm256_xor_si256(hi1, c1[b]), key(keys.k0[r]));
       c1[b] = lo1;
     }
-    k0 += kPhiloxW0;
-    k1 += kPhiloxW1;
   }
   for (int b = 0; b < NB; ++b) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(out[b].r0), c0[b]);
@@ -150,7 +155,7 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
     for (int i = 0; i < kNoiseLanes; ++i) {
       const uint64_t o = offset + static_cast<uint64_t>(8 * b + i);
       const PhiloxOut w = philox4x32(static_cast<uint32_t>(o), static_cast<uint32_t>(o >> 32), 0u,
-                                     0u, k0, k1);
+                                     0u, keys.k0[0][0], keys.k1[0][0]);
       out[b].r0[i] = w.r[0];
       out[b].r1[i] = w.r[1];
       out[b].r2[i] = w.r[2];
@@ -159,8 +164,8 @@ inline void philox8x(uint64_t offset, uint32_t k0, uint32_t k1, Bits8* out) {
 #endif
 }
 
-inline void philox8(uint64_t offset, uint32_t k0, uint32_t k1, Bits8& out) {
-  philox8x<1>(offset, k0, k1, &out);
+inline void philox8(uint64_t offset, const PhiloxKeys& keys, Bits8& out) {
+  philox8x<1>(offset, keys, &out);
 }
 
 using VecF = Vectorized<float>;
@@ -354,12 +359,13 @@ constexpr int kNoiseBlocks = 4;  // blocks of 8 lanes generated together (ILP; 2
 template <typename T>
 void gen_streams(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g, uint32_t* r2) {
   Bits8 b[kNoiseBlocks];
+  const PhiloxKeys keys(k0, k1);
   int64_t j = 0;
   for (; j + kNoiseBlocks * kNoiseLanes <= kp; j += kNoiseBlocks * kNoiseLanes) {
     if (g || r2) {
-      philox8x<kNoiseBlocks>(off + static_cast<uint64_t>(j), k0, k1, b);
+      philox8x<kNoiseBlocks>(off + static_cast<uint64_t>(j), keys, b);
     } else {  // z only (the backward): the last round skips r2
-      philox8x<kNoiseBlocks, false>(off + static_cast<uint64_t>(j), k0, k1, b);
+      philox8x<kNoiseBlocks, false>(off + static_cast<uint64_t>(j), keys, b);
     }
     if (z) {
       VecF zv[kNoiseBlocks];
@@ -378,7 +384,7 @@ void gen_streams(uint64_t off, int64_t kp, uint32_t k0, uint32_t k1, T* z, T* g,
     }
   }
   for (; j < kp; j += kNoiseLanes) {
-    philox8(off + static_cast<uint64_t>(j), k0, k1, b[0]);
+    philox8(off + static_cast<uint64_t>(j), keys, b[0]);
     if (z) store8(normal8(b[0]), z + j);
     if (g) store8(gumbel8(b[0].r2), g + j);
     if (r2) std::memcpy(r2 + j, b[0].r2, sizeof(b[0].r2));
@@ -1405,7 +1411,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
 
 inline void noise8(uint64_t offset, uint32_t k0, uint32_t k1, float* z, float* g) {
   Bits8 b;
-  philox8(offset, k0, k1, b);
+  philox8(offset, PhiloxKeys(k0, k1), b);
   normal8(b).store(z);
   gumbel8(b.r2).store(g);
 }
