@@ -69,8 +69,21 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def release_cpu_caches() -> None:
+    """Empties redge_kernels' CPU output pool (freed outputs kept for reuse), so that a memory probe
+    counts the outputs one call allocates. (The kernels' per-thread scratch, also kept between
+    calls, is dropped only at each thread's next call, so the probe does not see it: a few rows of
+    K values per thread.)"""
+    try:
+        torch.ops.redge_kernels_cpu.pool_clear()
+    except (AttributeError, RuntimeError):  # the C++ extension is not built / loaded
+        pass
+
+
 def peak_extra_bytes(fn: Callable[[], None], device: torch.device) -> int | None:
     """Peak memory of one call of ``fn`` above what was in use before it (module doc)."""
+    if device.type == "cpu":
+        release_cpu_caches()
     gc.collect()
     if device.type == "cuda":
         sync(device)

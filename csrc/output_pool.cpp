@@ -18,7 +18,8 @@
 // Ops (no tensor arguments): redge_kernels_cpu::pool_stats() -> [bytes held, buffers held, hits,
 // misses, cap bytes], pool_set_cap(int) -> old cap (evicts down to the new cap; 0 empties and
 // disables), pool_set_enabled(bool) -> old state (off: new outputs bypass the pool, which keeps
-// what it holds; for comparisons), pool_clear() (frees every pooled buffer).
+// what it holds; for comparisons), pool_clear() (frees every pooled buffer, and makes every thread
+// drop its kept kernel scratch at its next call: row_kernels_impl.h thread_scratch).
 #include "redge_cpu.h"
 
 #include <ATen/EmptyTensor.h>
@@ -26,6 +27,7 @@
 #include <c10/core/Allocator.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <list>
@@ -167,12 +169,19 @@ class OutputPool final : public c10::Allocator {
   int64_t misses_ = 0;
 };
 
+std::atomic<uint64_t> g_scratch_generation{1};
+
 std::vector<int64_t> pool_stats() { return OutputPool::get().stats(); }
 int64_t pool_set_cap(int64_t cap) { return OutputPool::get().set_cap(cap); }
 bool pool_set_enabled(bool on) { return OutputPool::get().set_enabled(on); }
-void pool_clear() { OutputPool::get().clear(); }
+void pool_clear() {
+  OutputPool::get().clear();
+  g_scratch_generation.fetch_add(1);  // and the kept per-thread scratch, at each thread's next call
+}
 
 }  // namespace
+
+uint64_t scratch_generation() { return g_scratch_generation.load(std::memory_order_relaxed); }
 
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options) {
   int64_t numel = 1;

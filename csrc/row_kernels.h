@@ -79,4 +79,8 @@ const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA
 /// ATEN_CPU_CAPABILITY environment variable, e.g. "default").
 const KernelTable& select_kernels();
 
+/// Generation of the kept per-thread scratch (row_kernels_impl.h thread_scratch): bumped by
+/// redge_kernels_cpu::pool_clear, after which every thread drops its kept buffers at its next call.
+uint64_t scratch_generation();
+
 }  // namespace redge_kernels

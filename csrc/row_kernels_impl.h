@@ -864,12 +864,19 @@ int64_t sample_pruned(int64_t kp, const uint32_t* r2, const PruneLow& low, F log
 /// allocate it nor page-fault it in again. Its contents are whatever the last user left: the
 /// kernels write every scratch element before reading it (a new buffer starts as NaN, so that
 /// the tests would see a read before a write). Larger requests get a buffer of their own, freed by
-/// `own` when it goes out of scope.
+/// `own` when it goes out of scope. redge_kernels_cpu::pool_clear releases the kept buffers (each
+/// thread at its next call).
 constexpr size_t kKeptScratchBytes = size_t(32) << 20;
 
 template <typename T>
 T* thread_scratch(int slot, size_t n, std::vector<T>& own) {
   thread_local std::vector<T> kept[2];
+  thread_local uint64_t generation = 0;
+  const uint64_t now = scratch_generation();
+  if (now != generation) {  // pool_clear: drop what this thread kept
+    for (auto& k : kept) std::vector<T>().swap(k);
+    generation = now;
+  }
   const T poison = std::numeric_limits<T>::has_quiet_NaN ? std::numeric_limits<T>::quiet_NaN() : T(0);
   if (n * sizeof(T) > kKeptScratchBytes) {
     own.assign(n, poison);

@@ -165,3 +165,17 @@ def test_disabled_pool_bypasses_but_keeps_buffers(pool):
     finally:
         assert torch.ops.redge_kernels_cpu.pool_set_enabled(True) is False
     assert rk.redge(x, backend="cpu", seed=3).data_ptr() == ptr
+
+
+@pytest.mark.parametrize("method", ["redge", "redge_cov", "st"])
+def test_clear_also_resets_kept_scratch(pool, method):
+    # pool_clear makes every thread drop its kept kernel scratch; the next call starts from fresh
+    # (NaN-filled) scratch and must give the same bits (nothing read before it is written).
+    torch.manual_seed(2)
+    logits = torch.randn(16, 3000)
+    g = torch.randn(16, 3000)
+    first = _fwd_bwd(logits, g, hard=False, method=method)
+    torch.ops.redge_kernels_cpu.pool_clear()
+    again = _fwd_bwd(logits, g, hard=False, method=method)
+    assert torch.equal(first[0], again[0])
+    assert torch.equal(first[1], again[1])
