@@ -40,7 +40,7 @@ BASELINE_KWARGS = {"st": {}, "gumbel": {"tau": 0.5}, "reinmax": {"tau": 1.0}}
 #: Our method name -> the authors' ``redge.SAMPLERS`` key.
 AUTHORS_NAME = {"st": "st", "gumbel": "gumbel", "reinmax": "reinmax", "redge": "redge",
                 "redge_cov": "redge_cov", "redge_max": "reindge"}
-#: Buffers of ``R x K`` the op must move at least (SPEC "Memory and passes"): forward reads phi,
+#: Buffers of ``R x K`` the op must move at least (docs/SPEC.md "Memory and passes"): forward reads phi,
 #: writes y; backward reads phi and g, writes grad_phi. ``copy`` moves 2 buffers.
 MIN_BUFFERS = {"fwd": 2, "fwd+bwd": 5}
 

@@ -4,7 +4,7 @@
 
 Needs a CUDA device (exits 0 with a message otherwise). For every (method, K) it times the raw
 forward and backward launchers with ``triton.testing.do_bench`` (median and 20/80 % quantiles) and
-reports GB/s from the explicit byte counts of ``triton_traffic.py`` (the SPEC lower bound, i.e.
+reports GB/s from the explicit byte counts of ``triton_traffic.py`` (the docs/SPEC.md lower bound, i.e.
 useful bytes, and the kernels' own DRAM model), as a fraction of the device's peak HBM bandwidth
 (``--peak-gbs``, else a table by device name, else a measured device-to-device copy) and of the
 measured copy bandwidth.

@@ -1,8 +1,8 @@
-"""Bytes each Triton kernel moves per call: the SPEC lower bound and the kernels' own model.
+"""Bytes each Triton kernel moves per call: the docs/SPEC.md lower bound and the kernels' own model.
 
     python bench/triton_traffic.py [--rows R] [--k K ...] [--n-steps N] [--dtype fp32|bf16|fp16]
 
-Lower bound (SPEC "Memory and passes"): forward reads phi once and writes y once; backward reads
+Lower bound (docs/SPEC.md "Memory and passes"): forward reads phi once and writes y once; backward reads
 phi and g once and writes grad_phi once; plus the O(R n) stats and the index.
 Model: what the kernels actually read / write from DRAM when nothing is served from L2 between the
 passes over a row (an upper bound; on a GPU a row re-read by the next pass often hits L2):

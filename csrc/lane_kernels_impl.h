@@ -1,4 +1,4 @@
-// "Lanes are rows" CPU kernels of every estimator for small vocabularies K (SPEC: "ReDGE",
+// "Lanes are rows" CPU kernels of every estimator for small vocabularies K (docs/SPEC.md: "ReDGE",
 // "ReDGE-Cov", "ReDGE-Max", "Baselines", "Randomness", "Masked vocabulary and numerics").
 //
 // At small K the per-row kernels (row_kernels_impl.h) spend most of their time in per-row

@@ -1,4 +1,4 @@
-// Bulk CPU noise with the kernels' own generators (SPEC "Randomness"):
+// Bulk CPU noise with the kernels' own generators (docs/SPEC.md "Randomness"):
 //   redge_kernels_cpu::noise(seed, rows, cols, row_start, normal, gumbel) -> (z, G)
 //   redge_kernels_cpu::noise_into(seed, row_start, z, G)   (the same into given [rows, cols] buffers)
 //   z[r, c] = stream 0 (Box-Muller normal), G[r, c] = stream 1 (Gumbel), both float32, at offset

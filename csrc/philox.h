@@ -1,5 +1,5 @@
 // Philox4x32-10 counter-based generator and the noise transforms of redge_kernels/noise.py
-// (SPEC "Randomness"), scalar reference versions. Header-only, no torch dependency, so the
+// (docs/SPEC.md "Randomness"), scalar reference versions. Header-only, no torch dependency, so the
 // known-answer tests (tests/cpp) build without Python.
 //
 //   key     = (seed & 0xFFFFFFFF, seed >> 32)

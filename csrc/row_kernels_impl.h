@@ -1,4 +1,4 @@
-// Per-row CPU kernels of every estimator (SPEC: "ReDGE", "ReDGE-Cov", "ReDGE-Max", "Baselines",
+// Per-row CPU kernels of every estimator (docs/SPEC.md: "ReDGE", "ReDGE-Cov", "ReDGE-Max", "Baselines",
 // "Randomness", "Masked vocabulary and numerics"), written once against at::vec::Vectorized and
 // compiled once per CPU capability: a translation unit defines CPU_CAPABILITY (and
 // CPU_CAPABILITY_AVX2 where it applies) and then includes this file (kernels_cap_*.cpp).

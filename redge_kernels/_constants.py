@@ -1,4 +1,4 @@
-"""Constants shared by every backend (SPEC "Time grid", "ReDGE-Cov", "Randomness")."""
+"""Constants shared by every backend (docs/SPEC.md "Time grid", "ReDGE-Cov", "Randomness")."""
 
 #: Last alpha of the authors' linear schedule: alphas = linspace(1 - t_1, ALPHA_END, n - 1).
 ALPHA_END = 1e-4

@@ -1,4 +1,4 @@
-"""Counter-based noise: the contract every backend reproduces bit for bit (SPEC "Randomness").
+"""Counter-based noise: the contract every backend reproduces bit for bit (docs/SPEC.md "Randomness").
 
 Generator: Philox4x32-10 (Salmon et al. 2011; the generator of cuRAND, Triton's ``tl.randint4x``
 and PyTorch's CUDA backend), evaluated here with plain int64 torch ops so that it runs on any device.

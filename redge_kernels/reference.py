@@ -1,4 +1,4 @@
-"""Pure-PyTorch reference backend: every estimator as plain differentiable ops (SPEC, all sections).
+"""Pure-PyTorch reference backend: every estimator as plain differentiable ops (docs/SPEC.md, all sections).
 
 This is the independent formulation the fused kernels are tested against: the forward is written
 as in the paper (the whole trajectory is kept and autograd differentiates it), and only the two
@@ -42,7 +42,7 @@ class _StraightThrough(torch.autograd.Function):
 
 
 class _ReinMaxCorrection(torch.autograd.Function):
-    """Value 0; gradient into ``phi`` of ReinMax at tau = 1 (paper eq. 5, SPEC "ReDGE-Max"):
+    """Value 0; gradient into ``phi`` of ReinMax at tau = 1 (paper eq. 5, docs/SPEC.md "ReDGE-Max"):
     ``gphi = 1/2 (p ⊙ (g - <g, p>) + <g, D> D)`` with ``D = one_hot - p``."""
 
     @staticmethod
@@ -58,7 +58,7 @@ class _ReinMaxCorrection(torch.autograd.Function):
 
 
 class _ReinMax(torch.autograd.Function):
-    """ReinMax with temperature tau (Liu et al. 2023; SPEC "Baselines"): value ``D``; gradient
+    """ReinMax with temperature tau (Liu et al. 2023; docs/SPEC.md "Baselines"): value ``D``; gradient
 
         p1 = (softmax(phi / tau) + D) / 2
         u  = 2 g ⊙ p1 ;   u = u - p1 sum(u)
@@ -106,7 +106,7 @@ def _row_kinds(phi: torch.Tensor):
 
 
 def _ddim_chain(phi, x, coefs, n, denoiser_logits):
-    """Run x_{n-1} -> x_1 (SPEC eq. 11) and return (l_1, x_1): the last denoiser's logits."""
+    """Run x_{n-1} -> x_1 (docs/SPEC.md eq. 11) and return (l_1, x_1): the last denoiser's logits."""
     for k in range(n - 1, 1, -1):
         p_k = masked_softmax(denoiser_logits(x, k))
         x = coefs[k, COEF_A] * p_k + coefs[k, COEF_B] * x

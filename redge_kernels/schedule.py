@@ -1,4 +1,4 @@
-"""Time grids and the per-step DDIM scalars (SPEC "Time grid and schedule").
+"""Time grids and the per-step DDIM scalars (docs/SPEC.md "Time grid and schedule").
 
 Kernels never see t_1 or the grid: they receive one float32 table ``coefs[n_steps, 5]`` whose row k
 holds ``(c_k, a_k, b_k, alpha_k, sigma_k)`` (columns ``COEF_*`` in ``_constants``), computed here once

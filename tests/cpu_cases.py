@@ -30,7 +30,7 @@ def _run(backend, method, logits, g, seed, hard=True, schedule=None, tau=TAU):
 
 
 # The noise is float32 on every backend and may differ from noise.py in the last ulp of log / cos
-# (SPEC "Randomness"), so fp64 logits agree to fp32 precision: fp32 tolerances there too.
+# (docs/SPEC.md "Randomness"), so fp64 logits agree to fp32 precision: fp32 tolerances there too.
 _TOL = {torch.float64: {"rtol": 1.3e-6, "atol": 1e-5}}
 
 

@@ -2,7 +2,7 @@
 
 It runs the kernels' own vectorized generator, so this pins the generator the fused CPU kernels
 use at offsets far past 2**32 (row_start * cols), on non-multiple-of-8 sizes, and with one or both
-streams requested. z and G may differ from noise.py in the last ulps of log / cos (SPEC).
+streams requested. z and G may differ from noise.py in the last ulps of log / cos (docs/SPEC.md).
 """
 
 import pytest

@@ -172,7 +172,7 @@ def test_forward_samples_of_exact_samplers_are_within_sampling_error(cfg):
 
 
 def test_redge_forward_bias_is_real_and_shrinks_with_steps():
-    # SPEC note: Bernoulli p = 0.18 at n = 3, t_1 = 0.1 is never sampled as 1.
+    # docs/SPEC.md note: Bernoulli p = 0.18 at n = 3, t_1 = 0.1 is never sampled as 1.
     p = 0.18
     theta = torch.tensor([[0.0, math.log(p / (1 - p))]], dtype=torch.float64)
     f = lambda y: y[..., 0, 1]  # noqa: E731

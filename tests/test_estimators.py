@@ -1,4 +1,4 @@
-"""The estimators' math (reference backend): the authors' code with injected noise, the SPEC's
+"""The estimators' math (reference backend): the authors' code with injected noise, the docs/SPEC.md's
 special cases, hand-written backwards against closed forms, and statistics by exact enumeration."""
 
 import itertools
@@ -129,7 +129,7 @@ def test_reinmax_tau1_is_paper_eq5():
 
 
 # --------------------------------------------------------------------------------------------
-# SPEC special cases.
+# docs/SPEC.md special cases.
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hard", [True, False])
 def test_redge_two_steps_t1_one_is_straight_through_exactly(hard):
@@ -182,7 +182,7 @@ def test_gradcheck_soft_outputs_fp64(name, kw):
 
 
 def test_redge_forward_follows_the_ddim_recursion_written_out():
-    """Independent re-derivation of SPEC eq. 10-11 with explicit alphas/sigmas (no c/a/b table)."""
+    """Independent re-derivation of docs/SPEC.md eq. 10-11 with explicit alphas/sigmas (no c/a/b table)."""
     torch.manual_seed(7)
     phi = torch.randn(4, 6, dtype=torch.float64)
     n, t1 = 4, 0.35
@@ -237,7 +237,7 @@ def test_hard_samples_follow_softmax_chi_square(name, kw):
 
 
 def test_redge_forward_samples_are_biased_by_design():
-    """SPEC: few deterministic DDIM steps are a biased sampler (Bernoulli p = 0.18 at n=3, t_1=0.1
+    """docs/SPEC.md: few deterministic DDIM steps are a biased sampler (Bernoulli p = 0.18 at n=3, t_1=0.1
     is essentially never drawn)."""
     p = 0.18
     logits = torch.tensor([math.log(1 - p), math.log(p)], dtype=torch.float64).expand(20000, 2)

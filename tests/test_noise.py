@@ -1,4 +1,4 @@
-"""The counter-based noise contract (redge_kernels/noise.py, SPEC "Randomness")."""
+"""The counter-based noise contract (redge_kernels/noise.py, docs/SPEC.md "Randomness")."""
 
 import math
 

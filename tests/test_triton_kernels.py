@@ -1,4 +1,4 @@
-"""Triton kernels against the pure-PyTorch reference with identical noise (SPEC, all sections).
+"""Triton kernels against the pure-PyTorch reference with identical noise (docs/SPEC.md, all sections).
 
 Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (set by conftest.py) on CPU tensors.
 Sampled indices must be identical; values and gradients match to fp32 tolerance
@@ -274,7 +274,7 @@ def test_public_api_return_index_and_generator():
 
 
 def test_straight_through_special_case():
-    """SPEC: n = 2, t_1 = 1 gives c_1 = 0 and ReDGE is exactly Straight-Through."""
+    """docs/SPEC.md: n = 2, t_1 = 1 gives c_1 = 0 and ReDGE is exactly Straight-Through."""
     x = _logits(3, 11, seed=12)
     a = rk.redge(x, n_steps=2, t_1=1.0, hard=False, seed=4, backend="triton")
     torch.testing.assert_close(a, torch.softmax(x, -1))

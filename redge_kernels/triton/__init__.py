@@ -11,7 +11,7 @@ body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, bit-
 ``redge_kernels.noise``); ``_launch`` (path / block / warps from K); ``compile_check`` (AOT
 compilation for sm_80 / sm_90 with register and spill report).
 
-Design notes (SPEC "Memory and passes"):
+Design notes (docs/SPEC.md "Memory and passes"):
 
 * Between forward and backward only ``stats [R, n, 2]`` (per-step row max and normaliser), the
   index and the seed are kept; z and G are regenerated in-kernel from the seed.

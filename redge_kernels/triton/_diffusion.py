@@ -1,4 +1,4 @@
-"""The diffusion family: ReDGE, ReDGE-Cov, ReDGE-Max (SPEC "ReDGE", "ReDGE-Cov", "ReDGE-Max",
+"""The diffusion family: ReDGE, ReDGE-Cov, ReDGE-Max (docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max",
 "Memory and passes"). One forward and one backward kernel body; constexpr flags pick the variant:
 
     COV  (redge_cov): x_{n-1} = mu + sqrt(v) z,
@@ -16,7 +16,7 @@ regenerated from the seed. In the tiled path every quantity above is an elementw
 (phi_j, z_j, G_j) and the per-row scalars of the steps already done, so each denoiser costs one pass
 over the row that recomputes x_k tile by tile and folds l_k into an online (m, s).
 
-Backward, g = dL/dy (SPEC "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
+Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
 gphi = sum_k r_k. In the tiled path pass j computes the row scalar d_j, recomputing (x_k, p_k) and
 the backward recursion for k < j elementwise from the d's already reduced; a last pass writes gphi.
@@ -54,7 +54,7 @@ def _base(phi, z, m0, s0, COV: tl.constexpr):
 
 @triton.jit
 def _logits(phi, x, mu, lam, coefs_ptr, k, COV: tl.constexpr):
-    """Denoiser logits ``l_k`` (SPEC eq. 10 / ReDGE-Cov)."""
+    """Denoiser logits ``l_k`` (docs/SPEC.md eq. 10 / ReDGE-Cov)."""
     c = coef_c(coefs_ptr, k)
     if COV:
         shift = coef_sigma(coefs_ptr, k) * mu + 0.5 * coef_alpha(coefs_ptr, k)

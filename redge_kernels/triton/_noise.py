@@ -1,4 +1,4 @@
-"""In-kernel counter-based noise, bit-identical to ``redge_kernels.noise`` (SPEC "Randomness").
+"""In-kernel counter-based noise, bit-identical to ``redge_kernels.noise`` (docs/SPEC.md "Randomness").
 
 One ``tl.randint4x(seed, offset)`` call per element with ``offset = row * K + col`` (int64) gives
 the Philox4x32-10 words ``(r0, r1, r2, r3)`` of ``noise.noise_bits``; the float32 formulas below are

@@ -1,4 +1,4 @@
-"""The one-pass baselines: Straight-Through, Gumbel-Softmax, ReinMax (SPEC "Baselines").
+"""The one-pass baselines: Straight-Through, Gumbel-Softmax, ReinMax (docs/SPEC.md "Baselines").
 One forward and one backward kernel body; the constexpr METHOD (0 st, 1 gumbel, 2 reinmax, as
 ``_constants.METHOD_IDS``) picks the variant, SINGLE the path (row in one block, or tiled).
 
