@@ -1,4 +1,4 @@
-"""CPU speed of the fused C++ kernels (issue 4, item 6), all ratios measured in one run.
+"""CPU speed of the fused C++ kernels against their peers and floors, all ratios measured in one run.
 
     python bench/cpu_speed.py                 # all shapes, 7 repetitions (medians)
     python bench/cpu_speed.py --reps 11 --shapes 256x32768
@@ -19,7 +19,7 @@ Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backw
   writes grad: 5 * 4 * R * K bytes).
 * ``noise floor``   : the C++ kernels' own generator (``redge_kernels_cpu::noise_into``) drawing the
   normal z twice: once for the forward, once more for the backward, which regenerates z from the
-  seed instead of storing it (docs/SPEC.md). Each call runs Philox4x32-10, which yields the Gumbel words of
+  seed instead of storing it (docs/SPEC.md "Randomness"). Each call runs Philox4x32-10, which yields the Gumbel words of
   stream 1 too; the forward's Gumbel-max turns only a few of them into G (pruned sampling), so G
   is left out. Compute, not bytes: on a CPU this, not the copy floor, bounds any kernel of this
   design.

@@ -9,7 +9,7 @@ useful bytes, and the kernels' own DRAM model), as a fraction of the device's pe
 (``--peak-gbs``, else a table by device name, else a measured device-to-device copy) and of the
 measured copy bandwidth.
 
-Then the headline comparison (issue 3 targets on H100): ReDGE forward + backward at 4096 x 32768,
+Then the headline comparison (the GPU targets, set for an H100): ReDGE forward + backward at 4096 x 32768,
 n_steps = 5, fp32, against the authors' eager ``redge.redge`` (PyPI ``redge`` 0.1.0): time
 (target >= 10x faster) and extra memory = peak allocated during forward + backward minus what was
 allocated before (target >= 10x less). Results carry the device name and library versions.

@@ -1,4 +1,4 @@
-"""The benchmark harness works (issue 5): the report command in its quick mode writes the
+"""The benchmark harness works: the report command in its quick mode writes the
 markdown table, the PNG plot and the JSON records with the expected structure, and the
 pytest-benchmark suite collects and runs. Timings are never checked, only that they exist."""
 
@@ -42,7 +42,7 @@ def _table_rows(md: str, heading: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    # The report's quick mode, exactly as a user runs it (issue 5: CI runs the quick mode).
+    # The report's quick mode, exactly as a user runs it.
     _run(["-m", "bench.report", "--quick", "--threads", "1", "--out", str(out), "--quiet"],
          timeout=900)
     return out

@@ -1,4 +1,4 @@
-"""Diagnostics (issue 7): exact gradients by enumeration against closed forms and finite
+"""Diagnostics (docs/DIAGNOSTICS.md): exact gradients by enumeration against closed forms and finite
 differences, Monte-Carlo bias of each estimator against known answers (ST exact for linear f,
 ReinMax unbiased for quadratic f, ST biased for quadratic f), paper Prop. 3.1, forward-sample bias,
 reproducibility, backend pass-through, and the commands. Every Monte-Carlo test uses a fixed seed,

@@ -1,4 +1,4 @@
-"""Bias and variance diagnostics of the categorical gradient estimators (issue 7).
+"""Bias and variance diagnostics of the categorical gradient estimators (docs/DIAGNOSTICS.md).
 
     from redge_kernels import diagnostics as dg
     f = dg.make_objective("poly", L, K, power=3)            # or any torch f: [..., L, K] -> [...]

@@ -121,11 +121,23 @@ def _backend_used(backend: str, device: torch.device) -> str:
     return fused if isinstance(avail, list) and fused in avail else "reference"
 
 
+def _machine() -> str:
+    """CPU model, architecture and the ISA torch's CPU kernels use, e.g. ``AMD EPYC x86_64 AVX2``."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    model = model or platform.processor()
+    isa = torch.backends.cpu.get_cpu_capability()
+    return " ".join(v for v in (model, platform.machine(), isa) if v)
+
+
 def _meta(args, argv, theta, f, value, exact, elapsed) -> dict:
     return {"command": "python -m redge_kernels.diagnostics " + " ".join(argv),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": " ".join(v for v in (platform.node(), platform.machine(),
-                                            platform.processor()) if v),
+            "machine": _machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
             "device": str(theta.device), "backend": args.backend,
