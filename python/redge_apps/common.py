@@ -26,7 +26,8 @@ ALL_SAMPLERS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
 PRETTY = {"st": "Straight-Through", "gumbel": "Gumbel-Softmax", "reinmax": "ReinMax",
           "redge": "ReDGE", "redge_cov": "ReDGE-Cov", "redge_max": "ReDGE-Max",
           "reindge": "ReDGE-Max"}
-RESULTS_ROOT = Path(__file__).resolve().parent / "results"
+#: python/results: the committed results pages (python/README.md).
+RESULTS_ROOT = Path(__file__).resolve().parents[1] / "results"
 
 #: The tuning grid: the same number of settings (4) for every sampler that has a hyperparameter;
 #: Straight-Through has none (1 setting). Learning rates are fixed per experiment (paper Table 5).
@@ -275,7 +276,7 @@ def write_text(path: Path, text: str) -> None:
 def header_lines(args, exp: str, device, extra: Iterable[str] = ()) -> list[str]:
     """The settings block written at the top of each results.md."""
     lines = [f"# {exp}", "",
-             f"- command: `python -m python.{exp} {' '.join(sys.argv[1:])}`".rstrip(),
+             f"- command: `python python/{exp}.py {' '.join(sys.argv[1:])}`".rstrip(),
              f"- backend: {backend_used(args, device)} (requested `{args.backend}`), "
              f"device {device}, torch threads {torch.get_num_threads()}",
              f"- steps {args.steps}, lr {args.lr}, seeds {parse_seeds(args.seeds)}"
