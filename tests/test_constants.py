@@ -108,7 +108,7 @@ def test_triton_method_constexprs_equal_method_ids():
             if attr in by_name and isinstance(val, tl.constexpr):
                 assert val.value == by_name[attr], f"{mod.__name__}.{attr} = {val.value}"
                 checked += 1
-    # Today redge_kernels/triton/_onepass.py defines ST, GUMBEL, REINMAX; constexprs taken from
+    # redge_kernels/triton/_onepass.py defines ST, GUMBEL, REINMAX; constexprs taken from
     # METHOD_IDS directly (no literal) pass this test as well.
     assert checked == 0 or checked >= 3
 
