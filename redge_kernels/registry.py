@@ -22,7 +22,7 @@ SAMPLERS: dict[str, Callable] = {
     "reinmax": api.reinmax,
     "redge_cov": api.redge_cov,
     "gumbel": api.gumbel_softmax,
-    "reindge": api.redge_max,
+    "reindge": api.reindge,
     "redge_max": api.redge_max,
 }
 
