@@ -122,5 +122,5 @@ def op_pair(name: str, device_type: str) -> ops.OpPair:
 def run_fused(name: str, phi, seed, coefs, method: int, hard: bool, tau: float):
     """``(y, index)`` from fused backend ``name``, always through its registered op (whose
     autograd kernel is in ``ops``)."""
-    y, _, index = op_pair(name, phi.device.type).fwd(phi, seed, coefs, method, hard, tau)
+    y, _, index = ops.call_fwd(op_pair(name, phi.device.type), phi, seed, coefs, method, hard, tau)
     return y, index

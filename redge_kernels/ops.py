@@ -58,9 +58,10 @@ register_autograd`` puts its own (whose generated Function has neither a setup_c
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import threading
 
 import torch
+from torch.autograd import forward_ad
 
 from ._constants import METHOD_IDS
 
@@ -80,11 +81,18 @@ _BWD_SCHEMA = ("(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor st
 _METHOD_NAMES = {v: k for k, v in METHOD_IDS.items()}
 
 
-class OpPair(NamedTuple):
-    """The forward and backward op of one kernel family (``torch.ops`` overloads)."""
+class OpPair:
+    """The forward and backward op of one kernel family (``torch.ops`` overloads). A plain
+    object, not a tuple: autograd Functions receive it as one opaque argument (a NamedTuple
+    would be flattened by functorch's pytrees)."""
 
-    fwd: torch._ops.OpOverload
-    bwd: torch._ops.OpOverload
+    __slots__ = ("fwd", "bwd")
+
+    def __init__(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+
+    def __repr__(self):
+        return f"OpPair({self.fwd}, {self.bwd})"
 
 
 def _stats_dtype(phi: torch.Tensor) -> torch.dtype:
@@ -145,11 +153,14 @@ def _linear_jvp(F, phi, v):
 
 
 def _check_no_functorch_jvp():
-    if torch._C._are_functorch_transforms_active():
+    """Forward-mode rules reached through the op's own Autograd kernel inside a ``torch.func``
+    transform (the op called directly, not through ``call_fwd``) cannot open the transforms they
+    need: a clear error instead of functorch's internal assert."""
+    if getattr(_TLS, "single", 0) and torch._C._are_functorch_transforms_active():
         raise NotImplementedError(
-            "redge_kernels: torch.func.jvp / jacfwd / hessian (functorch forward mode) are not "
-            "supported on the fused backends ('cpu', 'triton'); use torch.autograd.forward_ad "
-            "(supported: the exact tangent) or backend='reference'")
+            "redge_kernels: functorch forward mode (torch.func.jvp / jacfwd / hessian) of a "
+            "redge_kernels op called directly is not supported; call it through the public "
+            "functions (or ops.call_fwd), or use torch.autograd.forward_ad")
 
 
 def _vjp_of_phi(F, g, phi, w):
@@ -175,7 +186,8 @@ class _Fwd(torch.autograd.Function):
         phi, seed, coefs, method, hard, tau, pair = inputs
         _, stats, index = output
         ctx.save_for_backward(phi, seed, coefs, stats, index)
-        ctx.save_for_forward(phi, seed, coefs, index)
+        if _forward_mode_possible():
+            ctx.save_for_forward(phi, seed, coefs, index)
         ctx.args = (method, hard, tau, pair)
         ctx.mark_non_differentiable(stats, index)
 
@@ -183,7 +195,8 @@ class _Fwd(torch.autograd.Function):
     def backward(ctx, grad_y, grad_stats, grad_index):
         phi, seed, coefs, stats, index = ctx.saved_tensors
         method, hard, tau, pair = ctx.args
-        grad_phi = pair.bwd(grad_y.contiguous(), phi, seed, coefs, stats, index, method, hard, tau)
+        grad_phi = call_bwd(pair, grad_y.contiguous(), phi, seed, coefs, stats, index, method,
+                            hard, tau)
         return grad_phi, None, None, None, None, None, None
 
     @staticmethod
@@ -210,7 +223,8 @@ class _Bwd(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair = inputs
         ctx.save_for_backward(grad_y, phi, seed, coefs, index)
-        ctx.save_for_forward(grad_y, phi, seed, coefs, index)
+        if _forward_mode_possible():
+            ctx.save_for_forward(grad_y, phi, seed, coefs, index)
         ctx.args = (method, hard, tau)
 
     @staticmethod
@@ -237,16 +251,56 @@ class _Bwd(torch.autograd.Function):
         return out_t
 
 
-def _apply(cls, *args):
-    """``cls.apply`` at the one autograd level the dispatcher is at.
+_TLS = threading.local()
+_AFTER_AUTOGRAD = torch._C._after_autograd_keyset
 
-    An op's Autograd kernel already runs inside one ``torch.func`` level (functorch dispatches
-    the op per level, as for any ATen op), so the Function is applied as a single-level Function
-    there: ``Function.apply`` would instead re-enter functorch's ``custom_function_call``, which
-    has no kernel below the functorch keys. This is how functorch itself runs a Function at a
-    level (``custom_function_call``'s grad and jvp rules)."""
-    with _single_level():
-        return super(torch.autograd.Function, cls).apply(*args)
+
+def _apply(cls, *args):
+    """``cls.apply`` from an op's Autograd kernel.
+
+    Outside ``torch.func`` this is plain ``Function.apply``. Inside, the kernel already runs at
+    one functorch level (functorch dispatches the op level by level, as any ATen op), so the
+    Function is applied as a single-level Function there, as functorch itself does in
+    ``custom_function_call``'s rules: ``Function.apply`` would re-enter ``custom_function_call``,
+    which has no kernel below the functorch keys. Forward-mode rules cannot open ``torch.func``
+    transforms at such a level (``_check_no_functorch_jvp``); ``call_fwd`` / ``call_bwd`` avoid
+    it."""
+    if not torch._C._are_functorch_transforms_active():
+        return cls.apply(*args)
+    _TLS.single = getattr(_TLS, "single", 0) + 1
+    try:
+        with _single_level():
+            return super(torch.autograd.Function, cls).apply(*args)
+    finally:
+        _TLS.single -= 1
+
+
+def _forward_mode_possible() -> bool:
+    """A forward-mode level (``torch.autograd.forward_ad.dual_level``) or a functorch transform
+    is active: inputs may carry tangents."""
+    return forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
+def _needs_autograd(*tensors) -> bool:
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) \
+        or _forward_mode_possible()
+
+
+def call_fwd(pair: "OpPair", phi, seed, coefs, method: int, hard: bool, tau: float):
+    """``pair.fwd(...)`` with its autograd: the op itself, except under ``torch.func`` transforms,
+    where the same Function is applied through ``Function.apply`` so that functorch runs its
+    rules level by level (``torch.func.jvp``, ``jacfwd`` and nested transforms need that)."""
+    if torch._C._are_functorch_transforms_active():
+        return _Fwd.apply(phi, seed, coefs, method, hard, tau, pair)
+    return pair.fwd(phi, seed, coefs, method, hard, tau)
+
+
+def call_bwd(pair: "OpPair", grad_y, phi, seed, coefs, stats, index, method: int, hard: bool,
+             tau: float):
+    """``pair.bwd(...)`` with its autograd, as ``call_fwd``."""
+    if torch._C._are_functorch_transforms_active():
+        return _Bwd.apply(grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+    return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
 
 
 def _define(fwd_name: str, bwd_name: str) -> OpPair:
@@ -258,15 +312,40 @@ def _define(fwd_name: str, bwd_name: str) -> OpPair:
     torch.library.register_fake(f"redge_kernels::{fwd_name}", _fwd_fake, lib=LIB)
     torch.library.register_fake(f"redge_kernels::{bwd_name}", _bwd_fake, lib=LIB)
 
+    # Without anything to differentiate, straight to the kernel below autograd (as
+    # torch.library's own autograd kernels do).
     def fwd_autograd(keyset, phi, seed, coefs, method, hard, tau):
-        return _apply(_Fwd, phi, seed, coefs, method, hard, tau, pair)
+        if _needs_autograd(phi):
+            return _apply(_Fwd, phi, seed, coefs, method, hard, tau, pair)
+        return pair.fwd.redispatch(keyset & _AFTER_AUTOGRAD, phi, seed, coefs, method, hard, tau)
 
     def bwd_autograd(keyset, grad_y, phi, seed, coefs, stats, index, method, hard, tau):
-        return _apply(_Bwd, grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+        if _needs_autograd(grad_y, phi):
+            return _apply(_Bwd, grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+        return pair.bwd.redispatch(keyset & _AFTER_AUTOGRAD, grad_y, phi, seed, coefs, stats,
+                                   index, method, hard, tau)
 
     LIB.impl(fwd_name, fwd_autograd, "Autograd", with_keyset=True)
     LIB.impl(bwd_name, bwd_autograd, "Autograd", with_keyset=True)
+    torch.library.register_vmap(f"redge_kernels::{fwd_name}", _per_element(pair.fwd), lib=LIB)
+    torch.library.register_vmap(f"redge_kernels::{bwd_name}", _per_element(pair.bwd), lib=LIB)
     return pair
+
+
+def _per_element(op):
+    """vmap rule of ``op``: one call per batch element (each element keeps the noise of its own
+    rows 0..R-1, so ``vmap(f)(X)[b] == f(X[b])`` exactly; folding the batch into the rows would
+    give other rows' noise), outputs stacked along dim 0."""
+    def rule(info, in_dims, *args):
+        outs = []
+        for b in range(info.batch_size):
+            outs.append(op(*[a.select(d, b) if d is not None else a
+                             for a, d in zip(args, in_dims)]))
+        if isinstance(outs[0], tuple):
+            stacked = tuple(torch.stack(parts) for parts in zip(*outs))
+            return stacked, (0,) * len(stacked)
+        return torch.stack(outs), 0
+    return rule
 
 
 #: Kernel families: ``"native"`` (C++ on CPU, Triton on CUDA) and ``"interpreted"`` (the Triton

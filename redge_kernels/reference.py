@@ -153,14 +153,35 @@ class _ReinMax(torch.autograd.Function):
         return 2.0 * _cov_times(p1, v) - 0.5 * _cov_times(p0, v)
 
 
+def _traceable(cls):
+    """``cls`` without its forward-mode rule: dynamo does not trace a Function that defines
+    ``jvp``, and forward-mode AD does not run under ``torch.compile`` anyway."""
+    return type(cls.__name__ + "Traced", (cls,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
+
+
+_StraightThroughTraced = _traceable(_StraightThrough)
+_ReinMaxCorrectionTraced = _traceable(_ReinMaxCorrection)
+_ReinMaxTraced = _traceable(_ReinMax)
+
+
+def _functions():
+    """``(straight_through, reinmax_correction, reinmax)`` Functions: the eager ones, or their
+    traceable twins under torch.compile."""
+    if torch.compiler.is_compiling():
+        return _StraightThroughTraced, _ReinMaxCorrectionTraced, _ReinMaxTraced
+    return _StraightThrough, _ReinMaxCorrection, _ReinMax
+
+
 def _gumbel_argmax(scores: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
     """``argmax_j (scores_j + G_j)`` per row (the first maximum on ties)."""
     return (scores.detach() + gumbel).argmax(-1)
 
 
 def _one_hot(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    y = torch.zeros_like(like)
-    return y.scatter_(-1, index.clamp_min(0)[:, None], 1.0)
+    """One-hot of ``index.clamp_min(0)`` in ``like``'s shape and dtype (elementwise: vmap and
+    torch.compile see no scatter)."""
+    cols = torch.arange(like.shape[-1], device=like.device)
+    return (cols == index.clamp_min(0)[:, None]).to(like.dtype)
 
 
 def _row_kinds(phi: torch.Tensor):
@@ -201,6 +222,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         (-1 on empty or poisoned rows).
     """
     rows, k = phi.shape
+    st_fn, correction_fn, reinmax_fn = _functions()
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
     r0, r1, r2, _ = noise_bits(seed, rows, k, phi.device)
@@ -211,13 +233,18 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         index = _gumbel_argmax(x_phi, gumbel) if index is None else index
         y_hard = _one_hot(index, p.detach())
         if method == "st":
-            y = _StraightThrough.apply(y_hard, p) if hard else p
+            y = st_fn.apply(y_hard, p) if hard else p
         else:
-            y = _ReinMax.apply(x_phi, y_hard, float(tau))
+            y = reinmax_fn.apply(x_phi, y_hard, float(tau))
     elif method == "gumbel":
-        s = masked_softmax((x_phi + gumbel) / tau)
+        # The row max is taken before dividing by tau (softmax is shift invariant): with finite
+        # logits near the fp32 limit, (phi + G) / tau itself would overflow to inf for tau < 1.
+        scores = x_phi + gumbel
+        top = scores.detach().amax(-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        s = masked_softmax((scores - top) / tau)
         index = _gumbel_argmax(x_phi, gumbel) if index is None else index
-        y = _StraightThrough.apply(_one_hot(index, s.detach()), s) if hard else s
+        y = st_fn.apply(_one_hot(index, s.detach()), s) if hard else s
     elif method in ("redge", "redge_cov", "redge_max"):
         if coefs is None:
             coefs = schedule.table(phi.device, dtype=cdtype)
@@ -245,10 +272,10 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
             # Straight-through at p_1 (the x_1 path and phi's direct term), plus the correction
             # that turns phi's direct term into ReinMax's. p_1 and D stay attached (see
             # _ReinMaxCorrection): a double backward differentiates every term through p_1.
-            y = _StraightThrough.apply(y_hard, p_1)
-            y = y + _ReinMaxCorrection.apply(x_phi, p_1, y_hard - p_1)
+            y = st_fn.apply(y_hard, p_1)
+            y = y + correction_fn.apply(x_phi, p_1, y_hard - p_1)
         else:
-            y = _StraightThrough.apply(y_hard, p_1) if hard else p_1
+            y = st_fn.apply(y_hard, p_1) if hard else p_1
     else:
         raise ValueError(f"unknown method {method!r}")
 
