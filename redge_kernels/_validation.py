@@ -66,9 +66,9 @@ def check_tau(tau, fn: str) -> float:
     return tau
 
 
-def check_hard(hard, fn: str) -> bool:
+def check_hard(hard, fn: str, what: str = "hard") -> bool:
     if not isinstance(hard, bool):
-        raise TypeError(f"{fn}: hard must be a bool, got {type(hard).__name__}")
+        raise TypeError(f"{fn}: {what} must be a bool, got {type(hard).__name__}")
     return hard
 
 
