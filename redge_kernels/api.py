@@ -114,17 +114,18 @@ def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float =
         raise ValueError(f"{fn}: a schedule (redge_kernels.Schedule) is required")
     seed = check_seed(seed, generator, logits, fn)
     shape = logits.shape
-    phi = logits.reshape(-1, shape[-1])
+    flat = logits.dim() != 2  # 2-D logits are the ops' rows as they are (no view nodes)
+    phi = logits.reshape(-1, shape[-1]) if flat else logits
     # Resolved before the seed is drawn: an unavailable backend leaves the RNG untouched.
     name = _backends.resolve(backend, phi, fn) if phi.shape[0] > 0 else "reference"
     seed_t = seed_tensor(logits, seed, generator)
     y, index = _run(name, method, phi, seed_t, schedule, hard, tau)
-    out = [y.reshape(shape)]
+    out = [y.reshape(shape) if flat else y]
     if return_soft:
         soft = y if not hard else _run(name, _SOFT_OF[method], phi, seed_t, schedule, False, tau)[0]
-        out.append(soft.reshape(shape))
+        out.append(soft.reshape(shape) if flat else soft)
     if return_index:
-        out.append(index.reshape(shape[:-1]))
+        out.append(index.reshape(shape[:-1]) if flat else index)
     return out[0] if len(out) == 1 else tuple(out)
 
 

@@ -256,23 +256,28 @@ _AFTER_AUTOGRAD = torch._C._after_autograd_keyset
 
 
 def _apply(cls, *args):
-    """``cls.apply`` from an op's Autograd kernel.
+    """``cls.apply(*args)`` from an op's Autograd kernel, as a single-level Function.
 
-    Outside ``torch.func`` this is plain ``Function.apply``. Inside, the kernel already runs at
-    one functorch level (functorch dispatches the op level by level, as any ATen op), so the
-    Function is applied as a single-level Function there, as functorch itself does in
-    ``custom_function_call``'s rules: ``Function.apply`` would re-enter ``custom_function_call``,
-    which has no kernel below the functorch keys. Forward-mode rules cannot open ``torch.func``
-    transforms at such a level (``_check_no_functorch_jvp``); ``call_fwd`` / ``call_bwd`` avoid
-    it."""
+    The Python ``Function.apply`` adds two things on top of the C++ ``apply`` it ends in: an
+    ``inspect.signature`` binding of default arguments (our forwards take none, all positional;
+    it is most of the eager per-call overhead) and, under ``torch.func``, a detour through
+    functorch's ``custom_function_call``. An op's Autograd kernel already runs at one functorch
+    level (functorch dispatches the op level by level, as any ATen op), where that detour has no
+    kernel; so the Function is applied at that level, as functorch itself does in
+    ``custom_function_call``'s rules. Forward-mode rules cannot open ``torch.func`` transforms
+    at such a level (``_check_no_functorch_jvp``); ``call_fwd`` / ``call_bwd`` avoid it."""
     if not torch._C._are_functorch_transforms_active():
-        return cls.apply(*args)
+        return _C_APPLY(cls, *args)
     _TLS.single = getattr(_TLS, "single", 0) + 1
     try:
         with _single_level():
-            return super(torch.autograd.Function, cls).apply(*args)
+            return _C_APPLY(cls, *args)
     finally:
         _TLS.single -= 1
+
+
+def _C_APPLY(cls, *args):
+    return super(torch.autograd.Function, cls).apply(*args)
 
 
 def _forward_mode_possible() -> bool:
