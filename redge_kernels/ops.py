@@ -71,7 +71,7 @@ except ImportError:  # pragma: no cover (other torch versions)
     import contextlib as _contextlib
     _single_level = _contextlib.nullcontext
 
-__all__ = ["fwd", "bwd", "LIB", "PAIRS", "OpPair"]
+__all__ = ["fwd", "bwd", "LIB", "PAIRS", "OpPair", "call_fwd", "call_bwd"]
 
 LIB = torch.library.Library("redge_kernels", "DEF")
 _FWD_SCHEMA = ("(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"

@@ -67,11 +67,9 @@ def _soft_reference(method, x, backend, seed):
     softmax(logits) for ReinMax."""
     if method == "reinmax":
         return torch.softmax(x, -1)
-    soft_method = "redge" if method == "redge_max" else method
-    kw = dict(CASE_KW[method])
-    if soft_method == "redge" and method == "redge_max":
-        return rk.redge(x, hard=False, backend=backend, seed=seed, **kw)
-    return run(soft_method, x, hard=False, backend=backend, seed=seed)
+    if method == "redge_max":  # ReDGE's soft sample on ReDGE-Max's grid
+        return rk.redge(x, hard=False, backend=backend, seed=seed, **CASE_KW[method])
+    return run(method, x, hard=False, backend=backend, seed=seed)
 
 
 def test_return_soft_gives_the_soft_sample_of_the_same_call(backend):
