@@ -45,13 +45,36 @@ struct Buffer {
   size_t bytes;  // rounded size
 };
 
+// The pool cap in bytes from REDGE_KERNELS_CPU_POOL_MB: unset or empty -> the default (1024 MiB);
+// a plain non-negative decimal integer of MiB up to kMaxPoolMb -> that (0 turns the pool off);
+// anything else ("abc", "-5", "1e3", "+5", " 5", 1e20) -> a warning (once) and the default.
+constexpr unsigned long long kDefaultPoolMb = 1024;
+constexpr unsigned long long kMaxPoolMb = 1ull << 24;  // 16 TiB
+
+size_t cap_from_env() {
+  const char* e = std::getenv("REDGE_KERNELS_CPU_POOL_MB");
+  if (e == nullptr || *e == '\0') return static_cast<size_t>(kDefaultPoolMb) << 20;
+  unsigned long long mb = 0;
+  bool ok = true;
+  for (const char* c = e; *c != '\0'; ++c) {
+    if (*c < '0' || *c > '9' || mb > kMaxPoolMb) {
+      ok = false;
+      break;
+    }
+    mb = mb * 10 + static_cast<unsigned long long>(*c - '0');
+  }
+  if (!ok || mb > kMaxPoolMb) {
+    TORCH_WARN_ONCE("redge_kernels: REDGE_KERNELS_CPU_POOL_MB=\"", e,
+                    "\" is not a whole number of MiB in [0, ", kMaxPoolMb,
+                    "]; using the default of ", kDefaultPoolMb, " MiB");
+    mb = kDefaultPoolMb;
+  }
+  return static_cast<size_t>(mb) << 20;
+}
+
 class OutputPool final : public c10::Allocator {
  public:
-  OutputPool() {
-    const char* e = std::getenv("REDGE_KERNELS_CPU_POOL_MB");
-    const long long mb = (e != nullptr && *e != '\0') ? std::strtoll(e, nullptr, 10) : 1024;
-    cap_ = mb > 0 ? static_cast<size_t>(mb) << 20 : 0;
-  }
+  OutputPool() : cap_(cap_from_env()) {}
 
   static size_t rounded(size_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 

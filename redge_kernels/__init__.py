@@ -4,7 +4,9 @@
     y = rk.redge(logits, n_steps=3, t_1=0.5)          # exact one-hot, ReDGE gradient
 
 Public names match the authors' ``redge`` package; see ``api`` for the extras (``seed``,
-``generator``, ``backend``), ``noise.sample_noise`` for the shared noise, ``registry`` for sweeps.
+``generator``, ``backend``, ``return_soft``), ``noise.sample_noise`` for the shared noise,
+``registry`` for sweeps, ``ops`` for the one autograd every backend shares. Limits of the time
+grid: ``MIN_T1 <= t_1 <= 1``, ``2 <= n_steps <= MAX_N_STEPS``.
 """
 
 from . import ops  # noqa: F401  (registers the redge_kernels:: op schemas)
@@ -13,7 +15,8 @@ from .api import (gumbel_softmax, redge, redge_cov, redge_max, reindge, reinmax,
                   straight_through)
 from .noise import Noise, sample_noise
 from .registry import DEFAULTS, SAMPLERS, SamplerConfig, sweep
-from .schedule import Schedule, grid_schedule, linear_schedule, make_schedule
+from .schedule import (MAX_N_STEPS, MIN_T1, Schedule, grid_schedule, linear_schedule,
+                       make_schedule)
 
 __version__ = "0.1.0"
 
@@ -21,4 +24,5 @@ __all__ = [
     "redge", "redge_cov", "redge_max", "reindge", "straight_through", "gumbel_softmax", "reinmax",
     "sample", "SAMPLERS", "DEFAULTS", "SamplerConfig", "sweep", "sample_noise", "Noise",
     "Schedule", "linear_schedule", "grid_schedule", "make_schedule", "available_backends",
+    "MIN_T1", "MAX_N_STEPS",
 ]

@@ -16,6 +16,8 @@ import warnings
 
 import torch
 
+from . import ops
+
 _MODULES = {"cpu": "redge_kernels._cpu_backend", "triton": "redge_kernels.triton"}
 #: The dispatch key each fused backend registers its kernels for.
 DEVICE_TYPES = {"cpu": "cpu", "triton": "cuda"}
@@ -76,6 +78,7 @@ def _explicit_error(backend: str, device_type: str) -> str:
         runs_on = getattr(backend_module(backend), "runs_on", lambda d: False)
         if not runs_on(device_type):
             return f"backend={backend!r} runs on {DEVICE_TYPES[backend]} tensors, but logits are on {device_type}"
+        _register_interpreted(backend)
     return ""
 
 
@@ -92,29 +95,32 @@ def resolve(backend: str, phi: torch.Tensor, fn: str) -> str:
     return backend
 
 
-class _FusedFunction(torch.autograd.Function):
-    """Autograd over a backend's raw launchers, for a device the op is not registered for
-    (the Triton kernels on CPU tensors under ``TRITON_INTERPRET=1``)."""
+_INTERPRETED: list = []
 
-    @staticmethod
-    def forward(ctx, phi, seed, coefs, method, hard, tau, mod):
-        y, stats, index = mod.fwd(phi, seed, coefs, method, hard, tau)
-        ctx.save_for_backward(phi, seed, coefs, stats, index)
-        ctx.args = (method, hard, tau, mod)
-        ctx.mark_non_differentiable(index)
-        return y, index
 
-    @staticmethod
-    def backward(ctx, grad_y, grad_index):
-        phi, seed, coefs, stats, index = ctx.saved_tensors
-        method, hard, tau, mod = ctx.args
-        grad_phi = mod.bwd(grad_y.contiguous(), phi, seed, coefs, stats, index, method, hard, tau)
-        return grad_phi, None, None, None, None, None, None
+def _register_interpreted(name: str) -> None:
+    """Make backend ``name``'s launchers the CPU kernels of ``interpreted_fwd/bwd`` (once; only
+    the Triton backend runs on CPU tensors this way). Called from ``_explicit_error``, so a
+    compiled caller never traces it."""
+    if _INTERPRETED:
+        if _INTERPRETED[0] != name:
+            raise RuntimeError(f"the interpreted ops already run backend {_INTERPRETED[0]!r}")
+        return
+    mod = backend_module(name)
+    torch.library.register_kernel("redge_kernels::interpreted_fwd", "cpu", mod.fwd, lib=ops.LIB)
+    torch.library.register_kernel("redge_kernels::interpreted_bwd", "cpu", mod.bwd, lib=ops.LIB)
+    _INTERPRETED.append(name)
+
+
+def op_pair(name: str, device_type: str) -> ops.OpPair:
+    """The registered ops that run fused backend ``name`` on tensors of ``device_type``: the
+    native pair on the backend's own device, else the interpreted pair (``resolve`` registered
+    its kernels)."""
+    return ops.PAIRS["native" if device_type == DEVICE_TYPES[name] else "interpreted"]
 
 
 def run_fused(name: str, phi, seed, coefs, method: int, hard: bool, tau: float):
-    """``(y, index)`` from a fused backend, through the registered op when it covers the device."""
-    if phi.device.type == DEVICE_TYPES[name]:
-        y, _, index = torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau)
-        return y, index
-    return _FusedFunction.apply(phi, seed, coefs, method, hard, tau, backend_module(name))
+    """``(y, index)`` from fused backend ``name``, always through its registered op (whose
+    autograd kernel is in ``ops``)."""
+    y, _, index = ops.call_fwd(op_pair(name, phi.device.type), phi, seed, coefs, method, hard, tau)
+    return y, index

@@ -1,12 +1,16 @@
 """The registered op boundary shared by the fused backends (torch only; no backend imports here).
 
-Two custom ops, defined once here; each backend registers its kernel for its dispatch key
-(the C++ extension for ``CPU``, the Triton launcher for ``CUDA``)::
+Two custom ops per kernel family, defined once here; each backend registers its kernels for its
+dispatch key (the C++ extension for ``CPU``, the Triton launcher for ``CUDA``)::
 
     redge_kernels::fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)
         -> (Tensor y, Tensor stats, Tensor index)
     redge_kernels::bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats,
                        Tensor index, int method, bool hard, float tau) -> Tensor grad_phi
+
+``redge_kernels::interpreted_fwd`` / ``interpreted_bwd`` have the same schemas and the same fake
+and autograd registrations; their CPU kernels are the Triton launchers under ``TRITON_INTERPRET=1``
+(the CPU key of ``fwd`` belongs to the C++ backend). ``PAIRS`` maps each family to its two ops.
 
 Arguments (R rows, K vocabulary, n = n_steps):
 
@@ -31,29 +35,70 @@ Arguments (R rows, K vocabulary, n = n_steps):
 Row conventions every backend follows: a row whose logits are all ``-inf`` is *empty*: ``y`` and
 ``grad_phi`` are 0 there, ``index`` -1. A row holding a NaN or ``+inf`` logit is *poisoned*: ``y`` and
 ``grad_phi`` are NaN on the whole row, ``index`` -1. Other rows are never affected.
+
+Autograd (one implementation for every family, every caller: eager, ``torch.compile``,
+``torch.func``). The op's ``Autograd`` kernel is a ``torch.autograd.Function`` in setup_context
+form, registered with ``Library.impl(..., "Autograd")`` exactly where ``torch.library.
+register_autograd`` puts its own (whose generated Function has neither a setup_context, which
+``torch.func.grad`` / ``jacrev`` need, nor a ``jvp``, so forward mode would see no tangent):
+
+* reverse mode: ``fwd``'s backward is the fused ``bwd`` kernel, ``grad_phi = J^T grad_y`` with
+  ``J`` the estimator's Jacobian at the sampled index (docs/SPEC.md, each estimator's
+  "Backward").
+* forward mode: the tangent ``J v``. ``bwd`` is linear in ``grad_y``, so ``J`` is the Jacobian of
+  the reference's estimator map (``reference.sample`` with the op's own seed, table and index);
+  the tangent is that map's ``torch.func.jvp``: exact to fp32 rounding, computed in the
+  reference's O(n) passes (forward mode is not a fused path).
+* double backward: ``bwd`` has an autograd kernel too. ``grad_phi = F(phi, grad_y)`` with
+  ``F`` the reference's vector-Jacobian product on the same noise and index; its derivatives
+  (and its tangents) are those of ``F``, taken with ``torch.func`` and themselves differentiable.
+* ``vmap``: the Functions carry generated vmap rules; the ops have no batching rule, so
+  ``torch.func.vmap`` runs them once per batch element (``vmap(f)(X)[b] == f(X[b])`` exactly).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import torch
+from torch.autograd import forward_ad
 
-__all__ = ["fwd", "bwd", "LIB", "fwd_eager", "plain_eager"]
+from ._constants import METHOD_IDS
+
+try:
+    from torch._functorch.utils import enable_single_level_autograd_function as _single_level
+except ImportError:  # pragma: no cover (other torch versions)
+    import contextlib as _contextlib
+    _single_level = _contextlib.nullcontext
+
+__all__ = ["fwd", "bwd", "LIB", "PAIRS", "OpPair", "call_fwd", "call_bwd"]
 
 LIB = torch.library.Library("redge_kernels", "DEF")
-LIB.define("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
-           " -> (Tensor, Tensor, Tensor)")
-LIB.define("bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats, Tensor index,"
-           " int method, bool hard, float tau) -> Tensor")
+_FWD_SCHEMA = ("(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
+               " -> (Tensor, Tensor, Tensor)")
+_BWD_SCHEMA = ("(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats, Tensor index,"
+               " int method, bool hard, float tau) -> Tensor")
+_METHOD_NAMES = {v: k for k, v in METHOD_IDS.items()}
+
+
+class OpPair:
+    """The forward and backward op of one kernel family (``torch.ops`` overloads). A plain
+    object, not a tuple: autograd Functions receive it as one opaque argument (a NamedTuple
+    would be flattened by functorch's pytrees)."""
+
+    __slots__ = ("fwd", "bwd")
+
+    def __init__(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+
+    def __repr__(self):
+        return f"OpPair({self.fwd}, {self.bwd})"
 
 
 def _stats_dtype(phi: torch.Tensor) -> torch.dtype:
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
 
-@torch.library.register_fake("redge_kernels::fwd")
 def _fwd_fake(phi, seed, coefs, method, hard, tau):
     rows, k = phi.shape
     y = phi.new_empty((rows, k))
@@ -62,12 +107,13 @@ def _fwd_fake(phi, seed, coefs, method, hard, tau):
     return y, stats, index
 
 
-@torch.library.register_fake("redge_kernels::bwd")
 def _bwd_fake(grad_y, phi, seed, coefs, stats, index, method, hard, tau):
     return phi.new_empty(phi.shape)
 
 
 def _setup_context(ctx, inputs, output):
+    """Saved state of ``fwd`` for its backward (kept for ops that reuse this module's
+    registrations with ``torch.library.register_autograd``)."""
     phi, seed, coefs, method, hard, tau = inputs
     _, stats, index = output
     ctx.save_for_backward(phi, seed, coefs, stats, index)
@@ -75,125 +121,242 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(stats, index)
 
 
-def _backward(ctx, grad_y, grad_stats, grad_index):
-    phi, seed, coefs, stats, index = ctx.saved_tensors
-    if grad_y is None:
-        grad_y = torch.zeros_like(phi)
-    grad_phi = torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index,
-                                          ctx.method, ctx.hard, ctx.tau)
-    return grad_phi, None, None, None, None, None
+# ----------------------------------------------------------------------------- reference maps
+def _estimator_map(phi, seed, coefs, method, hard, tau, index):
+    """``phi -> y`` of the reference on exactly the op's arguments and sample: its Jacobian is
+    the ``J`` whose transpose the fused ``bwd`` applies."""
+    from . import reference  # the reference imports nothing of the ops: no cycle at run time
+
+    def f(p):
+        return reference.sample(_METHOD_NAMES[method], p, seed, hard=hard, tau=tau, coefs=coefs,
+                                index=index)[0]
+    return f
 
 
-torch.library.register_autograd("redge_kernels::fwd", _backward, setup_context=_setup_context)
-
-# The overloads' C++ callables (an OpOverload's __call__ is a Python frame around them).
-_FWD = getattr(torch.ops.redge_kernels.fwd.default, "_op", torch.ops.redge_kernels.fwd.default)
-# Called as _backward calls the op (through its autograd key).
-_BWD = getattr(torch.ops.redge_kernels.bwd.default, "_op", torch.ops.redge_kernels.bwd.default)
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def plain_eager(logits: torch.Tensor) -> bool:
-    """True when a call on ``logits`` may take ``fwd_eager``: eager mode (not traced by
-    ``torch.compile``), a plain ``torch.Tensor`` or ``nn.Parameter`` (no other subclass), and no
-    functorch transform or Python dispatch / function mode active (those see the op through its
-    registered autograd)."""
-    return (type(logits) in _PLAIN and not torch.compiler.is_compiling()
-            and not torch._C._are_functorch_transforms_active()
-            and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._is_torch_function_mode_enabled())
+def _vjp_map(seed, coefs, method, hard, tau, index):
+    """``(grad_y, phi) -> J(phi)^T grad_y`` of the reference (what ``bwd`` computes), itself
+    differentiable in both arguments."""
+    def F(grad_y, phi):
+        _, pull = torch.func.vjp(_estimator_map(phi, seed, coefs, method, hard, tau, index), phi)
+        return pull(grad_y)[0]
+    return F
 
 
-class _EagerFwd(torch.autograd.Function):
-    """Eager twin of the registered autograd of ``fwd``: the same kernels, saved state and
-    backward, for logits of any leading shape (the ``[R, K]`` view is taken inside, so no
-    reshape nodes enter the graph), without torch.library's Python autograd layer."""
+def _linear_jvp(F, phi, v):
+    """``J(phi) v`` from ``F(u, phi) = J(phi)^T u`` by reverse mode only: ``F`` is linear in
+    ``u``, so ``J v`` is the vjp of ``u -> F(u, phi)`` with cotangent ``v`` (at ``u = 0``); no
+    forward-mode level is opened inside a forward-mode rule (forward AD does not nest)."""
+    _check_no_functorch_jvp()
+    phi0 = phi.detach()
+    _, pull = torch.func.vjp(lambda u: F(u, phi0), torch.zeros_like(phi0))
+    return pull(v)[0]
+
+
+def _check_no_functorch_jvp():
+    """Forward-mode rules reached through the op's own Autograd kernel inside a ``torch.func``
+    transform (the op called directly, not through ``call_fwd``) cannot open the transforms they
+    need: a clear error instead of functorch's internal assert."""
+    if getattr(_TLS, "single", 0) and torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(
+            "redge_kernels: functorch forward mode (torch.func.jvp / jacfwd / hessian) of a "
+            "redge_kernels op called directly is not supported; call it through the public "
+            "functions (or ops.call_fwd), or use torch.autograd.forward_ad")
+
+
+def _vjp_of_phi(F, g, phi, w):
+    """``(d/dphi F(g, phi))^T w``: the phi part of ``F``'s vjp."""
+    _, pull = torch.func.vjp(lambda p: F(g, p), phi)
+    return pull(w)[0]
+
+
+# ----------------------------------------------------------------------------- autograd kernels
+class _Fwd(torch.autograd.Function):
+    """Autograd of ``pair.fwd`` (see module docstring). Inputs after ``phi``: the op's other
+    arguments, then the ``OpPair``."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, logits, seed, coefs, method, hard, tau):
-        shape = logits.shape
-        if len(shape) == 2:
-            with torch._C._AutoDispatchBelowAutograd():
-                y, stats, index = _FWD(logits, seed, coefs, method, hard, tau)
-            out_index = index
-        else:
-            with torch._C._AutoDispatchBelowAutograd():
-                y, stats, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard,
-                                       tau)
-            # detach(): plain outputs, not views made inside the Function (in-place ops on y stay
-            # legal; index keeps the saved index's version counter, as the reshape view did).
-            y, out_index = y.reshape(shape).detach(), index.reshape(shape[:-1]).detach()
-        # As _setup_context, with the logits themselves saved (their version is checked).
-        ctx.save_for_backward(logits, seed, coefs, stats, index)
-        ctx.args = (method, hard, tau)
-        ctx.mark_non_differentiable(out_index)
-        return y, out_index
+    def forward(phi, seed, coefs, method, hard, tau, pair):
+        with torch._C._AutoDispatchBelowAutograd():  # as torch.library's own autograd kernels
+            return pair.fwd(phi, seed, coefs, method, hard, tau)
 
     @staticmethod
-    def backward(ctx, grad_y, grad_index):
-        logits, seed, coefs, stats, index = ctx.saved_tensors
-        method, hard, tau = ctx.args
-        shape = logits.shape
-        if len(shape) == 2:
-            grad_phi = _BWD(grad_y, logits, seed, coefs, stats, index, method, hard, tau)
-        else:
-            k = shape[-1]
-            grad_phi = _BWD(grad_y.reshape(-1, k), logits.reshape(-1, k), seed, coefs, stats,
-                            index, method, hard, tau).reshape(shape)
-        return grad_phi, None, None, None, None, None
+    def setup_context(ctx, inputs, output):
+        phi, seed, coefs, method, hard, tau, pair = inputs
+        _, stats, index = output
+        ctx.save_for_backward(phi, seed, coefs, stats, index)
+        if _forward_mode_possible():
+            ctx.save_for_forward(phi, seed, coefs, index)
+        ctx.args = (method, hard, tau, pair)
+        ctx.mark_non_differentiable(stats, index)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_stats, grad_index):
+        phi, seed, coefs, stats, index = ctx.saved_tensors
+        method, hard, tau, pair = ctx.args
+        grad_phi = call_bwd(pair, grad_y.contiguous(), phi, seed, coefs, stats, index, method,
+                            hard, tau)
+        return grad_phi, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, phi_t, *_):
+        phi, seed, coefs, index = ctx.saved_tensors
+        method, hard, tau, _pair = ctx.args
+        if phi_t is None:
+            return None, None, None
+        return _linear_jvp(_vjp_map(seed, coefs, method, hard, tau, index), phi, phi_t), None, None
 
 
-try:  # Function.apply minus its functorch bookkeeping (``plain_eager`` rules functorch out)
-    _APPLY = torch._C._FunctionBase.__dict__["apply"].__get__(None, _EagerFwd)
-except (AttributeError, KeyError, TypeError):  # pragma: no cover (other torch versions)
-    _APPLY = _EagerFwd.apply
+class _Bwd(torch.autograd.Function):
+    """Autograd of ``pair.bwd``: derivatives of ``grad_phi = F(grad_y, phi)`` from the reference
+    (see module docstring); stats are not differentiable inputs."""
 
+    generate_vmap_rule = True
 
-_POOL = threading.local()
-_POOL_SIZE = 4
-_saved_tensors_hooks = torch._C._autograd._top_saved_tensors_default_hooks
-
-
-def seed_buffer():
-    """A private 0-dim int64 CPU tensor that no live graph or caller holds, for the next
-    ``fwd_eager`` call's seed (drawn into it in place, as ``torch.randint`` would draw), or None.
-
-    A fresh seed tensor per call costs more than the whole rest of the argument handling; the
-    per-thread pool hands a buffer out again only when its Python refcount and its C++ use count
-    show that only the pool holds it (a graph that saved it for backward holds it until the
-    backward ran or the graph died). Never while saved-tensor hooks are active (they may keep
-    the seed in a form the counts do not see). For CPU logits only (a CUDA stream may still read
-    the old value).
-    """
-    if _saved_tensors_hooks(False) is not None:
-        return None
-    pool = getattr(_POOL, "seeds", None)
-    if pool is None:
-        pool = _POOL.seeds = []
-    for t in pool:
-        # refs: the pool, the loop variable, getrefcount's argument
-        if sys.getrefcount(t) == 3 and t._use_count() == 1:
-            return t
-    if len(pool) >= _POOL_SIZE:
-        return None
-    t = torch.empty((), dtype=torch.int64)
-    pool.append(t)
-    return t
-
-
-def fwd_eager(logits, seed, coefs, method: int, hard: bool, tau: float):
-    """``(y, index)`` of ``fwd`` on ``logits [..., K]`` (shapes ``[..., K]`` and ``[...]``) with
-    the registered autograd's gradient; only where ``plain_eager(logits)`` holds."""
-    if torch.is_grad_enabled() and logits.requires_grad:
-        return _APPLY(logits, seed, coefs, method, hard, tau)
-    shape = logits.shape
-    if len(shape) == 2:
+    @staticmethod
+    def forward(grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair):
         with torch._C._AutoDispatchBelowAutograd():
-            y, _, index = _FWD(logits, seed, coefs, method, hard, tau)
-        return y, index
-    with torch._C._AutoDispatchBelowAutograd():
-        y, _, index = _FWD(logits.reshape(-1, shape[-1]), seed, coefs, method, hard, tau)
-    return y.reshape(shape), index.reshape(shape[:-1])
+            return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair = inputs
+        ctx.save_for_backward(grad_y, phi, seed, coefs, index)
+        if _forward_mode_possible():
+            ctx.save_for_forward(grad_y, phi, seed, coefs, index)
+        ctx.args = (method, hard, tau)
+
+    @staticmethod
+    def backward(ctx, w):
+        grad_y, phi, seed, coefs, index = ctx.saved_tensors
+        F = _vjp_map(seed, coefs, *ctx.args, index)
+        _, pull = torch.func.vjp(F, grad_y, phi)
+        d_grad_y, d_phi = pull(w)
+        return d_grad_y, d_phi, None, None, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, grad_y_t, phi_t, *_):
+        grad_y, phi, seed, coefs, index = ctx.saved_tensors
+        if grad_y_t is None and phi_t is None:
+            return None
+        _check_no_functorch_jvp()
+        F = _vjp_map(seed, coefs, *ctx.args, index)
+        phi0, g0 = phi.detach(), grad_y.detach()
+        out_t = 0
+        if grad_y_t is not None:  # F is linear in grad_y: F(grad_y_t, phi)
+            out_t = F(grad_y_t, phi0)
+        if phi_t is not None:  # d/dphi <F(g, phi), w> = <second-order term, w>, by a third vjp
+            out_t = out_t + _linear_jvp(lambda w, p: _vjp_of_phi(F, g0, p, w), phi0, phi_t)
+        return out_t
+
+
+_TLS = threading.local()
+_AFTER_AUTOGRAD = torch._C._after_autograd_keyset
+
+
+def _apply(cls, *args):
+    """``cls.apply(*args)`` from an op's Autograd kernel, as a single-level Function.
+
+    The Python ``Function.apply`` adds two things on top of the C++ ``apply`` it ends in: an
+    ``inspect.signature`` binding of default arguments (our forwards take none, all positional;
+    it is most of the eager per-call overhead) and, under ``torch.func``, a detour through
+    functorch's ``custom_function_call``. An op's Autograd kernel already runs at one functorch
+    level (functorch dispatches the op level by level, as any ATen op), where that detour has no
+    kernel; so the Function is applied at that level, as functorch itself does in
+    ``custom_function_call``'s rules. Forward-mode rules cannot open ``torch.func`` transforms
+    at such a level (``_check_no_functorch_jvp``); ``call_fwd`` / ``call_bwd`` avoid it."""
+    if not torch._C._are_functorch_transforms_active():
+        return _C_APPLY(cls, *args)
+    _TLS.single = getattr(_TLS, "single", 0) + 1
+    try:
+        with _single_level():
+            return _C_APPLY(cls, *args)
+    finally:
+        _TLS.single -= 1
+
+
+def _C_APPLY(cls, *args):
+    return super(torch.autograd.Function, cls).apply(*args)
+
+
+def _forward_mode_possible() -> bool:
+    """A forward-mode level (``torch.autograd.forward_ad.dual_level``) or a functorch transform
+    is active: inputs may carry tangents."""
+    return forward_ad._current_level >= 0 or torch._C._are_functorch_transforms_active()
+
+
+def _needs_autograd(*tensors) -> bool:
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)) \
+        or _forward_mode_possible()
+
+
+def call_fwd(pair: "OpPair", phi, seed, coefs, method: int, hard: bool, tau: float):
+    """``pair.fwd(...)`` with its autograd: the op itself, except under ``torch.func`` transforms,
+    where the same Function is applied through ``Function.apply`` so that functorch runs its
+    rules level by level (``torch.func.jvp``, ``jacfwd`` and nested transforms need that)."""
+    if torch._C._are_functorch_transforms_active():
+        return _Fwd.apply(phi, seed, coefs, method, hard, tau, pair)
+    return pair.fwd(phi, seed, coefs, method, hard, tau)
+
+
+def call_bwd(pair: "OpPair", grad_y, phi, seed, coefs, stats, index, method: int, hard: bool,
+             tau: float):
+    """``pair.bwd(...)`` with its autograd, as ``call_fwd``."""
+    if torch._C._are_functorch_transforms_active():
+        return _Bwd.apply(grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+    return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+
+
+def _define(fwd_name: str, bwd_name: str) -> OpPair:
+    """Define one family's two ops with their fake kernels and autograd kernels."""
+    LIB.define(fwd_name + _FWD_SCHEMA)
+    LIB.define(bwd_name + _BWD_SCHEMA)
+    pair = OpPair(getattr(torch.ops.redge_kernels, fwd_name).default,
+                  getattr(torch.ops.redge_kernels, bwd_name).default)
+    torch.library.register_fake(f"redge_kernels::{fwd_name}", _fwd_fake, lib=LIB)
+    torch.library.register_fake(f"redge_kernels::{bwd_name}", _bwd_fake, lib=LIB)
+
+    # Without anything to differentiate, straight to the kernel below autograd (as
+    # torch.library's own autograd kernels do).
+    def fwd_autograd(keyset, phi, seed, coefs, method, hard, tau):
+        if _needs_autograd(phi):
+            return _apply(_Fwd, phi, seed, coefs, method, hard, tau, pair)
+        return pair.fwd.redispatch(keyset & _AFTER_AUTOGRAD, phi, seed, coefs, method, hard, tau)
+
+    def bwd_autograd(keyset, grad_y, phi, seed, coefs, stats, index, method, hard, tau):
+        if _needs_autograd(grad_y, phi):
+            return _apply(_Bwd, grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+        return pair.bwd.redispatch(keyset & _AFTER_AUTOGRAD, grad_y, phi, seed, coefs, stats,
+                                   index, method, hard, tau)
+
+    LIB.impl(fwd_name, fwd_autograd, "Autograd", with_keyset=True)
+    LIB.impl(bwd_name, bwd_autograd, "Autograd", with_keyset=True)
+    torch.library.register_vmap(f"redge_kernels::{fwd_name}", _per_element(pair.fwd), lib=LIB)
+    torch.library.register_vmap(f"redge_kernels::{bwd_name}", _per_element(pair.bwd), lib=LIB)
+    return pair
+
+
+def _per_element(op):
+    """vmap rule of ``op``: one call per batch element (each element keeps the noise of its own
+    rows 0..R-1, so ``vmap(f)(X)[b] == f(X[b])`` exactly; folding the batch into the rows would
+    give other rows' noise), outputs stacked along dim 0."""
+    def rule(info, in_dims, *args):
+        outs = []
+        for b in range(info.batch_size):
+            outs.append(op(*[a.select(d, b) if d is not None else a
+                             for a, d in zip(args, in_dims)]))
+        if isinstance(outs[0], tuple):
+            stacked = tuple(torch.stack(parts) for parts in zip(*outs))
+            return stacked, (0,) * len(stacked)
+        return torch.stack(outs), 0
+    return rule
+
+
+#: Kernel families: ``"native"`` (C++ on CPU, Triton on CUDA) and ``"interpreted"`` (the Triton
+#: launchers on CPU tensors under ``TRITON_INTERPRET=1``).
+PAIRS = {"native": _define("fwd", "bwd"),
+         "interpreted": _define("interpreted_fwd", "interpreted_bwd")}
 
 
 def fwd(phi, seed, coefs, method: int, hard: bool, tau: float):

@@ -30,62 +30,146 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Value ``hard`` (returned exactly), gradient passed unchanged to ``soft``."""
+    """Value ``hard`` (returned exactly), derivative that of ``soft``: the backward passes the
+    incoming gradient to ``soft`` unchanged and the forward-mode tangent is ``soft``'s tangent.
+    Both are linear maps of the incoming gradient / tangent written with differentiable ops, so
+    double backward, forward mode and the ``torch.func`` transforms see the soft path's own
+    derivatives (setup_context form, vmap rule generated)."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, hard, soft):
+    def forward(hard, soft):
         return hard.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
 
     @staticmethod
     def backward(ctx, g):
         return None, g
 
+    @staticmethod
+    def jvp(ctx, hard_t, soft_t):
+        return soft_t
+
+
+def _cov_times(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """``(diag(p) - p p^T) g`` row-wise: the softmax Jacobian (symmetric) applied to ``g``."""
+    return p * (g - (g * p).sum(-1, keepdim=True))
+
 
 class _ReinMaxCorrection(torch.autograd.Function):
-    """Value 0; gradient into ``phi`` of ReinMax at tau = 1 (paper eq. 5, docs/SPEC.md "ReDGE-Max"):
-    ``gphi = 1/2 (p ⊙ (g - <g, p>) + <g, D> D)`` with ``D = one_hot - p``."""
+    """Value 0; derivative into ``phi`` the difference between ReinMax at tau = 1 (paper eq. 5,
+    docs/SPEC.md "ReDGE-Max") and straight-through at the last denoiser:
+    ``J = 1/2 (D D^T - (diag(p) - p p^T))`` with ``D = one_hot - p``, so that added to the
+    straight-through output of ``p_1`` the phi-direct term becomes ``1/2 (Cov(p) g + <g, D> D)``.
+    ``J`` is symmetric, so the backward ``J g`` and the tangent ``J v`` are one formula. ``p`` and
+    ``D`` stay attached to their graph (no first-order gradient of their own: the value is 0), so a
+    double backward differentiates ``J g`` through ``p`` as well."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, phi, p, d):
-        ctx.save_for_backward(p, d)
+    def forward(phi, p, d):
         return torch.zeros_like(p)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, p, d = inputs
+        ctx.save_for_backward(p, d)
+        ctx.save_for_forward(p, d)
+
+    @staticmethod
+    def _apply_j(p, d, g):
+        return 0.5 * ((g * d).sum(-1, keepdim=True) * d - _cov_times(p, g))
 
     @staticmethod
     def backward(ctx, g):
         p, d = ctx.saved_tensors
-        cov_g = p * (g - (g * p).sum(-1, keepdim=True))
-        return 0.5 * (cov_g + (g * d).sum(-1, keepdim=True) * d), None, None
+        return _ReinMaxCorrection._apply_j(p, d, g), None, None
+
+    @staticmethod
+    def jvp(ctx, phi_t, p_t, d_t):
+        p, d = ctx.saved_tensors
+        if phi_t is None:
+            return torch.zeros_like(p)
+        return _ReinMaxCorrection._apply_j(p, d, phi_t)
 
 
 class _ReinMax(torch.autograd.Function):
-    """ReinMax with temperature tau (Liu et al. 2023; docs/SPEC.md "Baselines"): value ``D``; gradient
+    """ReinMax with temperature tau (Liu et al. 2023; docs/SPEC.md "Baselines"): value ``D``;
+    gradient ``gphi = C (A + B) g`` with
 
-        p1 = (softmax(phi / tau) + D) / 2
-        u  = 2 g ⊙ p1 ;   u = u - p1 sum(u)
-        w  = -g/2 ⊙ p0 ;  w = w - p0 sum(w)
-        gphi = u + w, centred over the unmasked entries (masked entries stay exactly 0).
+        p1 = (softmax(phi / tau) + D) / 2,  A g = 2 p1 ⊙ (g - <g, p1>)    (u in SPEC)
+        p0 = softmax(phi),                  B g = -1/2 p0 ⊙ (g - <g, p0>) (w in SPEC)
+        C  = centring over the unmasked entries (masked entries stay exactly 0).
+
+    ``A``, ``B`` and ``C`` are symmetric, so the forward-mode tangent is ``(A + B) C v``. Both are
+    written with differentiable ops of the saved ``phi`` (double backward differentiates them).
     """
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, phi, d, tau):
-        ctx.save_for_backward(phi, d)
-        ctx.tau = tau
+    def forward(phi, d, tau):
         return d.clone()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        phi, d, tau = inputs
+        ctx.save_for_backward(phi, d)
+        ctx.save_for_forward(phi, d)
+        ctx.tau = tau
+
+    @staticmethod
+    def _parts(phi, d, tau):
+        p0 = masked_softmax(phi)
+        p1 = 0.5 * (masked_softmax(phi / tau) + d)
+        valid = phi != float("-inf")
+        return p0, p1, valid
+
+    @staticmethod
+    def _centre(x, valid):
+        n_valid = valid.sum(-1, keepdim=True).clamp_min(1).to(x.dtype)
+        mean = torch.where(valid, x, torch.zeros_like(x)).sum(-1, keepdim=True) / n_valid
+        return torch.where(valid, x - mean, torch.zeros_like(x))
 
     @staticmethod
     def backward(ctx, g):
         phi, d = ctx.saved_tensors
-        p0 = masked_softmax(phi)
-        p1 = 0.5 * (masked_softmax(phi / ctx.tau) + d)
-        u = 2.0 * g * p1
-        u = u - p1 * u.sum(-1, keepdim=True)
-        w = -0.5 * g * p0
-        w = w - p0 * w.sum(-1, keepdim=True)
-        gphi = u + w
-        valid = phi != float("-inf")
-        n_valid = valid.sum(-1, keepdim=True).clamp_min(1).to(gphi.dtype)
-        mean = torch.where(valid, gphi, torch.zeros_like(gphi)).sum(-1, keepdim=True) / n_valid
-        return torch.where(valid, gphi - mean, torch.zeros_like(gphi)), None, None
+        p0, p1, valid = _ReinMax._parts(phi, d, ctx.tau)
+        gphi = 2.0 * _cov_times(p1, g) - 0.5 * _cov_times(p0, g)
+        return _ReinMax._centre(gphi, valid), None, None
+
+    @staticmethod
+    def jvp(ctx, phi_t, d_t, tau_t):
+        phi, d = ctx.saved_tensors
+        if phi_t is None:
+            return torch.zeros_like(d)
+        p0, p1, valid = _ReinMax._parts(phi, d, ctx.tau)
+        v = _ReinMax._centre(phi_t, valid)
+        return 2.0 * _cov_times(p1, v) - 0.5 * _cov_times(p0, v)
+
+
+def _traceable(cls):
+    """``cls`` without its forward-mode rule: dynamo does not trace a Function that defines
+    ``jvp``, and forward-mode AD does not run under ``torch.compile`` anyway."""
+    return type(cls.__name__ + "Traced", (cls,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
+
+
+_StraightThroughTraced = _traceable(_StraightThrough)
+_ReinMaxCorrectionTraced = _traceable(_ReinMaxCorrection)
+_ReinMaxTraced = _traceable(_ReinMax)
+
+
+def _functions():
+    """``(straight_through, reinmax_correction, reinmax)`` Functions: the eager ones, or their
+    traceable twins under torch.compile."""
+    if torch.compiler.is_compiling():
+        return _StraightThroughTraced, _ReinMaxCorrectionTraced, _ReinMaxTraced
+    return _StraightThrough, _ReinMaxCorrection, _ReinMax
 
 
 def _gumbel_argmax(scores: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
@@ -94,8 +178,10 @@ def _gumbel_argmax(scores: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
 
 
 def _one_hot(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    y = torch.zeros_like(like)
-    return y.scatter_(-1, index.clamp_min(0)[:, None], 1.0)
+    """One-hot of ``index.clamp_min(0)`` in ``like``'s shape and dtype (elementwise: vmap and
+    torch.compile see no scatter)."""
+    cols = torch.arange(like.shape[-1], device=like.device)
+    return (cols == index.clamp_min(0)[:, None]).to(like.dtype)
 
 
 def _row_kinds(phi: torch.Tensor):
@@ -114,7 +200,8 @@ def _ddim_chain(phi, x, coefs, n, denoiser_logits):
 
 
 def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = None,
-           hard: bool = True, tau: float = 1.0):
+           hard: bool = True, tau: float = 1.0, *, coefs: torch.Tensor | None = None,
+           index: torch.Tensor | None = None):
     """Reference estimator on 2-D logits.
 
     Args:
@@ -124,12 +211,18 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         schedule: the time grid (diffusion methods only).
         hard: one-hot value (straight-through gradient) or the soft sample.
         tau: temperature (gumbel, reinmax).
+        coefs: instead of ``schedule``, its kernel table ``[n, 5]`` (``Schedule.table``) as the
+            fused ops receive it; the fused backends' forward-mode and double-backward rules
+            (``ops``) re-run this function on exactly their arguments.
+        index: optional ``[R]`` int64 sample to use instead of drawing it (the fused forward's
+            index, so that those rules differentiate at the kernel's own sample).
 
     Returns:
         ``(y, index)``: ``y [R, K]`` in ``phi.dtype`` (differentiable), ``index [R]`` int64
         (-1 on empty or poisoned rows).
     """
     rows, k = phi.shape
+    st_fn, correction_fn, reinmax_fn = _functions()
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
     r0, r1, r2, _ = noise_bits(seed, rows, k, phi.device)
@@ -137,19 +230,25 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
 
     if method in ("st", "reinmax"):
         p = masked_softmax(x_phi)
-        index = _gumbel_argmax(x_phi, gumbel)
+        index = _gumbel_argmax(x_phi, gumbel) if index is None else index
         y_hard = _one_hot(index, p.detach())
         if method == "st":
-            y = _StraightThrough.apply(y_hard, p) if hard else p
+            y = st_fn.apply(y_hard, p) if hard else p
         else:
-            y = _ReinMax.apply(x_phi, y_hard, float(tau))
+            y = reinmax_fn.apply(x_phi, y_hard, float(tau))
     elif method == "gumbel":
-        s = masked_softmax((x_phi + gumbel) / tau)
-        index = _gumbel_argmax(x_phi, gumbel)
-        y = _StraightThrough.apply(_one_hot(index, s.detach()), s) if hard else s
+        # The row max is taken before dividing by tau (softmax is shift invariant): with finite
+        # logits near the fp32 limit, (phi + G) / tau itself would overflow to inf for tau < 1.
+        scores = x_phi + gumbel
+        top = scores.detach().amax(-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        s = masked_softmax((scores - top) / tau)
+        index = _gumbel_argmax(x_phi, gumbel) if index is None else index
+        y = st_fn.apply(_one_hot(index, s.detach()), s) if hard else s
     elif method in ("redge", "redge_cov", "redge_max"):
-        n = schedule.n_steps
-        coefs = schedule.table(phi.device, dtype=cdtype)
+        if coefs is None:
+            coefs = schedule.table(phi.device, dtype=cdtype)
+        n = coefs.shape[0]
         z = normal_from_bits(r0, r1).to(cdtype)
         if method == "redge_cov":
             mu = masked_softmax(x_phi)
@@ -167,15 +266,16 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
                 return x_phi + coefs[kk, COEF_C] * x_k
         l_1, x_1 = _ddim_chain(x_phi, x, coefs, n, denoiser_logits)
         p_1 = masked_softmax(l_1)
-        index = _gumbel_argmax(l_1, gumbel)
+        index = _gumbel_argmax(l_1, gumbel) if index is None else index
         y_hard = _one_hot(index, p_1.detach())
         if method == "redge_max":
-            # The path into x_1 keeps straight-through; phi's direct term is ReinMax's.
-            p_1x = masked_softmax(x_phi.detach() + coefs[1, COEF_C] * x_1)
-            y = _StraightThrough.apply(y_hard, p_1x)
-            y = y + _ReinMaxCorrection.apply(x_phi, p_1.detach(), y_hard - p_1.detach())
+            # Straight-through at p_1 (the x_1 path and phi's direct term), plus the correction
+            # that turns phi's direct term into ReinMax's. p_1 and D stay attached (see
+            # _ReinMaxCorrection): a double backward differentiates every term through p_1.
+            y = st_fn.apply(y_hard, p_1)
+            y = y + correction_fn.apply(x_phi, p_1, y_hard - p_1)
         else:
-            y = _StraightThrough.apply(y_hard, p_1) if hard else p_1
+            y = st_fn.apply(y_hard, p_1) if hard else p_1
     else:
         raise ValueError(f"unknown method {method!r}")
 

@@ -22,7 +22,7 @@ SAMPLERS: dict[str, Callable] = {
     "reinmax": api.reinmax,
     "redge_cov": api.redge_cov,
     "gumbel": api.gumbel_softmax,
-    "reindge": api.redge_max,
+    "reindge": api.reindge,
     "redge_max": api.redge_max,
 }
 
@@ -42,29 +42,44 @@ _ALLOWED = {"st": set(), "gumbel": {"tau"}, "reinmax": {"tau"},
             "reindge": {"n_steps", "t_1", "times"}, "redge_max": {"n_steps", "t_1", "times"}}
 
 
+_HYPER = ("n_steps", "t_1", "tau", "times")
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     """A sampler name with its hyperparameters (defaults filled in; unknown names rejected).
 
-    Calling it runs the sampler: ``cfg(logits, hard=True, seed=None, generator=None,
-    backend="auto")``. ``label`` is a short display name such as ``redge(n_steps=5,t_1=0.3)``.
+    Every hyperparameter is a field (None where the sampler takes none), so
+    ``eval(repr(cfg)) == cfg`` and ``dataclasses.replace(cfg, t_1=0.3)`` work (the result is
+    validated again). Calling it runs the sampler: ``cfg(logits, hard=True, seed=None,
+    generator=None, backend="auto")``. ``label`` is a short display name such as
+    ``redge(n_steps=5,t_1=0.3)``.
     """
 
     name: str
-    params: tuple = ()
+    n_steps: Any = None
+    t_1: Any = None
+    tau: Any = None
+    times: Any = None
 
-    def __init__(self, name: str, **params):
-        if name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
-        bad = set(params) - _ALLOWED[name]
+    def __post_init__(self):
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; choose one of {sorted(SAMPLERS)}")
+        given = {k: getattr(self, k) for k in _HYPER if getattr(self, k) is not None}
+        bad = set(given) - _ALLOWED[self.name]
         if bad:
-            raise ValueError(f"sampler {name!r} takes no hyperparameter(s) {sorted(bad)}; "
-                             f"it takes {sorted(_ALLOWED[name]) or 'none'}")
-        merged = {**DEFAULTS[name], **params}
-        if "times" in merged and merged["times"] is not None:
-            merged["times"] = tuple(float(t) for t in merged["times"])
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "params", tuple(sorted(merged.items())))
+            raise ValueError(f"sampler {self.name!r} takes no hyperparameter(s) {sorted(bad)}; "
+                             f"it takes {sorted(_ALLOWED[self.name]) or 'none'}")
+        for k, v in DEFAULTS[self.name].items():
+            if k not in given:
+                object.__setattr__(self, k, v)
+        if self.times is not None:
+            object.__setattr__(self, "times", tuple(float(t) for t in self.times))
+
+    @property
+    def params(self) -> tuple:
+        """``((name, value), ...)`` of the set hyperparameters, sorted by name."""
+        return tuple((k, getattr(self, k)) for k in sorted(_HYPER) if getattr(self, k) is not None)
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -74,6 +89,10 @@ class SamplerConfig:
     def label(self) -> str:
         inner = ",".join(f"{k}={v}" for k, v in self.params)
         return f"{self.name}({inner})" if inner else self.name
+
+    def __repr__(self):
+        inner = "".join(f", {k}={v!r}" for k, v in self.params)
+        return f"SamplerConfig({self.name!r}{inner})"
 
     def __call__(self, logits, hard: bool = True, **call_kwargs):
         return SAMPLERS[self.name](logits, hard=hard, **self.kwargs, **call_kwargs)

@@ -12,14 +12,14 @@ chain (step 1 ends in the sample) and are set to the DDIM values anyway.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
 
 from ._constants import ALPHA_END
+from ._validation import as_float, as_int
 
-__all__ = ["Schedule", "linear_schedule", "grid_schedule", "make_schedule"]
+__all__ = ["Schedule", "linear_schedule", "grid_schedule", "make_schedule", "MIN_T1", "MAX_N_STEPS"]
 
 
 class Schedule:
@@ -90,15 +90,26 @@ def _linspace(start: float, end: float, steps: int) -> list[float]:
     return [start + i * step if i < half else end - (steps - 1 - i) * step for i in range(steps)]
 
 
-def _check_n_t1(n_steps, t_1):
-    if isinstance(n_steps, bool) or not isinstance(n_steps, int):
-        raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-    if n_steps < 2:
-        raise ValueError(f"n_steps must be >= 2 (one denoising step), got {n_steps}")
-    if isinstance(t_1, bool) or not isinstance(t_1, (int, float)):
-        raise TypeError(f"t_1 must be a float, got {type(t_1).__name__}")
-    if not (0.0 < float(t_1) <= 1.0) or math.isnan(t_1):
-        raise ValueError(f"t_1 must be in (0, 1], got {t_1}")
+#: Smallest accepted first time t_1 (and, for an explicit grid, t_1 = times[1]). At t_1 = 1e-6,
+#: c_1 = (1 - t_1) / t_1**2 ~ 1e12: the last denoiser is already an argmax in fp32 and the
+#: gradient through the chain is 0 to fp32 precision (paper Prop. 3.1); below ~1e-16, 1 - t_1
+#: rounds to 1 in float64 and sigma_1 = 0 (no finite schedule exists).
+MIN_T1 = 1e-6
+#: Largest accepted n_steps (and grid length). Each step costs an O(K) pass per row in each
+#: direction and 2 floats of ``stats`` per row; the paper and the authors use 3 to 10.
+MAX_N_STEPS = 1024
+
+
+def _check_n_t1(n_steps, t_1) -> tuple[int, float]:
+    n = as_int(n_steps, "n_steps")
+    if n < 2:
+        raise ValueError(f"n_steps must be >= 2 (one denoising step), got {n}")
+    if n > MAX_N_STEPS:
+        raise ValueError(f"n_steps must be <= {MAX_N_STEPS} (MAX_N_STEPS), got {n}")
+    t = as_float(t_1, "t_1")
+    if not (MIN_T1 <= t <= 1.0):
+        raise ValueError(f"t_1 must be in [{MIN_T1:g}, 1] (MIN_T1 = {MIN_T1:g}), got {t}")
+    return n, t
 
 
 def linear_schedule(n_steps: int, t_1: float) -> Schedule:
@@ -108,8 +119,8 @@ def linear_schedule(n_steps: int, t_1: float) -> Schedule:
     constants); it agrees with ``torch.linspace(..., dtype=torch.float64)`` within 2 ulp and has
     exact end points (for n = 2 it is just 1 - t_1).
     """
-    _check_n_t1(n_steps, t_1)
-    alphas = [1.0] + _linspace(1.0 - float(t_1), ALPHA_END, n_steps - 1)
+    n_steps, t_1 = _check_n_t1(n_steps, t_1)
+    alphas = [1.0] + _linspace(1.0 - t_1, ALPHA_END, n_steps - 1)
     return Schedule(alphas, [1.0 - a for a in alphas])
 
 
@@ -118,7 +129,11 @@ def grid_schedule(times: Sequence[float]) -> Schedule:
 
     Example: the paper's section-4 grid ``[k / (n - 1) for k in range(n)]``.
     """
-    ts = [float(t) for t in times]
+    if isinstance(times, (str, bytes)) or not hasattr(times, "__len__"):
+        raise TypeError(f"times must be a sequence of floats, got {type(times).__name__}")
+    if len(times) > MAX_N_STEPS:
+        raise ValueError(f"times must hold at most {MAX_N_STEPS} points (MAX_N_STEPS), got {len(times)}")
+    ts = [as_float(t, "times[i]") for t in times]
     if len(ts) < 2:
         raise ValueError(f"times must hold at least 2 points (t_0 = 0 and t_1), got {len(ts)}")
     if ts[0] != 0.0:
@@ -127,6 +142,8 @@ def grid_schedule(times: Sequence[float]) -> Schedule:
         raise ValueError(f"times must be strictly increasing, got {ts}")
     if ts[-1] > 1.0:
         raise ValueError(f"times must end at most at 1, got {ts[-1]}")
+    if ts[1] < MIN_T1:
+        raise ValueError(f"times[1] (t_1) must be >= MIN_T1 = {MIN_T1:g}, got {ts[1]}")
     return Schedule([1.0 - t for t in ts], ts)
 
 
@@ -134,4 +151,4 @@ def make_schedule(n_steps: int, t_1: float, times: Sequence[float] | None = None
     """``grid_schedule(times)`` when a grid is given, else ``linear_schedule(n_steps, t_1)``."""
     if times is not None:
         return grid_schedule(times)
-    return linear_schedule(n_steps, float(t_1) if isinstance(t_1, int) and not isinstance(t_1, bool) else t_1)
+    return linear_schedule(n_steps, t_1)
