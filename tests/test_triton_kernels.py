@@ -26,6 +26,7 @@ tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
 from redge_kernels.triton import _noise as tn  # noqa: E402
+from redge_kernels.triton._gumbel_max import gumbel_upper  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
@@ -400,3 +401,56 @@ def test_streams_drawn_by_each_pass(monkeypatch, method, fwd_streams, bwd_stream
     tk.bwd(torch.ones_like(phi), phi, seed_t, coefs, stats, index, METHOD_IDS[method], True, 0.7,
            block=block)
     assert set(seen) == bwd_streams
+
+
+# ---- the Gumbel-max: exact G only for candidates --------------------------------------------
+
+@triton.jit
+def _bound_kernel(w_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    w = tl.load(w_ptr + i, mask=m, other=0).to(tl.uint32)
+    tl.store(out_ptr + i, gumbel_upper(w), mask=m)
+
+
+def test_gumbel_bound_is_above_g_for_every_kind_of_word():
+    """The log-free bound of _gumbel_max is >= the float32 G of noise.py: the edge words, every
+    2**12-th word and a random sample; and tight in the upper tail: for G > 5 (a < e^-5) at most
+    ln 2 max_f (log2 f - (f - 1)) + log(-log u / a) + 2**-10 <= 0.0598 + 0.0034 + 0.001 above."""
+    from redge_kernels.noise import gumbel_from_bits
+    edge = [torch.arange(0, 2**12), torch.arange(2**31 - 2**11, 2**31 + 2**11),
+            torch.arange(2**32 - 2**14, 2**32), torch.arange(0, 2**32, 2**12),
+            torch.randint(0, 2**32, (2**16,), generator=torch.Generator().manual_seed(0))]
+    w = torch.cat(edge).to(torch.int64)
+    out = torch.empty(w.numel(), device=DEVICE)
+    _bound_kernel[(triton.cdiv(w.numel(), 4096),)](w.to(DEVICE), out, w.numel(), BLOCK=4096)
+    g = gumbel_from_bits(w).to(DEVICE)
+    assert bool((out >= g).all()), float((out - g).min())
+    upper = g > 5.0
+    assert int(upper.sum()) > 100
+    assert float((out - g)[upper].max()) < 0.0642
+
+
+def _kernel_gumbel(seed, rows, k):
+    """G exactly as the kernels compute it (``_noise.gumbel`` on rows 0 .. rows-1)."""
+    out = torch.empty(rows, triton.next_power_of_2(k), device=DEVICE)
+    z = torch.empty_like(out[0])
+    for r in range(rows):
+        _noise_kernel[(1,)](z, out[r], seed, r, 0, BLOCK=out.shape[1], ALIGNED=True)
+    return out[:, :k].contiguous()
+
+
+@pytest.mark.parametrize("method,block", [("st", None), ("st", 16), ("redge", None), ("redge", 16)])
+def test_gumbel_max_ties_go_to_the_first_column(method, block):
+    """phi = -G (the kernels' own float32 G) makes every score l + G exactly 0, so every column is
+    a candidate and the first one must win; masking it moves the sample to the next. For redge,
+    n = 2 and t_1 = 1 give c_1 = 0 and l_1 = phi."""
+    k, rows, seed = 45, 3, 17
+    sched = linear_schedule(2, 1.0) if method == "redge" else BASELINE
+    phi = -_kernel_gumbel(seed, rows, k)
+    phi[1, 0] = float("-inf")
+    phi[2, :5] = float("-inf")
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=DEVICE)
+    _, _, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], True, 1.0, block=block)
+    assert index.tolist() == [0, 1, 5]

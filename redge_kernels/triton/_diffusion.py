@@ -27,8 +27,9 @@ import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, online_stats,
-                      pick, probs, put, row_argmax, row_flags, row_stats, safe_max, tile_argmax)
-from ._noise import gumbel, normal
+                      pick, probs, put, row_flags, row_stats, safe_max)
+from ._gumbel_max import fold
+from ._noise import gumbel_words, normal
 
 V_MIN: tl.constexpr = tl.constexpr(_V_MIN_PY)
 
@@ -177,8 +178,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         m, s = row_stats(l)
         mvec = put(mvec, steps, 1, m)
         svec = put(svec, steps, 1, s)
-        gum = gumbel(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
-        best_idx = row_argmax(l + gum)
+        w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
+        _, best_idx = fold(NEG_INF, row * 0, l, w, 0, BLOCK)
         if HARD:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
@@ -231,8 +232,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                 m, s = online_stats(m, s, l)
                 if k == 1:
                     # G (stream 1) only in the last denoiser's pass
-                    gum = gumbel(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-                    best, best_idx = tile_argmax(best, best_idx, l + gum, start)
+                    w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+                    best, best_idx = fold(best, best_idx, l, w, start, BLOCK)
             mvec = put(mvec, steps, k, safe_max(m))
             svec = put(svec, steps, k, s)
         poisoned = n_bad > 0

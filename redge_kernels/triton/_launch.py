@@ -28,6 +28,10 @@ from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
 _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
 
+#: Floating-point contraction (a * b + c as one FMA) is pinned, so that a Triton upgrade that
+#: changes the default does not change the numerics.
+FP_FUSION = True
+
 #: Largest row handled by one block (path a), per kernel kind.
 SINGLE_MAX = {"diffusion_fwd": 8192, "diffusion_bwd": 8192, "onepass_fwd": 16384,
               "onepass_bwd": 16384}
@@ -120,13 +124,13 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
         _diffusion_fwd_kernel[(rows,)](
             phi, seed, coefs, y, stats, index, k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single,
-            BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps)
+            BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
             phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps)
+            STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 
@@ -148,12 +152,12 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
             MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps)
+            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
             grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps)
+            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     return grad_phi

@@ -10,11 +10,12 @@ global columns 4j .. 4j+3 of a row; every word is used once:
                a = f32(~w) 2^-32 + 2^-33 (= 1 - u),  b = f32(w) 2^-32 + 2^-33 (= u)
                E = log1p(-a) by Goldberg (a < 1/2) else -log b;  G = -log E
 
-The blocks come in two forms. ``*_block4`` takes a tile that starts at a global column that is a
-multiple of 4 (the kernels' tiles when the vocabulary offset is): BLOCK // 4 calls, interleaved
-into column order with ``tl.join`` + ``tl.reshape``. ``*_at`` takes any int64 global columns (a
-vocabulary shard whose first column is not a multiple of 4): one call per element, which keeps the
-lane ``col & 3`` it needs (4x the Philox work, only on that path).
+The blocks come in two forms, picked by the constexpr ``ALIGNED``: a tile that starts at a global
+column that is a multiple of 4 (the kernels' tiles when the vocabulary offset is) takes BLOCK // 4
+calls, interleaved into column order with ``tl.join`` + ``tl.reshape``; any other tile (a vocabulary
+shard whose first column is not a multiple of 4) takes one call per element and keeps the lane
+``col & 3`` it needs (4x the Philox work, only on that path). ``gumbel_words`` returns the raw
+stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_gumbel_max``).
 
 ``tl.log`` / ``tl.cos`` / ``tl.sin`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` /
 ``__nv_sinf`` and ``sqrt_rn`` is the IEEE square root, so the kernels differ from the reference by
@@ -77,15 +78,6 @@ def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def gumbel_block4(seed, row, c0, BLOCK: tl.constexpr):
-    """Stream 1: float32 Gumbel ``G`` of the global columns ``c0 .. c0 + BLOCK - 1`` (``c0`` a
-    multiple of 4): BLOCK // 4 Philox calls, one word per column."""
-    j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
-    w0, w1, w2, w3 = philox_words(seed, j, row, 1)
-    return gumbel_from_word(_interleave4(w0, w1, w2, w3))
-
-
-@triton.jit
 def _lane_word(w0, w1, w2, w3, lane):
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
@@ -102,13 +94,6 @@ def normal_at(seed, row, cols):
 
 
 @triton.jit
-def gumbel_at(seed, row, cols):
-    """Stream 1 at any int64 global columns ``cols``: word ``cols & 3`` of each column's call."""
-    w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 1)
-    return gumbel_from_word(_lane_word(w0, w1, w2, w3, cols & 3))
-
-
-@triton.jit
 def normal(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """Stream 0 of the tile of global columns ``cols = c0 + arange(BLOCK)``; ``ALIGNED``: ``c0`` is
     a multiple of 4 (the grouped form)."""
@@ -122,11 +107,21 @@ def normal(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
 @triton.jit
 def gumbel(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """Stream 1 of the tile of global columns ``cols = c0 + arange(BLOCK)`` (see ``normal``)."""
+    return gumbel_from_word(gumbel_words(seed, row, c0, cols, BLOCK, ALIGNED))
+
+
+@triton.jit
+def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """The raw stream-1 words (uint32) of the tile of global columns ``cols = c0 + arange(BLOCK)``:
+    word ``col & 3`` of each column's call (the Gumbel-max turns only its candidates into G)."""
     if ALIGNED:
-        g = gumbel_block4(seed, row, c0, BLOCK)
+        j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
+        w0, w1, w2, w3 = philox_words(seed, j, row, 1)
+        w = _interleave4(w0, w1, w2, w3)
     else:
-        g = gumbel_at(seed, row, cols)
-    return g
+        w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 1)
+        w = _lane_word(w0, w1, w2, w3, cols & 3)
+    return w
 
 
 @triton.jit

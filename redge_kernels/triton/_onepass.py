@@ -21,23 +21,15 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_argmax, row_flags,
-                      row_stats,
+from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_flags, row_stats,
                       safe_max, tile_argmax)
+from ._gumbel_max import fold
 from ._noise import gumbel as _gumbel_noise
+from ._noise import gumbel_words
 
 ST: tl.constexpr = tl.constexpr(0)
 GUMBEL: tl.constexpr = tl.constexpr(1)
 REINMAX: tl.constexpr = tl.constexpr(2)
-
-
-@triton.jit
-def _base_logits(phi, gum, tau, METHOD: tl.constexpr):
-    if METHOD == GUMBEL:
-        b = (phi + gum) / tau
-    else:
-        b = phi
-    return b
 
 
 @triton.jit
@@ -50,6 +42,22 @@ def _tile_base_logits(phi, seed, grow, c0, cols, tau, METHOD: tl.constexpr, BLOC
     else:
         b = phi
     return b
+
+
+@triton.jit
+def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: tl.constexpr,
+                 BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """``(b, best, best_idx)``: the tile's ``b`` and the Gumbel-max ``argmax (phi + G)`` folded in.
+    Gumbel-Softmax needs every G; st / reinmax evaluate G only for the candidates (``fold``)."""
+    if METHOD == GUMBEL:
+        gum = _gumbel_noise(seed, grow, c0, cols, BLOCK, ALIGNED)
+        b = (phi + gum) / tau
+        best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
+    else:
+        b = phi
+        best, best_idx = fold(best, best_idx, phi, gumbel_words(seed, grow, c0, cols, BLOCK, ALIGNED),
+                              start, BLOCK)
+    return b, best, best_idx
 
 
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
@@ -75,11 +83,10 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         n_bad, n_valid = row_flags(phi, cmask)
-        gum = _gumbel_noise(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
-        b = _base_logits(phi, gum, tau, METHOD)
+        b, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
+                                      tau, METHOD, BLOCK, ALIGNED)
         m0, s0 = row_stats(b)
         mt, st = row_stats(phi / tau)
-        best_idx = row_argmax(phi + gum)
         if HARD or METHOD == REINMAX:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
@@ -103,11 +110,11 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             nb, nv = row_flags(phi, cmask)
             n_bad += nb
             n_valid += nv
-            gum = _gumbel_noise(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-            m0, s0 = online_stats(m0, s0, _base_logits(phi, gum, tau, METHOD))
+            b, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
+                                             coff + cols, start, tau, METHOD, BLOCK, ALIGNED)
+            m0, s0 = online_stats(m0, s0, b)
             if METHOD == REINMAX:
                 mt, st = online_stats(mt, st, phi / tau)
-            best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0
