@@ -17,12 +17,16 @@ triton = pytest.importorskip("triton")
 import redge_kernels as rk  # noqa: E402
 from redge_kernels import reference  # noqa: E402
 from redge_kernels._constants import METHOD_IDS  # noqa: E402
-from redge_kernels.noise import gumbel_from_bits, noise_bits, normal_from_bits  # noqa: E402
+from redge_kernels.noise import gumbel_noise, normal_noise  # noqa: E402
 from redge_kernels.schedule import Schedule, grid_schedule, linear_schedule  # noqa: E402
+
+import triton.language as tl  # noqa: E402
 
 tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
+from redge_kernels.triton import _noise as tn  # noqa: E402
+from redge_kernels.triton._gumbel_max import gumbel_upper  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
@@ -196,26 +200,28 @@ def test_stats_layout():
 # ---- int64 offsets --------------------------------------------------------------------------
 
 def test_int64_noise_offsets():
-    """Rows beyond 2**32 / K: the Philox counter (row + row_offset) * K + col needs 64 bits.
-    Checked against noise.py for the same block of the big logical matrix."""
+    """Global rows past 2**32 reach the counter's high word (row >> 32) and global columns past
+    2**31 need 64-bit column arithmetic; checked against noise.py for the same block."""
     rows, k = 3, 40
-    row_offset = 2**33 // k + 5
+    row_offset, col_offset = 2**33 + 5, 2**33 + 8
     phi = _logits(rows, k, seed=4)
     seed = 99
-    r0, r1, r2, _ = noise_bits(seed, rows, k, DEVICE, row_start=row_offset)
-    z, gum = normal_from_bits(r0, r1), gumbel_from_bits(r2)
+    z = normal_noise(seed, rows, k, DEVICE, row_start=row_offset, col_start=col_offset)
+    gum = gumbel_noise(seed, rows, k, DEVICE, row_start=row_offset, col_start=col_offset)
+    assert not torch.equal(z, normal_noise(seed, rows, k, DEVICE, row_start=5,
+                                           col_start=col_offset))
     seed_t = torch.tensor(seed, dtype=torch.int64, device=DEVICE)
+    offs = {"row_offset": row_offset, "col_offset": col_offset}
     for block in (None, 16):
         _, _, index = tk.fwd(phi, seed_t, BASELINE.table(DEVICE), METHOD_IDS["st"], True, 1.0,
-                             block=block, row_offset=row_offset)
+                             block=block, **offs)
         assert torch.equal(index, (phi + gum).argmax(-1))
         y, _, _ = tk.fwd(phi, seed_t, BASELINE.table(DEVICE), METHOD_IDS["gumbel"], False, 0.5,
-                         block=block, row_offset=row_offset)
+                         block=block, **offs)
         torch.testing.assert_close(y, torch.softmax((phi + gum) / 0.5, -1))
         sched = linear_schedule(2, 0.5)
         coefs = sched.table(DEVICE)
-        y, _, _ = tk.fwd(phi, seed_t, coefs, METHOD_IDS["redge"], False, 1.0, block=block,
-                         row_offset=row_offset)
+        y, _, _ = tk.fwd(phi, seed_t, coefs, METHOD_IDS["redge"], False, 1.0, block=block, **offs)
         torch.testing.assert_close(y, torch.softmax(phi + coefs[1, 0] * z, -1))
 
 
@@ -279,3 +285,172 @@ def test_straight_through_special_case():
     a = rk.redge(x, n_steps=2, t_1=1.0, hard=False, seed=4, backend="triton")
     torch.testing.assert_close(a, torch.softmax(x, -1))
     assert math.isclose(float(linear_schedule(2, 1.0).c[1]), 0.0)
+
+
+# ---- noise version 2 in the kernels ---------------------------------------------------------
+
+@triton.jit
+def _noise_kernel(z_ptr, g_ptr, seed, row, c0, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    pid = tl.program_id(0).to(tl.int64)  # 0; int64 arithmetic as in the kernels
+    row = row + pid
+    c0 = c0 + pid
+    cols = c0 + tl.arange(0, BLOCK).to(tl.int64)
+    tl.store(z_ptr + tl.arange(0, BLOCK), tn.normal(seed, row, c0, cols, BLOCK, ALIGNED))
+    tl.store(g_ptr + tl.arange(0, BLOCK), tn.gumbel(seed, row, c0, cols, BLOCK, ALIGNED))
+
+
+@pytest.mark.parametrize("row,c0", [(0, 0), (3, 7), (2**40 + 3, 2**34 - 64), (2**32 - 1, 4097)])
+def test_kernel_noise_equals_reference_noise(row, c0):
+    """The in-kernel z and G of any global (row, column) block: the grouped form (first column a
+    multiple of 4) and the per-element form (a shard starting anywhere) against noise.py."""
+    z = torch.empty(64, device=DEVICE)
+    g = torch.empty(64, device=DEVICE)
+    _noise_kernel[(1,)](z, g, 12345, row, c0, BLOCK=64, ALIGNED=c0 % 4 == 0)
+    z_ref = normal_noise(12345, 1, 64, DEVICE, row_start=row, col_start=c0)[0]
+    g_ref = gumbel_noise(12345, 1, 64, DEVICE, row_start=row, col_start=c0)[0]
+    torch.testing.assert_close(z, z_ref, rtol=1e-6, atol=4e-7)
+    torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=4e-7)
+
+
+def _sampled(backend, method, x, seed=3):
+    y, index = rk.sample(method, x, schedule=_schedule(method, 3) if method.startswith("redge")
+                         else None, seed=seed, backend=backend, return_index=True)
+    return y, index
+
+
+@pytest.mark.parametrize("backend", ["triton", "reference"])
+@pytest.mark.parametrize("method", ["gumbel", "redge", "redge_cov"])
+def test_noise_invariant_to_padding_and_appended_rows(backend, method):
+    """Padding the vocabulary with -inf columns or appending rows leaves every existing sample."""
+    x = _logits(3, 10, seed=31)
+    y, index = _sampled(backend, method, x)
+    padded = torch.cat([x, torch.full((3, 7), float("-inf"), device=DEVICE)], 1)
+    y_pad, index_pad = _sampled(backend, method, padded)
+    assert torch.equal(index_pad, index)
+    torch.testing.assert_close(y_pad[:, :10], y)
+    assert torch.all(y_pad[:, 10:] == 0)
+    more = torch.cat([x, _logits(4, 10, seed=32)], 0)
+    y_more, index_more = _sampled(backend, method, more)
+    assert torch.equal(index_more[:3], index)
+    torch.testing.assert_close(y_more[:3], y)
+
+
+@pytest.mark.parametrize("method,hard", [("st", True), ("gumbel", False), ("redge", True),
+                                         ("redge_cov", False)])
+@pytest.mark.parametrize("c0,width,block", [(6, 11, None), (4, 21, 16), (1, 19, 16)])
+def test_vocabulary_shard_draws_the_unsharded_noise(method, hard, c0, width, block):
+    """A shard [c0, c0 + width) of a row (col_offset = c0, any c0) samples and differentiates as the
+    whole row does when every column outside the shard is -inf (the reference, no offset)."""
+    k = c0 + width + 5
+    full = torch.full((3, k), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + width] = _logits(3, width, seed=c0)
+    shard = full[:, c0:c0 + width].contiguous()
+    sched = _schedule(method, 3)
+    g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
+    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], hard, 0.7, block=block,
+                             col_offset=c0)
+    gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
+                  METHOD_IDS[method], hard, 0.7, block=block, col_offset=c0)
+    y_ref, index_ref, g_ref = _reference(method, full, 9, sched, hard, 0.7, g)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref[:, c0:c0 + width])
+    torch.testing.assert_close(gphi, g_ref[:, c0:c0 + width])
+
+
+def test_offsets_are_checked():
+    phi = _logits(2, 8)
+    seed_t = torch.tensor(0, dtype=torch.int64, device=DEVICE)
+    coefs = BASELINE.table(DEVICE)
+    with pytest.raises(ValueError, match="col_offset"):
+        tk.fwd(phi, seed_t, coefs, METHOD_IDS["st"], True, 1.0, col_offset=2**34 - 4)
+    with pytest.raises(ValueError, match="row_offset"):
+        tk.fwd(phi, seed_t, coefs, METHOD_IDS["st"], True, 1.0, row_offset=-1)
+    with pytest.raises(TypeError, match="col_offset"):
+        tk.fwd(phi, seed_t, coefs, METHOD_IDS["st"], True, 1.0, col_offset=1.5)
+
+
+@pytest.mark.parametrize("method,fwd_streams,bwd_streams",
+                         [("redge", {0, 1}, {0}), ("redge_cov", {0, 1}, {0}),
+                          ("redge_max", {0, 1}, {0}), ("st", {1}, set()),
+                          ("gumbel", {1}, {1}), ("reinmax", {1}, set())])
+@pytest.mark.parametrize("block", [None, 16])
+def test_streams_drawn_by_each_pass(monkeypatch, method, fwd_streams, bwd_streams, block):
+    """docs/SPEC.md: the backward of the diffusion estimators draws stream 0 only; the Gumbel
+    uniforms (stream 1) are drawn where the sample or Gumbel-Softmax needs them. Recorded by
+    wrapping the kernels' Philox call (the interpreter runs it as Python)."""
+    if DEVICE != "cpu":
+        pytest.skip("records calls under the interpreter")
+    seen = []
+    real = tn.philox_words
+
+    def recording(seed, j, row, stream):
+        seen.append(int(stream))
+        return real(seed, j, row, stream)
+
+    monkeypatch.setattr(tn, "philox_words", recording)
+    phi = _logits(2, 21, seed=1)
+    sched = _schedule(method, 3)
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(4, dtype=torch.int64, device=DEVICE)
+    y, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], method != "gumbel", 0.7,
+                             block=block)
+    assert set(seen) == fwd_streams
+    seen.clear()
+    tk.bwd(torch.ones_like(phi), phi, seed_t, coefs, stats, index, METHOD_IDS[method], True, 0.7,
+           block=block)
+    assert set(seen) == bwd_streams
+
+
+# ---- the Gumbel-max: exact G only for candidates --------------------------------------------
+
+@triton.jit
+def _bound_kernel(w_ptr, out_ptr, n, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    w = tl.load(w_ptr + i, mask=m, other=0).to(tl.uint32)
+    tl.store(out_ptr + i, gumbel_upper(w), mask=m)
+
+
+def test_gumbel_bound_is_above_g_for_every_kind_of_word():
+    """The log-free bound of _gumbel_max is >= the float32 G of noise.py: the edge words, every
+    2**12-th word and a random sample; and tight in the upper tail: for G > 5 (a < e^-5) at most
+    ln 2 max_f (log2 f - (f - 1)) + log(-log u / a) + 2**-10 <= 0.0598 + 0.0034 + 0.001 above."""
+    from redge_kernels.noise import gumbel_from_bits
+    edge = [torch.arange(0, 2**12), torch.arange(2**31 - 2**11, 2**31 + 2**11),
+            torch.arange(2**32 - 2**14, 2**32), torch.arange(0, 2**32, 2**12),
+            torch.randint(0, 2**32, (2**16,), generator=torch.Generator().manual_seed(0))]
+    w = torch.cat(edge).to(torch.int64)
+    out = torch.empty(w.numel(), device=DEVICE)
+    _bound_kernel[(triton.cdiv(w.numel(), 4096),)](w.to(DEVICE), out, w.numel(), BLOCK=4096)
+    g = gumbel_from_bits(w).to(DEVICE)
+    assert bool((out >= g).all()), float((out - g).min())
+    upper = g > 5.0
+    assert int(upper.sum()) > 100
+    assert float((out - g)[upper].max()) < 0.0642
+
+
+def _kernel_gumbel(seed, rows, k):
+    """G exactly as the kernels compute it (``_noise.gumbel`` on rows 0 .. rows-1)."""
+    out = torch.empty(rows, triton.next_power_of_2(k), device=DEVICE)
+    z = torch.empty_like(out[0])
+    for r in range(rows):
+        _noise_kernel[(1,)](z, out[r], seed, r, 0, BLOCK=out.shape[1], ALIGNED=True)
+    return out[:, :k].contiguous()
+
+
+@pytest.mark.parametrize("method,block", [("st", None), ("st", 16), ("redge", None), ("redge", 16)])
+def test_gumbel_max_ties_go_to_the_first_column(method, block):
+    """phi = -G (the kernels' own float32 G) makes every score l + G exactly 0, so every column is
+    a candidate and the first one must win; masking it moves the sample to the next. For redge,
+    n = 2 and t_1 = 1 give c_1 = 0 and l_1 = phi."""
+    k, rows, seed = 45, 3, 17
+    sched = linear_schedule(2, 1.0) if method == "redge" else BASELINE
+    phi = -_kernel_gumbel(seed, rows, k)
+    phi[1, 0] = float("-inf")
+    phi[2, :5] = float("-inf")
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=DEVICE)
+    _, _, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], True, 1.0, block=block)
+    assert index.tolist() == [0, 1, 5]

@@ -7,8 +7,9 @@ kernels of ``redge_kernels::fwd`` / ``::bwd`` (the op's fake implementation and 
 ``ops``), so ``torch.compile(fullgraph=True)`` sees one opaque op per call.
 
 Kernels: ``_diffusion`` (redge, redge_cov, redge_max) and ``_onepass`` (st, gumbel, reinmax), one
-body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, bit-identical to
-``redge_kernels.noise``); ``_launch`` (path / block / warps from K); ``compile_check`` (AOT
+body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, noise version 2,
+bit-identical in the words to ``redge_kernels.noise``); ``_gumbel_max`` (the exact sample, G
+evaluated only for candidates of a log-free bound); ``_launch`` (path / block / warps from K); ``compile_check`` (AOT
 compilation for sm_80 / sm_90 with register and spill report).
 
 Design notes (docs/SPEC.md "Memory and passes"):
@@ -24,7 +25,8 @@ Design notes (docs/SPEC.md "Memory and passes"):
   denoiser (d_k = <gp_k, p_k>, +1 for redge_cov) and an output pass. Per-row scalars of finished
   passes live in a small register vector (``STEPS_P2`` = next power of two of n; n itself is a
   runtime loop bound).
-* Runtime floats (tau, the schedule table) and n, row_offset are kernel arguments, never constexprs.
+* Runtime floats (tau, the schedule table) and n, row_offset, col_offset are kernel arguments,
+  never constexprs; floating-point contraction is pinned (``_launch.FP_FUSION``).
 * Offsets are int64 (row index, columns, Philox counter).
 * Not done (needs a GPU to be worth it): several rows per program for tiny K (today one program per
   row, at least one warp, so K = 2 uses 2 of 32 lanes), and a 2-D (row x vocab chunk) grid for few

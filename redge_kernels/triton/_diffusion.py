@@ -27,8 +27,9 @@ import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, online_stats,
-                      pick, probs, put, row_argmax, row_flags, row_stats, safe_max, tile_argmax)
-from ._noise import gumbel_from_word, normal_and_gumbel, normal_and_word
+                      pick, probs, put, row_flags, row_stats, safe_max)
+from ._gumbel_max import fold
+from ._noise import gumbel_words, normal
 
 V_MIN: tl.constexpr = tl.constexpr(_V_MIN_PY)
 
@@ -132,24 +133,26 @@ def _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q):
     return gmu + gx + gq * (1.0 - 2.0 * mu)
 
 
-@triton.jit(do_not_specialize=["n", "row_offset"])
+@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr,
-                          K, n, row_offset, phi_stride_r, phi_stride_c,
+                          K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr):
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
     """Forward of redge / redge_cov / redge_max for one row (see module docstring).
 
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
     stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
     rows), index [R] int64 (-1 on empty / poisoned rows).
-    Noise counter of (row, col): (row + row_offset) K + col.
+    Noise of (row, col): that of global row ``row + row_offset``, global column
+    ``col + col_offset`` (``ALIGNED``: ``col_offset`` is a multiple of 4).
     """
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
     phi_row = phi_ptr + row * phi_stride_r
     y_row = y_ptr + row * K
     stats_row = stats_ptr + row * n * 2
-    noise_row = (row + row_offset) * K
+    grow = row + row_offset
+    coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
@@ -158,7 +161,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         n_bad, n_valid = row_flags(phi, cmask)
-        z, gum = normal_and_gumbel(seed, noise_row + lanes)
+        z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
         m0, s0 = row_stats(phi)
         if COV:
             mvec = put(mvec, steps, 0, m0)
@@ -175,7 +178,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         m, s = row_stats(l)
         mvec = put(mvec, steps, 1, m)
         svec = put(svec, steps, 1, s)
-        best_idx = row_argmax(l + gum)
+        w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
+        _, best_idx = fold(NEG_INF, row * 0, l, w, 0, BLOCK)
         if HARD:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
@@ -221,14 +225,15 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                         nb, nv = row_flags(phi, cmask)
                         n_bad += nb
                         n_valid += nv
-                z, r2 = normal_and_word(seed, noise_row + cols)
+                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 xk = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
                 l = _logits(phi, xk, mu, lam, coefs_ptr, k, COV)
                 m, s = online_stats(m, s, l)
                 if k == 1:
-                    gum = gumbel_from_word(r2)  # G only in the last denoiser's pass
-                    best, best_idx = tile_argmax(best, best_idx, l + gum, start)
+                    # G (stream 1) only in the last denoiser's pass
+                    w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+                    best, best_idx = fold(best, best_idx, l, w, start, BLOCK)
             mvec = put(mvec, steps, k, safe_max(m))
             svec = put(svec, steps, k, s)
         poisoned = n_bad > 0
@@ -244,7 +249,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
             else:
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
-                z, _ = normal_and_word(seed, noise_row + cols)
+                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
                 x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
                 x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
                 y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
@@ -256,26 +261,26 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
 
 
 @triton.jit
-def _bwd_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
-              coefs_ptr, mvec, svec, dvec, steps, n, n_done, idx, g_idx,
-              COV: tl.constexpr, MAX: tl.constexpr):
+def _bwd_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
+              s0, coefs_ptr, mvec, svec, dvec, steps, n, n_done, idx, g_idx,
+              COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
     """One tile of the tiled backward: reload phi and g, regenerate z, rebuild the base and run the
     backward recursion through the n_done steps whose d_j are already reduced."""
     cmask = cols < K
     phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
     g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-    z, _ = normal_and_word(seed, noise_row + cols)
+    z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
     x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
     gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec, steps,
                                         n, n_done, cols == idx, g_idx, COV, MAX, False)
     return phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam
 
 
-@triton.jit(do_not_specialize=["n", "row_offset"])
+@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
-                          K, n, row_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
-                          COV: tl.constexpr, MAX: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr):
+                          K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+                          gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr, SINGLE: tl.constexpr,
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
     """Backward of redge / redge_cov / redge_max for one row (see module docstring).
 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2] and index [R] from the forward
@@ -287,7 +292,8 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
     gy_row = gy_ptr + row * gy_stride_r
     gphi_row = gphi_ptr + row * K
     stats_row = stats_ptr + row * n * 2
-    noise_row = (row + row_offset) * K
+    grow = row + row_offset
+    coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     smask = steps < n
@@ -306,7 +312,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        z, _ = normal_and_word(seed, noise_row + lanes)
+        z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
         x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
         gphi, gx, gmu, glam, dvec = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec,
                                                steps, n, n - 1, lanes == idx, g_idx,
@@ -322,8 +328,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             for start in range(0, K, BLOCK):
                 cols = start + lanes
                 phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
-                    coefs_ptr, mvec, svec, dvec, steps, n, j - 1, idx, g_idx, COV, MAX)
+                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
+                    s0, coefs_ptr, mvec, svec, dvec, steps, n, j - 1, idx, g_idx, COV, MAX, BLOCK,
+                    ALIGNED)
                 xj, pj = _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, j, COV)
                 gp = tl.where(j == 1, g, coef_a(coefs_ptr, j) * gx)
                 acc += tl.sum(gp * pj, axis=0)
@@ -334,8 +341,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             for start in range(0, K, BLOCK):
                 cols = start + lanes
                 phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
-                    coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX)
+                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
+                    s0, coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX, BLOCK,
+                    ALIGNED)
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
                 acc0 += tl.sum(gp0 * mu, axis=0)
             dvec = put(dvec, steps, 0, acc0)
@@ -345,8 +353,8 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             cols = start + lanes
             cmask = cols < K
             phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                phi_row, phi_stride_c, gy_row, gy_stride_c, seed, noise_row, cols, K, m0, s0,
-                coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX)
+                phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0, s0,
+                coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX, BLOCK, ALIGNED)
             if COV:
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
                 gphi += mu * (gp0 - d0)

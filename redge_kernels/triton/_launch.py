@@ -9,8 +9,9 @@ Block and warp choice (per kernel kind; checked spill-free by ``compile_check``)
 * path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule.
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
-``row_offset=`` shifts the rows' Philox counters (noise of row r is that of row r + row_offset of a
-bigger matrix; used by the int64 test and by row-sharded callers).
+``row_offset=`` / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
+``(r, c)`` is that of ``(r + row_offset, c + col_offset)``, docs/SPEC.md "Randomness (noise
+contract, version 2)"): row-sharded callers and vocabulary shards draw the unsharded noise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
 _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
+
+#: Floating-point contraction (a * b + c as one FMA) is pinned, so that a Triton upgrade that
+#: changes the default does not change the numerics.
+FP_FUSION = True
 
 #: Largest row handled by one block (path a), per kernel kind.
 SINGLE_MAX = {"diffusion_fwd": 8192, "diffusion_bwd": 8192, "onepass_fwd": 16384,
@@ -66,29 +71,46 @@ def _check(phi, seed, coefs):
                          f"{tuple(coefs.shape)}")
 
 
+def _check_offsets(rows, k, row_offset, col_offset):
+    for name, v in (("row_offset", row_offset), ("col_offset", col_offset)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"redge_kernels.triton: {name} must be an int, got {type(v).__name__}")
+        if v < 0:
+            raise ValueError(f"redge_kernels.triton: {name} must be >= 0, got {v}")
+    if row_offset + rows > 2**63:
+        raise ValueError("redge_kernels.triton: global rows row_offset + R must be <= 2**63 "
+                         f"(int64 in the kernels), got {row_offset + rows}")
+    if col_offset + k > 2**34:
+        raise ValueError("redge_kernels.triton: global columns col_offset + K must be <= 2**34 "
+                         f"(the noise counter's range), got {col_offset + k}")
+
+
 def _on_device(phi):
     """Launch on the logits' GPU (Triton launches on the current device)."""
     return torch.cuda.device(phi.device) if phi.is_cuda else contextlib.nullcontext()
 
 
 def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | None = None,
-        row_offset: int = 0):
-    """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py)."""
+        row_offset: int = 0, col_offset: int = 0):
+    """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py);
+    ``index`` is local to the block (add ``col_offset`` for the global column)."""
     with _on_device(phi):
-        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset)
+        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset)
 
 
 def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
-        block: int | None = None, row_offset: int = 0):
+        block: int | None = None, row_offset: int = 0, col_offset: int = 0):
     """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py); ``hard`` does not
     change the gradient (straight-through)."""
     with _on_device(phi):
-        return _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset)
+        return _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
+                    col_offset)
 
 
-def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset):
+def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
     _check(phi, seed, coefs)
     rows, k = phi.shape
+    _check_offsets(rows, k, row_offset, col_offset)
     n = coefs.shape[0]
     y = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
     stats = torch.empty((rows, n, 2), dtype=_stats_dtype(phi), device=phi.device)
@@ -100,21 +122,22 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset):
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
         _diffusion_fwd_kernel[(rows,)](
-            phi, seed, coefs, y, stats, index, k, n, row_offset, phi.stride(0), phi.stride(1),
-            COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, num_warps=warps)
+            phi, seed, coefs, y, stats, index, k, n, row_offset, col_offset, phi.stride(0),
+            phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single,
+            BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
-            phi, seed, y, stats, index, float(tau), k, n, row_offset, phi.stride(0),
+            phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, num_warps=warps)
+            STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 
-def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset):
+def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset, col_offset):
     _check(phi, seed, coefs)
     rows, k = phi.shape
+    _check_offsets(rows, k, row_offset, col_offset)
     n = coefs.shape[0]
     grad_phi = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
     if rows == 0:
@@ -126,13 +149,15 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
         _diffusion_bwd_kernel[(rows,)](
-            grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, phi.stride(0),
-            phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
-            MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, num_warps=warps)
+            grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
+            MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
+            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
-            grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset,
+            grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
-            METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, num_warps=warps)
+            METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
+            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     return grad_phi

@@ -1,15 +1,25 @@
-"""In-kernel counter-based noise, bit-identical to ``redge_kernels.noise`` (docs/SPEC.md "Randomness").
+"""In-kernel noise, contract version 2, bit-identical in the Philox words to ``redge_kernels.noise``
+(docs/SPEC.md "Randomness (noise contract, version 2)").
 
-One ``tl.randint4x(seed, offset)`` call per element with ``offset = row * K + col`` (int64) gives
-the Philox4x32-10 words ``(r0, r1, r2, r3)`` of ``noise.noise_bits``; the float32 formulas below are
-those of ``noise.normal_from_bits`` and ``noise.gumbel_from_bits`` operation by operation:
+One ``tl.philox(seed, j, row_lo, row_hi, stream)`` call gives the words (w0, w1, w2, w3) of the four
+global columns 4j .. 4j+3 of a row; every word is used once:
 
-    z = sqrt(-2 log u1) cos(2 pi u2),  u1 = f32(r0) 2^-32 + 2^-33,  u2 = f32(r1) 2^-32
-    w = f32(~r2) 2^-32 + 2^-33 (= 1 - u),  v = f32(r2) 2^-32 + 2^-33 (= u)
-    E = log1p(-w) by Goldberg (w < 1/2) else -log v;  G = -log E
+    stream 0:  (z[4j], z[4j+1]) = rho(w0) (cos, sin)(theta(w1)),  (z[4j+2], z[4j+3]) from (w2, w3)
+               rho(w) = sqrt(-2 log(f32(w) 2^-32 + 2^-33)),  theta(w) = (f32(w) 2^-32) * f32(2 pi)
+    stream 1:  G[4j + i] = gumbel_from_word(w_i):
+               a = f32(~w) 2^-32 + 2^-33 (= 1 - u),  b = f32(w) 2^-32 + 2^-33 (= u)
+               E = log1p(-a) by Goldberg (a < 1/2) else -log b;  G = -log E
 
-``tl.log`` / ``tl.cos`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` and ``sqrt_rn``
-is the IEEE square root, so the kernels differ from the reference by at most last-ulp differences.
+The blocks come in two forms, picked by the constexpr ``ALIGNED``: a tile that starts at a global
+column that is a multiple of 4 (the kernels' tiles when the vocabulary offset is) takes BLOCK // 4
+calls, interleaved into column order with ``tl.join`` + ``tl.reshape``; any other tile (a vocabulary
+shard whose first column is not a multiple of 4) takes one call per element and keeps the lane
+``col & 3`` it needs (4x the Philox work, only on that path). ``gumbel_words`` returns the raw
+stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_gumbel_max``).
+
+``tl.log`` / ``tl.cos`` / ``tl.sin`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` /
+``__nv_sinf`` and ``sqrt_rn`` is the IEEE square root, so the kernels differ from the reference by
+at most last-ulp differences of those functions.
 """
 
 import math
@@ -25,36 +35,103 @@ assert abs(float.fromhex("0x1.921fb60000000p+2") - 2 * math.pi) < 2e-7
 
 
 @triton.jit
-def normal_and_gumbel(seed, offset):
-    """``(z, G)`` float32 blocks for the int64 Philox counters ``offset`` (shape of ``offset``)."""
-    z, r2 = normal_and_word(seed, offset)
-    return z, gumbel_from_word(r2)
+def philox_words(seed, j, row, stream: tl.constexpr):
+    """The four uint32 words of the calls ``j`` (int64 block of ``col >> 2``) of global row ``row``
+    (int64 scalar) in ``stream`` (0 or 1); counter ``(j, row & 0xFFFFFFFF, row >> 32, stream)``."""
+    c0 = j.to(tl.uint32)
+    row = row.to(tl.int64)
+    zero = tl.zeros(j.shape, dtype=tl.uint32)
+    c1 = zero + (row & 0xFFFFFFFF).to(tl.uint32)
+    c2 = zero + ((row >> 32) & 0xFFFFFFFF).to(tl.uint32)
+    return tl.philox(seed, c0, c1, c2, zero + stream)
 
 
 @triton.jit
-def normal_and_word(seed, offset):
-    """``(z, r2)``: the normal of stream 0 and the raw word of stream 1 (``gumbel_from_word``
-    turns it into G only where G is needed)."""
-    r0, r1, r2, _ = tl.randint4x(seed, offset)
-    u1 = r0.to(tl.float32) * _TWO_M32 + _TWO_M33
-    u2 = r1.to(tl.float32) * _TWO_M32
-    return tl.sqrt_rn(-2.0 * tl.log(u1)) * tl.cos(u2 * _TWO_PI_F32), r2
+def _rho(w):
+    return tl.sqrt_rn(-2.0 * tl.log(w.to(tl.float32) * _TWO_M32 + _TWO_M33))
 
 
 @triton.jit
-def gumbel(seed, offset):
-    """Gumbel(0, 1) float32 block (stream 1) for the int64 counters ``offset``."""
-    _, _, r2, _ = tl.randint4x(seed, offset)
-    return gumbel_from_word(r2)
+def _theta(w):
+    return (w.to(tl.float32) * _TWO_M32) * _TWO_PI_F32
 
 
 @triton.jit
-def gumbel_from_word(r2):
-    w = (~r2).to(tl.float32) * _TWO_M32 + _TWO_M33  # 1 - u, exact near 0
-    v = r2.to(tl.float32) * _TWO_M32 + _TWO_M33  # u, exact near 0
-    one_minus_w = 1.0 - w
-    denom = 1.0 - one_minus_w  # exact (Sterbenz) for w < 1/2
-    e_small = tl.where(one_minus_w == 1.0, w,
-                       -tl.log(one_minus_w) * w / tl.where(denom == 0.0, 1.0, denom))
-    e = tl.where(w < 0.5, e_small, -tl.log(v))
+def _interleave4(a0, a1, a2, a3):
+    """``[N]`` blocks -> ``[4N]`` with ``out[4j + i] = a_i[j]``."""
+    lo = tl.join(a0, a2)  # [N, 2]: (j, h) -> a_{2h}
+    hi = tl.join(a1, a3)  # (j, h) -> a_{2h+1}
+    return tl.reshape(tl.join(lo, hi), [a0.shape[0] * 4])  # (j, h, t) -> a_{2h+t}
+
+
+@triton.jit
+def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
+    """Stream 0: float32 ``z`` of the global columns ``c0 .. c0 + BLOCK - 1`` (int64 ``c0`` a
+    multiple of 4) of global row ``row``: BLOCK // 4 Philox calls, two Box-Muller transforms each."""
+    j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
+    w0, w1, w2, w3 = philox_words(seed, j, row, 0)
+    rho0 = _rho(w0)
+    rho2 = _rho(w2)
+    t1 = _theta(w1)
+    t3 = _theta(w3)
+    return _interleave4(rho0 * tl.cos(t1), rho0 * tl.sin(t1), rho2 * tl.cos(t3), rho2 * tl.sin(t3))
+
+
+@triton.jit
+def _lane_word(w0, w1, w2, w3, lane):
+    return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+
+
+@triton.jit
+def normal_at(seed, row, cols):
+    """Stream 0 at any int64 global columns ``cols``: one call per element, lane ``cols & 3``."""
+    w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 0)
+    lane = cols & 3
+    second = lane >= 2
+    rho = _rho(tl.where(second, w2, w0))
+    theta = _theta(tl.where(second, w3, w1))
+    return rho * tl.where((lane & 1) == 1, tl.sin(theta), tl.cos(theta))
+
+
+@triton.jit
+def normal(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """Stream 0 of the tile of global columns ``cols = c0 + arange(BLOCK)``; ``ALIGNED``: ``c0`` is
+    a multiple of 4 (the grouped form)."""
+    if ALIGNED:
+        z = normal_block4(seed, row, c0, BLOCK)
+    else:
+        z = normal_at(seed, row, cols)
+    return z
+
+
+@triton.jit
+def gumbel(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """Stream 1 of the tile of global columns ``cols = c0 + arange(BLOCK)`` (see ``normal``)."""
+    return gumbel_from_word(gumbel_words(seed, row, c0, cols, BLOCK, ALIGNED))
+
+
+@triton.jit
+def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """The raw stream-1 words (uint32) of the tile of global columns ``cols = c0 + arange(BLOCK)``:
+    word ``col & 3`` of each column's call (the Gumbel-max turns only its candidates into G)."""
+    if ALIGNED:
+        j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
+        w0, w1, w2, w3 = philox_words(seed, j, row, 1)
+        w = _interleave4(w0, w1, w2, w3)
+    else:
+        w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 1)
+        w = _lane_word(w0, w1, w2, w3, cols & 3)
+    return w
+
+
+@triton.jit
+def gumbel_from_word(w):
+    """float32 ``G = -log(-log u)`` of uint32 words, ``u = (w + 1/2) 2^-32`` never rounded."""
+    a = (~w).to(tl.float32) * _TWO_M32 + _TWO_M33  # 1 - u, exact near 0
+    b = w.to(tl.float32) * _TWO_M32 + _TWO_M33  # u, exact near 0
+    one_minus_a = 1.0 - a
+    denom = 1.0 - one_minus_a  # exact (Sterbenz) for a < 1/2
+    e_small = tl.where(one_minus_a == 1.0, a,
+                       -tl.log(one_minus_a) * a / tl.where(denom == 0.0, 1.0, denom))
+    e = tl.where(a < 0.5, e_small, -tl.log(b))
     return -tl.log(e)

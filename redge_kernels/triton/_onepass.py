@@ -21,10 +21,11 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_argmax, row_flags,
-                      row_stats,
+from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_flags, row_stats,
                       safe_max, tile_argmax)
-from ._noise import gumbel
+from ._gumbel_max import fold
+from ._noise import gumbel as _gumbel_noise
+from ._noise import gumbel_words
 
 ST: tl.constexpr = tl.constexpr(0)
 GUMBEL: tl.constexpr = tl.constexpr(1)
@@ -32,19 +33,38 @@ REINMAX: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
-def _base_logits(phi, gum, tau, METHOD: tl.constexpr):
+def _tile_base_logits(phi, seed, grow, c0, cols, tau, METHOD: tl.constexpr, BLOCK: tl.constexpr,
+                      ALIGNED: tl.constexpr):
+    """``b`` of a tile of global columns ``cols = c0 + arange(BLOCK)``; only Gumbel-Softmax draws
+    the noise (stream 1) here."""
     if METHOD == GUMBEL:
-        b = (phi + gum) / tau
+        b = (phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, ALIGNED)) / tau
     else:
         b = phi
     return b
 
 
-@triton.jit(do_not_specialize=["n", "row_offset"])
+@triton.jit
+def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: tl.constexpr,
+                 BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """``(b, best, best_idx)``: the tile's ``b`` and the Gumbel-max ``argmax (phi + G)`` folded in.
+    Gumbel-Softmax needs every G; st / reinmax evaluate G only for the candidates (``fold``)."""
+    if METHOD == GUMBEL:
+        gum = _gumbel_noise(seed, grow, c0, cols, BLOCK, ALIGNED)
+        b = (phi + gum) / tau
+        best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
+    else:
+        b = phi
+        best, best_idx = fold(best, best_idx, phi, gumbel_words(seed, grow, c0, cols, BLOCK, ALIGNED),
+                              start, BLOCK)
+    return b, best, best_idx
+
+
+@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
-                        K, n, row_offset, phi_stride_r, phi_stride_c,
+                        K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                         METHOD: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr):
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
     """Forward of st / gumbel / reinmax for one row (see module docstring).
 
     phi [R, K] (strided), seed 0-dim int64, tau float -> y [R, K] contiguous, stats [R, n, 2]
@@ -55,18 +75,18 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
     phi_row = phi_ptr + row * phi_stride_r
     y_row = y_ptr + row * K
     stats_row = stats_ptr + row * n * 2
-    noise_row = (row + row_offset) * K
+    grow = row + row_offset
+    coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     if SINGLE:
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         n_bad, n_valid = row_flags(phi, cmask)
-        gum = gumbel(seed, noise_row + lanes)
-        b = _base_logits(phi, gum, tau, METHOD)
+        b, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
+                                      tau, METHOD, BLOCK, ALIGNED)
         m0, s0 = row_stats(b)
         mt, st = row_stats(phi / tau)
-        best_idx = row_argmax(phi + gum)
         if HARD or METHOD == REINMAX:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
@@ -90,11 +110,11 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             nb, nv = row_flags(phi, cmask)
             n_bad += nb
             n_valid += nv
-            gum = gumbel(seed, noise_row + cols)
-            m0, s0 = online_stats(m0, s0, _base_logits(phi, gum, tau, METHOD))
+            b, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
+                                             coff + cols, start, tau, METHOD, BLOCK, ALIGNED)
+            m0, s0 = online_stats(m0, s0, b)
             if METHOD == REINMAX:
                 mt, st = online_stats(mt, st, phi / tau)
-            best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0
@@ -107,8 +127,9 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             else:
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
-                gum = gumbel(seed, noise_row + cols)
-                y = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
+                                      BLOCK, ALIGNED)
+                y = probs(b, m0, s0)
             tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
@@ -121,11 +142,11 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
     tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
 
 
-@triton.jit(do_not_specialize=["n", "row_offset"])
+@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_ptr, tau,
-                        K, n, row_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
-                        METHOD: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr,
-                        STEPS_P2: tl.constexpr):
+                        K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+                        gy_stride_c, METHOD: tl.constexpr, SINGLE: tl.constexpr,
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
     """Backward of st / gumbel / reinmax for one row (see module docstring).
 
     grad_y [R, K] (strided), phi, seed, stats, index from the forward -> grad_phi [R, K]
@@ -137,7 +158,8 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
     gy_row = gy_ptr + row * gy_stride_r
     gphi_row = gphi_ptr + row * K
     stats_row = stats_ptr + row * n * 2
-    noise_row = (row + row_offset) * K
+    grow = row + row_offset
+    coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     smask = steps < n
@@ -167,8 +189,9 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             mean = tl.sum(tl.where(valid, gphi, 0.0), axis=0) / n_valid
             gphi = tl.where(valid, gphi - mean, 0.0)
         else:
-            gum = gumbel(seed, noise_row + lanes)
-            s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+            b = _tile_base_logits(phi, seed, grow, coff, coff + lanes, tau, METHOD, BLOCK,
+                                  ALIGNED)
+            s = probs(b, m0, s0)
             gphi = s * (g - tl.sum(g * s, axis=0))
             if METHOD == GUMBEL:
                 gphi = gphi / tau
@@ -194,8 +217,9 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 p0_sum += tl.sum(p0, axis=0)
                 n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
             else:
-                gum = gumbel(seed, noise_row + cols)
-                s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
+                                      BLOCK, ALIGNED)
+                s = probs(b, m0, s0)
                 a_sum += tl.sum(g * s, axis=0)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
             tl.maximum(n_valid, 1).to(tl.float32)
@@ -211,8 +235,9 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
                 gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
             else:
-                gum = gumbel(seed, noise_row + cols)
-                s = probs(_base_logits(phi, gum, tau, METHOD), m0, s0)
+                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
+                                      BLOCK, ALIGNED)
+                s = probs(b, m0, s0)
                 gphi = s * (g - a_sum)
                 if METHOD == GUMBEL:
                     gphi = gphi / tau
