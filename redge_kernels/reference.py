@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, V_MIN
-from .noise import gumbel_from_bits, noise_bits, normal_from_bits
+from .noise import gumbel_noise, normal_noise
 from .schedule import Schedule
 
 __all__ = ["sample", "masked_softmax"]
@@ -132,8 +132,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
     rows, k = phi.shape
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
-    r0, r1, r2, _ = noise_bits(seed, rows, k, phi.device)
-    gumbel = gumbel_from_bits(r2).to(cdtype)
+    gumbel = gumbel_noise(seed, rows, k, phi.device).to(cdtype)
 
     if method in ("st", "reinmax"):
         p = masked_softmax(x_phi)
@@ -150,7 +149,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
     elif method in ("redge", "redge_cov", "redge_max"):
         n = schedule.n_steps
         coefs = schedule.table(phi.device, dtype=cdtype)
-        z = normal_from_bits(r0, r1).to(cdtype)
+        z = normal_noise(seed, rows, k, phi.device).to(cdtype)
         if method == "redge_cov":
             mu = masked_softmax(x_phi)
             v = torch.clamp(mu * (1.0 - mu), min=V_MIN)
