@@ -1,4 +1,4 @@
-"""CPU speed of the fused C++ kernels against their peers and floors, all ratios measured in one run.
+"""CPU speed of the fused C++ kernels, all ratios measured in one run.
 
     python bench/cpu_speed.py                 # all shapes, 7 repetitions (medians)
     python bench/cpu_speed.py --reps 11 --shapes 256x32768
@@ -17,12 +17,13 @@ Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backw
 * ``copy floor``    : ``torch.Tensor.copy_`` into a preallocated buffer moving the same number of
   bytes as the fused op's lower bound (forward reads phi, writes y; backward reads phi and g,
   writes grad: 5 * 4 * R * K bytes).
-* ``noise floor``   : the C++ kernels' own generator (``redge_kernels_cpu::noise_into``) drawing the
-  normal z twice: once for the forward, once more for the backward, which regenerates z from the
-  seed instead of storing it (docs/SPEC.md "Randomness"). Each call runs Philox4x32-10, which yields the Gumbel words of
-  stream 1 too; the forward's Gumbel-max turns only a few of them into G (pruned sampling), so G
-  is left out. Compute, not bytes: on a CPU this, not the copy floor, bounds any kernel of this
-  design.
+* ``noise floor``   : the C++ kernels' own generator (the development hook
+  ``redge_kernels_cpu::_noise_into``) drawing the normal z twice: once for the forward, once more
+  for the backward, which regenerates z from the seed instead of storing it (docs/SPEC.md
+  "Randomness"). One Philox4x32-10 call gives the z of four columns (stream 0); the forward also
+  draws the stream-1 words of its Gumbel-max, turning only a few of them into G (pruned
+  sampling), so stream 1 is left out. Compute, not bytes: on a CPU this, not the copy floor,
+  bounds any kernel of this design.
 
 Repetitions are interleaved (one call of every method per round) so that load from other
 processes on a shared machine hits all methods alike; the table gives medians, min-max, and the
@@ -129,8 +130,8 @@ def make_methods(x, g, with_authors: bool):
     no_g = torch.empty(0)
 
     def noise_floor():
-        torch.ops.redge_kernels_cpu.noise_into(seed, 0, z_buf, no_g)  # forward's z
-        torch.ops.redge_kernels_cpu.noise_into(seed, 0, z_buf, no_g)  # backward's z again
+        torch.ops.redge_kernels_cpu._noise_into(seed, 0, 0, z_buf, no_g)  # forward's z
+        torch.ops.redge_kernels_cpu._noise_into(seed, 0, 0, z_buf, no_g)  # backward's z again
 
     methods["noise floor (z twice)"] = noise_floor
     return methods

@@ -9,7 +9,7 @@
 // over the K columns, and every row reduction (max, sum, dot product, argmax) is an elementwise
 // operation carried across the column loop; no horizontal reductions, no padding of K.
 // Lanes never interact, so a row's result depends only on its own logits, its counters
-// (offset = row * K + col) and the scalars: not on R, on the block it falls in, or on the thread
+// ((col >> 2, row, stream), docs/SPEC.md "Randomness") and the scalars: not on R, on the block it falls in, or on the thread
 // count. The formulas are those of fwd_rows / bwd_rows (same noise, same vexp, same operation
 // order per element; only the order of the row sums differs: column by column here, so the lane
 // kernels are meant for small K only, see ops_cpu.cpp lane_max_k).
@@ -18,7 +18,7 @@
 // dummy lanes that pad the last block, are replaced by logits 0 for the computation; their outputs
 // are then written as the row kernels write them (zeros / NaN, index -1), or discarded.
 //
-// Include after row_kernels_impl.h (it reuses gen_noise, vexp, padded, neg_inf, kVMin, table()).
+// Include after row_kernels_impl.h (it reuses the noise generator, vexp, padded, neg_inf, kVMin, table()).
 #pragma once
 
 #include "row_kernels_impl.h"
@@ -253,43 +253,79 @@ void store_block(const T* src, int64_t K, int64_t r0, int64_t nv, const RowKind*
   }
 }
 
-/// The noise of blocks of L rows, read transposed to [K][L]: z (stream 0) and / or G (stream 1)
-/// of the offsets row * K + col. Generated chunk by chunk (about 512 consecutive offsets, whole
-/// blocks, in one gen_noise call: the Philox blocks run interleaved) and only ever as a pure
-/// function of the offsets, so chunking changes no value.
+/// The noise of a block of L rows in the [K][L] layout: z (stream 0) and / or G (stream 1). One
+/// Philox vector holds the call of column group j (columns 4j .. 4j+3) for 8 consecutive rows,
+/// so its word q is column 4j + q of those rows as it is stored: no transposition. The vectors of
+/// a block (ceil(K / 4) groups times L / 8 row octets) run kNoiseBlocks at a time.
 template <typename V, typename T>
 struct BlockNoise {
   static constexpr int L = V::size();
-  int64_t K, chunk_rows;
-  uint32_t k0, k1;
+  static_assert(L % kNoiseLanes == 0, "a block holds whole octets of rows");
+  int64_t K;
+  PhiloxKeys keys;
   bool want_z, want_g;
-  std::vector<T> zc, gc;
-  int64_t first = 0, last = 0;  // rows whose noise the buffers hold
 
-  BlockNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool g)
-      : K(K_), chunk_rows(L * std::max<int64_t>(1, 512 / (L * K_))), k0(k0_), k1(k1_),
-        want_z(z), want_g(g) {
-    const size_t n = static_cast<size_t>(padded(chunk_rows * K));
-    if (want_z) zc.resize(n);
-    if (want_g) gc.resize(n);
+  BlockNoise(int64_t K_, uint32_t k0, uint32_t k1, bool z, bool g)
+      : K(K_), keys(k0, k1), want_z(z), want_g(g) {}
+
+  /// Counters of vector v of the block of rows r0.. in `stream`: v = group * (L / 8) + octet.
+  void counters(int64_t r0, int64_t v, uint32_t stream, Ctr8& c) const {
+    const int64_t group = v / (L / kNoiseLanes), octet = v % (L / kNoiseLanes);
+    for (int i = 0; i < kNoiseLanes; ++i) {
+      const uint64_t row = static_cast<uint64_t>(r0 + octet * kNoiseLanes + i);
+      c.c[0][i] = static_cast<uint32_t>(group);
+      c.c[1][i] = static_cast<uint32_t>(row);
+      c.c[2][i] = static_cast<uint32_t>(row >> 32);
+      c.c[3][i] = stream;
+    }
   }
 
-  /// Noise of rows r0 .. r0 + L - 1 (re: end of the caller's row range, a chunk stops there).
-  void get(int64_t r0, int64_t re, T* z, T* g) {
-    if (r0 < first || r0 + L > last) {
-      first = r0;
-      const int64_t rows = std::min(chunk_rows, (re - r0 + L - 1) / L * L);
-      last = r0 + std::max<int64_t>(rows, L);
-      gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K),
-                   padded((last - first) * K),
-                   k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
+  /// Stores the 4 column vectors of vector v (lanes = 8 rows) into dst[K][L].
+  void put(int64_t v, const VecF* cols, T* dst) const {
+    const int64_t group = v / (L / kNoiseLanes), octet = v % (L / kNoiseLanes);
+    for (int q = 0; q < 4; ++q) {
+      const int64_t j = 4 * group + q;
+      if (j < K) store8(cols[q], dst + j * L + octet * kNoiseLanes);
     }
-    const auto off = V::offsets(K, L);
-    const int64_t o = (r0 - first) * K;
-    for (int64_t j = 0; j < K; ++j) {
-      if (want_z) V::gather(zc.data() + o + j, off).store(z + j * L);
-      if (want_g) V::gather(gc.data() + o + j, off).store(g + j * L);
+  }
+
+  /// NB vectors starting at v0 of stream `stream` into dst.
+  template <int NB>
+  void run(int64_t r0, int64_t v0, uint32_t stream, T* dst) const {
+    Ctr8 c[NB];
+    Words8 w[NB];
+    for (int b = 0; b < NB; ++b) counters(r0, v0 + b, stream, c[b]);
+    philox_lanes8x<NB>(c, keys, w);
+    VecF cols[NB][4];
+    if (stream == kStreamNormal) {
+      normal4x<NB>(w, cols);
+    } else {
+      const uint32_t* ws[4 * NB];
+      for (int b = 0; b < NB; ++b) {
+        for (int q = 0; q < 4; ++q) ws[4 * b + q] = w[b].w[q];
+      }
+      gumbel8x<4 * NB>(ws, &cols[0][0]);
     }
+    for (int b = 0; b < NB; ++b) put(v0 + b, cols[b], dst);
+  }
+
+  void stream_into(int64_t r0, uint32_t stream, T* dst) const {
+    const int64_t n = (K + 3) / 4 * (L / kNoiseLanes);
+    int64_t v = 0;
+    for (; v + kNoiseBlocks <= n; v += kNoiseBlocks) run<kNoiseBlocks>(r0, v, stream, dst);
+    switch (n - v) {
+      case 3: run<3>(r0, v, stream, dst); break;
+      case 2: run<2>(r0, v, stream, dst); break;
+      case 1: run<1>(r0, v, stream, dst); break;
+      default: break;
+    }
+  }
+
+  /// Noise of rows r0 .. r0 + L - 1 (re, the end of the caller's row range, is not needed: the
+  /// noise of the dummy rows past it is computed and discarded).
+  void get(int64_t r0, int64_t /*re*/, T* z, T* g) const {
+    if (want_z) stream_into(r0, kStreamNormal, z);
+    if (want_g) stream_into(r0, kStreamGumbel, g);
   }
 };
 

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #endif
 
+#include "philox.h"
 #include "row_kernels.h"
 
 namespace redge_kernels {
@@ -80,6 +81,9 @@ at::Tensor prepare(const at::Tensor& phi, const at::Tensor& seed, const at::Tens
               "redge_kernels (cpu): coefs must be [n_steps >= 2, 5], got ", coefs.sizes());
   TORCH_CHECK(method >= kST && method <= kReDGEMax, "redge_kernels (cpu): unknown method id ", method);
   TORCH_CHECK(tau > 0.0, "redge_kernels (cpu): tau must be > 0, got ", tau);
+  TORCH_CHECK_VALUE(static_cast<uint64_t>(phi.size(1)) <= kMaxColumns,
+                    "redge_kernels (cpu): phi has ", phi.size(1), " columns; the noise counter "
+                    "(docs/SPEC.md \"Randomness\") holds columns below 2^34 only");
   const int64_t s = seed.item<int64_t>();
   a.rows = phi.size(0);
   a.K = phi.size(1);

@@ -1,13 +1,16 @@
 // Philox4x32-10 counter-based generator and the noise transforms of redge_kernels/noise.py
-// (docs/SPEC.md "Randomness"), scalar reference versions. Header-only, no torch dependency, so the
-// known-answer tests (tests/cpp) build without Python.
+// (docs/SPEC.md "Randomness (noise contract, version 2)"), scalar reference versions. Header-only,
+// no torch dependency, so the known-answer tests (tests/cpp) build without Python.
 //
 //   key     = (seed & 0xFFFFFFFF, seed >> 32)
-//   counter = (offset & 0xFFFFFFFF, offset >> 32, 0, 0),  offset = row * K + col  (int64)
+//   counter = (col >> 2, row & 0xFFFFFFFF, row >> 32, stream)   (one call per 4 columns)
 //   round   : (c0, c1, c2, c3) <- (hi(M1*c2) ^ c1 ^ k0, lo(M1*c2), hi(M0*c0) ^ c3 ^ k1, lo(M0*c0))
 //             (k0, k1) <- (k0 + W0, k1 + W1)           (10 rounds)
-//   stream 0: z = sqrt(-2 log u1) * cos(2pi_f32 * u2),  u1 = f32(r0) 2^-32 + 2^-33, u2 = f32(r1) 2^-32
-//   stream 1: G = -log(-log u) with u = (r2 + 1/2) 2^-32, evaluated without rounding u (noise.py).
+//   stream 0: (z[4j], z[4j+1]) = rho(w0) (cos t(w1), sin t(w1)),
+//             (z[4j+2], z[4j+3]) = rho(w2) (cos t(w3), sin t(w3)),
+//             rho(w) = sqrt(-2 log(f32(w) 2^-32 + 2^-33)), t(w) = fl(f32(w) 2^-32 * 2pi_f32)
+//   stream 1: G of column col = -log(-log u), u = (w + 1/2) 2^-32, w = word (col & 3),
+//             evaluated without rounding u (noise.py).
 #pragma once
 
 #include <cmath>
@@ -47,27 +50,43 @@ inline PhiloxOut philox4x32(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, 
   return PhiloxOut{{c0, c1, c2, c3}};
 }
 
-/// The four words for element `offset` of a call with `seed` (noise.py's noise_bits).
-inline PhiloxOut noise_bits(uint64_t seed, uint64_t offset) {
-  return philox4x32(static_cast<uint32_t>(offset), static_cast<uint32_t>(offset >> 32), 0u, 0u,
-                    static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
+/// Columns must stay below 2^34: the call index col >> 2 is one 32-bit counter word.
+constexpr uint64_t kMaxColumns = uint64_t(1) << 34;
+
+/// Counter streams (docs/SPEC.md "Randomness"): 0 = the Gaussian z, 1 = the Gumbel uniforms.
+constexpr uint32_t kStreamNormal = 0u;
+constexpr uint32_t kStreamGumbel = 1u;
+
+/// The four words of the call that holds column `col` of row `row` in `stream` (noise.py).
+inline PhiloxOut noise_call(uint64_t seed, uint64_t row, uint64_t col, uint32_t stream) {
+  return philox4x32(static_cast<uint32_t>(col >> 2), static_cast<uint32_t>(row),
+                    static_cast<uint32_t>(row >> 32), stream, static_cast<uint32_t>(seed),
+                    static_cast<uint32_t>(seed >> 32));
 }
 
 /// Round-to-nearest float32 of a uint32 (one rounding).
 inline float u32_to_f32(uint32_t r) { return static_cast<float>(r); }
 
-/// Stream 0: float32 standard normal by Box-Muller (scalar libm version; the vectorized kernels
-/// use ATen's Sleef log/cos and may differ in the last ulp).
-inline float normal_from_bits(uint32_t r0, uint32_t r1) {
-  const float u1 = u32_to_f32(r0) * kTwoM32 + kTwoM33;
-  const float u2 = u32_to_f32(r1) * kTwoM32;
-  return std::sqrt(-2.0f * std::log(u1)) * std::cos(u2 * kTwoPiF32);
+/// Stream 0: one Box-Muller output, rho(w_rho) * (cos or sin)(2 pi v(w_angle)) (scalar libm
+/// version; the vectorized kernels use their own log / cos / sin and may differ in the last ulp).
+inline float normal_from_bits(uint32_t w_rho, uint32_t w_angle, bool sine) {
+  const float u = u32_to_f32(w_rho) * kTwoM32 + kTwoM33;
+  const float t = (u32_to_f32(w_angle) * kTwoM32) * kTwoPiF32;
+  return std::sqrt(-2.0f * std::log(u)) * (sine ? std::sin(t) : std::cos(t));
 }
 
-/// Stream 1: float32 Gumbel(0, 1) = -log(-log u), complement trick of noise.py.
-inline float gumbel_from_bits(uint32_t r2) {
-  const float w = u32_to_f32(~r2) * kTwoM32 + kTwoM33;  // 1 - u
-  const float v = u32_to_f32(r2) * kTwoM32 + kTwoM33;   // u
+/// z of column `col` of row `row` (stream 0; word pair (0, 1) for col & 3 < 2, else (2, 3)).
+inline float normal_at(uint64_t seed, uint64_t row, uint64_t col) {
+  const PhiloxOut w = noise_call(seed, row, col, kStreamNormal);
+  const int pair = static_cast<int>(col & 2);
+  return normal_from_bits(w.r[pair], w.r[pair + 1], (col & 1) != 0);
+}
+
+/// Stream 1: float32 Gumbel(0, 1) = -log(-log u) of the column's word `word`, complement trick
+/// of noise.py.
+inline float gumbel_from_bits(uint32_t word) {
+  const float w = u32_to_f32(~word) * kTwoM32 + kTwoM33;  // 1 - u
+  const float v = u32_to_f32(word) * kTwoM32 + kTwoM33;   // u
   float e;
   if (w < 0.5f) {
     const float one_minus_w = 1.0f - w;
@@ -77,6 +96,11 @@ inline float gumbel_from_bits(uint32_t r2) {
     e = -std::log(v);
   }
   return -std::log(e);
+}
+
+/// G of column `col` of row `row` (stream 1, word col & 3).
+inline float gumbel_at(uint64_t seed, uint64_t row, uint64_t col) {
+  return gumbel_from_bits(noise_call(seed, row, col, kStreamGumbel).r[col & 3]);
 }
 
 }  // namespace redge_kernels

@@ -48,14 +48,11 @@ struct RowArgs {
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
 
-/// The noise of 8 consecutive offsets (z = stream 0, g = Gumbel of stream 1), as the kernels
-/// compute it; for the known-answer tests.
-using Noise8Fn = void (*)(uint64_t offset, uint32_t key0, uint32_t key1, float* z, float* g);
-
-/// The same noise for n consecutive offsets (n a multiple of 8; z or g may be null), with the
-/// kernels' interleaved generator; for the bulk noise op (noise_cpu.cpp).
-using NoiseBlockFn = void (*)(uint64_t offset, int64_t n, uint32_t key0, uint32_t key1, float* z,
-                              float* g);
+/// The noise of columns [col0, col0 + n) of row `row` (z = stream 0, g = the Gumbel of stream 1,
+/// float32; either may be null), with the kernels' vectorized generator (docs/SPEC.md
+/// "Randomness"); for the bulk noise op (noise_cpu.cpp) and the known-answer tests.
+using NoiseRowFn = void (*)(uint64_t row, uint64_t col0, int64_t n, uint32_t key0, uint32_t key1,
+                            float* z, float* g);
 
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
 /// fwd / bwd: one row at a time (row_kernels_impl.h). fwd_lanes / bwd_lanes: for small K, blocks
@@ -64,8 +61,7 @@ using NoiseBlockFn = void (*)(uint64_t offset, int64_t n, uint32_t key0, uint32_
 struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
-  Noise8Fn noise8;
-  NoiseBlockFn noise_block;
+  NoiseRowFn noise_row;
   const char* name;
   RowRangeFn fwd_lanes[kNumDTypes];
   RowRangeFn bwd_lanes[kNumDTypes];

@@ -1,14 +1,16 @@
 // C++ tests of the CPU kernels without Python: the vectorized noise of both kernel sets against
-// the scalar generator (int64 offsets past 2^32 included), row conventions, thread invariance,
+// the scalar generator (rows past 2^32, shards cut inside a group of 4 columns), row conventions, thread invariance,
 // and agreement between the AVX2 and the portable kernel sets.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "check.h"
+#include "noise_kat.h"
 #include "philox.h"
 #include "redge_cpu.h"
 #include "row_kernels.h"
@@ -22,22 +24,41 @@ bool close_f(float a, float b) {
 }
 
 void test_noise(const KernelTable& t) {
+  // The vectorized generator against the scalar one (philox.h) per column: rows past 2^32 (the
+  // counter's high word), columns near 2^34, starts that cut a group of 4 columns, lengths that
+  // are not multiples of 8 or 32.
   const uint64_t seed = 0x0123456789ABCDEFull;
-  const uint64_t offsets[] = {0ull, 8ull, (1ull << 32) - 8, (1ull << 32) - 3, (1ull << 32) + 5,
-                              (1ull << 40) + 5, 123456789012ull, ~0ull - 16};
-  for (uint64_t off : offsets) {
-    float z[8], g[8];
-    t.noise8(off, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), z, g);
-    for (int i = 0; i < 8; ++i) {
-      const PhiloxOut w = noise_bits(seed, off + i);
-      const float zs = normal_from_bits(w.r[0], w.r[1]);
-      const float gs = gumbel_from_bits(w.r[2]);
-      CHECK(close_f(z[i], zs), "[%s] offset %llu: z %.9e vs scalar %.9e", t.name,
-            static_cast<unsigned long long>(off + i), z[i], zs);
-      CHECK(close_f(g[i], gs), "[%s] offset %llu: G %.9e vs scalar %.9e", t.name,
-            static_cast<unsigned long long>(off + i), g[i], gs);
+  const uint64_t rows[] = {0ull, 1ull, (1ull << 32) - 1, (1ull << 32) + 5, 123456789012ull};
+  const uint64_t col0s[] = {0ull, 3ull, 8ull, 1001ull, (1ull << 34) - 300};
+  for (uint64_t row : rows) {
+    for (uint64_t c0 : col0s) {
+      constexpr int64_t kN = 299;
+      float z[kN], g[kN];
+      t.noise_row(row, c0, kN, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), z, g);
+      for (int64_t i = 0; i < kN; ++i) {
+        const float zs = normal_at(seed, row, c0 + i);
+        const float gs = gumbel_at(seed, row, c0 + i);
+        CHECK(close_f(z[i], zs), "[%s] row %llu col %llu: z %.9e vs scalar %.9e", t.name,
+              static_cast<unsigned long long>(row), static_cast<unsigned long long>(c0 + i), z[i], zs);
+        CHECK(close_f(g[i], gs), "[%s] row %llu col %llu: G %.9e vs scalar %.9e", t.name,
+              static_cast<unsigned long long>(row), static_cast<unsigned long long>(c0 + i), g[i], gs);
+      }
     }
   }
+  // The known answers of noise.py (tests/test_noise.py), each as a shard of one column.
+  for (const testing::NoiseKat& n : testing::kNoise) {
+    float z1, g1;
+    t.noise_row(n.row, n.col, 1, static_cast<uint32_t>(n.seed), static_cast<uint32_t>(n.seed >> 32),
+                &z1, &g1);
+    CHECK(close_f(z1, n.z) && close_f(g1, n.gumbel), "[%s] row %llu col %llu: (z, G) = (%.9e, %.9e) "
+          "vs noise.py (%.9e, %.9e)", t.name, static_cast<unsigned long long>(n.row),
+          static_cast<unsigned long long>(n.col), z1, g1, n.z, n.gumbel);
+  }
+  // One stream only: the other pointer may be null and the stream is unchanged.
+  float z1[40], z2[40], g2[40];
+  t.noise_row(7, 5, 40, 1, 2, z1, nullptr);
+  t.noise_row(7, 5, 40, 1, 2, z2, g2);
+  CHECK(std::memcmp(z1, z2, sizeof(z1)) == 0, "[%s] z depends on whether G is drawn", t.name);
 }
 
 at::Tensor coefs_redge(at::ScalarType dt) {
@@ -74,8 +95,7 @@ void test_ops() {
     double best = -INFINITY;
     int64_t arg = -1;
     for (int64_t j = 0; j < 50; ++j) {
-      const PhiloxOut w = noise_bits(12345, static_cast<uint64_t>(r * 50 + j));
-      const double s = phid[r][j].item<double>() + static_cast<double>(gumbel_from_bits(w.r[2]));
+      const double s = phid[r][j].item<double>() + static_cast<double>(gumbel_at(12345, r, j));
       if (s > best) {
         best = s;
         arg = j;
