@@ -1,0 +1,226 @@
+"""Performance model of the Triton kernels' machine code, no GPU needed (docs/GPU_MODEL.md).
+
+    python -m bench.gpu_model [--table baseline|targets|quick] [--arch 90] [--jobs 2]
+        [--json out.json] [--markdown out.md]
+
+For each workload (estimator x direction x shape x n_steps x dtype) it compiles the kernels the
+launcher of THIS checkout launches, with the JIT's runtime specialization, for ``sm_<arch>``
+(``bench.kernel_compile``), disassembles them (``bench.sass``), counts the warp-instructions each
+program executes by pipe with the loop trip counts of the kernel's own structure
+(``bench.kernel_trace`` runs the first program under Triton's interpreter; ``bench.sass_counts``),
+and predicts the time on an H100 SXM and an H200 from documented per-SM throughputs, occupancy
+and waves (``bench.gpu_machines``). It prints, per workload: instructions per element by pipe,
+predicted time, what bounds it, and the fraction of HBM bandwidth for the docs/SPEC.md byte floor
+("Memory and passes": the forward reads phi and writes y, the backward reads phi and g and writes
+grad_phi).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from bench.kernel_compile import (DIFFUSION, HARD_ONLY, METHODS, Workload, capture,
+                                  compile_launch, in_compiling_process, interpreting)
+
+SHAPES = [(4096, 32768, 5), (4096, 32768, 10), (8, 262144, 5), (64, 131072, 5), (9600, 2, 5),
+          (6400, 64, 5), (5184, 9, 5)]
+ELEM_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp64": 8}
+
+
+def table(name: str) -> list[Workload]:
+    """Workloads of a named table: ``baseline`` (every estimator, both directions, the SHAPES,
+    fp32 and bf16), ``quick`` (redge 4096 x 32768 n=5 fp32 both directions)."""
+    if name == "quick":
+        return [Workload("redge", d, 4096, 32768, 5) for d in ("fwd", "bwd")]
+    out = []
+    for dtype in ("fp32", "bf16"):
+        for method in METHODS:
+            for rows, k, n in SHAPES:
+                if n != 5 and method not in DIFFUSION:
+                    continue
+                for d in ("fwd", "bwd"):
+                    out.append(Workload(method, d, rows, k, n, dtype))
+    return out
+
+
+def floor_bytes(w: Workload) -> tuple[float, float]:
+    """(read, written) bytes of the docs/SPEC.md floor."""
+    n = w.rows * w.k * ELEM_BYTES[w.dtype]
+    return (n, n) if w.direction == "fwd" else (2 * n, n)
+
+
+# ---- the two process kinds: compiling (interpreter off) and tracing (interpreter on) ----
+
+_COMPILE_CACHE: dict = {}
+
+
+def _compile_job(w: Workload, arch: int) -> list[dict]:
+    """Compiled launches of ``w`` with their disassembly (runs with TRITON_INTERPRET=0)."""
+    from bench.kernel_trace import kernel_root
+    from bench.sass import disassemble
+    out = []
+    for launch in capture(w):
+        c = compile_launch(launch, arch)
+        key = (c.name, c.arch, c.num_warps, json.dumps(c.constexprs, sort_keys=True),
+               json.dumps(c.signature, sort_keys=True), c.cubin)
+        prog = _COMPILE_CACHE.get(key)
+        if prog is None:
+            prog = _COMPILE_CACHE[key] = disassemble(c.cubin)
+        d = dataclasses.asdict(c)
+        d.pop("cubin")
+        d["program"] = prog
+        d["root"] = kernel_root(launch.fn)
+        out.append(d)
+    return out
+
+
+def _fill(t):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    rows = t if t.numel() <= (1 << 22) else t[:64]
+    rows.copy_(torch.randn(rows.shape, generator=g).to(t.dtype))
+
+
+def _trace_job(w: Workload, n_launches: int) -> list:
+    """Traces of the last ``n_launches`` launches of ``w`` (runs with TRITON_INTERPRET=1)."""
+    from bench.kernel_compile import run_workload
+    from bench.kernel_trace import trace_first_programs
+    traces = trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill))
+    return [t.counts for t in traces[len(traces) - n_launches:]]
+
+
+def _trace_in_interpreter(w: Workload, n_launches: int, jobs=1):
+    import os
+    if interpreting():
+        return _trace_job(w, n_launches)
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    old = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        with cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            return pool.submit(_trace_job, w, n_launches).result()
+    finally:
+        if old is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = old
+
+
+def analyse(w: Workload, arch: int = 90) -> dict:
+    """Compile, disassemble, trace and count ``w``: a JSON-able record per launch."""
+    from bench.kernel_trace import SourceIndex, Trace
+    from bench.sass_counts import count
+    if interpreting():
+        launches = in_compiling_process(_compile_job, [(w, arch)])[0]
+    else:
+        launches = _compile_job(w, arch)
+    traces = _trace_in_interpreter(w, len(launches))
+    out = []
+    for c, tr in zip(launches, traces):
+        index = SourceIndex([c.pop("root")])
+        counts = count(c.pop("program"), Trace(tr), index)
+        c.pop("ptxas_log", None)
+        c.update(by_pipe=dict(counts.by_pipe), by_opcode=dict(counts.by_opcode),
+                 ldg_bytes=counts.ldg_bytes, stg_bytes=counts.stg_bytes, loops=counts.loops,
+                 excluded=dict(counts.excluded))
+        out.append(c)
+    return {"workload": dataclasses.asdict(w), "label": w.label(), "launches": out}
+
+
+def predict(rec: dict, machine) -> dict:
+    """Predicted time of an ``analyse`` record on ``machine`` (bench.gpu_machines)."""
+    from bench.gpu_machines import launch_time
+    w = Workload(**rec["workload"])
+    read, write = floor_bytes(w)
+    lsu_total = sum(_programs(c) * c["num_warps"] * (c["ldg_bytes"] + c["stg_bytes"])
+                    for c in rec["launches"]) or 1.0
+    us = steady = 0.0
+    bounds, instr = [], {}
+    for c in rec["launches"]:
+        p = _programs(c)
+        share = p * c["num_warps"] * (c["ldg_bytes"] + c["stg_bytes"]) / lsu_total
+        lt = launch_time(machine, p, c["num_warps"], c["regs"], c["shared"], c["by_pipe"],
+                         c["ldg_bytes"] + c["stg_bytes"], read * share, write * share,
+                         p * c["num_warps"] * c["ldg_bytes"])
+        us += lt.us
+        steady += lt.steady_us
+        bounds.append(lt.bound)
+        for pipe, n in c["by_pipe"].items():
+            instr[pipe] = instr.get(pipe, 0.0) + n * p * c["num_warps"] * 32 / (w.rows * w.k)
+    floor_us = (read + write) / (machine.hbm_tbs * 1e12) * 1e6
+    return {"us": us, "steady_us": steady, "bound": "+".join(bounds),
+            "floor_frac": floor_us / us, "steady_floor_frac": floor_us / steady,
+            "instr_per_elem": instr}
+
+
+def _programs(c) -> int:
+    g = c["grid"]
+    return int(g[0]) * int(g[1]) * int(g[2])
+
+
+_PIPES_SHOWN = ("alu", "fma", "imad", "mufu", "conv", "lsu", "shared", "uniform", "control")
+
+
+def markdown(records: list[dict]) -> str:
+    """The model's table: one row per workload, H100 SXM and H200."""
+    from bench.gpu_machines import H100_SXM, H200
+    head = ("| workload | kernels (BLOCK, warps, programs) | regs / stack B | instr/elem "
+            "(all: alu fma imad mufu conv lsu shared uniform control) | H100 ms | bound | "
+            "H100 % floor | H200 ms | H200 % floor |")
+    lines = [head, "|" + "---|" * 9]
+    for rec in records:
+        h1, h2 = predict(rec, H100_SXM), predict(rec, H200)
+        ks = "; ".join(f"{c['name'].strip('_')} ({c['constexprs'].get('BLOCK', '-')}, "
+                       f"{c['num_warps']}, {_programs(c)})" for c in rec["launches"])
+        rs = "; ".join(f"{c['regs']} / {c['stack']}" for c in rec["launches"])
+        ipe = h1["instr_per_elem"]
+        cols = " ".join(f"{ipe.get(p, 0.0):.1f}" for p in _PIPES_SHOWN)
+        lines.append(f"| {rec['label']} | {ks} | {rs} | {sum(ipe.values()):.0f}: {cols} | "
+                     f"{h1['us'] / 1e3:.3f} | {h1['bound']} | {100 * h1['floor_frac']:.1f} "
+                     f"({100 * h1['steady_floor_frac']:.1f}) | {h2['us'] / 1e3:.3f} | "
+                     f"{100 * h2['floor_frac']:.1f} ({100 * h2['steady_floor_frac']:.1f}) |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", default="baseline", choices=["baseline", "quick"])
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="keep workloads whose label contains all of these substrings")
+    ap.add_argument("--arch", type=int, default=90)
+    ap.add_argument("--json", default=None, help="append the records here, one JSON per line")
+    ap.add_argument("--from-json", default=None, help="only print the table of saved records")
+    ap.add_argument("--markdown", default=None, help="write the table here")
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    records = []
+    if args.from_json:
+        with open(args.from_json) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    for w in ([] if args.from_json else table(args.table)):
+        if args.only and not all(s in w.label() for s in args.only):
+            continue
+        if w.method in HARD_ONLY and not w.hard:
+            continue
+        t = time.time()
+        records.append(analyse(w, args.arch))
+        print(f"# {w.label()}: {time.time() - t:.1f} s", file=sys.stderr, flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps(records[-1], default=str) + "\n")
+    md = markdown(records)
+    print(md)
+    print(f"{len(records)} workloads modelled in {time.time() - t0:.0f} s (sm_{args.arch})")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
