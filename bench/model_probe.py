@@ -27,3 +27,27 @@ def launch(x, y, n_iter: int, n_hot: int, num_warps: int = 1):
     """x, y: float32 [programs * 32 * num_warps]."""
     block = 32 * num_warps
     probe_kernel[(x.numel() // block,)](x, y, n_iter, n_hot, BLOCK=block, num_warps=num_warps)
+
+
+def compiled_program(num_warps: int = 1):
+    """SASS ``Program`` of the probe for sm_90 with the JIT's specialization (run uninterpreted,
+    e.g. through ``bench.kernel_compile.in_compiling_process``)."""
+    import torch
+    from bench.kernel_compile import _recording, compile_launch
+    from bench.sass import disassemble
+    n = 8 * 32 * num_warps
+    launches = []
+    with _recording(launches):
+        launch(torch.empty(n, device="meta"), torch.empty(n, device="meta"), 37, 5, num_warps)
+    return disassemble(compile_launch(launches[0], 90).cubin)
+
+
+def traced(n_iter: int, n_hot: int, num_warps: int = 1):
+    """``(Trace, SourceIndex)`` of the probe's first program (run under the interpreter)."""
+    import torch
+    from bench.kernel_trace import SourceIndex, kernel_root, trace_first_programs
+    n = 8 * 32 * num_warps
+    index = SourceIndex([kernel_root(probe_kernel)])
+    x, y = torch.randn(n), torch.empty(n)
+    traces = trace_first_programs(lambda: launch(x, y, n_iter, n_hot, num_warps), index)
+    return traces[0], index

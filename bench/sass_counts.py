@@ -10,8 +10,10 @@ Weight of an instruction (executions per program, per warp):
   instruction the innermost ``for``, as it issues whether or not its guard holds): top level 1; ``if`` / ``else`` body: the body's executions; ``for`` body or header: inside the
   SASS loop matched to ``c`` the loop's iterations divided by its unroll factor ``u``, inside
   another SASS loop matched to ``c`` (ptxas' remainder loop of an unrolled loop) 0, outside every
-  SASS loop of ``c``: 0 if the loop is unrolled (peeled copies: their iterations are counted at
-  the main loop's cost), else the loop's entries (hoisted code; a loop unrolled completely).
+  SASS loop of ``c``: the loop's entries for its header line (guards, trip set-up, code ptxas
+  scheduled there) and for a loop that is not unrolled (hoisted code; a loop unrolled
+  completely), 0 for body lines of an unrolled loop (peeled copies: their iterations are counted
+  at the main loop's cost).
 
 A SASS loop is matched to the source ``for`` whose header line its latch branch (else most of its
 own loop-control instructions) carries; ``u`` is the ratio of the main loop's body instructions of ``c``
@@ -133,9 +135,10 @@ def count(prog: Program, trace: Trace, index: SourceIndex) -> Counts:
             excluded["library loop"] += 1
             continue
         c = construct[i]
-        ck = (c, li)
+        header = index.loop_control(ins.context) is not None
+        ck = (c, li, header)
         if ck not in weight_cache:
-            weight_cache[ck] = _weight(prog, trace, index, c, li, matched, main, unroll)
+            weight_cache[ck] = _weight(prog, trace, index, c, li, matched, main, unroll, header)
         w = weight_cache[ck]
         if w == 0:
             continue
@@ -152,7 +155,7 @@ def count(prog: Program, trace: Trace, index: SourceIndex) -> Counts:
     return Counts(by_pipe, by_op, ldg, stg, sorted(loops), excluded, len(prog.instrs))
 
 
-def _weight(prog, trace, index, c, li, matched, main, unroll) -> float:
+def _weight(prog, trace, index, c, li, matched, main, unroll, header) -> float:
     if c is None:
         return 1.0
     _, (_, _, kind) = c
@@ -164,7 +167,7 @@ def _weight(prog, trace, index, c, li, matched, main, unroll) -> float:
     chain = set(_ancestors(prog, li))
     if main.get(c) in chain:
         return trace.iterations(c, index) / unroll[c]
-    if chain & loops_of_c or unroll.get(c, 1) > 1:
+    if chain & loops_of_c or (unroll.get(c, 1) > 1 and not header):
         # remainder loop or peeled copies of an unrolled loop: their iterations are counted at
         # the main loop's cost per iteration
         return 0.0
