@@ -86,6 +86,9 @@ class _FileIndex:
             for ln in range(lo, hi + 1):
                 self.stmt_of[ln] = lo  # smaller spans overwrite: innermost statement wins
         self.first_lines = {c.first: c for c in self.constructs}
+        #: statements whose entries the counts need: loop headers, first statements of bodies
+        self.counted = self.for_headers | {self.stmt_of.get(c.first, c.first)
+                                           for c in self.constructs}
 
     def innermost(self, line: int, loops_only: bool = False) -> _Construct | None:
         best = None
@@ -149,7 +152,8 @@ class SourceIndex:
 
 @dataclasses.dataclass
 class Trace:
-    """Statement entries per program, keyed by (call_sites, (file, stmt_line))."""
+    """Statement entries per program, keyed by (call_sites, (file, stmt_line)), for the loop
+    headers and the first statements of loop and ``if`` bodies."""
     counts: Counter
 
     def _n(self, key, line) -> int:
@@ -193,6 +197,8 @@ class _Tracer:
             here = self.index.stmt(frame.f_code.co_filename, frame.f_lineno)
             if self.last.get(id(frame)) != here:
                 self.last[id(frame)] = here
+                if here[1] not in self.index.file(here[0]).counted:
+                    return self.local
                 callers = []
                 f = frame
                 while f is not None and (f.f_code.co_filename, f.f_code.co_name) != self.entry:
@@ -221,10 +227,53 @@ def _first_program_only():
     return lambda: setattr(builder, "set_grid_idx", original)
 
 
-def trace_first_programs(run, index: SourceIndex | None = None, skip: int = 0) -> list[Trace]:
+class _NoScope:
+    def restore(self):
+        pass
+
+
+def _patch_once(interpreter):
+    """Make the interpreter patch ``triton.language`` once per launch: a device-function call
+    re-patches the modules the launch already patched (and never restores them), which costs
+    ``inspect.getmembers`` of the language modules per call and changes nothing."""
+    import triton.language as tl
+    original = interpreter._patch_lang
+    active: set = set()
+
+    def patch(fn):
+        langs = {id(v) for v in fn.__globals__.values() if v is tl or v is tl.core}
+        if active and langs <= active:
+            return _NoScope()
+        active.update(langs)
+        return original(fn)
+
+    interpreter._patch_lang = patch
+
+    def restore():
+        interpreter._patch_lang = original
+    return active, restore
+
+
+def launch_signature(executor, args, kwargs) -> tuple:
+    """``(kernel name, grid, constexpr values)`` of an interpreted launch."""
+    import inspect
+    fn = getattr(executor.fn, "fn", executor.fn)
+    spec = inspect.getfullargspec(fn)
+    names = set(spec.args) | set(spec.kwonlyargs)
+    options = tuple(sorted((k, repr(v)) for k, v in kwargs.items() if k not in names))
+    bound = inspect.getcallargs(fn, *args, **{k: v for k, v in kwargs.items() if k in names})
+    consts = tuple(sorted((k, repr(bound[k])) for k in executor.constexprs if k in bound))
+    consts += options  # num_warps and the other launch options
+    grid = executor.grid(bound) if callable(executor.grid) else executor.grid
+    return fn.__name__, tuple(int(g) for g in grid), consts
+
+
+def trace_first_programs(run, index: SourceIndex | None = None, skip: int = 0,
+                         signatures: list | None = None, dry: bool = False) -> list[Trace]:
     """Run ``run()`` (which launches interpreted kernels) executing each launch's first program
     only; returns one ``Trace`` per launch after the first ``skip`` launches (those are run but
-    not traced, e.g. the forward before a backward)."""
+    not traced, e.g. the forward before a backward). ``signatures`` (a list) receives each
+    launch's ``launch_signature``; ``dry`` executes nothing (signatures only)."""
     from triton.runtime import interpreter
     index = index or SourceIndex()
     traces: list[Trace] = []
@@ -232,6 +281,10 @@ def trace_first_programs(run, index: SourceIndex | None = None, skip: int = 0) -
     original_call = interpreter.GridExecutor.__call__
 
     def call(self, *args, **kwargs):
+        if signatures is not None:
+            signatures.append(launch_signature(self, args, kwargs))
+        if dry:
+            return
         index.add_root(kernel_root(self.fn))
         code = getattr(self.fn, "fn", self.fn).__code__
         entry = (code.co_filename, code.co_name)
@@ -249,14 +302,17 @@ def trace_first_programs(run, index: SourceIndex | None = None, skip: int = 0) -
                 raise
         finally:
             sys.settrace(old)
+            active.clear()
         if tracer is not None:
             traces.append(Trace(tracer.counts))
 
     restore = _first_program_only()
+    active, unpatch = _patch_once(interpreter)
     interpreter.GridExecutor.__call__ = call
     try:
         run()
     finally:
         interpreter.GridExecutor.__call__ = original_call
+        unpatch()
         restore()
     return traces

@@ -115,3 +115,28 @@ def test_time_formula_by_hand():
     t = gm.launch_time(m, 8, 4, 64, 0, {"fma": 1e6}, 0, 0, 0, 0)
     assert t.bound.startswith("issue") and "latency" in t.bound
     assert math.isclose(t.clocks["issue"], 4 * 1e6 / 4)
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """bench/gpu_check.py's Python (model table timing, peer comparison, report) on CPU."""
+    import json
+    import subprocess
+    model = tmp_path / "model.jsonl"
+    rec = {"workload": {"method": "redge", "direction": "bwd", "rows": 8, "k": 64, "n_steps": 3,
+                        "dtype": "fp32", "hard": True},
+           "label": "redge bwd 8x64 n=3 fp32",
+           "launches": [{"name": "k", "grid": [8, 1, 1], "num_warps": 1, "regs": 32,
+                         "shared": 0, "by_pipe": {"fma": 10.0}, "ldg_bytes": 256.0,
+                         "stg_bytes": 128.0}]}
+    model.write_text(json.dumps(rec) + "\n")
+    report = tmp_path / "report.md"
+    env = dict(os.environ, GPU_CHECK_DRY_RUN="1", TRITON_INTERPRET="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--model", str(model),
+                           "--report", str(report), "--dry-run"], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    md = report.read_text()
+    assert "| redge bwd 8x64 n=3 fp32 (dry run: 4 x 64) |" in md
+    assert "| authors eager |" in md and "| authors torch.compile |" in md
+    assert "| redge_kernels |" in md
