@@ -3,6 +3,8 @@
     python -m bench.gpu_check --model bench/gpu_model_baseline.jsonl --report report.md
         [--budget-s 240] [--dry-run]
 
+0. Every estimator at real sizes (4096 x 32768, 8 x 262144, 9600 x 2, 5184 x 9) against the
+   pure-PyTorch reference backend, same seed: indices identical, values and gradients close.
 1. Times every workload of the model's records (``python -m bench.gpu_model --json``) with CUDA
    events around the Triton launchers the op runs on CUDA (``redge_kernels.triton.fwd`` /
    ``.bwd``, the forward's outputs kept for the backward) and prints measured beside predicted (for the machine the device name says: H100 or
@@ -168,6 +170,37 @@ def peer_rows(env: Env) -> list[str]:
     return out
 
 
+def real_size_rows(env: Env) -> list[str]:
+    """Every estimator at real sizes on the GPU against the pure-PyTorch reference backend, same
+    seed: sampled indices identical, forward values and gradients close (fp32)."""
+    import redge_kernels as rk
+    from redge_kernels.schedule import make_schedule
+    shapes = [(4, 64), (3, 9)] if env.dry else [(4096, 32768), (8, 262144), (9600, 2), (5184, 9)]
+    out = ["| estimator | shape | indices equal | max abs error y | max abs error grad |",
+           "|---|---|---|---|---|"]
+    for method in ("redge", "redge_cov", "redge_max", "st", "gumbel", "reinmax"):
+        for rows, k in shapes:
+            if env.left() < 0:
+                out.append(f"| {method} | {rows} x {k} | (budget spent) | | |")
+                continue
+            kw = {"schedule": make_schedule(5, 0.5)} if method.startswith("redge") else {}
+            if method == "gumbel":
+                kw["tau"] = 0.5
+            x = torch.randn(rows, k, device=env.device, generator=None)
+            g = torch.randn(rows, k, device=env.device)
+            res = {}
+            for backend in ("triton", "reference"):
+                xl = x.clone().requires_grad_(True)
+                y, idx = rk.sample(method, xl, seed=1234, backend=backend, return_index=True, **kw)
+                y.backward(g)
+                res[backend] = (y.detach(), idx, xl.grad)
+            (yt, it, gt), (yr, ir, gr) = res["triton"], res["reference"]
+            out.append(f"| {method} | {rows} x {k} | {bool(torch.equal(it, ir))} | "
+                       f"{(yt - yr).abs().max().item():.2e} | {(gt - gr).abs().max().item():.2e} |")
+            print(out[-1], flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="records of python -m bench.gpu_model --json")
@@ -184,7 +217,9 @@ def main(argv=None) -> int:
     with open(args.model) as f:
         records = [json.loads(line) for line in f if line.strip()][:args.limit]
     lines = ["# GPU check", "", f"torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-             "", "## Measured beside the model", ""]
+             ""]
+    lines += ["## Real sizes against the reference backend", ""] + real_size_rows(env)
+    lines += ["", "## Measured beside the model", ""]
     lines += model_rows(records, env)
     lines += ["", "## Against the authors' redge", ""] + peer_rows(env)
     with open(args.report, "w") as f:
