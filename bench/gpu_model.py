@@ -259,8 +259,8 @@ def markdown(records: list[dict]) -> str:
         ipe = h1["instr_per_elem"]
         cols = " ".join(f"{ipe.get(p, 0.0):.1f}" for p in _PIPES_SHOWN)
         lines.append(f"| {rec['label']} | {ks} | {rs} | {sum(ipe.values()):.0f}: {cols} | "
-                     f"{h1['us'] / 1e3:.3f} | {h1['bound']} | {100 * h1['floor_frac']:.1f} "
-                     f"({100 * h1['steady_floor_frac']:.1f}) | {h2['us'] / 1e3:.3f} | "
+                     f"{h1['us'] / 1e3:.4g} | {h1['bound']} | {100 * h1['floor_frac']:.1f} "
+                     f"({100 * h1['steady_floor_frac']:.1f}) | {h2['us'] / 1e3:.4g} | "
                      f"{100 * h2['floor_frac']:.1f} ({100 * h2['steady_floor_frac']:.1f}) |")
     return "\n".join(lines) + "\n"
 
@@ -309,14 +309,26 @@ def main(argv=None) -> int:
                     help="keep workloads whose label contains all of these substrings")
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--json", default=None, help="append the records here, one JSON per line")
-    ap.add_argument("--from-json", default=None, help="only print the table of saved records")
+    ap.add_argument("--from-json", nargs="+", default=None,
+                    help="print the table of saved records (several files: merged, the last "
+                         "record of a workload kept, in table order; --json then writes them)")
     ap.add_argument("--markdown", default=None, help="write the table here")
     args = ap.parse_args(argv)
     t0 = time.time()
     records = []
     if args.from_json:
-        with open(args.from_json) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        by_label = {}
+        for path in args.from_json:
+            with open(path) as f:
+                for line in f:
+                    if line.strip():
+                        rec = json.loads(line)
+                        by_label[rec["label"]] = rec
+        order = {w.label(): i for i, w in enumerate(table("baseline"))}
+        records = sorted(by_label.values(), key=lambda r: order.get(r["label"], len(order)))
+        if args.json:
+            with open(args.json, "w") as f:
+                f.writelines(json.dumps(r, default=str) + "\n" for r in records)
     for w in ([] if args.from_json else table(args.table)):
         if args.only and not all(s in w.label() for s in args.only):
             continue

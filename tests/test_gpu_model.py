@@ -140,3 +140,25 @@ def test_gpu_check_dry_run(tmp_path):
     assert "| redge bwd 8x64 n=3 fp32 (dry run: 4 x 64) |" in md
     assert "| authors eager |" in md and "| authors torch.compile |" in md
     assert "| redge_kernels |" in md
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the kernels under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("direction", ["fwd", "bwd"])
+def test_model_of_the_real_kernels_moves_at_least_the_floor(direction):
+    """Whatever the kernel design: the loads the model counts cover the inputs of the byte floor
+    (phi; and g for the backward) at least once and the stores cover the output at least once,
+    every launch has executed instructions, and the prediction is positive."""
+    from bench.gpu_machines import H100_SXM
+    from bench.gpu_model import analyse, floor_bytes, predict
+    from bench.kernel_compile import Workload
+    w = Workload("redge", direction, 64, 16384, 3)
+    rec = analyse(w)
+    read, write = floor_bytes(w)
+    loads = sum(c["grid"][0] * c["grid"][1] * c["grid"][2] * c["num_warps"] * c["ldg_bytes"]
+                for c in rec["launches"])
+    stores = sum(c["grid"][0] * c["grid"][1] * c["grid"][2] * c["num_warps"] * c["stg_bytes"]
+                 for c in rec["launches"])
+    assert loads >= read and stores >= write
+    assert all(sum(c["by_pipe"].values()) > 0 for c in rec["launches"])
+    p = predict(rec, H100_SXM)
+    assert p["us"] > p["steady_us"] > 0 and 0 < p["steady_floor_frac"] <= 1
