@@ -302,6 +302,57 @@ def targets_markdown(records: list[dict], machine_key: str = "h100", dtype: str 
     return "\n".join(rows) + "\n"
 
 
+def targets_summary(records: list[dict]) -> str:
+    """The targets in one table: per estimator, dtype and machine, steady-state % of HBM for the
+    byte floor at 4096 x 32768 n=5 (target >= 40), time n=10 / n=5 (<= 2, diffusion only), time
+    per element of 8 x 262144 and 64 x 131072 over 4096 x 32768 (<= 2), and the least % of HBM
+    over the small shapes 9600 x 2, 6400 x 64, 5184 x 9 (>= 25); each cell "fwd / bwd"."""
+    from bench.gpu_machines import MACHINES
+    rows = ["| estimator | dtype | GPU | % HBM 4096x32768 (>= 40) | n=10 / n=5 (<= 2) | "
+            "8x262144 per elem (<= 2) | 64x131072 per elem (<= 2) | small shapes min % (>= 25) |",
+            "|---|---|---|---|---|---|---|---|"]
+    from bench.kernel_compile import METHODS
+    for method in METHODS:
+        for dtype in ("fp32", "bf16"):
+            for mk in ("h100", "h200"):
+                m = MACHINES[mk]
+                by = {}
+                for rec in records:
+                    w = rec["workload"]
+                    if w["method"] == method and w["dtype"] == dtype:
+                        by[(w["direction"], w["rows"], w["k"], w["n_steps"])] = predict(rec, m)
+                if not by:
+                    continue
+
+                def cell(f):
+                    vals = [f(d) for d in ("fwd", "bwd")]
+                    return " / ".join("-" if v is None else f"{v:.1f}" if v >= 10 else
+                                      f"{v:.2f}" for v in vals)
+
+                def pct(d, r, k, n=5):
+                    p = by.get((d, r, k, n))
+                    return None if p is None else 100 * p["steady_floor_frac"]
+
+                def per_elem(d, a, b):
+                    if a in by and b in by:
+                        return (by[a]["steady_us"] / (a[1] * a[2])) / \
+                            (by[b]["steady_us"] / (b[1] * b[2]))
+                    return None
+
+                def small(d):
+                    v = [pct(d, r, k) for r, k in ((9600, 2), (6400, 64), (5184, 9))]
+                    v = [x for x in v if x is not None]
+                    return min(v) if v else None
+                base = lambda d: (d, 4096, 32768, 5)  # noqa: E731
+                rows.append(
+                    f"| {method} | {dtype} | {m.name} | {cell(lambda d: pct(d, 4096, 32768))} | "
+                    f"{cell(lambda d: per_elem(d, (d, 4096, 32768, 10), base(d)))} | "
+                    f"{cell(lambda d: per_elem(d, (d, 8, 262144, 5), base(d)))} | "
+                    f"{cell(lambda d: per_elem(d, (d, 64, 131072, 5), base(d)))} | "
+                    f"{cell(small)} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="baseline", choices=["baseline", "quick"])
@@ -340,8 +391,7 @@ def main(argv=None) -> int:
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(records[-1], default=str) + "\n")
-    md = markdown(records) + "\n" + "\n".join(
-        targets_markdown(records, mk, dt) for mk in ("h100", "h200") for dt in ("fp32", "bf16"))
+    md = markdown(records) + "\n" + targets_markdown(records) + "\n" + targets_summary(records)
     print(md)
     print(f"{len(records)} workloads modelled in {time.time() - t0:.0f} s (sm_{args.arch})")
     if args.markdown:
