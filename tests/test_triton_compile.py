@@ -1,28 +1,92 @@
-"""The AOT compile check (no GPU needed): kernels compile for sm_80 / sm_90 without spills."""
+"""The AOT compile check (no GPU needed): every kernel configuration the launcher picks at the
+quick level compiles for sm_90 with the JIT's runtime specialization and has no stack frame and no
+spills (ptxas -v). Configurations that spill today are strict xfails: they turn into failures once
+the kernels are fixed, so the marks must then be removed."""
+
+import os
+import sys
+import time
 
 import pytest
 
 pytest.importorskip("triton")
-cc = pytest.importorskip("redge_kernels.triton.compile_check")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `bench` is a top-level package of the checkout, not installed
+    sys.path.insert(0, ROOT)
+
+from bench import compile_check as cc  # noqa: E402
+from bench.kernel_compile import nvidia_tool  # noqa: E402
 
 try:
-    cc._cuobjdump()
+    nvidia_tool("ptxas")
+    nvidia_tool("cuobjdump")
 except FileNotFoundError as e:  # a triton wheel without the NVIDIA tools
     pytest.skip(str(e), allow_module_level=True)
 
+#: Configurations with a stack frame or spills in today's kernels (bench.compile_check output).
+SPILLING = {
+    "redge bwd 4096x8192 n=5 fp32": "single-block backward: 16 B stack frame",
+    "redge_cov bwd 4096x8192 n=5 fp32": "single-block ReDGE-Cov backward: 536 B stack, 872 B spill stores",
+    "redge_max bwd 4096x8192 n=5 fp32": "single-block ReDGE-Max backward: 88 B stack, 84 B spills",
+    "redge fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
+    "redge bwd 4096x32768 n=5 fp32": "tiled diffusion backward: 32 B stack frame",
+    "redge soft fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
+    "redge_cov fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
+    "redge_cov bwd 4096x32768 n=5 fp32": "tiled ReDGE-Cov backward: 255 registers, 136 B stack",
+    "redge_cov soft fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
+    "redge_max fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
+    "redge_max bwd 4096x32768 n=5 fp32": "tiled diffusion backward: 32 B stack frame",
+    "redge fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
+    "redge bwd 4096x32768 n=5 bf16": "tiled backward bf16: 56 B stack, 24 B spills",
+    "redge soft fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
+    "redge_cov fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
+    "redge_cov bwd 4096x32768 n=5 bf16": "tiled ReDGE-Cov backward bf16: 128 B stack, 132 B spills",
+    "redge_cov soft fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
+    "redge_max fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
+    "redge_max bwd 4096x32768 n=5 bf16": "tiled diffusion backward: 32 B stack frame",
+}
 
-def test_heaviest_kernel_compiles_without_spills():
-    """The tiled ReDGE-Cov backward holds the most live row vectors."""
-    from redge_kernels.triton._launch import SINGLE_MAX, config
-    single, block, warps = config("diffusion_bwd", 2 * SINGLE_MAX["diffusion_bwd"])
-    assert not single
-    res = cc.compile_one("diffusion_bwd", {"COV": True, "MAX": False}, single, block, warps, 80)
-    assert res["error"] == "" and res["regs"] > 0
-    assert res["local"] == 0
+_WORKLOADS = cc.workloads("quick")
+_RESULTS = {}
 
 
-def test_command_prints_table_and_passes(capsys):
-    assert cc.main(["--quick", "--arch", "90", "--kinds", "onepass_fwd"]) == 0
-    out = capsys.readouterr().out
-    assert "regs" in out and "spill" in out and "0 failing" in out
-    assert out.count("sm_90") == 3  # single small, single largest, tiled
+def _results():
+    """Compile every quick-level configuration once per test run (2 processes)."""
+    if not _RESULTS:
+        t0 = time.time()
+        for w, rows in cc.check(_WORKLOADS, (90,), jobs=2):
+            _RESULTS[w.label()] = rows
+        print(f"\ncompile check: {len(_WORKLOADS)} workloads in {time.time() - t0:.0f} s")
+    return _RESULTS
+
+
+def _param(w):
+    label = w.label()
+    marks = [pytest.mark.xfail(strict=True, reason=SPILLING[label])] if label in SPILLING else []
+    return pytest.param(label, id=label.replace(" ", "-"), marks=marks)
+
+
+@pytest.mark.parametrize("label", [_param(w) for w in _WORKLOADS])
+def test_no_stack_frame_and_no_spills(label):
+    rows = _results()[label]
+    assert rows, f"{label}: the launcher launched no kernel"
+    for r in rows:
+        assert not r.get("error"), r
+        assert r["regs"] > 0, r
+        assert cc.failing(r) == "", f"{label}: {r['name']}: {cc.failing(r)}"
+
+
+def test_failing_reads_ptxas_stack_and_spills():
+    ok = {"stack": 0, "spill_stores": 0, "spill_loads": 0, "local": 0, "error": ""}
+    assert cc.failing(ok) == ""
+    assert "stack 8 B" in cc.failing(dict(ok, stack=8))
+    assert cc.failing(dict(ok, spill_loads=4))
+    assert cc.failing(dict(ok, error="boom")).startswith("error")
+
+
+def test_ptxas_report_parsing():
+    from bench.kernel_compile import _ptxas_report
+    log = ("ptxas info    : Used 255 registers, used 1 barriers, 136 bytes stack frame, "
+           "140 bytes spill stores, 216 bytes spill loads")
+    assert _ptxas_report(log) == {"regs": 255, "stack": 136, "spill_stores": 140,
+                                  "spill_loads": 216}

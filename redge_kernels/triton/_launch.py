@@ -1,7 +1,7 @@
 """Launchers: flatten nothing (the op gets ``[R, K]``), allocate outputs, pick path / block / warps
 from K, and launch one program per row.
 
-Block and warp choice (per kernel kind; checked spill-free by ``compile_check``):
+Block and warp choice (per kernel kind; checked for spills by ``bench.compile_check``):
 
 * path (a), one block per row, when ``next_pow2(K) <= SINGLE_MAX[kind]``: ``BLOCK = next_pow2(K)``
   (at least 32), ``num_warps = clamp(BLOCK // ELEMS_PER_THREAD[kind] // 32, 1, 16)`` so that every

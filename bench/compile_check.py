@@ -1,0 +1,145 @@
+"""Ahead-of-time compile check of the kernel configurations the launcher can pick, no GPU needed.
+
+    python -m bench.compile_check [--level quick|full] [--arch 80 90] [--jobs N]
+
+Each workload (estimator x direction x hard/soft x K class x dtype) is run through the launcher of
+this checkout with the launches recorded (``bench.kernel_compile``); every distinct kernel
+configuration is compiled once per architecture with the JIT's runtime specialization (16-byte
+aligned pointers, divisible integers, unit strides folded) and ptxas' ``-v`` report is read:
+registers, stack frame, spill stores and loads (and cuobjdump's LOCAL). Any stack frame or spill
+fails the configuration (local memory traffic on the hot path), as does a compile error. Prints a
+table and the run time; exits 1 if any configuration fails.
+
+``--level quick`` (the test suite) covers every estimator, direction and hard/soft variant at K =
+64 (one block, small), 8192 (one block, large) and 32768 (tiled) in fp32, and 32768 in bf16, on
+sm_90; ``full`` adds K from 2 to 262144 (powers of two and odd sizes), fp16 and two row counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from bench.kernel_compile import (HARD_ONLY, METHODS, Workload, capture, compile_launch,
+                                  in_compiling_process, interpreting)
+
+
+def workloads(level: str = "quick") -> list[Workload]:
+    """Workloads whose launches cover the launcher's configurations at ``level``."""
+    if level == "quick":
+        shapes = [(4096, k, "fp32") for k in (64, 8192, 32768)] + [(4096, 32768, "bf16")]
+    else:
+        ks = [2 ** e for e in range(1, 19)] + [3, 9, 100, 1000, 10000, 50000]
+        shapes = [(r, k, dt) for r in (8, 4096) for k in ks for dt in ("fp32", "bf16", "fp16")]
+    out = []
+    for rows, k, dtype in shapes:
+        for method in METHODS:
+            for hard in (True, False):
+                if not hard and method in HARD_ONLY:
+                    continue
+                for d in ("fwd", "bwd"):
+                    if d == "bwd" and not hard:
+                        continue  # the backward does not depend on hard (straight-through)
+                    out.append(Workload(method, d, rows, k, 5, dtype, hard))
+    return out
+
+
+def _configs(w: Workload) -> list[dict]:
+    """The distinct launches of ``w``: ``{"key", "name", "constexprs", "num_warps"}``."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import make_backend
+    from triton.runtime.jit import create_function_from_signature
+    out = []
+    backend = make_backend(GPUTarget("cuda", 90, 32))
+    for launch in capture(w):
+        fn = launch.fn
+        binder = create_function_from_signature(fn.signature, fn.params, backend)
+        _, spec, options = binder(*launch.args, **launch.kwargs)
+        key = json.dumps([launch.name, [str(s) for s in spec], sorted(map(str, options.items()))])
+        out.append({"key": key, "launch": launch})
+    return out
+
+
+def _compile_many(items: list, archs) -> dict:
+    """``{(key, arch): result}`` for every distinct configuration (runs uninterpreted)."""
+    seen, results = {}, {}
+    for w in items:
+        for c in _configs(w):
+            seen.setdefault(c["key"], c["launch"])
+    for key, launch in seen.items():
+        for arch in archs:
+            try:
+                ck = compile_launch(launch, arch)
+                res = {k: getattr(ck, k) for k in ("name", "regs", "stack", "spill_stores",
+                                                   "spill_loads", "local", "num_warps")}
+                res["constexprs"] = ck.constexprs
+                res["error"] = ""
+            except Exception as e:  # reported in the table, fails the configuration
+                res = {"name": launch.name, "error": f"{type(e).__name__}: {e}"[:300]}
+            results[(key, arch)] = res
+    return results
+
+
+def _check_workloads(items: list, archs) -> list[tuple]:
+    results = _compile_many(items, archs)
+    out = []
+    for w in items:
+        rows = [results[(c["key"], arch)] for c in _configs(w) for arch in archs]
+        out.append((w, rows))
+    return out
+
+
+def check(items: list[Workload], archs=(90,), jobs: int = 1) -> list[tuple]:
+    """``[(workload, [result per launch and arch])]``; each result has ``regs``, ``stack``,
+    ``spill_stores``, ``spill_loads``, ``local``, ``error``. Compiled in ``jobs`` processes
+    without the interpreter, each distinct configuration once per process."""
+    if not interpreting() and jobs <= 1:
+        return _check_workloads(items, archs)
+    chunks = [items[i::max(1, jobs)] for i in range(max(1, jobs))]
+    parts = in_compiling_process(_check_workloads, [(c, tuple(archs)) for c in chunks if c],
+                                 jobs)
+    by_label = {w.label(): (w, r) for part in parts for w, r in part}
+    return [by_label[w.label()] for w in items]
+
+
+def failing(result: dict) -> str:
+    """Why a compiled configuration fails ("" when it passes)."""
+    if result.get("error"):
+        return "error: " + result["error"]
+    if result["stack"] or result["spill_stores"] or result["spill_loads"] or result["local"]:
+        return (f"stack {result['stack']} B, spill stores {result['spill_stores']} B, "
+                f"loads {result['spill_loads']} B, LOCAL {result['local']} B")
+    return ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--level", default="quick", choices=["quick", "full"])
+    ap.add_argument("--arch", type=int, nargs="+", default=[90])
+    ap.add_argument("--jobs", type=int, default=1)
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    items = workloads(args.level)
+    header = f"{'workload':44s} {'kernel':24s} {'BLOCK':>6s} {'warps':>5s} {'regs':>5s} " \
+             f"{'stack':>6s} {'spill':>6s}"
+    print(header)
+    print("-" * len(header))
+    failed = 0
+    for w, rows in check(items, tuple(args.arch), args.jobs):
+        for r in rows:
+            why = failing(r)
+            failed += bool(why)
+            blk = r.get("constexprs", {}).get("BLOCK", "-")
+            print(f"{w.label():44s} {r['name']:24s} {blk!s:>6s} {r.get('num_warps', 0):5d} "
+                  f"{r.get('regs', -1):5d} {r.get('stack', -1):6d} "
+                  f"{r.get('spill_stores', -1):6d}" + (f"  FAIL {why}" if why else ""))
+    print(f"{len(items)} workloads, {failed} failing launches (spill, stack or error), "
+          f"{time.time() - t0:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

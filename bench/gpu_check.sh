@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One run on a CUDA machine, at most 8 minutes in all, one markdown report:
+#   bash bench/gpu_check.sh [REPORT.md]
+# 1. the CUDA tests: the Triton kernel tests on the GPU, opcheck and torch.compile on the real op;
+# 2. every workload of the model's baseline table timed with CUDA events, beside the prediction
+#    (bench/gpu_model_baseline.jsonl, made by `python -m bench.gpu_model --json`);
+# 3. fwd+bwd of redge at 4096 x 32768, n = 5 against the authors' eager redge and its
+#    torch.compile (targets: >= 10x eager, >= 4x compiled, >= 5x less peak memory).
+# Each stage has its own time limit; a failing stage is reported and the next one still runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+report=${1:-gpu-check-report.md}
+model=${GPU_CHECK_MODEL:-bench/gpu_model_baseline.jsonl}
+status=0
+tmp=$(mktemp -d)
+
+{
+  echo "# GPU check ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo
+  echo '```'
+  nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm,memory.total,driver_version --format=csv 2>&1 | head -5
+  python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
+  echo '```'
+} >"$tmp/head.md"
+
+echo "== CUDA tests (limit 180 s)"
+timeout 180 python -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels.py \
+  tests/test_triton_opcheck.py tests/test_compile.py >"$tmp/tests.txt" 2>&1
+rc=$?; [ $rc -eq 0 ] || status=1
+tail -5 "$tmp/tests.txt"
+
+echo "== measured beside the model, and against the authors' redge (limit 270 s)"
+timeout 270 python -m bench.gpu_check --model "$model" --report "$tmp/timing.md" --budget-s 200
+rc2=$?; [ $rc2 -eq 0 ] || status=1
+
+{
+  cat "$tmp/head.md"
+  echo
+  echo "## CUDA tests (exit $rc)"
+  echo
+  echo '```'
+  tail -15 "$tmp/tests.txt"
+  echo '```'
+  echo
+  if [ -f "$tmp/timing.md" ]; then tail -n +2 "$tmp/timing.md"; else echo "timing stage failed (exit $rc2)"; fi
+} >"$report"
+echo "report: $report (status $status)"
+rm -rf "$tmp"
+exit $status

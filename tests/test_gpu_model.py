@@ -1,0 +1,164 @@
+"""The performance model (bench/gpu_model.py, docs/GPU_MODEL.md): instruction counting on a kernel
+whose executed instructions are known, SASS control-flow parsing, and the time formula on
+hand-computed cases. No GPU needed (ptxas / nvdisasm ship in the triton wheel)."""
+
+import math
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("triton")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `bench` is a top-level package of the checkout, not installed
+    sys.path.insert(0, ROOT)
+
+from bench import gpu_machines as gm  # noqa: E402
+from bench import sass  # noqa: E402
+from bench.kernel_compile import in_compiling_process, interpreting, nvidia_tool  # noqa: E402
+
+try:
+    nvidia_tool("ptxas")
+    nvidia_tool("nvdisasm")
+except FileNotFoundError as e:  # a triton wheel without the NVIDIA tools
+    pytest.skip(str(e), allow_module_level=True)
+
+
+def _probe_program():
+    from bench import model_probe
+    if interpreting():
+        return in_compiling_process(model_probe.compiled_program, [()])[0]
+    return model_probe.compiled_program()
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return _probe_program()
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the probe under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("n_iter,n_hot", [(37, 5), (40, 0), (3, 3)])
+def test_probe_counts_are_exact(probe, n_iter, n_hot):
+    """One FFMA per step plus the if-converted (predicated, so always issued) FFMA: 2 n_iter
+    FFMAs per warp whatever the unrolling; one load and one store."""
+    from bench import model_probe
+    from bench.sass_counts import count
+    trace, index = model_probe.traced(n_iter, n_hot)
+    c = count(probe, trace, index)
+    assert c.by_opcode["FFMA"] == pytest.approx(2 * n_iter)
+    assert c.by_opcode["LDG"] == 1 and c.by_opcode["STG"] == 1
+    assert c.ldg_bytes == 32 * 4 and c.stg_bytes == 32 * 4
+    assert len(c.loops) == 1
+    label, _, unroll, iterations = c.loops[0]
+    assert "model_probe.py" in label and iterations == n_iter
+    assert unroll >= 1
+
+
+def test_probe_sass_has_the_unrolled_loop(probe):
+    """ptxas unrolls the runtime-trip loop (main loop + remainder loop): two natural loops, both
+    with back edges, each block's successors inside the program."""
+    assert len(probe.loops) >= 1
+    for lp in probe.loops:
+        assert lp.header in lp.blocks and all(lt in lp.blocks for lt in lp.latches)
+        assert any(lp.header in probe.blocks[lt].succs for lt in lp.latches)
+    ffma = [i for i in probe.instrs if i.base == "FFMA"]
+    assert ffma and all(any(f.endswith("model_probe.py") for f, _ in i.context) for i in ffma)
+
+
+def test_cfg_of_a_hand_written_listing():
+    text = """
+        /*0000*/                   MOV R1, 0x1 ;
+.L_x_0:
+        /*0010*/                   FFMA R2, R2, R2, 1 ;
+        /*0020*/                   ISETP.NE.AND P0, PT, R1, RZ, PT ;
+        /*0030*/               @P0 BRA `(.L_x_0) ;
+        /*0040*/                   EXIT ;
+"""
+    prog = sass.build(sass.parse(text))
+    assert [(b.start, b.end, b.succs) for b in prog.blocks] == [(0, 1, [1]), (1, 4, [1, 2]),
+                                                                (4, 5, [])]
+    assert len(prog.loops) == 1 and prog.loops[0].blocks == {1}
+    assert [i.pipe for i in prog.instrs] == ["alu", "fma", "alu", "control", "control"]
+
+
+def test_pipes_of_opcodes():
+    assert sass.pipe_of("FFMA.FTZ") == "fma" and sass.pipe_of("MUFU.EX2") == "mufu"
+    assert sass.pipe_of("LDG.E.128") == "lsu" and sass.pipe_of("UIADD3") == "uniform"
+    assert sass.pipe_of("IMAD.MOV.U32") == "imad" and sass.pipe_of("SHFL.BFLY") == "shared"
+
+
+def test_occupancy_by_hand():
+    m = gm.H100_SXM
+    # 255 registers -> 8192 per warp; 4 warps -> 32768 per block; 65536 / 32768 = 2 blocks
+    assert gm.occupancy(m, 255, 4, 0) == 2
+    # 32 registers, 1 warp: 64 warps per SM bound it
+    assert gm.occupancy(m, 32, 1, 0) == 32
+    # shared memory: 100 KiB + 1 KiB reserved per block -> 2 blocks in 228 KiB
+    assert gm.occupancy(m, 32, 4, 100 * 1024) == 2
+
+
+def test_time_formula_by_hand():
+    m = gm.H100_SXM
+    # 264 programs on 132 SMs -> 2 per SM, 8 warps; MUFU: 8 * 100 * 2 clocks = 1600 clocks
+    t = gm.launch_time(m, 264, 4, 64, 0, {"mufu": 100, "alu": 100}, 0, 0, 0, 0)
+    assert t.bound == "mufu"
+    assert t.steady_us == pytest.approx(1600 / (1.755e3))
+    assert t.us == pytest.approx(t.steady_us + m.launch_us)
+    # issue: 8 warps * 800 instructions / 4 per clock = 1600 clocks > fma's 8 * 800 / 4
+    t = gm.launch_time(m, 264, 4, 64, 0, {"alu": 400, "control": 400}, 0, 0, 0, 0)
+    assert t.bound == "issue" and t.clocks["issue"] == pytest.approx(1600)
+    # memory: 1 GB read + 1 GB written at 90 % of 3.35 TB/s
+    t = gm.launch_time(m, 264, 4, 64, 0, {"alu": 1}, 0, 1e9, 1e9, 1e9)
+    assert t.bound == "memory"
+    assert t.steady_us == pytest.approx(2e9 / (3.35e12 * 0.9) * 1e6)
+    # few programs with little work each: latency-exposed is flagged
+    t = gm.launch_time(m, 8, 4, 64, 0, {"fma": 1e6}, 0, 0, 0, 0)
+    assert t.bound.startswith("issue") and "latency" in t.bound
+    assert math.isclose(t.clocks["issue"], 4 * 1e6 / 4)
+
+
+def test_gpu_check_dry_run(tmp_path):
+    """bench/gpu_check.py's Python (model table timing, peer comparison, report) on CPU."""
+    import json
+    import subprocess
+    model = tmp_path / "model.jsonl"
+    rec = {"workload": {"method": "redge", "direction": "bwd", "rows": 8, "k": 64, "n_steps": 3,
+                        "dtype": "fp32", "hard": True},
+           "label": "redge bwd 8x64 n=3 fp32",
+           "launches": [{"name": "k", "grid": [8, 1, 1], "num_warps": 1, "regs": 32,
+                         "shared": 0, "by_pipe": {"fma": 10.0}, "ldg_bytes": 256.0,
+                         "stg_bytes": 128.0}]}
+    model.write_text(json.dumps(rec) + "\n")
+    report = tmp_path / "report.md"
+    env = dict(os.environ, GPU_CHECK_DRY_RUN="1", TRITON_INTERPRET="1",
+               PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "bench.gpu_check", "--model", str(model),
+                           "--report", str(report), "--dry-run"], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    md = report.read_text()
+    assert "| redge bwd 8x64 n=3 fp32 (dry run: 4 x 64) |" in md
+    assert "| authors eager |" in md and "| authors torch.compile |" in md
+    assert "| redge_kernels |" in md
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the kernels under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("direction", ["fwd", "bwd"])
+def test_model_of_the_real_kernels_moves_at_least_the_floor(direction):
+    """Whatever the kernel design: the loads the model counts cover the inputs of the byte floor
+    (phi; and g for the backward) at least once and the stores cover the output at least once,
+    every launch has executed instructions, and the prediction is positive."""
+    from bench.gpu_machines import H100_SXM
+    from bench.gpu_model import analyse, floor_bytes, predict
+    from bench.kernel_compile import Workload
+    w = Workload("redge", direction, 64, 16384, 3)
+    rec = analyse(w)
+    read, write = floor_bytes(w)
+    loads = sum(c["grid"][0] * c["grid"][1] * c["grid"][2] * c["num_warps"] * c["ldg_bytes"]
+                for c in rec["launches"])
+    stores = sum(c["grid"][0] * c["grid"][1] * c["grid"][2] * c["num_warps"] * c["stg_bytes"]
+                 for c in rec["launches"])
+    assert loads >= read and stores >= write
+    assert all(sum(c["by_pipe"].values()) > 0 for c in rec["launches"])
+    p = predict(rec, H100_SXM)
+    assert p["us"] > p["steady_us"] > 0 and 0 < p["steady_floor_frac"] <= 1
