@@ -11,7 +11,7 @@ from . import ops  # noqa: F401  (registers the redge_kernels:: op schemas)
 from ._backends import available_backends
 from .api import (gumbel_softmax, redge, redge_cov, redge_max, reindge, reinmax, sample,
                   straight_through)
-from .noise import Noise, sample_noise
+from .noise import NOISE_VERSION, Noise, sample_noise
 from .registry import DEFAULTS, SAMPLERS, SamplerConfig, sweep
 from .schedule import Schedule, grid_schedule, linear_schedule, make_schedule
 
@@ -19,6 +19,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "redge", "redge_cov", "redge_max", "reindge", "straight_through", "gumbel_softmax", "reinmax",
-    "sample", "SAMPLERS", "DEFAULTS", "SamplerConfig", "sweep", "sample_noise", "Noise",
+    "sample", "SAMPLERS", "DEFAULTS", "SamplerConfig", "sweep", "sample_noise", "Noise", "NOISE_VERSION",
     "Schedule", "linear_schedule", "grid_schedule", "make_schedule", "available_backends",
 ]

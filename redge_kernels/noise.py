@@ -1,44 +1,49 @@
-"""Counter-based noise: the contract every backend reproduces bit for bit (docs/SPEC.md "Randomness").
+"""Counter-based noise, contract version 2: what every backend reproduces bit for bit
+(docs/SPEC.md "Randomness (noise contract, version 2)").
 
-Generator: Philox4x32-10 (Salmon et al. 2011; the generator of cuRAND, Triton's ``tl.randint4x``
-and PyTorch's CUDA backend), evaluated here with plain int64 torch ops so that it runs on any device.
+Generator: Philox4x32-10 (Salmon et al. 2011; the generator of cuRAND, Triton's ``tl.philox`` and
+PyTorch's CUDA backend), evaluated here with plain int64 torch ops so that it runs on any device.
 
-Layout (one Philox call per element of the logical ``[R, K]`` row-major matrix):
+Layout. ``row`` is the index of the row after flattening the leading dims (0 <= row < 2**64), ``col``
+the *global* vocabulary index (0 <= col < 2**34), ``stream`` 0 or 1::
 
-    seed    : int64 in [0, 2**63)          key    = (seed & 0xFFFFFFFF, seed >> 32)
-    offset  = row * K + col   (int64)      counter = (offset & 0xFFFFFFFF, offset >> 32, 0, 0)
-    (r0, r1, r2, r3) = Philox4x32_10(counter, key)
+    seed    : int64 in [0, 2**63)          key     = (seed & 0xFFFFFFFF, seed >> 32)
+    j       = col >> 2                     counter = (j, row & 0xFFFFFFFF, row >> 32, stream)
+    (w0, w1, w2, w3) = Philox4x32_10(counter, key)      # one call for columns 4j .. 4j+3
 
-``row`` is the index of the row after flattening the leading dims, ``col`` the vocabulary index, so
-the noise of an element does not depend on memory layout, strides, or which kernel path runs.
-(This is exactly Triton's ``tl.randint4x(seed, offset)`` counter layout.) The four output words
-are the *streams*:
+The noise of an element depends on (seed, row, col) only: not on K, on the number of rows, on
+strides or on which kernel path runs. Padding the vocabulary, appending rows, or computing the
+columns ``[c0, c0 + k)`` of a row as a vocabulary shard (any integer ``c0``) leaves it unchanged.
 
-* stream 0 (words r0, r1): the standard normal ``z`` by Box-Muller, in float32::
+Stream 0, the standard normal ``z`` by Box-Muller, both outputs used, in float32::
 
-      u1 = f32(r0) * 2**-32 + 2**-33            in [2**-33, 1]
-      u2 = f32(r1) * 2**-32                     in [0, 1]
-      z  = sqrt(-2 * log(u1)) * cos(TWO_PI_F32 * u2)
+    u(w) = f32(w) * 2**-32 + 2**-33          in [2**-33, 1], never 0, exact near 0
+    v(w) = f32(w) * 2**-32                   in [0, 1]
+    rho  = sqrt(-2 * log(u(w_a)))            theta = v(w_b) * TWO_PI_F32
+    (z[4j],   z[4j+1]) = (rho * cos(theta), rho * sin(theta))   with (w_a, w_b) = (w0, w1)
+    (z[4j+2], z[4j+3]) = (rho * cos(theta), rho * sin(theta))   with (w_a, w_b) = (w2, w3)
 
-* stream 1 (word r2): the uniform ``u = (r2 + 1/2) * 2**-32``, strictly inside (0, 1) and using
-  all 32 bits. The Gumbel variable ``G = -log(-log u)`` is computed in float32 without ever rounding
-  ``u`` itself, so both tails keep full resolution (the upper tail of G, which decides whether rare
-  tokens of a 256k vocabulary are ever drawn, reaches G ~ 22.9 instead of 16.6)::
+Stream 1, the uniforms of the Gumbel-max sample: column ``col`` takes word ``w = w_(col & 3)`` of its
+stream-1 call, ``u = (w + 1/2) * 2**-32`` strictly inside (0, 1) and using all 32 bits. The Gumbel
+variable ``G = -log(-log u)`` is computed in float32 without ever rounding ``u`` itself, so both
+tails keep full resolution (the upper tail of G, which decides whether rare tokens of a 256k
+vocabulary are ever drawn, reaches G ~ 22.9 instead of 16.6)::
 
-      w  = f32(~r2) * 2**-32 + 2**-33           # = 1 - u, exact near 0
-      v  = f32(r2)  * 2**-32 + 2**-33           # = u,     exact near 0
-      E  = -log(u) = -log1p(-w)   if w < 1/2    # log1p by Goldberg's trick: log(1-w) * w / (1 - (1-w))
-                   = -log(v)      otherwise
-      G  = -log(E)
+    a  = f32(~w) * 2**-32 + 2**-33           # = 1 - u, exact near 0
+    b  = f32(w)  * 2**-32 + 2**-33           # = u,     exact near 0
+    E  = -log(u) = -log1p(-a)   if a < 1/2   # log1p by Goldberg's trick:
+                                             #   a                                 if 1 - a == 1
+                                             #   -log(1 - a) * a / (1 - (1 - a))   otherwise
+                 = -log(b)      otherwise
+    G  = -log(E)
 
-* word r3 is reserved.
+``f32(w)`` is the round-to-nearest conversion of the unsigned 32-bit integer to float32,
+``TWO_PI_F32`` is float32(2 pi) = 0x1.921fb6p+2; every other operation is a float32 IEEE operation
+in the order written, so the kernels differ from this file by at most the last-ulp differences of
+their ``log`` / ``cos`` / ``sin`` / ``sqrt`` implementations. The backward needs stream 0 only.
 
-``f32(r)`` is the round-to-nearest conversion of the unsigned 32-bit integer to float32; all other
-operations are float32 IEEE operations, so the kernels differ from this file by at most the last-ulp
-differences of their ``log``/``cos``/``sqrt`` implementations.
-
-For vocabulary-parallel sampling, a shard holding columns ``[c0, c0 + K_local)`` of a row uses the
-*global* ``offset = row * K + c0 + j``: every shard sees the noise of the unsharded call.
+Version 1 (release 0.1.0) used one call per element with counter ``(row * K + col, 0, 0, 0)``,
+words 0/1 for z (cosine only) and word 2 for the uniform; ``NOISE_VERSION`` names the contract.
 """
 
 from __future__ import annotations
@@ -48,16 +53,24 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-__all__ = ["Noise", "philox4x32", "noise_bits", "normal_from_bits", "gumbel_from_bits",
-           "uniform_from_bits", "sample_noise", "MAX_SEED"]
+__all__ = ["Noise", "NOISE_VERSION", "MAX_SEED", "MAX_COLS", "MAX_ROWS", "philox4x32", "counter",
+           "noise_bits", "normal_from_bits", "uniform_from_bits", "gumbel_from_bits",
+           "normal_noise", "uniform_noise", "gumbel_noise", "sample_noise"]
 
+#: The noise contract this module implements (docs/SPEC.md "Randomness (noise contract, version 2)").
+NOISE_VERSION = 2
 #: Seeds are int64 in [0, MAX_SEED).
 MAX_SEED = 2**63
+#: Global column indices are in [0, MAX_COLS): the counter's 32-bit word 0 holds col >> 2.
+MAX_COLS = 2**34
+#: Row indices are in [0, MAX_ROWS): the counter's words 1 and 2 hold the row's low and high halves.
+MAX_ROWS = 2**64
 
 _MASK32 = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # Philox round multipliers
 _W0, _W1 = 0x9E3779B9, 0xBB67AE85  # Weyl key increments
 _TWO_PI_F32 = float(torch.tensor(2.0 * math.pi, dtype=torch.float32))
+assert _TWO_PI_F32 == float.fromhex("0x1.921fb6p+2")
 _TWO_M32 = 2.0**-32
 _TWO_M33 = 2.0**-33
 
@@ -87,31 +100,86 @@ def philox4x32(c0, c1, c2, c3, k0, k1, rounds: int = 10):
     return c0, c1, c2, c3
 
 
-def _as_seed_tensor(seed, device) -> torch.Tensor:
-    if isinstance(seed, torch.Tensor):
-        return seed.to(device=device, dtype=torch.int64)
-    return torch.tensor(int(seed), dtype=torch.int64, device=device)
+def _check_stream(stream) -> int:
+    if isinstance(stream, bool) or not isinstance(stream, int) or stream not in (0, 1):
+        raise ValueError(f"stream must be 0 (the normal z) or 1 (the Gumbel uniforms), got {stream!r}")
+    return stream
 
 
-def noise_bits(seed, rows: int, cols: int, device=None, *, row_start: int = 0, col_start: int = 0,
-               row_cols: int | None = None):
-    """The four Philox words for the block ``[row_start:row_start+rows, col_start:col_start+cols]``
-    of a logical ``[*, row_cols]`` matrix (``row_cols`` defaults to ``cols``).
+def _check_range(name: str, start, count, limit: int, what: str) -> tuple[int, int]:
+    for arg, val in ((f"{name}_start", start), (name + "s", count)):
+        if isinstance(val, bool) or not isinstance(val, int):
+            raise TypeError(f"{arg} must be an int, got {type(val).__name__}")
+    if start < 0 or count < 0:
+        raise ValueError(f"{name}_start and {name}s must be >= 0, got {start} and {count}")
+    if start + count > limit:
+        raise ValueError(f"{what}: {name}s [{start}, {start + count}) exceed the noise counter's "
+                         f"range [0, {limit}) (docs/SPEC.md \"Randomness\")")
+    return start, count
 
-    Returns four int64 tensors of shape ``[rows, cols]`` holding uint32 values.
-    ``seed`` is an int or a 0-dim int64 tensor (read on its device without a host sync).
+
+def counter(row, col, stream: int):
+    """The Philox counter words ``(col >> 2, row & 0xFFFFFFFF, row >> 32, stream)`` of an element.
+
+    ``row`` and ``col`` are Python ints or int64 tensors (they broadcast); a Python int ``row`` may
+    use the full range [0, 2**64). Returns four int64 tensors holding uint32 values.
     """
-    row_cols = cols if row_cols is None else row_cols
+    stream = _check_stream(stream)
+    if not isinstance(row, torch.Tensor):
+        if not 0 <= int(row) < MAX_ROWS:
+            raise ValueError(f"row must be in [0, 2**64), got {row}")
+        row = int(row)
+        lo, hi = torch.tensor(row & _MASK32), torch.tensor(row >> 32)
+    else:
+        if bool((row < 0).any()):
+            raise ValueError("row must be in [0, 2**64)")
+        lo, hi = row & _MASK32, row >> 32
+    col = torch.as_tensor(col, dtype=torch.int64)
+    if bool(((col < 0) | (col >= MAX_COLS)).any()):
+        raise ValueError("col must be in [0, 2**34): the counter's 32-bit word holds col >> 2")
+    c3 = torch.full((), stream, dtype=torch.int64, device=lo.device)
+    return col >> 2, lo, hi, c3
+
+
+def _seed_key(seed, device):
+    if isinstance(seed, torch.Tensor):
+        s = seed.to(device=device, dtype=torch.int64)
+    else:
+        s = torch.tensor(int(seed), dtype=torch.int64, device=device)
+    return s & _MASK32, (s >> 32) & _MASK32
+
+
+def noise_bits(seed, rows: int, cols: int, device=None, *, stream: int, row_start: int = 0,
+               col_start: int = 0):
+    """The Philox words of the calls that hold the block ``[row_start : row_start + rows,
+    col_start : col_start + cols]`` (global row and column indices; ``col_start`` any int).
+
+    Returns four int64 tensors ``(w0, w1, w2, w3)`` of shape ``[rows, cols]`` holding uint32 values:
+    entry ``[r, c]`` of ``w_i`` is word i of the stream-``stream`` call of global column
+    ``col_start + c`` (the four columns of a call repeat its words). ``seed`` is an int or a 0-dim
+    int64 tensor (read on its device without a host sync).
+    """
+    stream = _check_stream(stream)
+    _check_range("row", row_start, rows, MAX_ROWS, "noise_bits")
+    _check_range("col", col_start, cols, MAX_COLS, "noise_bits")
     if isinstance(seed, torch.Tensor) and device is None:
         device = seed.device
-    seed_t = _as_seed_tensor(seed, device)
-    r = torch.arange(row_start, row_start + rows, device=device, dtype=torch.int64)
-    c = torch.arange(col_start, col_start + cols, device=device, dtype=torch.int64)
-    offset = r[:, None] * row_cols + c[None, :]
-    zero = torch.zeros((), dtype=torch.int64, device=device)
-    k0 = seed_t & _MASK32
-    k1 = (seed_t >> 32) & _MASK32
-    return philox4x32(offset & _MASK32, offset >> 32, zero, zero, k0, k1)
+    k0, k1 = _seed_key(seed, device)
+    # Row words without int64 overflow: rows may reach 2**64 - 1.
+    lo = torch.arange(rows, device=device, dtype=torch.int64) + (row_start & _MASK32)
+    hi = (lo >> 32) + (row_start >> 32)
+    lo = lo & _MASK32
+    g0 = col_start >> 2
+    n_calls = 0 if cols == 0 else ((col_start + cols - 1) >> 2) - g0 + 1
+    j = torch.arange(g0, g0 + n_calls, device=device, dtype=torch.int64)
+    c3 = torch.full((), stream, dtype=torch.int64, device=device)
+    words = philox4x32(j[None, :], lo[:, None], hi[:, None], c3, k0, k1)
+    call = (torch.arange(col_start, col_start + cols, device=device, dtype=torch.int64) >> 2) - g0
+    return tuple(w.expand(rows, n_calls)[:, call] for w in words)
+
+
+def _lanes(cols: int, col_start: int, device) -> torch.Tensor:
+    return torch.arange(col_start, col_start + cols, device=device, dtype=torch.int64) & 3
 
 
 def _f32(bits: torch.Tensor) -> torch.Tensor:
@@ -119,28 +187,61 @@ def _f32(bits: torch.Tensor) -> torch.Tensor:
     return bits.to(torch.float32)
 
 
-def normal_from_bits(r0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
-    """Stream 0: float32 standard normals by Box-Muller (see module docstring)."""
-    u1 = _f32(r0) * _TWO_M32 + _TWO_M33
-    u2 = _f32(r1) * _TWO_M32
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(u2 * _TWO_PI_F32)
+def normal_from_bits(w0, w1, w2, w3, lane) -> torch.Tensor:
+    """Stream 0: the float32 normal of each column from the four words of its call and its lane
+    ``col & 3`` (int64, broadcasts): lanes 0/1 are rho(w0) cos / sin of the angle of w1, lanes 2/3
+    those of (w2, w3) (module docstring)."""
+    second = lane >= 2
+    w_a = torch.where(second, w2, w0)
+    w_b = torch.where(second, w3, w1)
+    rho = torch.sqrt(-2.0 * torch.log(_f32(w_a) * _TWO_M32 + _TWO_M33))
+    theta = (_f32(w_b) * _TWO_M32) * _TWO_PI_F32
+    return rho * torch.where((lane & 1) == 1, torch.sin(theta), torch.cos(theta))
 
 
-def uniform_from_bits(r2: torch.Tensor) -> torch.Tensor:
-    """Stream 1 as the exact float64 uniform ``(r2 + 1/2) * 2**-32``, strictly inside (0, 1)."""
-    return (r2.to(torch.float64) + 0.5) * _TWO_M32
+def uniform_from_bits(w: torch.Tensor) -> torch.Tensor:
+    """Stream 1 as the exact float64 uniform ``(w + 1/2) * 2**-32``, strictly inside (0, 1); ``w``
+    is the column's own word ``w_(col & 3)``."""
+    return (w.to(torch.float64) + 0.5) * _TWO_M32
 
 
-def gumbel_from_bits(r2: torch.Tensor) -> torch.Tensor:
-    """Stream 1 as the float32 Gumbel(0, 1) variable ``-log(-log u)`` (see module docstring)."""
-    w = _f32(r2 ^ _MASK32) * _TWO_M32 + _TWO_M33  # 1 - u
-    v = _f32(r2) * _TWO_M32 + _TWO_M33  # u
-    one_minus_w = 1.0 - w
-    denom = 1.0 - one_minus_w  # exact (Sterbenz) for w < 1/2
-    e_small_w = torch.where(one_minus_w == 1.0, w,
-                            -torch.log(one_minus_w) * w / torch.where(denom == 0, 1.0, denom))
-    e = torch.where(w < 0.5, e_small_w, -torch.log(v))
+def gumbel_from_bits(w: torch.Tensor) -> torch.Tensor:
+    """Stream 1 as the float32 Gumbel(0, 1) variable ``-log(-log u)`` (module docstring); ``w`` is
+    the column's own word ``w_(col & 3)``."""
+    a = _f32(w ^ _MASK32) * _TWO_M32 + _TWO_M33  # 1 - u
+    b = _f32(w) * _TWO_M32 + _TWO_M33  # u
+    one_minus_a = 1.0 - a
+    denom = 1.0 - one_minus_a  # exact (Sterbenz) for a < 1/2
+    e_small_a = torch.where(one_minus_a == 1.0, a,
+                            -torch.log(one_minus_a) * a / torch.where(denom == 0, 1.0, denom))
+    e = torch.where(a < 0.5, e_small_a, -torch.log(b))
     return -torch.log(e)
+
+
+def _own_word(seed, rows, cols, device, row_start, col_start) -> torch.Tensor:
+    w = noise_bits(seed, rows, cols, device, stream=1, row_start=row_start, col_start=col_start)
+    lane = _lanes(cols, col_start, w[0].device)
+    return torch.stack(w, -1).gather(-1, lane.expand(rows, cols)[..., None])[..., 0]
+
+
+def normal_noise(seed, rows: int, cols: int, device=None, *, row_start: int = 0,
+                 col_start: int = 0) -> torch.Tensor:
+    """float32 ``z [rows, cols]`` (stream 0) of global rows ``row_start ..`` and columns
+    ``col_start ..``."""
+    w = noise_bits(seed, rows, cols, device, stream=0, row_start=row_start, col_start=col_start)
+    return normal_from_bits(*w, _lanes(cols, col_start, w[0].device))
+
+
+def uniform_noise(seed, rows: int, cols: int, device=None, *, row_start: int = 0,
+                  col_start: int = 0) -> torch.Tensor:
+    """float64 uniforms ``u [rows, cols]`` (stream 1), strictly inside (0, 1)."""
+    return uniform_from_bits(_own_word(seed, rows, cols, device, row_start, col_start))
+
+
+def gumbel_noise(seed, rows: int, cols: int, device=None, *, row_start: int = 0,
+                 col_start: int = 0) -> torch.Tensor:
+    """float32 Gumbel ``G [rows, cols]`` (stream 1) exactly as the kernels compute it."""
+    return gumbel_from_bits(_own_word(seed, rows, cols, device, row_start, col_start))
 
 
 class Noise(NamedTuple):
@@ -157,11 +258,11 @@ class Noise(NamedTuple):
 
 
 def sample_noise(shape: Sequence[int] | torch.Size, seed, device=None) -> Noise:
-    """Counter-based noise for logits of shape ``[..., K]`` and an int ``seed`` in [0, 2**63).
+    """Noise version 2 for logits of shape ``[..., K]`` and an int ``seed`` in [0, 2**63).
 
-    Element ``(row, col)`` of the flattened ``[R, K]`` view gets the noise of Philox counter
-    ``row * K + col``: research code can use common random numbers across estimators, and tests
-    compare backends sample by sample.
+    Element ``(row, col)`` of the flattened ``[R, K]`` view gets the noise of (seed, row, col), as
+    in the module docstring: research code can use common random numbers across estimators, and
+    tests compare backends sample by sample.
 
     >>> n = sample_noise((2, 3), seed=0)
     >>> n.z.shape, n.u.dtype, n.gumbel.dtype
@@ -178,7 +279,8 @@ def sample_noise(shape: Sequence[int] | torch.Size, seed, device=None) -> Noise:
             raise ValueError(f"sample_noise: seed must be in [0, 2**63), got {seed}")
     k = shape[-1]
     rows = math.prod(shape[:-1])
-    r0, r1, r2, _ = noise_bits(seed, rows, k, device)
-    return Noise(normal_from_bits(r0, r1).reshape(shape),
-                 uniform_from_bits(r2).reshape(shape),
-                 gumbel_from_bits(r2).reshape(shape))
+    if k > MAX_COLS:
+        raise ValueError(f"sample_noise: K = {k} exceeds the noise counter's 2**34 columns")
+    w = _own_word(seed, rows, k, device, 0, 0)
+    return Noise(normal_noise(seed, rows, k, device).reshape(shape),
+                 uniform_from_bits(w).reshape(shape), gumbel_from_bits(w).reshape(shape))
