@@ -15,6 +15,7 @@ import dataclasses
 import datetime
 import json
 import sys
+import time
 import traceback
 
 import torch
@@ -37,6 +38,7 @@ class Case:
     schedule: tuple = ("linear", 4, 0.4)
     tau: float = 0.7
     error: str = ""  # "seed", "shape", "arg": the mismatch the case must reject
+    tie: bool = False  # every row's best Gumbel-max score tied exactly on ranks 0 and 1
 
 
 def cases(world: int) -> list[Case]:
@@ -62,6 +64,8 @@ def cases(world: int) -> list[Case]:
             Case("generator-redge", "redge", seed_mode="generator"),
             Case("dtensor-redge", "redge", False, seed_mode="dtensor"),
             Case("dtensor-reinmax", "reinmax", seed_mode="dtensor", masks="none"),
+            Case("tie-st", "st", masks="none", tie=True),
+            Case("tie-gumbel", "gumbel", False, masks="none", tie=True),
             Case("error-seed", "redge", error="seed"),
             Case("error-shape", "st", error="shape"),
             Case("error-arg", "gumbel", error="arg"),
@@ -98,7 +102,31 @@ def build(case: Case, sizes) -> tuple[torch.Tensor, torch.Tensor]:
         flat[1, c0[-1] + sizes[-1] // 2] = float("nan")
         flat[3, c0[0]] = float("inf")
     grad = torch.randn(shape, generator=gen, dtype=torch.float64)
+    if case.tie:
+        phi = _tie(phi.view(-1, k).float(), c0[0] + 1, c0[1] + 2).view(shape)
     return phi.to(case.dtype), grad.to(case.dtype)
+
+
+def _tie(phi: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """``phi`` (fp32) whose best Gumbel-max score ``phi_a + G_a`` (G the noise of seed 1234) is
+    tied exactly in fp32 by ``phi_b + G_b`` in the rows where an fp32 ``phi_b`` reaches it (at
+    least 3 rows): there the first maximum, column ``a``, must win."""
+    from redge_kernels.noise import gumbel_noise
+    gumbel = gumbel_noise(1234, phi.shape[0], phi.shape[1])
+    phi[:, a] = 30.0
+    target = phi[:, a] + gumbel[:, a]
+    cand = target - gumbel[:, b]
+    for _ in range(64):  # walk cand by ulps until the fp32 sum lands on the target
+        score = cand + gumbel[:, b]
+        if torch.equal(score, target):
+            break
+        cand = torch.where(score < target, torch.nextafter(cand, torch.tensor(1e9)),
+                           torch.where(score > target, torch.nextafter(cand, torch.tensor(-1e9)),
+                                       cand))
+    tied = (cand + gumbel[:, b]) == target
+    assert int(tied.sum()) >= 3, "could not build exact ties"
+    phi[:, b] = torch.where(tied, cand, phi[:, b])
+    return phi.double()
 
 
 def _expected_collectives(case: Case) -> tuple[int, int]:
@@ -252,14 +280,17 @@ def main(argv) -> int:
     mesh = init_device_mesh("cpu", (world,))
     group, counter, results = dist.group.WORLD, Counter(), []
     for case in cases(world):
+        start = time.perf_counter()
         try:
             run_case(case, rank, world, group, mesh, counter)
-            results.append({"name": case.name, "ok": True, "msg": ""})
+            results.append({"name": case.name, "ok": True, "msg": "",
+                            "s": time.perf_counter() - start})
         except Exception as exc:  # noqa: BLE001 (reported to the test, which fails)
             msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             tb = traceback.extract_tb(exc.__traceback__)[-1]
             results.append({"name": case.name, "ok": False,
-                            "msg": f"{msg} (at {tb.filename}:{tb.lineno})"})
+                            "msg": f"{msg} (at {tb.filename}:{tb.lineno})",
+                            "s": time.perf_counter() - start})
     with open(out_file, "w") as f:
         json.dump(results, f)
     dist.destroy_process_group()

@@ -72,3 +72,16 @@ def test_sharded_call_matches_unsharded(world, name, tmp_path_factory):
     assert records is not None and len(records) == world, f"{name}: not run on every rank"
     failed = [f"rank {r}: {rec['msg']}" for r, rec in enumerate(records) if not rec["ok"]]
     assert not failed, "\n".join(failed)
+
+
+def test_argument_errors_without_a_group():
+    """Errors that need no collective: no group and no DTensor, a group of the wrong type."""
+    import torch
+
+    from redge_kernels import distributed
+    logits = torch.zeros(2, 5)
+    assert distributed.is_sharded(logits, object()) and not distributed.is_sharded(logits)
+    with pytest.raises(ValueError, match="group is required"):
+        distributed.sample("st", logits)
+    with pytest.raises(TypeError, match="group must be a torch.distributed ProcessGroup"):
+        distributed.sample("st", logits, group="world")

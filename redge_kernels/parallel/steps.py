@@ -211,23 +211,18 @@ def _baseline_backward(plan: Plan, g, phi, stats, index):
         gumbel = _noise(plan, phi.shape[0], phi.device, phi.dtype, "g")
         s = probs((phi + gumbel) / plan.tau, stats[:, 0, 0], stats[:, 0, 1])
         return _softmax_grad(g, s, shard) / plan.tau
-    # ReinMax: gphi = (u - p1 sum u) + (w - p0 sum w), centred over the unmasked columns. The
-    # centring's sum is expanded into local sums (sum_valid u - U sum_valid p1 + ...) so that all
-    # seven row sums travel in one collective.
+    # ReinMax: gphi = (u - p1 sum u) + (w - p0 sum w), zero on masked columns. The reference
+    # then subtracts the mean of gphi over the unmasked columns, which is 0 in exact arithmetic
+    # (sum p0 = sum p1 = 1 gives sum gphi = U (1 - sum p1) + W (1 - sum p0)): it only moves
+    # rounding, so it is left out and both sums travel in one collective.
     p0 = probs(phi, stats[:, 0, 0], stats[:, 0, 1])
     p1 = 0.5 * (probs(phi / plan.tau, stats[:, 1, 0], stats[:, 1, 1])
                 + local_one_hot(index, shard, p0))
     u = 2.0 * g * p1
     w = -0.5 * g * p0
-    valid = phi != _NEG_INF
-    zero = torch.zeros_like(u)
-    parts = [u, w, torch.where(valid, u, zero), torch.where(valid, p1, zero),
-             torch.where(valid, w, zero), torch.where(valid, p0, zero), valid.to(u.dtype)]
-    sums = rank_sum(gather_rows(torch.stack([t.sum(-1) for t in parts], 1), shard))
-    su, sw, su_v, sp1_v, sw_v, sp0_v, n_valid = (sums[:, i:i + 1] for i in range(7))
-    gphi = (u - p1 * su) + (w - p0 * sw)
-    mean = (su_v - su * sp1_v + sw_v - sw * sp0_v) / n_valid.clamp_min(1)
-    return torch.where(valid, gphi - mean, zero)
+    sums = rank_sum(gather_rows(torch.stack([u.sum(-1), w.sum(-1)], 1), shard))
+    gphi = (u - p1 * sums[:, :1]) + (w - p0 * sums[:, 1:])
+    return torch.where(phi != _NEG_INF, gphi, torch.zeros_like(gphi))
 
 
 def _redge_backward(plan: Plan, g, phi, stats, index):
