@@ -136,6 +136,8 @@ def sample(method: str, logits, *, group=None, hard: bool = True, tau: float = 1
         when an argument is wrong on some rank or differs across ranks.
     """
     fn = method if isinstance(method, str) else "sample"
+    if not dist.is_available():
+        raise RuntimeError(f"{fn}: this torch build has no torch.distributed")
     local, group, rewrap = _unwrap_dtensor(logits, group, fn)
     if group is None:
         raise ValueError(f"{fn}: group is required for a vocabulary-parallel call (or pass a "
@@ -143,6 +145,8 @@ def sample(method: str, logits, *, group=None, hard: bool = True, tau: float = 1
     if not isinstance(group, dist.ProcessGroup):
         raise TypeError(f"{fn}: group must be a torch.distributed ProcessGroup, got "
                         f"{type(group).__name__}")
+    if dist.get_rank(group) < 0:
+        raise ValueError(f"{fn}: this process is not a member of group")
     try:
         method_id, hard, tau, seed_value = _check_args(method, local, hard, tau, schedule, seed,
                                                        generator, backend, fn)

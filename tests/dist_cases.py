@@ -64,6 +64,8 @@ def cases(world: int) -> list[Case]:
             Case("generator-redge", "redge", seed_mode="generator"),
             Case("dtensor-redge", "redge", False, seed_mode="dtensor"),
             Case("dtensor-reinmax", "reinmax", seed_mode="dtensor", masks="none"),
+            Case("lead-1d-redge_cov", "redge_cov", lead=(), masks="none"),
+            Case("no-rows-redge", "redge", lead=(0, 3), masks="none"),
             Case("tie-st", "st", masks="none", tie=True),
             Case("tie-gumbel", "gumbel", False, masks="none", tie=True),
             Case("error-seed", "redge", error="seed"),
@@ -132,6 +134,8 @@ def _tie(phi: torch.Tensor, a: int, b: int) -> torch.Tensor:
 def _expected_collectives(case: Case) -> tuple[int, int]:
     """(forward, backward) all-gathers: the check plus one per forward step; one per backward
     step (docs/SPEC.md "Vocabulary-parallel")."""
+    if 0 in case.lead:  # no rows: the check only
+        return 1, 0
     if case.method in ("st", "gumbel", "reinmax"):
         return 2, 1
     n = _schedule(case).n_steps
@@ -225,6 +229,7 @@ def run_case(case: Case, rank: int, world: int, group, mesh, counter) -> None:
     # Poisoned rows are checked below against the row contract of the ``ops`` docstring (NaN on
     # the whole row): the reference's reinmax keeps 0 on their masked columns.
     rows = torch.ones(i_ref.numel(), dtype=torch.bool)
+    assert y.shape == case.lead + (sizes[rank],) and index.shape == i_ref.shape, "output shapes"
     if case.poison:
         rows[[1, 3]] = False
     kr = sizes[rank]

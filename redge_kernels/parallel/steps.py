@@ -147,13 +147,15 @@ def run_chain(plan: Plan, x: torch.Tensor, denoiser, stats_of, keep: bool):
 
 
 def local_one_hot(index: torch.Tensor, shard: Shard, like: torch.Tensor) -> torch.Tensor:
-    """This shard's columns of ``one_hot(index)`` (all zeros where the index is -1 or elsewhere)."""
+    """This shard's columns of ``one_hot(index)`` (all zeros where the index is -1 or on another
+    shard); a scatter, so no host sync."""
+    out = torch.zeros_like(like)
+    if shard.k_local == 0:
+        return out
     pos = index - shard.c0
     inside = (pos >= 0) & (pos < shard.k_local)
-    out = torch.zeros_like(like)
-    rows = torch.nonzero(inside).flatten()
-    out[rows, pos[rows]] = 1.0
-    return out
+    return out.scatter_(1, pos.clamp(0, shard.k_local - 1)[:, None],
+                        inside.to(out.dtype)[:, None])
 
 
 def forward(plan: Plan, phi: torch.Tensor):
