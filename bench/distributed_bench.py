@@ -12,7 +12,9 @@
    and, for context, the unsharded reference backend (``api.sample(..., backend="reference")``,
    the same torch-ops formulation without per-step statistics). Repetitions are medians after a
    warm-up call; the ranks start every repetition together (a barrier) and a repetition's time is
-   its slowest rank's.
+   its slowest rank's. The CPU time of each process is reported beside the wall time: on a
+   machine shared with other jobs the two processes compete for cores, and the CPU time shows
+   the per-rank work that sharding divides.
 
 The processes are spawned by this script (file rendezvous in a temporary directory).
 """
@@ -71,14 +73,15 @@ def _count_bytes(group, rank, world) -> dict:
     return out
 
 
-def _time(fn, reps: int, barrier) -> list[float]:
-    fn()  # warm-up
+def _time(fn, reps: int, barrier) -> list[tuple[float, float]]:
+    """``[(wall s, this process's CPU s)]`` per repetition, after one warm-up call."""
+    fn()
     times = []
     for _ in range(reps):
         barrier()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start, time.process_time() - cpu))
     return times
 
 
@@ -122,7 +125,8 @@ def _spawn(world: int, args, tmp: Path) -> list[dict]:
 
 
 def _report(one: list[dict], two: list[dict], args) -> str:
-    lines = [f"# Vocabulary-parallel on CPU ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)",
+    now = datetime.datetime.now(datetime.timezone.utc)
+    lines = [f"# Vocabulary-parallel on CPU ({now:%Y-%m-%d %H:%M} UTC)",
              "", f"`python bench/distributed_bench.py --rows {args.rows} --k {args.k} --reps "
              f"{args.reps}`; {platform.processor() or platform.machine()}, {os.cpu_count()} "
              f"cores, torch {torch.__version__}, gloo, 1 thread per process.", "",
@@ -133,16 +137,17 @@ def _report(one: list[dict], two: list[dict], args) -> str:
         lines.append(f"| {method} | {rec['check']} B per call | {rec['forward']} | "
                      f"{rec['backward']} |")
     lines += ["", f"## Forward + backward, {args.rows} x {args.k} fp32 (median of {args.reps}, "
-              "slowest rank)", "", "| method | 1 process, sharded code, group of 1 | "
-              "2 processes x K/2 | ratio 1 / 2 | 1 process, reference backend |",
-              "|---|---|---|---|---|"]
+              "slowest rank; CPU time of one rank in parentheses)", "",
+              "| method | 1 process, sharded code, group of 1 | 2 processes x K/2 | "
+              "ratio 1 / 2, wall (CPU) | 1 process, reference backend |", "|---|---|---|---|---|"]
     for method in ("st", "redge"):
-        t1 = statistics.median(one[0][f"{method}/sharded"])
-        t2 = statistics.median(max(a, b) for a, b in zip(two[0][f"{method}/sharded"],
-                                                          two[1][f"{method}/sharded"]))
-        ref = statistics.median(one[0][f"{method}/reference"])
-        lines.append(f"| {method} | {t1 * 1e3:.1f} ms | {t2 * 1e3:.1f} ms | {t1 / t2:.2f} | "
-                     f"{ref * 1e3:.1f} ms |")
+        key = f"{method}/sharded"
+        w1, c1 = (statistics.median(t[i] for t in one[0][key]) for i in (0, 1))
+        w2 = statistics.median(max(a[0], b[0]) for a, b in zip(two[0][key], two[1][key]))
+        c2 = statistics.median(max(a[1], b[1]) for a, b in zip(two[0][key], two[1][key]))
+        ref = statistics.median(t[0] for t in one[0][f"{method}/reference"])
+        lines.append(f"| {method} | {w1 * 1e3:.0f} ms ({c1 * 1e3:.0f}) | {w2 * 1e3:.0f} ms "
+                     f"({c2 * 1e3:.0f}) | {w1 / w2:.2f} ({c1 / c2:.2f}) | {ref * 1e3:.0f} ms |")
     return "\n".join(lines)
 
 

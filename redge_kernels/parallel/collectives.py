@@ -68,7 +68,8 @@ class Shard:
 
 
 def gather_rows(buf: torch.Tensor, shard: Shard) -> torch.Tensor:
-    """All-gather ``buf [R, C]`` over the group: ``[W, R, C]``, entry r from rank r (one collective)."""
+    """All-gather ``buf [R, C]`` over the group (one collective): ``[W, R, C]``, entry r from
+    rank r."""
     buf = buf.contiguous()
     if shard.world == 1:
         return buf[None]

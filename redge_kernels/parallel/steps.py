@@ -161,7 +161,8 @@ def local_one_hot(index: torch.Tensor, shard: Shard, like: torch.Tensor) -> torc
 def forward(plan: Plan, phi: torch.Tensor):
     """The sharded forward on ``phi [R, K_r]`` (compute dtype).
 
-    Returns ``(y [R, K_r], index [R] int64 global, stats [R, n_slots, 2], poisoned [R], empty [R])``.
+    Returns ``(y [R, K_r], index [R] int64 global, stats [R, n_slots, 2], poisoned [R],
+    empty [R])``.
     Slot 0 of ``stats`` is the base softmax (``phi`` for st, reinmax, redge_cov;
     ``(phi + G) / tau`` for gumbel), slot 1 ``phi / tau`` for reinmax, slots 1 .. n-1 the denoisers.
     """
