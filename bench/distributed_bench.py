@@ -113,6 +113,8 @@ def worker(args) -> None:
 
 def _spawn(world: int, args, tmp: Path) -> list[dict]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    if sys.platform.startswith("linux"):  # gloo's sockets on the loopback device (127.0.0.1)
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     procs = [subprocess.Popen([sys.executable, __file__, "--worker", "--rank", str(r),
                                "--world", str(world), "--rendezvous", str(tmp / f"rdv{world}"),
                                "--out", str(tmp / f"w{world}r{r}.json"), "--rows", str(args.rows),

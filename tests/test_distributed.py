@@ -31,6 +31,8 @@ _RESULTS: dict = {}
 def _spawn(world: int, tmp: Path) -> list[dict]:
     """Run the workers of one world size; ``{name: [record per rank]}``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    if sys.platform.startswith("linux"):  # gloo's sockets on the loopback device (127.0.0.1)
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "dist_cases.py"), str(r),
                                str(world), str(tmp / "rendezvous"), str(tmp / f"rank{r}.json")],
                               env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
