@@ -91,7 +91,10 @@ def _check_args(method, logits, hard, tau, schedule, seed, generator, backend, f
                                   "is tied to the hard sample); use hard=True")
     if method in DIFFUSION_METHODS and schedule is None:
         raise ValueError(f"{fn}: a schedule is required")
-    return METHOD_IDS[method], hard, tau, int(seed_tensor(logits, seed, generator, fn))
+    # An int seed is checked on the host (no device round trip); a drawn one comes from the
+    # generator of the logits' device, as in api.sample.
+    where = torch.empty(0) if isinstance(seed, int) else logits
+    return METHOD_IDS[method], hard, tau, int(seed_tensor(where, seed, generator, fn))
 
 
 def _comm_device(group, logits) -> torch.device:
