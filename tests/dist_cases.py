@@ -39,6 +39,7 @@ class Case:
     tau: float = 0.7
     error: str = ""  # "seed", "shape", "arg": the mismatch the case must reject
     tie: bool = False  # every row's best Gumbel-max score tied exactly on ranks 0 and 1
+    vs_fp64: bool = False  # values and grads judged by their error against the fp64 reference
 
 
 def cases(world: int) -> list[Case]:
@@ -66,6 +67,8 @@ def cases(world: int) -> list[Case]:
             Case("dtensor-reinmax", "reinmax", seed_mode="dtensor", masks="none"),
             Case("lead-1d-redge_cov", "redge_cov", lead=(), masks="none"),
             Case("no-rows-redge", "redge", lead=(0, 3), masks="none"),
+            Case("t1-0.2-redge", "redge", False, schedule=("linear", 4, 0.2), vs_fp64=True),
+            Case("t1-0.2-redge_cov", "redge_cov", schedule=("linear", 4, 0.2), vs_fp64=True),
             Case("tie-st", "st", masks="none", tie=True),
             Case("tie-gumbel", "gumbel", False, masks="none", tie=True),
             Case("error-seed", "redge", error="seed"),
@@ -147,6 +150,20 @@ def _compare(name, got, want, exact=False):
         torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True, msg=name)
     else:
         torch.testing.assert_close(got, want, equal_nan=True, msg=lambda m: f"{name}: {m}")
+
+
+def _compare_vs_fp64(case, phi, grad, cols, y, g, y_ref, g_ref):
+    """At small t_1 (c_k up to ~20 here) the chain amplifies rounding: the unsharded fp32 call
+    itself is ~1e-3 (relative) away from fp64 in the ReDGE-Cov gradient, so sharded and unsharded
+    fp32 calls legitimately differ beyond fp32 tolerance. The criterion: the sharded call's error
+    against the fp64 reference (same noise) is at most twice the unsharded fp32 call's own
+    error, both as the max-norm over the whole output, plus 1e-6 of its largest magnitude."""
+    y64, _, g64 = _reference(case, phi.double(), grad.double())
+    for name, mine, ref32, ref64 in (("value", y, y_ref, y64), ("grad", g, g_ref, g64)):
+        own = (ref32.double() - ref64).abs().max().item()  # over the whole output
+        scale = ref64.abs().max().item()
+        err = (mine.double() - ref64[..., cols].reshape(mine.shape)).abs().max().item()
+        assert err <= 2 * own + 1e-6 * scale, f"{name}: error {err:.3g} vs the unsharded call's {own:.3g}"
 
 
 class Counter:
@@ -234,8 +251,12 @@ def run_case(case: Case, rank: int, world: int, group, mesh, counter) -> None:
         rows[[1, 3]] = False
     kr = sizes[rank]
     y, g = y.reshape(rows.numel(), kr), g.reshape(rows.numel(), kr)
-    _compare("value", y[rows], y_ref[..., cols].reshape(rows.numel(), kr)[rows], exact=case.hard)
-    _compare("grad", g[rows], g_ref[..., cols].reshape(rows.numel(), kr)[rows])
+    if case.vs_fp64:
+        _compare_vs_fp64(case, phi, grad, cols, y, g, y_ref, g_ref)
+    else:
+        _compare("value", y[rows], y_ref[..., cols].reshape(rows.numel(), kr)[rows],
+                 exact=case.hard)
+        _compare("grad", g[rows], g_ref[..., cols].reshape(rows.numel(), kr)[rows])
     want = _expected_collectives(case)
     assert (n_fwd, n_bwd) == want, f"collectives (forward, backward) {(n_fwd, n_bwd)} != {want}"
     if case.poison:
