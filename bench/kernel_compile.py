@@ -27,6 +27,12 @@ import re
 import subprocess
 import tempfile
 
+# The line tables of cached cubins name the files of the checkout that first compiled them, and
+# the model ties SASS loops to source lines of this checkout: keep this checkout's compilations
+# in its own cache (build/ is not tracked) unless the caller chose a cache.
+os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "triton-cache"))
+
 #: Estimators and their method ids / defaults (redge_kernels._constants.METHOD_IDS, api defaults).
 METHODS = ("redge", "redge_cov", "redge_max", "st", "gumbel", "reinmax")
 DIFFUSION = ("redge", "redge_cov", "redge_max")

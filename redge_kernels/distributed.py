@@ -28,7 +28,8 @@ import torch
 import torch.distributed as dist
 
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
-from ._validation import check_backend, check_hard, check_logits, check_tau, seed_tensor
+from ._validation import (check_backend, check_hard, check_logits, check_seed, check_tau,
+                          seed_tensor)
 from .parallel.check import check_call
 from .parallel.function import ShardedSample
 from .parallel.steps import Plan
@@ -94,7 +95,8 @@ def _check_args(method, logits, hard, tau, schedule, seed, generator, backend, f
     # An int seed is checked on the host (no device round trip); a drawn one comes from the
     # generator of the logits' device, as in api.sample.
     where = torch.empty(0) if isinstance(seed, int) else logits
-    return METHOD_IDS[method], hard, tau, int(seed_tensor(where, seed, generator, fn))
+    seed = check_seed(seed, generator, where, fn)
+    return METHOD_IDS[method], hard, tau, int(seed_tensor(where, seed, generator))
 
 
 def _comm_device(group, logits) -> torch.device:
