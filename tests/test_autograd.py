@@ -152,17 +152,36 @@ def test_func_grad_jacrev_and_vmap(backend, case):
 
 
 def test_func_hessian_matches_reference(backend):
-    """``torch.func.hessian`` (forward over reverse) of a loss: reference and cpu. The Triton
-    launchers under the interpreter trip a functorch level assert there (not in the table)."""
-    if backend == "triton":
-        pytest.skip("hessian is not part of the Triton backend's contract (see README)")
+    """``torch.func.hessian`` (forward over reverse) and ``jacrev`` of ``jacrev`` of a loss."""
     x, _, u, _ = _inputs(backend, rows=2, k=5)
 
     def loss(be):
         return lambda t: (run("redge", t, hard=True, backend=be, seed=SEED) * u).sum()
-    torch.testing.assert_close(torch.func.hessian(loss(backend))(x).cpu(),
-                               torch.func.hessian(loss("reference"))(x.cpu()),
+    want = torch.func.hessian(loss("reference"))(x.cpu())
+    assert float(want.abs().max()) > 0
+    torch.testing.assert_close(torch.func.hessian(loss(backend))(x).cpu(), want,
                                rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.func.jacrev(torch.func.jacrev(loss(backend)))(x).cpu(), want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_nested_forward_mode_is_exact_or_a_clear_error(backend):
+    """jacfwd of jacfwd: the reference differentiates its own graph; the fused backends refuse
+    by name (their tangent rule is first order), never a silent zero."""
+    x, _, u, _ = _inputs(backend, rows=2, k=5)
+
+    def loss(be):
+        return lambda t: (run("redge", t, hard=False, backend=be, seed=SEED) * u).sum()
+    ff = torch.func.jacfwd(torch.func.jacfwd(loss("reference")))
+    if backend == "reference":
+        hess = torch.func.hessian(loss("reference"))(x)
+        torch.testing.assert_close(ff(x), hess)
+        torch.testing.assert_close(torch.func.jacrev(torch.func.jacfwd(loss(backend)))(x), hess)
+    else:
+        with pytest.raises(NotImplementedError, match="nested forward mode"):
+            torch.func.jacfwd(torch.func.jacfwd(loss(backend)))(x)
+        with pytest.raises((RuntimeError, AssertionError)):  # reverse over forward: functorch fails
+            torch.func.jacrev(torch.func.jacfwd(loss(backend)))(x)
 
 
 def test_functorch_forward_mode_on_a_direct_op_call_is_a_clear_error():
