@@ -152,7 +152,7 @@ _KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("triton", "gumbel")}
 def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
     method, hard = case
     if (backend, method) in _KNOWN_KERNEL_NAN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="kernel fix pending (csrc)"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="kernel fix pending"))
     dev = device_of(backend)
     for label, x in _extreme_logits().items():
         xx = x.to(dev).requires_grad_(True)
