@@ -45,10 +45,11 @@ register_autograd`` puts its own (whose generated Function has neither a setup_c
 * reverse mode: ``fwd``'s backward is the fused ``bwd`` kernel, ``grad_phi = J^T grad_y`` with
   ``J`` the estimator's Jacobian at the sampled index (docs/SPEC.md, each estimator's
   "Backward").
-* forward mode: the tangent ``J v``. ``bwd`` is linear in ``grad_y``, so ``J`` is the Jacobian of
-  the reference's estimator map (``reference.sample`` with the op's own seed, table and index);
-  the tangent is that map's ``torch.func.jvp``: exact to fp32 rounding, computed in the
-  reference's O(n) passes (forward mode is not a fused path).
+* forward mode: the tangent ``J v``, with ``J`` the Jacobian of the reference's estimator map
+  (``reference.sample`` on the op's own seed, table and index), whose transpose is what ``bwd``
+  applies. Since ``J^T u`` is linear in ``u``, ``J v`` is the vjp of ``u -> J^T u`` along ``v``
+  (reverse mode only: forward AD does not nest inside a forward rule). Exact to fp32 rounding,
+  computed in the reference's unfused passes. Nested forward mode is refused by name.
 * double backward: ``bwd`` has an autograd kernel too. ``grad_phi = F(phi, grad_y)`` with
   ``F`` the reference's vector-Jacobian product on the same noise and index; its derivatives
   (and its tangents) are those of ``F``, taken with ``torch.func`` and themselves differentiable.
