@@ -282,3 +282,22 @@ def test_case_table_covers_every_defined_estimator():
     from conftest import CASES
     assert {m for m, _ in CASES} == set(rk.SAMPLERS) - {"reindge"}
     assert set(CASE_KW) == {m for m, _ in CASES}
+
+
+def test_vmap_draws_seeds_as_its_randomness_mode_says(backend):
+    """Without ``seed=``: 'same' draws one seed for the batch, 'different' one per element (the
+    same draws on every backend), 'error' refuses the draw."""
+    x, _, _, _ = _inputs(backend, rows=2, k=5)
+    xs = torch.stack([x, x, x])
+
+    def f(be):
+        return lambda t: run("redge", t, backend=be)
+    for mode in ("same", "different"):
+        torch.manual_seed(0)
+        ys = torch.func.vmap(f(backend), randomness=mode)(xs)
+        torch.manual_seed(0)
+        assert torch.equal(ys.cpu(), torch.func.vmap(f("reference"), randomness=mode)(xs.cpu()))
+        if mode == "same":
+            assert torch.equal(ys[0], ys[1]) and torch.equal(ys[1], ys[2])
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(f(backend))(xs)
