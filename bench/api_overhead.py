@@ -7,6 +7,20 @@ Prints the median wall time (ms) of forward + backward per call at the paper's s
 ``torch.ops.redge_kernels.fwd/bwd`` alone, ``F.gumbel_softmax(x, hard=True)`` + backward, and the
 ``rk.redge`` forward alone under ``torch.no_grad()``. One thread; ``--reps`` calls (a tenth of them
 for the two large shapes), median.
+
+Measured when the eager fast path (a second autograd Function on private torch internals, with
+refcount-reused seed buffers) was replaced by the one registered boundary of ``ops`` (2026-12-01,
+23:45-23:55 UTC, AMD EPYC with AVX2 / AVX-512, 2 cores shared by other jobs, load ~10; the old
+and new trees run alternately, 3 rounds each, ``--reps 1000``; ratio rk.redge / raw ops of the
+same run, fwd + bwd):
+
+    shape       before (fast path)   after (registered op only)
+    1x2         2.1 - 2.3            3.5 - 4.2    (about +30 to +50 us per call)
+    9600x2      0.9 - 1.4            1.2 - 1.7
+    32x300x2    1.3 - 1.6            1.5 - 2.5
+
+A fixed few tens of microseconds per call, visible only on a one-row call and within the
+machine's noise at the paper's small training shapes, so no second path is kept.
 """
 
 from __future__ import annotations

@@ -45,10 +45,11 @@ register_autograd`` puts its own (whose generated Function has neither a setup_c
 * reverse mode: ``fwd``'s backward is the fused ``bwd`` kernel, ``grad_phi = J^T grad_y`` with
   ``J`` the estimator's Jacobian at the sampled index (docs/SPEC.md, each estimator's
   "Backward").
-* forward mode: the tangent ``J v``. ``bwd`` is linear in ``grad_y``, so ``J`` is the Jacobian of
-  the reference's estimator map (``reference.sample`` with the op's own seed, table and index);
-  the tangent is that map's ``torch.func.jvp``: exact to fp32 rounding, computed in the
-  reference's O(n) passes (forward mode is not a fused path).
+* forward mode: the tangent ``J v``, with ``J`` the Jacobian of the reference's estimator map
+  (``reference.sample`` on the op's own seed, table and index), whose transpose is what ``bwd``
+  applies. Since ``J^T u`` is linear in ``u``, ``J v`` is the vjp of ``u -> J^T u`` along ``v``
+  (reverse mode only: forward AD does not nest inside a forward rule). Exact to fp32 rounding,
+  computed in the reference's unfused passes. Nested forward mode is refused by name.
 * double backward: ``bwd`` has an autograd kernel too. ``grad_phi = F(phi, grad_y)`` with
   ``F`` the reference's vector-Jacobian product on the same noise and index; its derivatives
   (and its tangents) are those of ``F``, taken with ``torch.func`` and themselves differentiable.
@@ -70,6 +71,10 @@ try:
 except ImportError:  # pragma: no cover (other torch versions)
     import contextlib as _contextlib
     _single_level = _contextlib.nullcontext
+try:
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters as _interpreters
+except ImportError:  # pragma: no cover (other torch versions)
+    _interpreters = None
 
 __all__ = ["fwd", "bwd", "LIB", "PAIRS", "OpPair", "call_fwd", "call_bwd"]
 
@@ -147,15 +152,30 @@ def _linear_jvp(F, phi, v):
     ``u``, so ``J v`` is the vjp of ``u -> F(u, phi)`` with cotangent ``v`` (at ``u = 0``); no
     forward-mode level is opened inside a forward-mode rule (forward AD does not nest)."""
     _check_no_functorch_jvp()
-    phi0 = phi.detach()
+    # Under torch.func (``call_fwd``'s path) phi keeps the outer levels' tangents, so nested
+    # forward mode (jacfwd of jacfwd) differentiates this tangent too; plain forward AD does not
+    # nest, and its dual phi is detached.
+    phi0 = phi if torch._C._are_functorch_transforms_active() else phi.detach()
     _, pull = torch.func.vjp(lambda u: F(u, phi0), torch.zeros_like(phi0))
     return pull(v)[0]
+
+
+def _check_no_nested_forward_mode():
+    """Forward over forward (``jacfwd(jacfwd(f))``): the rules below give the first-order tangent
+    only, so a second forward level would see it as a constant; refused by name."""
+    if _interpreters is not None and torch._C._are_functorch_transforms_active():
+        if sum(type(i).__name__ == "JvpInterpreter" for i in _interpreters()) >= 2:
+            raise NotImplementedError(
+                "redge_kernels: nested forward mode (e.g. torch.func.jacfwd of jacfwd) is not "
+                "supported on the fused backends ('cpu', 'triton'); use torch.func.hessian "
+                "(forward over reverse), a double backward, or backend='reference'")
 
 
 def _check_no_functorch_jvp():
     """Forward-mode rules reached through the op's own Autograd kernel inside a ``torch.func``
     transform (the op called directly, not through ``call_fwd``) cannot open the transforms they
-    need: a clear error instead of functorch's internal assert."""
+    need: a clear error instead of functorch's internal assert. Nested forward mode likewise."""
+    _check_no_nested_forward_mode()
     if getattr(_TLS, "single", 0) and torch._C._are_functorch_transforms_active():
         raise NotImplementedError(
             "redge_kernels: functorch forward mode (torch.func.jvp / jacfwd / hessian) of a "

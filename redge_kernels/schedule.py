@@ -69,7 +69,9 @@ _TABLES: dict = {}
 def _table(schedule: Schedule, device: str, dtype: torch.dtype) -> torch.Tensor:
     """The table, cached per (schedule, device, dtype) in eager mode (one small host-to-device copy
     per new schedule); under ``torch.compile`` it is a traced constant."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        # Traced constants; under torch.func a table made here could carry the transform's
+        # level, so none is kept past it.
         return torch.tensor(schedule.rows(), dtype=torch.float64).to(dtype).to(device)
     key = (schedule, device, dtype)
     t = _TABLES.get(key)

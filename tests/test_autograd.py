@@ -139,7 +139,7 @@ def test_double_backward_is_the_derivative_of_the_gradient_fp64(case):
 # ----------------------------------------------------------------------------- torch.func
 def test_func_grad_jacrev_and_vmap(backend, case):
     method, hard = case
-    x, _, u, _ = _inputs(backend)
+    x, _, u, _ = _inputs(backend, rows=2, k=5)  # jacrev runs one backward per output element
     f = _f(method, hard, backend)
     _, g = _vjp(f, x, u)
     torch.testing.assert_close(torch.func.grad(lambda t: (f(t) * u).sum())(x), g)
@@ -152,17 +152,36 @@ def test_func_grad_jacrev_and_vmap(backend, case):
 
 
 def test_func_hessian_matches_reference(backend):
-    """``torch.func.hessian`` (forward over reverse) of a loss: reference and cpu. The Triton
-    launchers under the interpreter trip a functorch level assert there (not in the table)."""
-    if backend == "triton":
-        pytest.skip("hessian is not part of the Triton backend's contract (see README)")
+    """``torch.func.hessian`` (forward over reverse) and ``jacrev`` of ``jacrev`` of a loss."""
     x, _, u, _ = _inputs(backend, rows=2, k=5)
 
     def loss(be):
         return lambda t: (run("redge", t, hard=True, backend=be, seed=SEED) * u).sum()
-    torch.testing.assert_close(torch.func.hessian(loss(backend))(x).cpu(),
-                               torch.func.hessian(loss("reference"))(x.cpu()),
+    want = torch.func.hessian(loss("reference"))(x.cpu())
+    assert float(want.abs().max()) > 0
+    torch.testing.assert_close(torch.func.hessian(loss(backend))(x).cpu(), want,
                                rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(torch.func.jacrev(torch.func.jacrev(loss(backend)))(x).cpu(), want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_nested_forward_mode_is_exact_or_a_clear_error(backend):
+    """jacfwd of jacfwd: the reference differentiates its own graph; the fused backends refuse
+    by name (their tangent rule is first order), never a silent zero."""
+    x, _, u, _ = _inputs(backend, rows=2, k=5)
+
+    def loss(be):
+        return lambda t: (run("redge", t, hard=False, backend=be, seed=SEED) * u).sum()
+    ff = torch.func.jacfwd(torch.func.jacfwd(loss("reference")))
+    if backend == "reference":
+        hess = torch.func.hessian(loss("reference"))(x)
+        torch.testing.assert_close(ff(x), hess)
+        torch.testing.assert_close(torch.func.jacrev(torch.func.jacfwd(loss(backend)))(x), hess)
+    else:
+        with pytest.raises(NotImplementedError, match="nested forward mode"):
+            torch.func.jacfwd(torch.func.jacfwd(loss(backend)))(x)
+        with pytest.raises((RuntimeError, AssertionError)):  # reverse over forward: functorch fails
+            torch.func.jacrev(torch.func.jacfwd(loss(backend)))(x)
 
 
 def test_functorch_forward_mode_on_a_direct_op_call_is_a_clear_error():
@@ -263,3 +282,22 @@ def test_case_table_covers_every_defined_estimator():
     from conftest import CASES
     assert {m for m, _ in CASES} == set(rk.SAMPLERS) - {"reindge"}
     assert set(CASE_KW) == {m for m, _ in CASES}
+
+
+def test_vmap_draws_seeds_as_its_randomness_mode_says(backend):
+    """Without ``seed=``: 'same' draws one seed for the batch, 'different' one per element (the
+    same draws on every backend), 'error' refuses the draw."""
+    x, _, _, _ = _inputs(backend, rows=2, k=5)
+    xs = torch.stack([x, x, x])
+
+    def f(be):
+        return lambda t: run("redge", t, backend=be)
+    for mode in ("same", "different"):
+        torch.manual_seed(0)
+        ys = torch.func.vmap(f(backend), randomness=mode)(xs)
+        torch.manual_seed(0)
+        assert torch.equal(ys.cpu(), torch.func.vmap(f("reference"), randomness=mode)(xs.cpu()))
+        if mode == "same":
+            assert torch.equal(ys[0], ys[1]) and torch.equal(ys[1], ys[2])
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(f(backend))(xs)
