@@ -10,6 +10,9 @@ gradient), the relaxed sample for ``hard=False``. Keyword-only extras:
   ``"reference"``, ``"cpu"`` (C++), ``"triton"`` (GPU);
 * ``return_soft``: also return the soft sample of the same call (``(y, y_soft)``), where the
   authors' package attaches it as ``y.soft``.
+* ``group``: a ``torch.distributed`` ProcessGroup whose ranks hold contiguous vocabulary shards
+  of the logits, in rank order (``redge_kernels.distributed``); a DTensor sharded on its last dim
+  takes that path too. Samples equal the unsharded call's with the same seed.
 
 Numbers are accepted as ``numbers.Integral`` / ``numbers.Real`` or 0-dim tensors (``_validation``);
 the authors' ``reindge_fn`` argument is accepted and ignored (the estimator is built in). Every
@@ -27,7 +30,7 @@ from typing import Sequence
 
 import torch
 
-from . import _backends, reference
+from . import _backends, distributed, reference
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
 from ._validation import check_backend, check_hard, check_logits, check_seed, check_tau, seed_tensor
 from .schedule import Schedule, make_schedule
@@ -89,7 +92,7 @@ def _run(name: str, method: str, phi, seed_t, schedule, hard: bool, tau: float):
 
 def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float = 1.0,
            schedule: Schedule | None = None, seed=None, generator=None, backend: str = "auto",
-           return_index: bool = False, return_soft: bool = False):
+           return_index: bool = False, return_soft: bool = False, group=None):
     """Run estimator ``method`` (a key of ``_constants.METHOD_IDS``) on ``logits``.
 
     Returns ``y`` (shape and dtype of ``logits``); with ``return_soft`` also ``y_soft`` (same
@@ -99,6 +102,13 @@ def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float =
     ``(y, y_soft, index)``.
     """
     fn = method
+    if group is not None or distributed.is_sharded(logits):
+        if return_soft:
+            raise NotImplementedError(f"{fn}: return_soft is not supported on a vocabulary-"
+                                      "parallel call (group= or a sharded DTensor)")
+        return distributed.sample(method, logits, group=group, hard=hard, tau=tau,
+                                  schedule=schedule, seed=seed, generator=generator,
+                                  backend=backend, return_index=return_index)
     if method not in METHOD_IDS:
         raise ValueError(f"unknown sampler {method!r}; choose one of {sorted(METHOD_IDS)}")
     check_logits(logits, fn)
@@ -137,7 +147,7 @@ _RETURNS = """
 
 def redge(logits, n_steps: int = 3, t_1: float = 0.5, hard: bool = True, *,
           times: Sequence[float] | None = None, generator=None, seed=None, backend="auto",
-          return_soft: bool = False, **kwargs):
+          group=None, return_soft: bool = False, **kwargs):
     """ReDGE (paper Alg. 1, eta = 0): ``n_steps - 1`` closed-form DDIM denoising steps from Gaussian
     noise, ending in a Gumbel-max sample of the last denoiser; straight-through at the last step.
 
@@ -154,23 +164,23 @@ def redge(logits, n_steps: int = 3, t_1: float = 0.5, hard: bool = True, *,
     if kwargs:
         _check_kwargs(kwargs, "redge")
     return sample("redge", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
-                  seed=seed, generator=generator, backend=backend, return_soft=return_soft)
+                  seed=seed, generator=generator, backend=backend, return_soft=return_soft, group=group)
 
 
 def redge_cov(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
               times: Sequence[float] | None = None, generator=None, seed=None, backend="auto",
-              return_soft: bool = False, **kwargs):
+              group=None, return_soft: bool = False, **kwargs):
     """ReDGE-Cov (paper section 3.4): ReDGE from the parameter-dependent Gaussian base
     ``N(p, diag(max(p (1 - p), 0.1)))``, ``p = softmax(logits)``. Arguments as ``redge``."""
     if kwargs:
         _check_kwargs(kwargs, "redge_cov")
     return sample("redge_cov", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
-                  seed=seed, generator=generator, backend=backend, return_soft=return_soft)
+                  seed=seed, generator=generator, backend=backend, return_soft=return_soft, group=group)
 
 
 def redge_max(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
               times: Sequence[float] | None = None, generator=None, seed=None, backend="auto",
-              return_soft: bool = False, **kwargs):
+              group=None, return_soft: bool = False, **kwargs):
     """ReDGE-Max (paper section 3.3; the authors' ``reindge``): ReDGE's forward, with ReinMax's
     gradient at the last denoiser. Equals ReinMax (tau = 1) for n_steps=2, t_1=1.
     ``hard=False`` is not defined (raises NotImplementedError, as in the authors' package);
@@ -178,12 +188,12 @@ def redge_max(logits, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
     if kwargs:
         _check_kwargs(kwargs, "redge_max")
     return sample("redge_max", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
-                  seed=seed, generator=generator, backend=backend, return_soft=return_soft)
+                  seed=seed, generator=generator, backend=backend, return_soft=return_soft, group=group)
 
 
 def reindge(logits, reindge_fn=None, n_steps: int = 5, t_1: float = 0.5, hard: bool = True, *,
             times: Sequence[float] | None = None, generator=None, seed=None, backend="auto",
-            return_soft: bool = False, **kwargs):
+            group=None, return_soft: bool = False, **kwargs):
     """ReDGE-Max under the authors' name and signature ``reindge(logits, reindge_fn, n_steps,
     t_1, hard)``: ``reindge_fn`` (their ``ddim_mod``) is accepted positionally or by keyword and
     ignored, since the estimator is built in; it must be a callable or None (a number there is
@@ -196,32 +206,32 @@ def reindge(logits, reindge_fn=None, n_steps: int = 5, t_1: float = 0.5, hard: b
     if kwargs:
         _check_kwargs(kwargs, "reindge")
     return sample("redge_max", logits, hard=hard, schedule=_schedule(n_steps, t_1, times),
-                  seed=seed, generator=generator, backend=backend, return_soft=return_soft)
+                  seed=seed, generator=generator, backend=backend, return_soft=return_soft, group=group)
 
 
 def straight_through(logits, hard: bool = True, *, generator=None, seed=None, backend="auto",
-                     return_soft: bool = False, **kwargs):
+                     group=None, return_soft: bool = False, **kwargs):
     """Straight-Through: value ``one_hot(i)``, ``i ~ Cat(softmax(logits))``, gradient of the
     softmax. ``hard=False`` returns ``softmax(logits)`` (also ``return_soft``'s sample)."""
     if kwargs:
         _check_kwargs(kwargs, "st")
     return sample("st", logits, hard=hard, seed=seed, generator=generator, backend=backend,
-                  return_soft=return_soft)
+                  return_soft=return_soft, group=group)
 
 
 def gumbel_softmax(logits, tau: float = 0.5, hard: bool = True, *, generator=None, seed=None,
-                   backend="auto", return_soft: bool = False, **kwargs):
+                   backend="auto", group=None, return_soft: bool = False, **kwargs):
     """Gumbel-Softmax: ``s = softmax((logits + G) / tau)``; ``hard=True`` gives
     ``one_hot(argmax s)`` with the gradient of ``s`` (like ``F.gumbel_softmax``);
     ``return_soft`` also gives ``s``."""
     if kwargs:
         _check_kwargs(kwargs, "gumbel")
     return sample("gumbel", logits, hard=hard, tau=tau, seed=seed, generator=generator,
-                  backend=backend, return_soft=return_soft)
+                  backend=backend, return_soft=return_soft, group=group)
 
 
 def reinmax(logits, tau: float = 1.0, hard: bool = True, *, generator=None, seed=None,
-            backend="auto", return_soft: bool = False, **kwargs):
+            backend="auto", group=None, return_soft: bool = False, **kwargs):
     """ReinMax (Liu et al. 2023): value ``one_hot(i)``, ``i ~ Cat(softmax(logits))``, with the
     second-order (trapezoid) gradient; unbiased for quadratic objectives at tau = 1.
     ``hard=False`` raises NotImplementedError, as in the authors' package; ``return_soft``
@@ -229,4 +239,4 @@ def reinmax(logits, tau: float = 1.0, hard: bool = True, *, generator=None, seed
     if kwargs:
         _check_kwargs(kwargs, "reinmax")
     return sample("reinmax", logits, hard=hard, tau=tau, seed=seed, generator=generator,
-                  backend=backend, return_soft=return_soft)
+                  backend=backend, return_soft=return_soft, group=group)

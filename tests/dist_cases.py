@@ -40,6 +40,7 @@ class Case:
     error: str = ""  # "seed", "shape", "arg": the mismatch the case must reject
     tie: bool = False  # every row's best Gumbel-max score tied exactly on ranks 0 and 1
     vs_fp64: bool = False  # values and grads judged by their error against the fp64 reference
+    via_api: bool = False  # through the public redge_kernels.sample(..., group=) entry point
 
 
 def cases(world: int) -> list[Case]:
@@ -74,7 +75,9 @@ def cases(world: int) -> list[Case]:
             Case("error-seed", "redge", error="seed"),
             Case("error-shape", "st", error="shape"),
             Case("error-arg", "gumbel", error="arg"),
-            Case("after-errors-redge_max", "redge_max")]
+            Case("after-errors-redge_max", "redge_max"),
+            Case("api-redge", "redge", via_api=True),
+            Case("api-dtensor-gumbel", "gumbel", seed_mode="dtensor", masks="none", via_api=True)]
     if world == 4:
         out += [Case("empty-shard-st", "st", False, sizes=(10, 0, 5, 3)),
                 Case("empty-shard-redge_cov", "redge_cov", sizes=(10, 0, 5, 3))]
@@ -202,7 +205,8 @@ def _reference(case: Case, phi, grad):
 
 def _sharded(case: Case, local, grad_local, group, mesh, counter):
     """``(y, index, grad, forward collectives, backward collectives)`` of the sharded call."""
-    from redge_kernels import distributed
+    from redge_kernels import api, distributed
+    entry = api.sample if case.via_api else distributed.sample
     kwargs = dict(hard=case.hard, tau=case.tau, schedule=_schedule(case), return_index=True)
     if case.seed_mode == "generator":
         kwargs["generator"] = torch.Generator().manual_seed(11)
@@ -212,14 +216,14 @@ def _sharded(case: Case, local, grad_local, group, mesh, counter):
         from torch.distributed.tensor import DTensor
         assert isinstance(local, DTensor)
         start = counter.n
-        y, index = distributed.sample(case.method, local, **kwargs)
+        y, index = entry(case.method, local, **kwargs)
         n_fwd = counter.n - start
         assert isinstance(y, DTensor) and isinstance(index, DTensor), "DTensor in, DTensor out"
         (y.to_local() * grad_local).sum().backward()
         return (y.to_local().detach(), index.to_local(), local.grad.to_local(), n_fwd,
                 counter.n - start - n_fwd)
     start = counter.n
-    y, index = distributed.sample(case.method, local, group=group, **kwargs)
+    y, index = entry(case.method, local, group=group, **kwargs)
     n_fwd = counter.n - start
     (y * grad_local).sum().backward()
     return y.detach(), index, local.grad, n_fwd, counter.n - start - n_fwd
