@@ -70,6 +70,11 @@ def test_report_records(report):
         for name in ours + ["copy", "redge"]:
             assert (case.estimator.label, case.pass_, name) in seen, (case.id, name)
     peers = {"redge", "redge+compile", "F.gumbel_softmax", "reinmax"}
+    # Peers measured per (estimator, pass): one the runner skipped as too slow for its budget
+    # (predicted from an earlier case; a loaded machine predicts more) has no ratio to give.
+    measured = {(r["estimator"], r["pass"], r["impl"]) for r in records
+                if r["kind"] == "peer" and not r["note"]}
+    assert any(p == "redge" for _, _, p in measured), "the authors' redge was never measured"
     for r in records:
         if r["note"]:
             assert r["note"].startswith("skipped"), r  # nothing may fail
@@ -78,11 +83,12 @@ def test_report_records(report):
         assert r["gbps"] > 0 and r["roofline"] > 0
         if r["kind"] == "ours":
             assert r["peak_bytes"] is not None and r["peak_bytes"] >= 0
-            assert "redge" in r["speedup"] and set(r["speedup"]) <= peers
-            if r["method"] == "gumbel":
-                assert "F.gumbel_softmax" in r["speedup"]
-            if r["method"] == "reinmax":
-                assert "reinmax" in r["speedup"]
+            assert set(r["speedup"]) <= peers
+            for peer, methods in (("redge", None), ("F.gumbel_softmax", {"gumbel"}),
+                                  ("reinmax", {"reinmax"})):
+                wanted = methods is None or r["method"] in methods
+                if wanted and (r["estimator"], r["pass"], peer) in measured:
+                    assert peer in r["speedup"], (r, peer)
 
 
 def test_report_markdown(report):
