@@ -69,14 +69,16 @@ struct KernelTable {
 };
 
 const KernelTable& kernels_default();  // portable (ATen DEFAULT vectors)
-const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA
+const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA (the portable ones where not built)
+const KernelTable& kernels_avx512();   // x86-64 AVX-512 F/DQ/BW/VL (else the AVX2 ones)
 
-/// The table for this CPU (AVX2 when ATen's capability is AVX2 or higher; honours the
-/// ATEN_CPU_CAPABILITY environment variable, e.g. "default").
+/// The table for this CPU: AVX-512 when ATen's capability is AVX512 and the CPU has F, DQ, BW and
+/// VL; AVX2 when it is AVX2 or higher and the CPU has AVX2, FMA, F16C and BMI2; else the portable
+/// one. Honours the ATEN_CPU_CAPABILITY environment variable ("default", "avx2", "avx512").
 const KernelTable& select_kernels();
 
 /// Generation of the kept per-thread scratch (row_kernels_impl.h thread_scratch): bumped by
-/// redge_kernels_cpu::pool_clear, after which every thread drops its kept buffers at its next call.
+/// redge_kernels_cpu::_pool_clear, after which every thread drops its kept buffers at its next call.
 uint64_t scratch_generation();
 
 }  // namespace redge_kernels

@@ -143,40 +143,50 @@ void test_threads() {
   }
 }
 
+/// Forward of `t` on phi [R, K] (fp32, soft output, tau 0.5) into y / st / ix.
+void run_fwd(const KernelTable& t, const at::Tensor& phi, const at::Tensor& coefs, int m,
+             at::Tensor& y, at::Tensor& st, at::Tensor& ix) {
+  const int64_t R = phi.size(0), K = phi.size(1);
+  y = at::empty({R, K}, at::kFloat);
+  st = at::empty({R, coefs.size(0), 2}, at::kFloat);
+  ix = at::empty({R}, at::kLong);
+  RowArgs a;
+  a.rows = R;
+  a.K = K;
+  a.n_steps = static_cast<int>(coefs.size(0));
+  a.method = m;
+  a.hard = false;
+  a.tau = 0.5;
+  a.key0 = 99;
+  a.key1 = 1;
+  a.phi = phi.data_ptr();
+  a.phi_stride0 = K;
+  a.phi_stride1 = 1;
+  a.coefs = coefs.data_ptr();
+  a.y = y.data_ptr();
+  a.stats = st.data_ptr();
+  a.index = ix.data_ptr<int64_t>();
+  t.fwd[kF32](a, 0, R);
+}
+
 void test_kernel_sets_agree() {
-  // The AVX2 and the portable kernels: same indices, values within fp32 rounding.
+  // The portable and the AVX2 kernels: same indices, values within fp32 rounding (different
+  // log / exp implementations). The AVX2 and the AVX-512 kernels run the same operations in the
+  // same order: bit-identical.
   const KernelTable& k0 = kernels_default();
   const KernelTable& k1 = kernels_avx2();
+  const KernelTable& k2 = kernels_avx512();
   at::manual_seed(2);
-  const int64_t R = 16, K = 203;
-  const at::Tensor phi = at::randn({R, K}, at::kFloat) * 3;
+  const at::Tensor phi = at::randn({16, 203}, at::kFloat) * 3;
   const at::Tensor c3 = coefs_redge(at::kFloat);
   for (int m = kST; m <= kReDGEMax; ++m) {
-    at::Tensor y[2], st[2], ix[2];
-    for (int s = 0; s < 2; ++s) {
-      y[s] = at::empty({R, K}, at::kFloat);
-      st[s] = at::empty({R, 3, 2}, at::kFloat);
-      ix[s] = at::empty({R}, at::kLong);
-      RowArgs a;
-      a.rows = R;
-      a.K = K;
-      a.n_steps = 3;
-      a.method = m;
-      a.hard = false;
-      a.tau = 0.5;
-      a.key0 = 99;
-      a.key1 = 1;
-      a.phi = phi.data_ptr();
-      a.phi_stride0 = K;
-      a.phi_stride1 = 1;
-      a.coefs = c3.data_ptr();
-      a.y = y[s].data_ptr();
-      a.stats = st[s].data_ptr();
-      a.index = ix[s].data_ptr<int64_t>();
-      (s == 0 ? k0 : k1).fwd[kF32](a, 0, R);
-    }
+    at::Tensor y[3], st[3], ix[3];
+    const KernelTable* sets[3] = {&k0, &k1, &k2};
+    for (int s = 0; s < 3; ++s) run_fwd(*sets[s], phi, c3, m, y[s], st[s], ix[s]);
     CHECK(at::equal(ix[0], ix[1]), "method %d: indices differ between %s and %s", m, k0.name, k1.name);
     CHECK(at::allclose(y[0], y[1], 1e-4, 1e-6), "method %d: values differ between kernel sets", m);
+    CHECK(at::equal(ix[1], ix[2]) && at::equal(y[1], y[2]) && at::equal(st[1], st[2]),
+          "method %d: %s and %s differ", m, k1.name, k2.name);
   }
 }
 
@@ -185,6 +195,7 @@ void test_kernel_sets_agree() {
 int main() {
   test_noise(kernels_default());
   test_noise(kernels_avx2());
+  test_noise(kernels_avx512());
   test_ops();
   test_threads();
   test_kernel_sets_agree();
