@@ -48,11 +48,12 @@ struct RowArgs {
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
 
-/// The noise of columns [col0, col0 + n) of row `row` (z = stream 0, g = the Gumbel of stream 1,
-/// float32; either may be null), with the kernels' vectorized generator (docs/SPEC.md
-/// "Randomness"); for the bulk noise op (noise_cpu.cpp) and the known-answer tests.
-using NoiseRowFn = void (*)(uint64_t row, uint64_t col0, int64_t n, uint32_t key0, uint32_t key1,
-                            float* z, float* g);
+/// The noise of rows [row0, row0 + rows) x columns [col0, col0 + n) (z = stream 0, g = the
+/// Gumbel of stream 1, float32, row-major with row stride ld; either may be null), with the
+/// kernels' vectorized generator (docs/SPEC.md "Randomness"); for the bulk noise op
+/// (noise_cpu.cpp) and the known-answer tests.
+using NoiseRowsFn = void (*)(uint64_t row0, int64_t rows, uint64_t col0, int64_t n, int64_t ld,
+                             uint32_t key0, uint32_t key1, float* z, float* g);
 
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
 /// fwd / bwd: one row at a time (row_kernels_impl.h). fwd_lanes / bwd_lanes: for small K, blocks
@@ -61,7 +62,7 @@ using NoiseRowFn = void (*)(uint64_t row, uint64_t col0, int64_t n, uint32_t key
 struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
-  NoiseRowFn noise_row;
+  NoiseRowsFn noise_rows;
   const char* name;
   RowRangeFn fwd_lanes[kNumDTypes];
   RowRangeFn bwd_lanes[kNumDTypes];

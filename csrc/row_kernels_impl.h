@@ -999,7 +999,7 @@ inline const KernelTable& table(const char* name) {
        &fwd_rows<c10::Half, float>},
       {&bwd_rows<float, float>, &bwd_rows<double, double>, &bwd_rows<c10::BFloat16, float>,
        &bwd_rows<c10::Half, float>},
-      &noise_row,
+      &noise_rows,
       name};
   return t;
 }

@@ -34,7 +34,8 @@ void test_noise(const KernelTable& t) {
     for (uint64_t c0 : col0s) {
       constexpr int64_t kN = 299;
       float z[kN], g[kN];
-      t.noise_row(row, c0, kN, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), z, g);
+      t.noise_rows(row, 1, c0, kN, kN, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                   z, g);
       for (int64_t i = 0; i < kN; ++i) {
         const float zs = normal_at(seed, row, c0 + i);
         const float gs = gumbel_at(seed, row, c0 + i);
@@ -45,19 +46,34 @@ void test_noise(const KernelTable& t) {
       }
     }
   }
+  // Short rows (the lane layout of the generator): a block of 13 rows crossing 2^32, 5 columns
+  // from column 6, into rows of stride 9.
+  {
+    float zb[13 * 9], gb[13 * 9];
+    const uint64_t r0 = (1ull << 32) - 6;
+    t.noise_rows(r0, 13, 6, 5, 9, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), zb, gb);
+    for (int64_t r = 0; r < 13; ++r) {
+      for (int64_t c = 0; c < 5; ++c) {
+        CHECK(close_f(zb[r * 9 + c], normal_at(seed, r0 + r, 6 + c)) &&
+                  close_f(gb[r * 9 + c], gumbel_at(seed, r0 + r, 6 + c)),
+              "[%s] short rows: row %lld col %lld", t.name, static_cast<long long>(r),
+              static_cast<long long>(c));
+      }
+    }
+  }
   // The known answers of noise.py (tests/test_noise.py), each as a shard of one column.
   for (const testing::NoiseKat& n : testing::kNoise) {
     float z1, g1;
-    t.noise_row(n.row, n.col, 1, static_cast<uint32_t>(n.seed), static_cast<uint32_t>(n.seed >> 32),
-                &z1, &g1);
+    t.noise_rows(n.row, 1, n.col, 1, 1, static_cast<uint32_t>(n.seed),
+                 static_cast<uint32_t>(n.seed >> 32), &z1, &g1);
     CHECK(close_f(z1, n.z) && close_f(g1, n.gumbel), "[%s] row %llu col %llu: (z, G) = (%.9e, %.9e) "
           "vs noise.py (%.9e, %.9e)", t.name, static_cast<unsigned long long>(n.row),
           static_cast<unsigned long long>(n.col), z1, g1, n.z, n.gumbel);
   }
   // One stream only: the other pointer may be null and the stream is unchanged.
   float z1[40], z2[40], g2[40];
-  t.noise_row(7, 5, 40, 1, 2, z1, nullptr);
-  t.noise_row(7, 5, 40, 1, 2, z2, g2);
+  t.noise_rows(7, 1, 5, 40, 40, 1, 2, z1, nullptr);
+  t.noise_rows(7, 1, 5, 40, 40, 1, 2, z2, g2);
   CHECK(std::memcmp(z1, z2, sizeof(z1)) == 0, "[%s] z depends on whether G is drawn", t.name);
 }
 
