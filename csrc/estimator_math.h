@@ -142,3 +142,31 @@ inline V reinmax_grad(const V& g, const V& p0, const V& p1, const V& su, const V
   const V w = (V(-0.5) * g) * p0 - p0 * sw;
   return u + w;
 }
+
+// ---- whole passes shared by both layouts (n elements, V::size() at a time) ----------------------
+
+/// ReDGE-Cov tail: gmu <- cov_base_grad at every element; returns the per-lane partial sums of
+/// gmu * p (the dot product of the final softmax backward through p = softmax(phi)).
+template <typename V, typename T>
+inline V cov_base_grad_pass(int64_t n, const T* mu, const T* lam, const T* gx, const T* z,
+                            const T* glam, T* gmu, const V& vmin) {
+  constexpr int L = V::size();
+  V dp(T(0));
+  for (int64_t j = 0; j < n; j += L) {
+    const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
+    const V gp0 = cov_base_grad(m, lv, gxv, V::loadu(z + j), V::loadu(glam + j),
+                                V::loadu(gmu + j), vmin);
+    gp0.store(gmu + j);
+    dp = dp + gp0 * m;
+  }
+  return dp;
+}
+
+/// out += p (gp - dot) at every element (a softmax backward added to the gradient).
+template <typename V, typename T>
+inline void softmax_bwd_add_pass(int64_t n, const T* p, const T* gp, const V& dot, T* out) {
+  constexpr int L = V::size();
+  for (int64_t j = 0; j < n; j += L) {
+    (V::loadu(out + j) + softmax_bwd(V::loadu(p + j), V::loadu(gp + j), dot)).store(out + j);
+  }
+}

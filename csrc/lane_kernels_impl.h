@@ -414,15 +414,12 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const bool one_hot_out = a.hard || method == kReinMax || method == kReDGEMax;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov, one_hot_out = a.one_hot_out();
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   auto* y = static_cast<scalar_t*>(a.y);
-  T* stats = static_cast<T*>(a.stats);
+  T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
 
   // Scratch, [K][L] each: ph, E, G, x, mu, lam.
@@ -580,15 +577,13 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov;
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   const auto* gy = static_cast<const scalar_t*>(a.grad_y);
   auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
-  const T* stats = static_cast<const T*>(a.stats);
+  const T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
   const V zero(T(0)), one(T(1)), half(T(0.5)), two(T(2)), vmin(static_cast<T>(kVMin));
   const V ninf(neg_inf<T>());
@@ -820,18 +815,8 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       }
       if (cov) {
         // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
-        V dp = zero;
-        for (int64_t j = 0; j < KL; j += L) {
-          const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
-          const V gp0 = cov_base_grad(m, lv, gxv, V::loadu(z + j), V::loadu(glam + j),
-                                      V::loadu(gmu + j), vmin);
-          gp0.store(gmu + j);
-          dp = dp + gp0 * m;
-        }
-        for (int64_t j = 0; j < KL; j += L) {
-          const V m = V::loadu(mu + j);
-          (V::loadu(out + j) + softmax_bwd(m, V::loadu(gmu + j), dp)).store(out + j);
-        }
+        const V dp = cov_base_grad_pass<V>(KL, mu, lam, gx, z, glam, gmu, vmin);
+        softmax_bwd_add_pass<V>(KL, mu, gmu, dp, out);
       }
     }
     store_block<L, scalar_t, T>(out, K, r0, nv, kind, gphi_out);

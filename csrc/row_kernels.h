@@ -44,6 +44,16 @@ struct RowArgs {
   // Work sharing: when set, every task grabs blocks of row_block rows from *next_row.
   std::atomic<int64_t>* next_row = nullptr;
   int64_t row_block = 1;
+
+  /// The method runs the DDIM chain (ReDGE, ReDGE-Cov, ReDGE-Max).
+  bool chain() const { return method == kReDGE || method == kReDGECov || method == kReDGEMax; }
+  /// The forward's value is one_hot(index) (hard, or a method that is hard only).
+  bool one_hot_out() const { return hard || method == kReinMax || method == kReDGEMax; }
+  /// Typed views of the untyped pointers (acc_t = float or double, scalar_t = the input dtype).
+  template <typename acc_t>
+  const acc_t* coefs_as() const { return static_cast<const acc_t*>(coefs); }
+  template <typename acc_t>
+  acc_t* stats_as() const { return static_cast<acc_t*>(stats); }
 };
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
