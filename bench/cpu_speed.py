@@ -69,7 +69,7 @@ def _rss_kib(field: str) -> int:
 def peak_extra_bytes(fn) -> int:
     """Peak RSS during fn() minus the RSS before it (Linux; resets the high-water mark). The
     output pool of redge_kernels is emptied first, so that its outputs count as allocated."""
-    torch.ops.redge_kernels_cpu.pool_clear()
+    torch.ops.redge_kernels_cpu._pool_clear()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -87,14 +87,14 @@ def make_methods(x, g, with_authors: bool):
         x.grad = None
 
     def ours_pool_off():
-        old = torch.ops.redge_kernels_cpu.pool_set_enabled(False)
+        old = torch.ops.redge_kernels_cpu._pool_set_enabled(False)
         try:
             y = rk.redge(x, n_steps=N_STEPS, t_1=T_1, hard=True, backend="cpu")
             y.backward(g)
             x.grad = None
             del y
         finally:
-            torch.ops.redge_kernels_cpu.pool_set_enabled(old)
+            torch.ops.redge_kernels_cpu._pool_set_enabled(old)
 
     methods = {"redge_kernels (cpu)": ours, "redge_kernels, pool off": ours_pool_off}
     if with_authors:

@@ -75,7 +75,7 @@ def release_cpu_caches() -> None:
     calls, is dropped only at each thread's next call, so the probe does not see it: a few rows of
     K values per thread.)"""
     try:
-        torch.ops.redge_kernels_cpu.pool_clear()
+        torch.ops.redge_kernels_cpu._pool_clear()
     except (AttributeError, RuntimeError):  # the C++ extension is not built / loaded
         pass
 

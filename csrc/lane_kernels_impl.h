@@ -9,10 +9,10 @@
 // over the K columns, and every row reduction (max, sum, dot product, argmax) is an elementwise
 // operation carried across the column loop; no horizontal reductions, no padding of K.
 // Lanes never interact, so a row's result depends only on its own logits, its counters
-// ((col >> 2, row, stream), docs/SPEC.md "Randomness") and the scalars: not on R, on the block it falls in, or on the thread
-// count. The formulas are those of fwd_rows / bwd_rows (same noise, same vexp, same operation
-// order per element; only the order of the row sums differs: column by column here, so the lane
-// kernels are meant for small K only, see ops_cpu.cpp lane_max_k).
+// ((col >> 2, row, stream), docs/SPEC.md "Randomness") and the scalars: not on R, on the block it
+// falls in, or on the thread count. The per-element math is that of fwd_rows / bwd_rows, the same
+// functions of estimator_math.h (same noise, same vexp); only the order of the row sums differs:
+// column by column here, so the lane kernels are meant for small K only (ops_cpu.cpp lane_max_k).
 //
 // Special rows are handled per lane: an empty (all -inf) or poisoned (NaN / +inf) row, and the
 // dummy lanes that pad the last block, are replaced by logits 0 for the computation; their outputs
@@ -414,15 +414,12 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const bool one_hot_out = a.hard || method == kReinMax || method == kReDGEMax;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov, one_hot_out = a.one_hot_out();
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   auto* y = static_cast<scalar_t*>(a.y);
-  T* stats = static_cast<T*>(a.stats);
+  T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
 
   // Scratch, [K][L] each: ph, E, G, x, mu, lam.
@@ -488,20 +485,16 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         const V one(T(1)), vmin(static_cast<T>(kVMin));
         for (int64_t j = 0; j < K; ++j) {
           const V p = V::loadu(E + j * L) / s0;
-          const V v = vmax(p * (one - p), vmin);
+          const V v = cov_variance(p, vmin);
           p.store(mu + j * L);
           (one / v).store(lam + j * L);
-          (p + v.sqrt() * V::loadu(x + j * L)).store(x + j * L);
+          cov_x_init(p, v, V::loadu(x + j * L)).store(x + j * L);
         }
       }
       auto logit = [&](int k, int64_t j) {  // l_k of column j (x holds x_k)
-        const V c(co[k * 5 + kCoefC]);
-        if (cov) {
-          const V shift = V(co[k * 5 + kCoefSigma]) * V::loadu(mu + j * L) +
-                          V(T(0.5) * co[k * 5 + kCoefAlpha]);
-          return V::loadu(ph + j * L) + (c * V::loadu(lam + j * L)) * (V::loadu(x + j * L) - shift);
-        }
-        return V::loadu(ph + j * L) + c * V::loadu(x + j * L);
+        const StepCoefs<V> sk = step_coefs<V>(co, k);
+        const V muj = cov ? V::loadu(mu + j * L) : V(T(0)), lamj = cov ? V::loadu(lam + j * L) : V(T(0));
+        return chain_logit(cov, V::loadu(ph + j * L), sk, muj, lamj, V::loadu(x + j * L));
       };
       V m(neg_inf<T>());
       for (int64_t j = 0; j < K; ++j) {
@@ -523,7 +516,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         const V inv(V(T(1)) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
         m = V(neg_inf<T>());
         for (int64_t j = 0; j < K; ++j) {
-          const V xn = ak * (V::loadu(E + j * L) * inv) + bk * V::loadu(x + j * L);
+          const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j * L), inv), bk, V::loadu(x + j * L));
           xn.store(x + j * L);
           const V l = logit(k - 1, j);
           l.store(E + j * L);  // E now holds l_{k-1} (exponentiated in the next step)
@@ -584,15 +577,13 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov;
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   const auto* gy = static_cast<const scalar_t*>(a.grad_y);
   auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
-  const T* stats = static_cast<const T*>(a.stats);
+  const T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
   const V zero(T(0)), one(T(1)), half(T(0.5)), two(T(2)), vmin(static_cast<T>(kVMin));
   const V ninf(neg_inf<T>());
@@ -666,7 +657,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         dot = dot + V::loadu(g + j * L) * p;
       }
       for (int64_t j = 0; j < KL; j += L) {
-        V rj = V::loadu(E + j) * (V::loadu(g + j) - dot);
+        V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
         if (method == kGumbel) rj = rj / tau;
         rj.store(out + j);
       }
@@ -688,7 +679,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       V su = zero, sw = zero, cnt = zero;
       for (int64_t j = 0; j < K; ++j) {
         const V p0 = lexp(V::loadu(ph + j * L) - m0) / s0;
-        const V p1 = half * (V::loadu(E + j * L) / st_sum + one_hot(j));
+        const V p1 = reinmax_p1(V::loadu(E + j * L), st_sum, one_hot(j));
         const V gj = V::loadu(g + j * L);
         su = su + (two * gj) * p1;
         sw = sw + (mhalf * gj) * p0;
@@ -699,9 +690,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       V tot = zero;
       for (int64_t j = 0; j < KL; j += L) {
         const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
-        const V u = (two * gj) * p1 - p1 * su;
-        const V w = (mhalf * gj) * p0 - p0 * sw;
-        const V gv = V::blendv(zero, u + w, V::loadu(ph + j) != ninf);
+        const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, su, sw), V::loadu(ph + j) != ninf);
         gv.store(out + j);
         tot = tot + gv;
       }
@@ -716,26 +705,21 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         const V m0 = Mk(0), s0 = Sk(0);
         for (int64_t j = 0; j < KL; j += L) {
           const V p = lexp(V::loadu(ph + j) - m0) / s0;
-          const V v = vmax(p * (one - p), vmin);
+          const V v = cov_variance(p, vmin);
           p.store(mu + j);
           (one / v).store(lam + j);
         }
       }
       auto logit = [&](int k, int64_t j, const V& xv) {
-        const V c(co[k * 5 + kCoefC]);
-        if (cov) {
-          const V shift = V(co[k * 5 + kCoefSigma]) * V::loadu(mu + j) +
-                          V(T(0.5) * co[k * 5 + kCoefAlpha]);
-          return V::loadu(ph + j) + (c * V::loadu(lam + j)) * (xv - shift);
-        }
-        return V::loadu(ph + j) + c * xv;
+        const StepCoefs<V> sk = step_coefs<V>(co, k);
+        const V muj = cov ? V::loadu(mu + j) : zero, lamj = cov ? V::loadu(lam + j) : zero;
+        return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, xv);
       };
       auto x_init = [&](int64_t j) {  // x_{n-1} of column block j
         V xv = V::loadu(z + j);
         if (cov) {
           const V p = V::loadu(mu + j);
-          const V v = vmax(p * (one - p), vmin);
-          xv = p + v.sqrt() * xv;
+          xv = cov_x_init(p, cov_variance(p, vmin), xv);
         }
         return xv;
       };
@@ -754,14 +738,14 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
         for (int k = n - 1; k >= 1; --k) {
           const V mk = Mk(k), ik = Sk(k);
-          for (int u = 0; u < kU; ++u) ps[u] = lexp(logit(k, j0 + u * L, xs[u]) - mk) * ik;
+          for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(lexp(logit(k, j0 + u * L, xs[u]) - mk), ik);
           for (int u = 0; u < kU; ++u) ps[u].store(Pk(k) + j0 + u * L);
           if (cov) {
             for (int u = 0; u < kU; ++u) xs[u].store(Xk(k) + j0 + u * L);
           }
           if (k > 1) {
             const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
-            for (int u = 0; u < kU; ++u) xs[u] = ak * ps[u] + bk * xs[u];
+            for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
           }
         }
         for (int u = 0; u < kU; ++u) finish_col(j0 + u * L, ps[u]);
@@ -770,39 +754,34 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         V xv = x_init(j);
         V p;
         for (int k = n - 1; k >= 1; --k) {
-          p = lexp(logit(k, j, xv) - Mk(k)) * Sk(k);
+          p = softmax_prob(lexp(logit(k, j, xv) - Mk(k)), Sk(k));
           p.store(Pk(k) + j);
           if (cov) xv.store(Xk(k) + j);
-          if (k > 1) xv = V(co[k * 5 + kCoefA]) * p + V(co[k * 5 + kCoefB]) * xv;
+          if (k > 1) xv = ddim_step(V(co[k * 5 + kCoefA]), p, V(co[k * 5 + kCoefB]), xv);
         }
         finish_col(j, p);
       }
       // ---- step 1: r = p_1 (g - <g, p_1>);  <g, D> = g[i] - <g, p_1> (redge_max)
       const V gD = gidx - dot;
       {
-        const V c1(co[1 * 5 + kCoefC]), sg1(co[1 * 5 + kCoefSigma]);
-        const V ha1(T(0.5) * co[1 * 5 + kCoefAlpha]);
+        const StepCoefs<V> s1 = step_coefs<V>(co, 1);
         const T* const p1 = Pk(1);
         const T* const p2 = n > 2 ? Pk(2) : nullptr;
         const V a2(n > 2 ? co[2 * 5 + kCoefA] : T(0));
         V dn = zero;
         for (int64_t j = 0; j < KL; j += L) {
           const V p = V::loadu(p1 + j);
-          const V rv = p * (V::loadu(g + j) - dot);
+          const V rv = softmax_bwd(p, V::loadu(g + j), dot);
           if (method == kReDGEMax) {
-            (half * (rv + gD * (one_hot(j / L) - p))).store(out + j);
+            redge_max_step1(rv, gD, one_hot(j / L), p).store(out + j);
           } else {
             rv.store(out + j);
           }
-          V gxv;
+          const V lv = cov ? V::loadu(lam + j) : zero;
+          const V gxv = chain_gx1(cov, s1.c, lv, rv);
           if (cov) {
-            const V lv = V::loadu(lam + j);
-            gxv = (c1 * lv) * rv;
-            const V shift = sg1 * V::loadu(mu + j) + ha1;
-            (c1 * (rv * (V::loadu(Xk(1) + j) - shift))).store(glam + j);
-            ((sg1 * c1).neg() * lv * rv).store(gmu + j);
-          } else {
-            gxv = c1 * rv;
+            cov_glam_term(s1, rv, V::loadu(Xk(1) + j), V::loadu(mu + j)).store(glam + j);
+            cov_gmu_term(s1, lv, rv).store(gmu + j);
           }
           gxv.store(gx + j);
           if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
@@ -812,8 +791,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
       //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
       for (int k = 2; k <= n - 1; ++k) {
-        const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]), ck(co[k * 5 + kCoefC]);
-        const V sk(co[k * 5 + kCoefSigma]), hk(T(0.5) * co[k * 5 + kCoefAlpha]);
+        const StepCoefs<V> sc = step_coefs<V>(co, k);
         const bool has_next = k + 1 <= n - 1;
         const T* const pk = Pk(k);
         const T* const pn = has_next ? Pk(k + 1) : nullptr;
@@ -821,17 +799,14 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         V dn = zero;
         for (int64_t j = 0; j < KL; j += L) {
           const V gxo = V::loadu(gx + j);
-          const V rv = V::loadu(pk + j) * (ak * gxo - dot);
+          const V rv = softmax_bwd(V::loadu(pk + j), sc.a * gxo, dot);
           (V::loadu(out + j) + rv).store(out + j);
-          V gxv;
+          const V lv = cov ? V::loadu(lam + j) : zero;
+          const V gxv = chain_gx(cov, sc.c, lv, rv, sc.b, gxo);
           if (cov) {
-            const V lv = V::loadu(lam + j);
-            gxv = (ck * lv) * rv + bk * gxo;
-            const V shift = sk * V::loadu(mu + j) + hk;
-            (V::loadu(glam + j) + ck * (rv * (V::loadu(Xk(k) + j) - shift))).store(glam + j);
-            (V::loadu(gmu + j) + (sk * ck).neg() * lv * rv).store(gmu + j);
-          } else {
-            gxv = ck * rv + bk * gxo;
+            const V mj = V::loadu(mu + j);
+            (V::loadu(glam + j) + cov_glam_term(sc, rv, V::loadu(Xk(k) + j), mj)).store(glam + j);
+            (V::loadu(gmu + j) + cov_gmu_term(sc, lv, rv)).store(gmu + j);
           }
           gxv.store(gx + j);
           if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
@@ -840,21 +815,8 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
       }
       if (cov) {
         // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
-        V dp = zero;
-        for (int64_t j = 0; j < KL; j += L) {
-          const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
-          const V q = m * (one - m);
-          const V sq = vmax(q, vmin).sqrt();
-          const V gv = (gxv * V::loadu(z + j)) / (two * sq) - V::loadu(glam + j) * lv * lv;
-          const V gq = V::blendv(zero, gv, q >= vmin);
-          const V gp0 = (V::loadu(gmu + j) + gxv) + gq * (one - two * m);
-          gp0.store(gmu + j);
-          dp = dp + gp0 * m;
-        }
-        for (int64_t j = 0; j < KL; j += L) {
-          const V m = V::loadu(mu + j);
-          (V::loadu(out + j) + m * (V::loadu(gmu + j) - dp)).store(out + j);
-        }
+        const V dp = cov_base_grad_pass<V>(KL, mu, lam, gx, z, glam, gmu, vmin);
+        softmax_bwd_add_pass<V>(KL, mu, gmu, dp, out);
       }
     }
     store_block<L, scalar_t, T>(out, K, r0, nv, kind, gphi_out);

@@ -41,19 +41,23 @@ void check_range(int64_t rows, int64_t cols, int64_t row_start, int64_t col_star
 }
 
 /// z / g (either may be null) of rows row_start .., columns col_start .. col_start + cols - 1,
-/// [rows, cols] row-major; parallel over rows and column chunks.
+/// [rows, cols] row-major; parallel over blocks of rows and column chunks.
 void fill_noise(int64_t rows, int64_t cols, int64_t row_start, int64_t col_start, uint32_t k0,
                 uint32_t k1, float* z, float* g) {
   if (rows == 0 || cols == 0) return;
-  const NoiseRowFn fn = select_kernels().noise_row;
-  constexpr int64_t kChunk = 1 << 15;  // columns per task
-  const int64_t per_row = (cols + kChunk - 1) / kChunk;
-  at::parallel_for(0, rows * per_row, 1, [&](int64_t tb, int64_t te) {
+  const NoiseRowsFn fn = select_kernels().noise_rows;
+  constexpr int64_t kChunk = 1 << 15;  // elements per task
+  const int64_t width = std::min(cols, kChunk);
+  const int64_t per_row = (cols + width - 1) / width;
+  const int64_t block = std::max<int64_t>(8, kChunk / width) / 8 * 8;  // rows per task
+  const int64_t row_blocks = (rows + block - 1) / block;
+  at::parallel_for(0, row_blocks * per_row, 1, [&](int64_t tb, int64_t te) {
     for (int64_t t = tb; t < te; ++t) {
-      const int64_t r = t / per_row, c = (t % per_row) * kChunk;
+      const int64_t r = (t / per_row) * block, c = (t % per_row) * width;
       const int64_t o = r * cols + c;
-      fn(static_cast<uint64_t>(row_start + r), static_cast<uint64_t>(col_start + c),
-         std::min(kChunk, cols - c), k0, k1, z ? z + o : nullptr, g ? g + o : nullptr);
+      fn(static_cast<uint64_t>(row_start + r), std::min(block, rows - r),
+         static_cast<uint64_t>(col_start + c), std::min(width, cols - c), cols, k0, k1,
+         z ? z + o : nullptr, g ? g + o : nullptr);
     }
   });
 }

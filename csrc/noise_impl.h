@@ -495,37 +495,89 @@ struct RowNoise {
   }
 };
 
-/// The noise of columns [col0, col0 + n) of row `row` (any col0, any n >= 0; z or g may be null),
-/// float32: the bulk noise op of the tests and of the benchmark's noise floor. A column group
-/// cut by col0 computes its whole call and keeps its lanes.
-inline void noise_row(uint64_t row, uint64_t col0, int64_t n, uint32_t k0, uint32_t k1, float* z,
+/// The noise of columns [col0, col0 + n) of row `row` (any col0, any n >= 0; z or g may be
+/// null). A column group cut by col0 computes its whole call and keeps its lanes.
+inline void noise_row(uint64_t row, uint64_t col0, int64_t n, const PhiloxKeys& keys, float* z,
                       float* g) {
   if (n <= 0) return;
-  const PhiloxKeys keys(k0, k1);
   const uint64_t start = col0 & ~uint64_t(7);  // whole blocks of 8 columns (2 calls)
   const int64_t lead = static_cast<int64_t>(col0 - start);
-  const int64_t whole = (lead + n) / 8 * 8;
+  const int64_t whole = lead == 0 ? n / 8 * 8 : 0;  // written straight into the outputs
   const uint32_t call0 = static_cast<uint32_t>(start >> 2);
+  std::vector<uint32_t> words;
   auto run = [&](float* zo, float* go, uint32_t c0, int64_t m) {
     if (zo) row_normal<float>(row, c0, m, keys, zo);
     if (go) {
-      std::vector<uint32_t> w(static_cast<size_t>(m));
-      row_words(row, c0, m, keys, w.data());
-      gumbel_from_words<float>(w.data(), m, go);
+      words.resize(static_cast<size_t>(m));
+      row_words(row, c0, m, keys, words.data());
+      gumbel_from_words<float>(words.data(), m, go);
     }
   };
-  if (lead == 0 && whole > 0) {  // aligned: straight into the outputs
-    run(z, g, call0, whole);
+  if (whole > 0) run(z, g, call0, whole);
+  if (whole == n) return;
+  // The rest (a cut first block, or a tail of fewer than 8 columns) through scratch.
+  const int64_t m = padded(lead + n) - whole;
+  std::vector<float> zt(z ? m : 0), gt(g ? m : 0);
+  run(z ? zt.data() : nullptr, g ? gt.data() : nullptr, call0 + static_cast<uint32_t>(whole / 4), m);
+  const int64_t cnt = n - whole;
+  if (z) std::copy(zt.data() + lead, zt.data() + lead + cnt, z + whole);
+  if (g) std::copy(gt.data() + lead, gt.data() + lead + cnt, g + whole);
+}
+
+/// The noise of rows [row0, row0 + rows) x columns [col0, col0 + n) in the lane layout (one call
+/// of 8 rows per vector), scattered into the row-major z / g (row stride ld): for short rows.
+inline void noise_rows_lanes(uint64_t row0, int64_t rows, uint64_t col0, int64_t n, int64_t ld,
+                             const PhiloxKeys& keys, float* z, float* g) {
+  const uint64_t g0 = col0 >> 2, g1 = (col0 + static_cast<uint64_t>(n) - 1) >> 2;
+  for (int64_t o = 0; o < rows; o += kNoiseLanes) {
+    for (uint64_t j = g0; j <= g1; ++j) {
+      for (int stream = 0; stream < 2; ++stream) {
+        float* out = stream == 0 ? z : g;
+        if (out == nullptr) continue;
+        Ctr8 c;
+        for (int i = 0; i < kNoiseLanes; ++i) {
+          const uint64_t row = row0 + static_cast<uint64_t>(o + i);
+          c.c[0][i] = static_cast<uint32_t>(j);
+          c.c[1][i] = static_cast<uint32_t>(row);
+          c.c[2][i] = static_cast<uint32_t>(row >> 32);
+          c.c[3][i] = static_cast<uint32_t>(stream);
+        }
+        Words8 w;
+        philox_lanes8x<1>(&c, keys, &w);
+        VecF cols[4];
+        if (stream == 0) {
+          normal4x<1>(&w, &cols);
+        } else {
+          const uint32_t* ws[4] = {w.w[0], w.w[1], w.w[2], w.w[3]};
+          gumbel8x<4>(ws, cols);
+        }
+        alignas(32) float v[kNoiseLanes];
+        for (int q = 0; q < 4; ++q) {
+          const uint64_t col = 4 * j + static_cast<uint64_t>(q);
+          if (col < col0 || col >= col0 + static_cast<uint64_t>(n)) continue;
+          cols[q].store(v);
+          for (int i = 0; i < kNoiseLanes && o + i < rows; ++i) {
+            out[(o + i) * ld + static_cast<int64_t>(col - col0)] = v[i];
+          }
+        }
+      }
+    }
   }
-  if (lead != 0 || whole < lead + n) {  // a cut first block or a tail: through scratch
-    const int64_t from = lead == 0 ? whole : 0;
-    const int64_t m = padded(lead + n) - from;
-    std::vector<float> zt(z ? m : 0), gt(g ? m : 0);
-    run(z ? zt.data() : nullptr, g ? gt.data() : nullptr, call0 + static_cast<uint32_t>(from / 4), m);
-    const int64_t skip = lead == 0 ? 0 : lead;
-    const int64_t out0 = lead == 0 ? whole : 0;
-    const int64_t cnt = n - out0;
-    if (z) std::copy(zt.data() + skip, zt.data() + skip + cnt, z + out0);
-    if (g) std::copy(gt.data() + skip, gt.data() + skip + cnt, g + out0);
+}
+
+/// The noise of rows [row0, row0 + rows) x columns [col0, col0 + n) (row-major, row stride ld;
+/// z or g may be null), float32: the bulk noise op of the tests and of the benchmark's noise
+/// floor. Short rows use the lane layout (fewer wasted calls), long rows the row layout.
+inline void noise_rows(uint64_t row0, int64_t rows, uint64_t col0, int64_t n, int64_t ld,
+                       uint32_t k0, uint32_t k1, float* z, float* g) {
+  if (rows <= 0 || n <= 0) return;
+  const PhiloxKeys keys(k0, k1);
+  if (n < kColsPerVec) {
+    noise_rows_lanes(row0, rows, col0, n, ld, keys, z, g);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    noise_row(row0 + static_cast<uint64_t>(r), col0, n, keys, z ? z + r * ld : nullptr,
+              g ? g + r * ld : nullptr);
   }
 }

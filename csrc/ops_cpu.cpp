@@ -29,11 +29,15 @@ namespace redge_kernels {
 const KernelTable& select_kernels() {
   static const KernelTable* chosen = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    // ATen's capability ("DEFAULT", "AVX2", "AVX512", ...; honours ATEN_CPU_CAPABILITY=default).
+    // ATen's capability ("DEFAULT", "AVX2", "AVX512", ...; honours ATEN_CPU_CAPABILITY).
     const std::string aten_cap = at::get_cpu_capability();
-    const bool cap = aten_cap.rfind("AVX2", 0) == 0 || aten_cap.rfind("AVX512", 0) == 0;
-    if (cap && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2")) {
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                      __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl");
+    if (aten_cap.rfind("AVX512", 0) == 0 && avx512) return &kernels_avx512();
+    if ((aten_cap.rfind("AVX2", 0) == 0 || aten_cap.rfind("AVX512", 0) == 0) && avx2) {
       return &kernels_avx2();
     }
 #endif

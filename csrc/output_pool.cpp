@@ -15,11 +15,12 @@
 //   * a request takes a pooled buffer of exactly its rounded size, else allocates a new one.
 // Tensors keep an allocator (this one), so resize_, pickling and the rest of torch work as usual.
 //
-// Ops (no tensor arguments): redge_kernels_cpu::pool_stats() -> [bytes held, buffers held, hits,
-// misses, cap bytes], pool_set_cap(int) -> old cap (evicts down to the new cap; 0 empties and
-// disables), pool_set_enabled(bool) -> old state (off: new outputs bypass the pool, which keeps
-// what it holds; for comparisons), pool_clear() (frees every pooled buffer, and makes every thread
-// drop its kept kernel scratch at its next call: row_kernels_impl.h thread_scratch).
+// Development ops (no tensor arguments; internal, `_`-prefixed names):
+//   redge_kernels_cpu::_pool_stats() -> [bytes held, buffers held, hits, misses, cap bytes];
+//   _pool_set_cap(int) -> old cap (evicts down to the new cap; 0 empties and disables);
+//   _pool_set_enabled(bool) -> old state (off: new outputs bypass the pool, which keeps what it
+//   holds; for comparisons); _pool_clear() (frees every pooled buffer, and makes every thread drop
+//   its kept kernel scratch at its next call: row_kernels_impl.h thread_scratch).
 #include "redge_cpu.h"
 
 #include <ATen/EmptyTensor.h>
@@ -128,7 +129,7 @@ class OutputPool final : public c10::Allocator {
   }
 
   int64_t set_cap(int64_t cap) {
-    TORCH_CHECK(cap >= 0, "redge_kernels_cpu::pool_set_cap: the cap must be >= 0 bytes, got ", cap);
+    TORCH_CHECK(cap >= 0, "redge_kernels_cpu::_pool_set_cap: the cap must be >= 0 bytes, got ", cap);
     std::vector<void*> drop;
     int64_t old;
     {
@@ -223,8 +224,8 @@ at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options)
 }  // namespace redge_kernels
 
 TORCH_LIBRARY_FRAGMENT(redge_kernels_cpu, m) {
-  m.def("pool_stats() -> int[]", &redge_kernels::pool_stats);
-  m.def("pool_set_cap(int cap_bytes) -> int", &redge_kernels::pool_set_cap);
-  m.def("pool_set_enabled(bool enabled) -> bool", &redge_kernels::pool_set_enabled);
-  m.def("pool_clear() -> ()", &redge_kernels::pool_clear);
+  m.def("_pool_stats() -> int[]", &redge_kernels::pool_stats);
+  m.def("_pool_set_cap(int cap_bytes) -> int", &redge_kernels::pool_set_cap);
+  m.def("_pool_set_enabled(bool enabled) -> bool", &redge_kernels::pool_set_enabled);
+  m.def("_pool_clear() -> ()", &redge_kernels::pool_clear);
 }

@@ -27,7 +27,7 @@ void advise_huge_pages(void* ptr, int64_t nbytes);
 /// both advised for huge pages.
 at::Tensor empty_output(at::IntArrayRef sizes, const at::TensorOptions& options);
 
-/// Name of the kernel set this CPU runs ("avx2" or "default").
+/// Name of the kernel set this CPU runs ("avx512", "avx2" or "default").
 const char* kernel_set_name();
 
 }  // namespace redge_kernels

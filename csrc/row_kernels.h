@@ -44,15 +44,26 @@ struct RowArgs {
   // Work sharing: when set, every task grabs blocks of row_block rows from *next_row.
   std::atomic<int64_t>* next_row = nullptr;
   int64_t row_block = 1;
+
+  /// The method runs the DDIM chain (ReDGE, ReDGE-Cov, ReDGE-Max).
+  bool chain() const { return method == kReDGE || method == kReDGECov || method == kReDGEMax; }
+  /// The forward's value is one_hot(index) (hard, or a method that is hard only).
+  bool one_hot_out() const { return hard || method == kReinMax || method == kReDGEMax; }
+  /// Typed views of the untyped pointers (acc_t = float or double, scalar_t = the input dtype).
+  template <typename acc_t>
+  const acc_t* coefs_as() const { return static_cast<const acc_t*>(coefs); }
+  template <typename acc_t>
+  acc_t* stats_as() const { return static_cast<acc_t*>(stats); }
 };
 
 using RowRangeFn = void (*)(const RowArgs& args, int64_t row_begin, int64_t row_end);
 
-/// The noise of columns [col0, col0 + n) of row `row` (z = stream 0, g = the Gumbel of stream 1,
-/// float32; either may be null), with the kernels' vectorized generator (docs/SPEC.md
-/// "Randomness"); for the bulk noise op (noise_cpu.cpp) and the known-answer tests.
-using NoiseRowFn = void (*)(uint64_t row, uint64_t col0, int64_t n, uint32_t key0, uint32_t key1,
-                            float* z, float* g);
+/// The noise of rows [row0, row0 + rows) x columns [col0, col0 + n) (z = stream 0, g = the
+/// Gumbel of stream 1, float32, row-major with row stride ld; either may be null), with the
+/// kernels' vectorized generator (docs/SPEC.md "Randomness"); for the bulk noise op
+/// (noise_cpu.cpp) and the known-answer tests.
+using NoiseRowsFn = void (*)(uint64_t row0, int64_t rows, uint64_t col0, int64_t n, int64_t ld,
+                             uint32_t key0, uint32_t key1, float* z, float* g);
 
 /// Forward / backward over rows [row_begin, row_end), one entry per DTypeId.
 /// fwd / bwd: one row at a time (row_kernels_impl.h). fwd_lanes / bwd_lanes: for small K, blocks
@@ -61,7 +72,7 @@ using NoiseRowFn = void (*)(uint64_t row, uint64_t col0, int64_t n, uint32_t key
 struct KernelTable {
   RowRangeFn fwd[kNumDTypes];
   RowRangeFn bwd[kNumDTypes];
-  NoiseRowFn noise_row;
+  NoiseRowsFn noise_rows;
   const char* name;
   RowRangeFn fwd_lanes[kNumDTypes];
   RowRangeFn bwd_lanes[kNumDTypes];
@@ -69,14 +80,16 @@ struct KernelTable {
 };
 
 const KernelTable& kernels_default();  // portable (ATen DEFAULT vectors)
-const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA
+const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA (the portable ones where not built)
+const KernelTable& kernels_avx512();   // x86-64 AVX-512 F/DQ/BW/VL (else the AVX2 ones)
 
-/// The table for this CPU (AVX2 when ATen's capability is AVX2 or higher; honours the
-/// ATEN_CPU_CAPABILITY environment variable, e.g. "default").
+/// The table for this CPU: AVX-512 when ATen's capability is AVX512 and the CPU has F, DQ, BW and
+/// VL; AVX2 when it is AVX2 or higher and the CPU has AVX2, FMA, F16C and BMI2; else the portable
+/// one. Honours the ATEN_CPU_CAPABILITY environment variable ("default", "avx2", "avx512").
 const KernelTable& select_kernels();
 
 /// Generation of the kept per-thread scratch (row_kernels_impl.h thread_scratch): bumped by
-/// redge_kernels_cpu::pool_clear, after which every thread drops its kept buffers at its next call.
+/// redge_kernels_cpu::_pool_clear, after which every thread drops its kept buffers at its next call.
 uint64_t scratch_generation();
 
 }  // namespace redge_kernels

@@ -40,6 +40,7 @@ template <typename T>
 constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
 
 #include "noise_impl.h"
+#include "estimator_math.h"
 
 // ------------------------------------------------------------------------------------------------
 // exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
@@ -453,7 +454,7 @@ int64_t sample_pruned(int64_t kp, const uint32_t* r2, const PruneLow& low, F log
 /// allocate it nor page-fault it in again. Its contents are whatever the last user left: the
 /// kernels write every scratch element before reading it (a new buffer starts as NaN, so that
 /// the tests would see a read before a write). Larger requests get a buffer of their own, freed by
-/// `own` when it goes out of scope. redge_kernels_cpu::pool_clear releases the kept buffers (each
+/// `own` when it goes out of scope. redge_kernels_cpu::_pool_clear releases the kept buffers (each
 /// thread at its next call).
 constexpr size_t kKeptScratchBytes = size_t(32) << 20;
 
@@ -514,15 +515,12 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Vectorized<T>;
   constexpr int L = V::size();
   const int64_t K = a.K, kp = padded(K);
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const bool one_hot_out = a.hard || method == kReinMax || method == kReDGEMax;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov, one_hot_out = a.one_hot_out();
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   auto* y = static_cast<scalar_t*>(a.y);
-  T* stats = static_cast<T*>(a.stats);
+  T* stats = a.stats_as<T>();
   const T tau = static_cast<T>(a.tau);
 
   // Scratch: ph, E (logits then exp), G, and for the chain x (and mu, lam for cov).
@@ -599,22 +597,17 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         const V s0v(s0), one(T(1)), vmin(static_cast<T>(kVMin));
         for (int64_t j = 0; j < kp; j += L) {
           const V m = V::loadu(E + j) / s0v;
-          const V v = at::vec::maximum(m * (one - m), vmin);
+          const V v = cov_variance(m, vmin);
           m.store(mu + j);
           (one / v).store(lam + j);
-          (m + v.sqrt() * V::loadu(x + j)).store(x + j);
+          cov_x_init(m, v, V::loadu(x + j)).store(x + j);
         }
       }
       auto logits = [&](int k) {  // l_k as a function of the column block j (x holds x_k)
-        const V c(co[k * 5 + kCoefC]);
-        const V sig(co[k * 5 + kCoefSigma]);
-        const V half_alpha(T(0.5) * co[k * 5 + kCoefAlpha]);
+        const StepCoefs<V> sk = step_coefs<V>(co, k);
         return [=](int64_t j) {
-          if (cov) {
-            const V shift = sig * V::loadu(mu + j) + half_alpha;
-            return V::loadu(ph + j) + (c * V::loadu(lam + j)) * (V::loadu(x + j) - shift);
-          }
-          return V::loadu(ph + j) + c * V::loadu(x + j);
+          const V muj = cov ? V::loadu(mu + j) : V(T(0)), lamj = cov ? V::loadu(lam + j) : V(T(0));
+          return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, V::loadu(x + j));
         };
       };
       T m = map_max<T>(kp, E, logits(n - 1));
@@ -629,7 +622,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         auto next = logits(k - 1);
         m = map_max<T>(kp, E, [=](int64_t j) {
           // (as the backward's recompute, operation for operation: p_k = E / s_k first)
-          const V xn = ak * (V::loadu(E + j) * inv) + bk * V::loadu(x + j);
+          const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j), inv), bk, V::loadu(x + j));
           xn.store(x + j);
           return next(j);
         });
@@ -679,15 +672,13 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Vectorized<T>;
   constexpr int L = V::size();
   const int64_t K = a.K, kp = padded(K);
-  const int n = a.n_steps;
-  const int method = a.method;
-  const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const bool cov = method == kReDGECov;
-  const T* co = static_cast<const T*>(a.coefs);
+  const int n = a.n_steps, method = a.method;
+  const bool chain = a.chain(), cov = method == kReDGECov;
+  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   const auto* gy = static_cast<const scalar_t*>(a.grad_y);
   auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
-  const T* stats = static_cast<const T*>(a.stats);
+  const T* stats = a.stats_as<T>();
   const T tau = static_cast<T>(a.tau);
 
   // Scratch: ph, g, out, E, A; for the chain gx and P[1..n-1]; for cov also X[1..n-1], mu, lam,
@@ -764,7 +755,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       }
       const V dot(hsum(d0 + d1));
       for (int64_t j = 0; j < kp; j += L) {
-        V rj = V::loadu(E + j) * (V::loadu(g + j) - dot);
+        V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
         if (method == kGumbel) rj = rj / tv;
         rj.store(out + j);
       }
@@ -777,7 +768,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       V su = zero, sw = zero;
       for (int64_t j = 0; j < kp; j += L) {
         const V p0 = vexp<T>(V::loadu(ph + j) - m0) / s0;
-        const V p1 = half * (V::loadu(E + j) / st_sum + one_hot_block<T>(j, idx));
+        const V p1 = reinmax_p1(V::loadu(E + j), st_sum, one_hot_block<T>(j, idx));
         const V gj = V::loadu(g + j);
         su = su + (two * gj) * p1;
         sw = sw + (mhalf * gj) * p0;
@@ -788,9 +779,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       V tot = zero;
       for (int64_t j = 0; j < kp; j += L) {
         const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
-        const V u = (two * gj) * p1 - p1 * Su;
-        const V w = (mhalf * gj) * p0 - p0 * Sw;
-        const V gv = V::blendv(zero, u + w, V::loadu(ph + j) != ninf);
+        const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, Su, Sw), V::loadu(ph + j) != ninf);
         gv.store(out + j);
         tot = tot + gv;
       }
@@ -813,7 +802,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         const V m0(st[0]), s0(st[1]);
         for (int64_t j = 0; j < kpl; j += L) {
           const V m = vexp<T>(V::loadu(ph + j) - m0) / s0;
-          const V v = at::vec::maximum(m * (one - m), vmin);
+          const V v = cov_variance(m, vmin);
           m.store(mu + j);
           (one / v).store(lam + j);
         }
@@ -853,10 +842,10 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       const T* const zr = zbuf;
       auto logit = [=](int k, int64_t j, const V& xv) {
         if (covl) {
-          const V shift = V(sg[k]) * V::loadu(mur + j) + V(ha[k]);
-          return V::loadu(phr + j) + (V(cc[k]) * V::loadu(lamr + j)) * (xv - shift);
+          return cov_logit(V::loadu(phr + j), V(cc[k]), V(sg[k]), V(ha[k]), V::loadu(mur + j),
+                           V::loadu(lamr + j), xv);
         }
-        return V::loadu(phr + j) + V(cc[k]) * xv;
+        return redge_logit(V::loadu(phr + j), V(cc[k]), xv);
       };
       // The chain of one column block is a long dependency (n-1 exps); blocks are taken two at a
       // time so that their chains overlap (same operations per element, same summation order).
@@ -864,8 +853,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         V xv = V::loadu(zr + j);
         if (covl) {
           const V m = V::loadu(mur + j);
-          const V v = at::vec::maximum(m * (one - m), vmin);
-          xv = m + v.sqrt() * xv;
+          xv = cov_x_init(m, cov_variance(m, vmin), xv);
         }
         return xv;
       };
@@ -879,14 +867,14 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           const V mk(mm[k]), ik(is[k]);
           for (int u = 0; u < kU; ++u) ps[u] = logit(k, j0 + u * L, xs[u]) - mk;
           vexp_x<T, kU>(ps);
-          for (int u = 0; u < kU; ++u) ps[u] = ps[u] * ik;
+          for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(ps[u], ik);
           for (int u = 0; u < kU; ++u) ps[u].store(Pp[k] + j0 + u * L);
           if (covl) {
             for (int u = 0; u < kU; ++u) xs[u].store(Xp[k] + j0 + u * L);
           }
           if (k > 1) {
             const V ak(ca[k]), bk(cb[k]);
-            for (int u = 0; u < kU; ++u) xs[u] = ak * ps[u] + bk * xs[u];
+            for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
           }
         }
         for (int u = 0; u < kU; ++u) d0 = d0 + V::loadu(gr + j0 + u * L) * ps[u];
@@ -895,10 +883,10 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         V xv = x_init(j);
         V p;
         for (int k = n - 1; k >= 1; --k) {
-          p = vexp<T>(logit(k, j, xv) - V(mm[k])) * V(is[k]);
+          p = softmax_prob(vexp<T>(logit(k, j, xv) - V(mm[k])), V(is[k]));
           p.store(Pp[k] + j);
           if (covl) xv.store(Xp[k] + j);
-          if (k > 1) xv = V(ca[k]) * p + V(cb[k]) * xv;
+          if (k > 1) xv = ddim_step(V(ca[k]), p, V(cb[k]), xv);
         }
         d0 = d0 + V::loadu(gr + j) * p;
       }
@@ -909,27 +897,25 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       T* const gxr = gx;
       {
         const V dv(dot), c1(cc[1]), gDv(gD);
+        const StepCoefs<V> s1{c1, V(ca[1]), V(cb[1]), V(sg[1]), V(ha[1])};
         const T* const p1 = Pp[1];
         const T* const p2 = n > 2 ? Pp[2] : nullptr;
         const V a2(n > 2 ? ca[2] : T(0));
         V dn = zero;
         for (int64_t j = 0; j < kpl; j += L) {
           const V p = V::loadu(p1 + j);
-          const V rv = p * (V::loadu(gr + j) - dv);
+          const V rv = softmax_bwd(p, V::loadu(gr + j), dv);
           if (is_max) {
-            (half * (rv + gDv * (one_hot_block<T>(j, idx) - p))).store(outr_ + j);
+            redge_max_step1(rv, gDv, one_hot_block<T>(j, idx), p).store(outr_ + j);
           } else {
             rv.store(outr_ + j);
           }
-          V gxv;
+          const V lv = covl ? V::loadu(lamr + j) : V(T(0));
+          const V gxv = chain_gx1(covl, c1, lv, rv);
           if (covl) {
-            const V lv = V::loadu(lamr + j);
-            gxv = (c1 * lv) * rv;
-            const V shift = V(sg[1]) * V::loadu(mur + j) + V(ha[1]);
-            (c1 * (rv * (V::loadu(Xp[1] + j) - shift))).store(glam + j);
-            ((V(sg[1]) * c1).neg() * lv * rv).store(gmu + j);
-          } else {
-            gxv = c1 * rv;
+            const V mj = V::loadu(mur + j);
+            cov_glam_term(s1, rv, V::loadu(Xp[1] + j), mj).store(glam + j);
+            cov_gmu_term(s1, lv, rv).store(gmu + j);
           }
           gxv.store(gxr + j);
           if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
@@ -949,16 +935,16 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           if (has_next) {
             for (int64_t j = 0; j < kpl; j += L) {
               const V gxo = V::loadu(gxr + j);
-              const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+              const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
               (V::loadu(outr_ + j) + rv).store(outr_ + j);
-              const V gxv = ck * rv + bk * gxo;
+              const V gxv = chain_gx(false, ck, V(T(0)), rv, bk, gxo);
               gxv.store(gxr + j);
               dn = dn + (an * gxv) * V::loadu(pn + j);
             }
           } else {  // last step: gx is not needed any more
             for (int64_t j = 0; j < kpl; j += L) {
               const V gxo = V::loadu(gxr + j);
-              const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+              const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
               (V::loadu(outr_ + j) + rv).store(outr_ + j);
             }
           }
@@ -966,16 +952,16 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
           continue;
         }
         const T* const xk = Xp[k];
-        const V sk(sg[k]), hk(ha[k]);
+        const StepCoefs<V> sc{ck, ak, bk, V(sg[k]), V(ha[k])};
         for (int64_t j = 0; j < kpl; j += L) {
           const V gxo = V::loadu(gxr + j);
-          const V rv = V::loadu(pk + j) * (ak * gxo - dv);
+          const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
           (V::loadu(outr_ + j) + rv).store(outr_ + j);
           const V lv = V::loadu(lamr + j);
-          const V gxv = (ck * lv) * rv + bk * gxo;
-          const V shift = sk * V::loadu(mur + j) + hk;
-          (V::loadu(glam + j) + ck * (rv * (V::loadu(xk + j) - shift))).store(glam + j);
-          (V::loadu(gmu + j) + (sk * ck).neg() * lv * rv).store(gmu + j);
+          const V gxv = chain_gx(true, ck, lv, rv, bk, gxo);
+          const V mj = V::loadu(mur + j);
+          (V::loadu(glam + j) + cov_glam_term(sc, rv, V::loadu(xk + j), mj)).store(glam + j);
+          (V::loadu(gmu + j) + cov_gmu_term(sc, lv, rv)).store(gmu + j);
           gxv.store(gxr + j);
           if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
         }
@@ -983,22 +969,8 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       }
       if (covl) {
         // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
-        V dp = zero;
-        for (int64_t j = 0; j < kpl; j += L) {
-          const V m = V::loadu(mu + j), lv = V::loadu(lam + j), gxv = V::loadu(gx + j);
-          const V q = m * (one - m);
-          const V sq = at::vec::maximum(q, vmin).sqrt();
-          const V gv = (gxv * V::loadu(z + j)) / (V(T(2)) * sq) - V::loadu(glam + j) * lv * lv;
-          const V gq = V::blendv(zero, gv, q >= vmin);
-          const V gp0 = (V::loadu(gmu + j) + gxv) + gq * (one - V(T(2)) * m);
-          gp0.store(gmu + j);
-          dp = dp + gp0 * m;
-        }
-        const V dv(hsum(dp));
-        for (int64_t j = 0; j < kpl; j += L) {
-          const V m = V::loadu(mu + j);
-          (V::loadu(out + j) + m * (V::loadu(gmu + j) - dv)).store(out + j);
-        }
+        const V dv(hsum(cov_base_grad_pass<V>(kpl, mu, lam, gx, z, glam, gmu, vmin)));
+        softmax_bwd_add_pass<V>(kpl, mu, gmu, dv, out);
       }
     }
     if (!out_direct) store_row<scalar_t, T>(out, K, outr);
@@ -1011,7 +983,7 @@ inline const KernelTable& table(const char* name) {
        &fwd_rows<c10::Half, float>},
       {&bwd_rows<float, float>, &bwd_rows<double, double>, &bwd_rows<c10::BFloat16, float>,
        &bwd_rows<c10::Half, float>},
-      &noise_row,
+      &noise_rows,
       name};
   return t;
 }

@@ -23,18 +23,18 @@ MiB = 1 << 20
 
 
 def _stats():
-    held, buffers, hits, misses, cap = torch.ops.redge_kernels_cpu.pool_stats()
+    held, buffers, hits, misses, cap = torch.ops.redge_kernels_cpu._pool_stats()
     return {"held": held, "buffers": buffers, "hits": hits, "misses": misses, "cap": cap}
 
 
 @pytest.fixture
 def pool():
     """A clean pool with a 1 GiB cap; the previous cap is restored afterwards."""
-    old = torch.ops.redge_kernels_cpu.pool_set_cap(1 << 30)
-    torch.ops.redge_kernels_cpu.pool_clear()
+    old = torch.ops.redge_kernels_cpu._pool_set_cap(1 << 30)
+    torch.ops.redge_kernels_cpu._pool_clear()
     yield
-    torch.ops.redge_kernels_cpu.pool_clear()
-    torch.ops.redge_kernels_cpu.pool_set_cap(old)
+    torch.ops.redge_kernels_cpu._pool_clear()
+    torch.ops.redge_kernels_cpu._pool_set_cap(old)
 
 
 def _fwd_bwd(logits, g, hard, method="redge", seed=7):
@@ -50,9 +50,9 @@ def test_pooled_outputs_equal_unpooled(pool, method):
     torch.manual_seed(0)
     logits = torch.randn(R, K)
     g = torch.randn(R, K)
-    torch.ops.redge_kernels_cpu.pool_set_cap(0)
+    torch.ops.redge_kernels_cpu._pool_set_cap(0)
     ref = {hard: _fwd_bwd(logits, g, hard, method) for hard in (False, True)}
-    torch.ops.redge_kernels_cpu.pool_set_cap(1 << 30)
+    torch.ops.redge_kernels_cpu._pool_set_cap(1 << 30)
     # Alternate soft and hard calls so that pooled buffers previously held other values.
     for hard in (False, True, False, True):
         y, grad = _fwd_bwd(logits, g, hard, method)
@@ -90,7 +90,7 @@ def test_small_outputs_bypass_the_pool(pool):
 
 
 def test_cap_evicts_oldest_and_zero_disables(pool):
-    torch.ops.redge_kernels_cpu.pool_set_cap(4 * MiB)
+    torch.ops.redge_kernels_cpu._pool_set_cap(4 * MiB)
     x = torch.randn(R, K)
     a = rk.redge(x, backend="cpu", seed=1)
     b = rk.redge(x, backend="cpu", seed=2)
@@ -100,7 +100,7 @@ def test_cap_evicts_oldest_and_zero_disables(pool):
     assert (s["buffers"], s["held"]) == (1, 4 * MiB)
     assert rk.redge(x, backend="cpu", seed=3).data_ptr() == pb
     assert pa != pb
-    assert torch.ops.redge_kernels_cpu.pool_set_cap(0) == 4 * MiB
+    assert torch.ops.redge_kernels_cpu._pool_set_cap(0) == 4 * MiB
     assert _stats()["held"] == 0
     hits = _stats()["hits"]
     y = rk.redge(x, backend="cpu", seed=4)
@@ -110,7 +110,7 @@ def test_cap_evicts_oldest_and_zero_disables(pool):
 
 
 def test_buffer_larger_than_cap_is_not_kept(pool):
-    torch.ops.redge_kernels_cpu.pool_set_cap(4 * MiB)
+    torch.ops.redge_kernels_cpu._pool_set_cap(4 * MiB)
     y = rk.redge(torch.randn(2 * R, K), backend="cpu", seed=1)  # 8 MiB
     del y
     assert _stats()["held"] == 0
@@ -118,7 +118,7 @@ def test_buffer_larger_than_cap_is_not_kept(pool):
 
 def test_negative_cap_is_an_error(pool):
     with pytest.raises(RuntimeError, match="cap must be >= 0"):
-        torch.ops.redge_kernels_cpu.pool_set_cap(-1)
+        torch.ops.redge_kernels_cpu._pool_set_cap(-1)
 
 
 def test_pooled_tensor_behaves_like_a_tensor(pool):
@@ -154,7 +154,7 @@ def test_disabled_pool_bypasses_but_keeps_buffers(pool):
     ptr = y.data_ptr()
     del y
     held = _stats()["held"]
-    assert torch.ops.redge_kernels_cpu.pool_set_enabled(False) is True
+    assert torch.ops.redge_kernels_cpu._pool_set_enabled(False) is True
     try:
         hits = _stats()["hits"]
         y = rk.redge(x, backend="cpu", seed=2)
@@ -163,7 +163,7 @@ def test_disabled_pool_bypasses_but_keeps_buffers(pool):
         assert _stats()["hits"] == hits
         assert _stats()["held"] == held  # kept, and the bypassing output was not added
     finally:
-        assert torch.ops.redge_kernels_cpu.pool_set_enabled(True) is False
+        assert torch.ops.redge_kernels_cpu._pool_set_enabled(True) is False
     assert rk.redge(x, backend="cpu", seed=3).data_ptr() == ptr
 
 
@@ -175,7 +175,7 @@ def test_clear_also_resets_kept_scratch(pool, method):
     logits = torch.randn(16, 3000)
     g = torch.randn(16, 3000)
     first = _fwd_bwd(logits, g, hard=False, method=method)
-    torch.ops.redge_kernels_cpu.pool_clear()
+    torch.ops.redge_kernels_cpu._pool_clear()
     again = _fwd_bwd(logits, g, hard=False, method=method)
     assert torch.equal(first[0], again[0])
     assert torch.equal(first[1], again[1])

@@ -34,7 +34,8 @@ void test_noise(const KernelTable& t) {
     for (uint64_t c0 : col0s) {
       constexpr int64_t kN = 299;
       float z[kN], g[kN];
-      t.noise_row(row, c0, kN, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), z, g);
+      t.noise_rows(row, 1, c0, kN, kN, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                   z, g);
       for (int64_t i = 0; i < kN; ++i) {
         const float zs = normal_at(seed, row, c0 + i);
         const float gs = gumbel_at(seed, row, c0 + i);
@@ -45,19 +46,34 @@ void test_noise(const KernelTable& t) {
       }
     }
   }
+  // Short rows (the lane layout of the generator): a block of 13 rows crossing 2^32, 5 columns
+  // from column 6, into rows of stride 9.
+  {
+    float zb[13 * 9], gb[13 * 9];
+    const uint64_t r0 = (1ull << 32) - 6;
+    t.noise_rows(r0, 13, 6, 5, 9, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), zb, gb);
+    for (int64_t r = 0; r < 13; ++r) {
+      for (int64_t c = 0; c < 5; ++c) {
+        CHECK(close_f(zb[r * 9 + c], normal_at(seed, r0 + r, 6 + c)) &&
+                  close_f(gb[r * 9 + c], gumbel_at(seed, r0 + r, 6 + c)),
+              "[%s] short rows: row %lld col %lld", t.name, static_cast<long long>(r),
+              static_cast<long long>(c));
+      }
+    }
+  }
   // The known answers of noise.py (tests/test_noise.py), each as a shard of one column.
   for (const testing::NoiseKat& n : testing::kNoise) {
     float z1, g1;
-    t.noise_row(n.row, n.col, 1, static_cast<uint32_t>(n.seed), static_cast<uint32_t>(n.seed >> 32),
-                &z1, &g1);
+    t.noise_rows(n.row, 1, n.col, 1, 1, static_cast<uint32_t>(n.seed),
+                 static_cast<uint32_t>(n.seed >> 32), &z1, &g1);
     CHECK(close_f(z1, n.z) && close_f(g1, n.gumbel), "[%s] row %llu col %llu: (z, G) = (%.9e, %.9e) "
           "vs noise.py (%.9e, %.9e)", t.name, static_cast<unsigned long long>(n.row),
           static_cast<unsigned long long>(n.col), z1, g1, n.z, n.gumbel);
   }
   // One stream only: the other pointer may be null and the stream is unchanged.
   float z1[40], z2[40], g2[40];
-  t.noise_row(7, 5, 40, 1, 2, z1, nullptr);
-  t.noise_row(7, 5, 40, 1, 2, z2, g2);
+  t.noise_rows(7, 1, 5, 40, 40, 1, 2, z1, nullptr);
+  t.noise_rows(7, 1, 5, 40, 40, 1, 2, z2, g2);
   CHECK(std::memcmp(z1, z2, sizeof(z1)) == 0, "[%s] z depends on whether G is drawn", t.name);
 }
 
@@ -143,40 +159,50 @@ void test_threads() {
   }
 }
 
+/// Forward of `t` on phi [R, K] (fp32, soft output, tau 0.5) into y / st / ix.
+void run_fwd(const KernelTable& t, const at::Tensor& phi, const at::Tensor& coefs, int m,
+             at::Tensor& y, at::Tensor& st, at::Tensor& ix) {
+  const int64_t R = phi.size(0), K = phi.size(1);
+  y = at::empty({R, K}, at::kFloat);
+  st = at::empty({R, coefs.size(0), 2}, at::kFloat);
+  ix = at::empty({R}, at::kLong);
+  RowArgs a;
+  a.rows = R;
+  a.K = K;
+  a.n_steps = static_cast<int>(coefs.size(0));
+  a.method = m;
+  a.hard = false;
+  a.tau = 0.5;
+  a.key0 = 99;
+  a.key1 = 1;
+  a.phi = phi.data_ptr();
+  a.phi_stride0 = K;
+  a.phi_stride1 = 1;
+  a.coefs = coefs.data_ptr();
+  a.y = y.data_ptr();
+  a.stats = st.data_ptr();
+  a.index = ix.data_ptr<int64_t>();
+  t.fwd[kF32](a, 0, R);
+}
+
 void test_kernel_sets_agree() {
-  // The AVX2 and the portable kernels: same indices, values within fp32 rounding.
+  // The portable and the AVX2 kernels: same indices, values within fp32 rounding (different
+  // log / exp implementations). The AVX2 and the AVX-512 kernels run the same operations in the
+  // same order: bit-identical.
   const KernelTable& k0 = kernels_default();
   const KernelTable& k1 = kernels_avx2();
+  const KernelTable& k2 = kernels_avx512();
   at::manual_seed(2);
-  const int64_t R = 16, K = 203;
-  const at::Tensor phi = at::randn({R, K}, at::kFloat) * 3;
+  const at::Tensor phi = at::randn({16, 203}, at::kFloat) * 3;
   const at::Tensor c3 = coefs_redge(at::kFloat);
   for (int m = kST; m <= kReDGEMax; ++m) {
-    at::Tensor y[2], st[2], ix[2];
-    for (int s = 0; s < 2; ++s) {
-      y[s] = at::empty({R, K}, at::kFloat);
-      st[s] = at::empty({R, 3, 2}, at::kFloat);
-      ix[s] = at::empty({R}, at::kLong);
-      RowArgs a;
-      a.rows = R;
-      a.K = K;
-      a.n_steps = 3;
-      a.method = m;
-      a.hard = false;
-      a.tau = 0.5;
-      a.key0 = 99;
-      a.key1 = 1;
-      a.phi = phi.data_ptr();
-      a.phi_stride0 = K;
-      a.phi_stride1 = 1;
-      a.coefs = c3.data_ptr();
-      a.y = y[s].data_ptr();
-      a.stats = st[s].data_ptr();
-      a.index = ix[s].data_ptr<int64_t>();
-      (s == 0 ? k0 : k1).fwd[kF32](a, 0, R);
-    }
+    at::Tensor y[3], st[3], ix[3];
+    const KernelTable* sets[3] = {&k0, &k1, &k2};
+    for (int s = 0; s < 3; ++s) run_fwd(*sets[s], phi, c3, m, y[s], st[s], ix[s]);
     CHECK(at::equal(ix[0], ix[1]), "method %d: indices differ between %s and %s", m, k0.name, k1.name);
     CHECK(at::allclose(y[0], y[1], 1e-4, 1e-6), "method %d: values differ between kernel sets", m);
+    CHECK(at::equal(ix[1], ix[2]) && at::equal(y[1], y[2]) && at::equal(st[1], st[2]),
+          "method %d: %s and %s differ", m, k1.name, k2.name);
   }
 }
 
@@ -185,6 +211,7 @@ void test_kernel_sets_agree() {
 int main() {
   test_noise(kernels_default());
   test_noise(kernels_avx2());
+  test_noise(kernels_avx512());
   test_ops();
   test_threads();
   test_kernel_sets_agree();
