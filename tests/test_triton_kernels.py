@@ -103,6 +103,18 @@ def test_tiled_matches_reference(method, hard, k):
     _compare(method, _logits(2, k, seed=k), hard, schedule=sched, block=16)
 
 
+@pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
+def test_tiled_many_steps_and_rows_per_program(method):
+    """n = 5 in the tiled path (every branch of the pass structure: z drawn in pass 1 and kept,
+    steps finished from the carried state) with more rows than programs (scratch slots reused)."""
+    from redge_kernels.triton._launch import INTERPRETER_PROGRAMS
+    rows = INTERPRETER_PROGRAMS + 1
+    _compare(method, _logits(rows, 33, seed=5), True, schedule=linear_schedule(5, 0.3), block=16)
+    if method == "redge":
+        _compare(method, _logits(rows, 33, seed=6), False, schedule=linear_schedule(5, 0.3),
+                 block=16)
+
+
 @pytest.mark.parametrize("method,k,n_steps", [("st", None, 2), ("redge", None, 2)])
 def test_default_tiled_configuration(method, k, n_steps):
     """The launcher's own tile sizes (no block override), just above the single-block limit."""

@@ -56,6 +56,23 @@ def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]
     return single, block, warps
 
 
+#: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
+#: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
+#: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
+TILED_PROGRAMS_PER_SM = 2
+#: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
+#: several rows and reuses its scratch slot in the tests).
+INTERPRETER_PROGRAMS = 2
+
+
+def tiled_programs(rows: int, device) -> int:
+    """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``."""
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
+    return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
 def _stats_dtype(phi):
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
@@ -121,10 +138,13 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
     steps_p2 = triton.next_power_of_2(n)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
-        _diffusion_fwd_kernel[(rows,)](
-            phi, seed, coefs, y, stats, index, k, n, row_offset, col_offset, phi.stride(0),
-            phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single,
-            BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+        grid = rows if single else tiled_programs(rows, phi.device)
+        scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
+        _diffusion_fwd_kernel[(grid,)](
+            phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
+            SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
@@ -148,10 +168,14 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     steps_p2 = triton.next_power_of_2(n)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
-        _diffusion_bwd_kernel[(rows,)](
-            grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, col_offset,
-            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
-            MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
+        grid = rows if single else tiled_programs(rows, phi.device)
+        arrays = 5 if method == _COV else 3
+        scratch = torch.empty((1,) if single else (grid, arrays, k), dtype=torch.float32,
+                              device=phi.device)
+        _diffusion_bwd_kernel[(grid,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
+            col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            COV=method == _COV, MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
             ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)

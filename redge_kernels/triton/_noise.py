@@ -78,7 +78,8 @@ def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _lane_word(w0, w1, w2, w3, lane):
+def lane_word(w0, w1, w2, w3, lane):
+    """Word ``lane`` (0 .. 3, a block or a scalar) of a call."""
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
 
@@ -120,7 +121,7 @@ def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr
         w = _interleave4(w0, w1, w2, w3)
     else:
         w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 1)
-        w = _lane_word(w0, w1, w2, w3, cols & 3)
+        w = lane_word(w0, w1, w2, w3, cols & 3)
     return w
 
 

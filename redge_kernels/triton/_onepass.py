@@ -55,8 +55,8 @@ def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: 
         best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
     else:
         b = phi
-        best, best_idx = fold(best, best_idx, phi, gumbel_words(seed, grow, c0, cols, BLOCK, ALIGNED),
-                              start, BLOCK)
+        w = gumbel_words(seed, grow, c0, cols, BLOCK, ALIGNED)
+        best, best_idx = fold(best, best_idx, phi, w, start, seed, grow, c0, BLOCK)
     return b, best, best_idx
 
 
