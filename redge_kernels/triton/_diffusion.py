@@ -8,18 +8,21 @@
     MAX  (redge_max, backward only): ReinMax's term at the last denoiser
     SINGLE: the row fits in one block (path a) or is tiled (path b)
 
-Forward (one program per row), for k = n-1 .. 1:
+Forward (a program per row, or a persistent program looping over rows in the tiled path), for
+k = n-1 .. 1:
     p_k = softmax(l_k) = exp(l_k - m_k) / s_k ;  x_{k-1} = a_k p_k + b_k x_k
     i = argmax_j (l_1 + G)_j ;  y = one_hot(i) (HARD) or p_1
 Only (m_k, s_k) per step leave the kernel (``stats[row, k]``), with the index; z and G are
-regenerated from the seed. In the tiled path every quantity above is an elementwise function of
-(phi_j, z_j, G_j) and the per-row scalars of the steps already done, so each denoiser costs one pass
-over the row that recomputes x_k tile by tile and folds l_k into an online (m, s).
+regenerated from the seed. In the tiled path each denoiser costs one pass over the row: it takes
+one DDIM step x_{k+1} -> x_k tile by tile on the trajectory kept in the program's scratch slot
+(z drawn in the first pass) and folds l_k into an online (m, s); the last one folds the
+Gumbel-max (``_gumbel_max``).
 
 Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
-gphi = sum_k r_k. In the tiled path pass j computes the row scalar d_j, recomputing (x_k, p_k) and
-the backward recursion for k < j elementwise from the d's already reduced; a last pass writes gphi.
+gphi = sum_k r_k. In the tiled path the scratch slot keeps z and the carried (gx, gphi[, gmu,
+glam]); pass j finishes step j-1 with the d_{j-1} already reduced and reduces d_j, recomputing only
+the chain x_{n-1} -> x_j; a last pass finishes step n-1 and writes gphi.
 """
 
 import triton

@@ -33,13 +33,14 @@ _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
 FP_FUSION = True
 
 #: Largest row handled by one block (path a), per kernel kind.
-SINGLE_MAX = {"diffusion_fwd": 8192, "diffusion_bwd": 8192, "onepass_fwd": 16384,
-              "onepass_bwd": 16384}
+SINGLE_MAX = {"diffusion_fwd": 4096, "diffusion_bwd": 2048, "onepass_fwd": 4096,
+              "onepass_bwd": 4096}
 #: Tile width of the tiled path (b).
 TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onepass_bwd": 4096}
 #: Target elements per thread of each row vector (register budget).
-ELEMS_PER_THREAD = {"diffusion_fwd": 16, "diffusion_bwd": 16, "onepass_fwd": 16,
-                    "onepass_bwd": 16}
+#: (Chosen with the ptxas spill report of sm_90 under the runtime specialization: no spill for
+#: these at any K; 16 per thread spilled up to 800 bytes in the single-block 8192 / 16384 rows.)
+ELEMS_PER_THREAD = {"diffusion_fwd": 4, "diffusion_bwd": 4, "onepass_fwd": 8, "onepass_bwd": 8}
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
