@@ -67,7 +67,11 @@ INTERPRETER_PROGRAMS = 2
 
 
 def tiled_programs(rows: int, device) -> int:
-    """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``."""
+    """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
+
+    Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
+    ``grid x 3 K`` (``5 K`` for redge_cov, backward), e.g. 264 x 5 x 32768 x 4 B = 173 MB for the
+    redge_cov backward at K = 32768 on a 132-SM GPU; nothing of it is kept between calls."""
     if device.type == "cuda":
         sms = torch.cuda.get_device_properties(device).multi_processor_count
         return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
