@@ -9,8 +9,8 @@ kernels of ``redge_kernels::fwd`` / ``::bwd`` (the op's fake implementation and 
 Kernels: ``_diffusion`` (redge, redge_cov, redge_max) and ``_onepass`` (st, gumbel, reinmax), one
 body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, noise version 2,
 bit-identical in the words to ``redge_kernels.noise``); ``_gumbel_max`` (the exact sample, G
-evaluated only for candidates of a log-free bound); ``_launch`` (path / block / warps from K); ``compile_check`` (AOT
-compilation for sm_80 / sm_90 with register and spill report).
+evaluated only for candidates of a log-free bound); ``_launch`` (path / block / warps from K);
+``compile_check`` (AOT compilation for sm_80 / sm_90 with register and spill report).
 
 Design notes (docs/SPEC.md "Memory and passes"):
 

@@ -155,7 +155,7 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
 @triton.jit
 def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
                 COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-                STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Path (a): the row in one block; returns ``(mvec, svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
@@ -164,7 +164,7 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
     cmask = lanes < K
     phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
     n_bad, n_valid = row_flags(phi, cmask)
-    z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
+    z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
     m0, s0 = row_stats(phi)
     if COV:
         mvec = put(mvec, steps, 0, m0)
@@ -181,7 +181,7 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
     m, s = row_stats(l)
     mvec = put(mvec, steps, 1, m)
     svec = put(svec, steps, 1, s)
-    w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
+    w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
     _, best_idx = fold(NEG_INF, 0, l, w, 0, seed, grow, coff, BLOCK)
     if HARD:
         y = tl.where(lanes == best_idx, 1.0, 0.0)
@@ -196,7 +196,7 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
 @triton.jit
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-               STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element: pass k = n-1 draws z and keeps x_{n-1} in
     the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one DDIM step
     x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online (m_k, s_k); the
@@ -233,7 +233,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
             cmask = cols < K
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             if i == 0:
-                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+                z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
             else:
                 mu, lam = _mu_lam(phi, m0, s0, COV)
@@ -248,7 +248,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
             l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
             m, s = online_stats(m, s, l)
             if k == 1:  # the Gumbel words (stream 1) only in the last denoiser's pass
-                w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+                w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
         mvec = put(mvec, steps, k, safe_max(m))
         svec = put(svec, steps, k, s)
@@ -276,7 +276,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
 def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr, scratch_ptr,
                           R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
@@ -284,7 +284,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
     rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K] (tiled only).
     Noise of (row, col): that of global row ``row + row_offset``, global column
-    ``col + col_offset`` (``ALIGNED``: ``col_offset`` is a multiple of 4).
+    ``col + col_offset`` (``GROUPED``: the grouped noise form, ``col_offset`` a multiple of 4).
     """
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -302,11 +302,11 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         if SINGLE:
             mvec, svec, best_idx, poisoned, empty = _fwd_single(
                 phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD, BLOCK,
-                STEPS_P2, ALIGNED)
+                STEPS_P2, GROUPED)
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, ALIGNED)
+                BLOCK, STEPS_P2, GROUPED)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
@@ -332,18 +332,19 @@ def _bwd_carry(ws_row, cols, cmask, K, k_done, g, COV: tl.constexpr):
 def _bwd_tiled_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start,
                     K, m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx,
                     COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
-                    ALIGNED: tl.constexpr):
+                    GROUPED: tl.constexpr):
     """One tile of pass j of the tiled backward (2 <= j <= n; j = 1 is the same without a step to
     finish): finish step j-1 (its d_{j-1} is reduced) from the carried state in the scratch, store
     the new state, and return ``(gp_j, p_j, the tile's state and base)`` for the caller's reduction
-    (j < n) or output (j = n). z is drawn in pass 1 and kept in the scratch (row 0 of ``ws_row``)."""
+    (j < n) or output (j = n). z is drawn in pass 1 and kept in the scratch (row 0 of
+    ``ws_row``)."""
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     cols = start + lanes
     cmask = cols < K
     phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
     g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
     if j == 1:
-        z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
         tl.store(ws_row + cols, z, mask=cmask)
     else:
         z = tl.load(ws_row + cols, mask=cmask, other=0.0)
@@ -379,7 +380,7 @@ def _bwd_tiled_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, gr
 def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow, coff, K,
                m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned, empty,
                COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
-               STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Path (b): pass j = 1 .. n-1 finishes step j-1 and reduces d_j = <gp_j, p_j>; the carried
     (gx, gphi[, gmu, glam]) and z live in the program's scratch ``ws_row`` (float32 [3 or 5, K]),
     so z is drawn once and each pass recomputes only the chain x_{n-1} -> x_j (O(n^2) steps per
@@ -391,7 +392,7 @@ def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, see
             gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
                 phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
                 m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx, COV, MAX, BLOCK,
-                ALIGNED)
+                GROUPED)
             acc += tl.sum(gp * pj, axis=0)
         dvec = put(dvec, steps, j, acc)
         tl.debug_barrier()  # the next pass reads this pass's scratch tiles
@@ -402,7 +403,7 @@ def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, see
             gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
                 phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
                 m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
-                ALIGNED)
+                GROUPED)
             gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
             acc0 += tl.sum(gp0 * mu, axis=0)
         dvec = put(dvec, steps, 0, acc0)
@@ -411,7 +412,7 @@ def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, see
         gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
             phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
             m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
-            ALIGNED)
+            GROUPED)
         if COV:
             gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
             gphi += mu * (gp0 - d0)
@@ -424,7 +425,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
                           scratch_ptr, R, K, n, row_offset, col_offset, phi_stride_r,
                           phi_stride_c, gy_stride_r, gy_stride_c, COV: tl.constexpr,
                           MAX: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr,
-                          STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                          STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Backward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its scratch ``scratch[pid]``, float32 [3 or 5, K]).
 
@@ -460,7 +461,7 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
             cmask = lanes < K
             phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
+            z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
             x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
             gphi, gx, gmu, glam = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, steps, n,
                                              lanes == idx, g_idx, COV, MAX)
@@ -471,4 +472,4 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         else:
             _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow,
                        coff, K, m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned,
-                       empty, COV, MAX, BLOCK, STEPS_P2, ALIGNED)
+                       empty, COV, MAX, BLOCK, STEPS_P2, GROUPED)

@@ -93,6 +93,13 @@ def _check(phi, seed, coefs):
                          f"{tuple(coefs.shape)}")
 
 
+def _grouped(col_offset: int, block: int, warps: int) -> bool:
+    """The grouped noise form (one Philox call per four columns, ``_noise``) needs tiles that start
+    at a multiple of 4 and pays off with at least one call per thread; below that (K < 128 per warp)
+    the per-element form draws the same values with less work per thread."""
+    return col_offset % 4 == 0 and block >= 128 * warps
+
+
 def _check_offsets(rows, k, row_offset, col_offset):
     for name, v in (("row_offset", row_offset), ("col_offset", col_offset)):
         if isinstance(v, bool) or not isinstance(v, int):
@@ -148,14 +155,15 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
         _diffusion_fwd_kernel[(grid,)](
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
-            SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0,
+            SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
             num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
             phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps), num_warps=warps,
+            enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 
@@ -181,12 +189,12 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
             grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
     return grad_phi
