@@ -103,6 +103,18 @@ def test_tiled_matches_reference(method, hard, k):
     _compare(method, _logits(2, k, seed=k), hard, schedule=sched, block=16)
 
 
+@pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
+def test_tiled_many_steps_and_rows_per_program(method):
+    """n = 5 in the tiled path (every branch of the pass structure: z drawn in pass 1 and kept,
+    steps finished from the carried state) with more rows than programs (scratch slots reused)."""
+    from redge_kernels.triton._launch import INTERPRETER_PROGRAMS
+    rows = INTERPRETER_PROGRAMS + 1
+    _compare(method, _logits(rows, 33, seed=5), True, schedule=linear_schedule(5, 0.3), block=16)
+    if method == "redge":
+        _compare(method, _logits(rows, 33, seed=6), False, schedule=linear_schedule(5, 0.3),
+                 block=16)
+
+
 @pytest.mark.parametrize("method,k,n_steps", [("st", None, 2), ("redge", None, 2)])
 def test_default_tiled_configuration(method, k, n_steps):
     """The launcher's own tile sizes (no block override), just above the single-block limit."""
@@ -290,13 +302,13 @@ def test_straight_through_special_case():
 # ---- noise version 2 in the kernels ---------------------------------------------------------
 
 @triton.jit
-def _noise_kernel(z_ptr, g_ptr, seed, row, c0, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+def _noise_kernel(z_ptr, g_ptr, seed, row, c0, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     pid = tl.program_id(0).to(tl.int64)  # 0; int64 arithmetic as in the kernels
     row = row + pid
     c0 = c0 + pid
     cols = c0 + tl.arange(0, BLOCK).to(tl.int64)
-    tl.store(z_ptr + tl.arange(0, BLOCK), tn.normal(seed, row, c0, cols, BLOCK, ALIGNED))
-    tl.store(g_ptr + tl.arange(0, BLOCK), tn.gumbel(seed, row, c0, cols, BLOCK, ALIGNED))
+    tl.store(z_ptr + tl.arange(0, BLOCK), tn.normal(seed, row, c0, cols, BLOCK, GROUPED))
+    tl.store(g_ptr + tl.arange(0, BLOCK), tn.gumbel(seed, row, c0, cols, BLOCK, GROUPED))
 
 
 @pytest.mark.parametrize("row,c0", [(0, 0), (3, 7), (2**40 + 3, 2**34 - 64), (2**32 - 1, 4097)])
@@ -305,7 +317,7 @@ def test_kernel_noise_equals_reference_noise(row, c0):
     multiple of 4) and the per-element form (a shard starting anywhere) against noise.py."""
     z = torch.empty(64, device=DEVICE)
     g = torch.empty(64, device=DEVICE)
-    _noise_kernel[(1,)](z, g, 12345, row, c0, BLOCK=64, ALIGNED=c0 % 4 == 0)
+    _noise_kernel[(1,)](z, g, 12345, row, c0, BLOCK=64, GROUPED=c0 % 4 == 0)
     z_ref = normal_noise(12345, 1, 64, DEVICE, row_start=row, col_start=c0)[0]
     g_ref = gumbel_noise(12345, 1, 64, DEVICE, row_start=row, col_start=c0)[0]
     torch.testing.assert_close(z, z_ref, rtol=1e-6, atol=4e-7)
@@ -436,7 +448,7 @@ def _kernel_gumbel(seed, rows, k):
     out = torch.empty(rows, triton.next_power_of_2(k), device=DEVICE)
     z = torch.empty_like(out[0])
     for r in range(rows):
-        _noise_kernel[(1,)](z, out[r], seed, r, 0, BLOCK=out.shape[1], ALIGNED=True)
+        _noise_kernel[(1,)](z, out[r], seed, r, 0, BLOCK=out.shape[1], GROUPED=True)
     return out[:, :k].contiguous()
 
 

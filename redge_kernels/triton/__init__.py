@@ -20,20 +20,27 @@ Design notes (docs/SPEC.md "Memory and passes"):
   index and the seed are kept; z and G are regenerated in-kernel from the seed.
 * Path (a), the row in one block: phi (and g) read once, y / grad_phi written once. The backward
   needs p_k in the order k = 1 .. n-1 while the forward produces them from n-1 down, so each p_k is
-  recomputed from x_{n-1} = z with the saved stats (O(n^2) elementwise denoiser evaluations for n
+  recomputed from x_{n-1} with the saved stats (O(n^2) elementwise denoiser evaluations for n
   steps, no extra memory traffic).
-* Path (b), tiled: forward = one pass per denoiser (+1 for redge_cov's base softmax) with an online
-  (m, s), then an output pass (write-only for hard samples); backward = one reduction pass per
-  denoiser (d_k = <gp_k, p_k>, +1 for redge_cov) and an output pass. Per-row scalars of finished
-  passes live in a small register vector (``STEPS_P2`` = next power of two of n; n itself is a
-  runtime loop bound).
+* Path (b), tiled, persistent: ``min(R, 2 per SM)`` programs loop over the rows, each with a
+  float32 scratch slot that stays in L2. Forward: one pass per denoiser (+1 for redge_cov's base
+  softmax), z drawn in the first and the trajectory x_k kept in the slot, so each pass takes one
+  DDIM step (O(n) work per element), folding l_k into an online (m, s); then an output pass
+  (write-only for hard samples). Backward: z and the carried (gx, gphi[, gmu, glam]) kept in the
+  slot; pass j finishes backward step j-1 and reduces d_j = <gp_j, p_j>, recomputing only the
+  chain x_{n-1} -> x_j (O(n^2) steps per element in all), +1 pass for redge_cov, then the output.
+  Per-row scalars of finished passes live in a small register vector (``STEPS_P2`` = next power
+  of two of n; n itself is a runtime loop bound).
+* The Gumbel-max sample (``_gumbel_max``) draws the stream-1 words (a quarter of a Philox call per
+  element), bounds G without a log, and evaluates the exact G only for the candidates.
 * Runtime floats (tau, the schedule table) and n, row_offset, col_offset are kernel arguments,
   never constexprs; floating-point contraction is pinned (``_launch.FP_FUSION``).
 * Offsets are int64 (row index, columns, Philox counter).
-* Not done (needs a GPU to be worth it): several rows per program for tiny K (today one program per
-  row, at least one warp, so K = 2 uses 2 of 32 lanes), and a 2-D (row x vocab chunk) grid for few
-  rows with huge K (each denoiser needs the full-row reduction before the next one, so it means one
-  launch per pass with partial (m, s) combined in a fixed order, or a grid-wide barrier).
+* Not done: several rows per program for tiny K (today one program per row, at least one warp,
+  so K = 2 uses 2 of 32 lanes); a 2-D (row x vocab chunk) grid for few rows with huge K (each
+  denoiser needs the full-row reduction before the next one, so it means one launch per pass with
+  partial (m, s) combined in a fixed order, or a grid-wide barrier); an O(n) tiled backward (it
+  needs the n-1 trajectory arrays per row in flight, more than L2 holds at large K).
 """
 
 from __future__ import annotations

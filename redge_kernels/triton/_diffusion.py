@@ -8,18 +8,21 @@
     MAX  (redge_max, backward only): ReinMax's term at the last denoiser
     SINGLE: the row fits in one block (path a) or is tiled (path b)
 
-Forward (one program per row), for k = n-1 .. 1:
+Forward (a program per row, or a persistent program looping over rows in the tiled path), for
+k = n-1 .. 1:
     p_k = softmax(l_k) = exp(l_k - m_k) / s_k ;  x_{k-1} = a_k p_k + b_k x_k
     i = argmax_j (l_1 + G)_j ;  y = one_hot(i) (HARD) or p_1
 Only (m_k, s_k) per step leave the kernel (``stats[row, k]``), with the index; z and G are
-regenerated from the seed. In the tiled path every quantity above is an elementwise function of
-(phi_j, z_j, G_j) and the per-row scalars of the steps already done, so each denoiser costs one pass
-over the row that recomputes x_k tile by tile and folds l_k into an online (m, s).
+regenerated from the seed. In the tiled path each denoiser costs one pass over the row: it takes
+one DDIM step x_{k+1} -> x_k tile by tile on the trajectory kept in the program's scratch slot
+(z drawn in the first pass) and folds l_k into an online (m, s); the last one folds the
+Gumbel-max (``_gumbel_max``).
 
 Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
-gphi = sum_k r_k. In the tiled path pass j computes the row scalar d_j, recomputing (x_k, p_k) and
-the backward recursion for k < j elementwise from the d's already reduced; a last pass writes gphi.
+gphi = sum_k r_k. In the tiled path the scratch slot keeps z and the carried (gx, gphi[, gmu,
+glam]); pass j finishes step j-1 with the d_{j-1} already reduced and reduces d_j, recomputing only
+the chain x_{n-1} -> x_j; a last pass finishes step n-1 and writes gphi.
 """
 
 import triton
@@ -85,43 +88,47 @@ def _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV: tl.conste
 
 
 @triton.jit
-def _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec, steps, n, n_done, is_idx, g_idx,
-               COV: tl.constexpr, MAX: tl.constexpr, SINGLE: tl.constexpr):
-    """Backward steps k = 1 .. n_done: returns ``(gphi, gx, gmu, glam, dvec)``.
+def _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, is_idx, g_idx, coefs_ptr,
+              COV: tl.constexpr, MAX: tl.constexpr):
+    """Backward step k (docs/SPEC.md "ReDGE"): r_k = p_k (gp_k - d_k) added to gphi (ReinMax's
+    term at k = 1 for MAX), gx_k = c_k r_k + b_k gx_{k-1} (COV: through c_k lam, with the lam and
+    mu paths). Returns ``(gphi, gx, gmu, glam)``."""
+    r = p * (gp - d)
+    if MAX:
+        # k = 1: gphi += 1/2 (p_1 (g - <g, p_1>) + <g, D> D), D = one_hot - p_1,
+        # with <g, D> = g_i - d_1
+        rm = 0.5 * r + 0.5 * (g_idx - d) * (is_idx.to(tl.float32) - p)
+        gphi += tl.where(k == 1, rm, r)
+    else:
+        gphi += r
+    c = coef_c(coefs_ptr, k)
+    if COV:
+        cl = c * lam
+        sigma = coef_sigma(coefs_ptr, k)
+        glam += c * r * (xk - (sigma * mu + 0.5 * coef_alpha(coefs_ptr, k)))
+        gmu -= sigma * (cl * r)
+    else:
+        cl = c
+    gx = cl * r + tl.where(k == 1, 0.0, coef_b(coefs_ptr, k)) * gx
+    return gphi, gx, gmu, glam
 
-    SINGLE: the whole row is in the block and d_k = <gp_k, p_k> is reduced here (stored in dvec);
-    tiled: d_k is read from dvec (reduced by an earlier pass).
-    """
+
+@triton.jit
+def _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, is_idx, g_idx,
+               COV: tl.constexpr, MAX: tl.constexpr):
+    """Path (a): backward steps k = 1 .. n-1 with the whole row in the block; p_k is recomputed
+    from x0 = x_{n-1} and d_k = <gp_k, p_k> reduced here. Returns ``(gphi, gx, gmu, glam)``."""
     gx = tl.zeros_like(g)
     gphi = tl.zeros_like(g)
     gmu = tl.zeros_like(g)
     glam = tl.zeros_like(g)
-    for k in range(1, n_done + 1):
+    for k in range(1, n):
         xk, p = _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
         gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
-        if SINGLE:
-            d = tl.sum(gp * p, axis=0)
-            dvec = put(dvec, steps, k, d)
-        else:
-            d = pick(dvec, steps, k)
-        r = p * (gp - d)
-        if MAX:
-            # k = 1: gphi += 1/2 (p_1 (g - <g, p_1>) + <g, D> D), D = one_hot - p_1,
-            # with <g, D> = g_i - d_1
-            rm = 0.5 * r + 0.5 * (g_idx - d) * (is_idx.to(tl.float32) - p)
-            gphi += tl.where(k == 1, rm, r)
-        else:
-            gphi += r
-        c = coef_c(coefs_ptr, k)
-        if COV:
-            cl = c * lam
-            sigma = coef_sigma(coefs_ptr, k)
-            glam += c * r * (xk - (sigma * mu + 0.5 * coef_alpha(coefs_ptr, k)))
-            gmu -= sigma * (cl * r)
-        else:
-            cl = c
-        gx = cl * r + tl.where(k == 1, 0.0, coef_b(coefs_ptr, k)) * gx
-    return gphi, gx, gmu, glam, dvec
+        d = tl.sum(gp * p, axis=0)
+        gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, is_idx,
+                                        g_idx, coefs_ptr, COV, MAX)
+    return gphi, gx, gmu, glam
 
 
 @triton.jit
@@ -133,229 +140,336 @@ def _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q):
     return gmu + gx + gq * (1.0 - 2.0 * mu)
 
 
-@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
-def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr,
-                          K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
-                          COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
-    """Forward of redge / redge_cov / redge_max for one row (see module docstring).
+@triton.jit
+def _mu_lam(phi, m0, s0, COV: tl.constexpr):
+    """``(mu, lam)`` of ReDGE-Cov from phi and its softmax stats (zeros for ReDGE)."""
+    if COV:
+        mu = probs(phi, m0, s0)
+        lam = 1.0 / tl.maximum(mu * (1.0 - mu), V_MIN)
+    else:
+        mu = tl.zeros_like(phi)
+        lam = mu
+    return mu, lam
 
-    phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
-    stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
-    rows), index [R] int64 (-1 on empty / poisoned rows).
-    Noise of (row, col): that of global row ``row + row_offset``, global column
-    ``col + col_offset`` (``ALIGNED``: ``col_offset`` is a multiple of 4).
-    """
-    row = tl.program_id(0).to(tl.int64)
-    seed = tl.load(seed_ptr)
-    phi_row = phi_ptr + row * phi_stride_r
-    y_row = y_ptr + row * K
-    stats_row = stats_ptr + row * n * 2
-    grow = row + row_offset
-    coff = col_offset.to(tl.int64)
+
+@triton.jit
+def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
+                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
+                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+    """Path (a): the row in one block; returns ``(mvec, svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
     svec = tl.zeros([STEPS_P2], dtype=tl.float32)
-    if SINGLE:
-        cmask = lanes < K
-        phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        n_bad, n_valid = row_flags(phi, cmask)
-        z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
-        m0, s0 = row_stats(phi)
-        if COV:
-            mvec = put(mvec, steps, 0, m0)
-            svec = put(svec, steps, 0, s0)
-        x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-        for i in range(0, n - 2):
-            k = n - 1 - i
-            l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
-            m, s = row_stats(l)
-            mvec = put(mvec, steps, k, m)
-            svec = put(svec, steps, k, s)
-            x = coef_a(coefs_ptr, k) * probs(l, m, s) + coef_b(coefs_ptr, k) * x
-        l = _logits(phi, x, mu, lam, coefs_ptr, 1, COV)
+    cmask = lanes < K
+    phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+    n_bad, n_valid = row_flags(phi, cmask)
+    z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
+    m0, s0 = row_stats(phi)
+    if COV:
+        mvec = put(mvec, steps, 0, m0)
+        svec = put(svec, steps, 0, s0)
+    x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    for i in range(0, n - 2):
+        k = n - 1 - i
+        l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
         m, s = row_stats(l)
-        mvec = put(mvec, steps, 1, m)
-        svec = put(svec, steps, 1, s)
-        w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
-        _, best_idx = fold(NEG_INF, row * 0, l, w, 0, BLOCK)
-        if HARD:
-            y = tl.where(lanes == best_idx, 1.0, 0.0)
-        else:
-            y = probs(l, m, s)
-        poisoned = n_bad > 0
-        empty = (n_valid == 0) & (n_bad == 0)
-        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+        mvec = put(mvec, steps, k, m)
+        svec = put(svec, steps, k, s)
+        x = coef_a(coefs_ptr, k) * probs(l, m, s) + coef_b(coefs_ptr, k) * x
+    l = _logits(phi, x, mu, lam, coefs_ptr, 1, COV)
+    m, s = row_stats(l)
+    mvec = put(mvec, steps, 1, m)
+    svec = put(svec, steps, 1, s)
+    w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
+    _, best_idx = fold(NEG_INF, 0, l, w, 0, seed, grow, coff, BLOCK)
+    if HARD:
+        y = tl.where(lanes == best_idx, 1.0, 0.0)
     else:
-        # row flags, and (COV only: pass 0) the base softmax statistics; without COV the flags
-        # are folded into the first denoiser pass
-        n_bad = 0
-        n_valid = 0
-        m0 = NEG_INF
-        s0 = 0.0
-        if COV:
-            for start in range(0, K, BLOCK):
-                cols = start + lanes
-                cmask = cols < K
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                nb, nv = row_flags(phi, cmask)
-                n_bad += nb
-                n_valid += nv
-                m0, s0 = online_stats(m0, s0, phi)
-        m0 = safe_max(m0)
-        if COV:
-            mvec = put(mvec, steps, 0, m0)
-            svec = put(svec, steps, 0, s0)
-        # one pass per denoiser k = n-1 .. 1; the last one also folds the Gumbel-max argmax
-        best = NEG_INF
-        best_idx = row * 0
-        for i in range(0, n - 1):
-            k = n - 1 - i
-            m = NEG_INF
-            s = 0.0
-            for start in range(0, K, BLOCK):
-                cols = start + lanes
-                cmask = cols < K
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                if not COV:
-                    if i == 0:
-                        nb, nv = row_flags(phi, cmask)
-                        n_bad += nb
-                        n_valid += nv
-                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-                x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-                xk = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
-                l = _logits(phi, xk, mu, lam, coefs_ptr, k, COV)
-                m, s = online_stats(m, s, l)
-                if k == 1:
-                    # G (stream 1) only in the last denoiser's pass
-                    w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-                    best, best_idx = fold(best, best_idx, l, w, start, BLOCK)
-            mvec = put(mvec, steps, k, safe_max(m))
-            svec = put(svec, steps, k, s)
-        poisoned = n_bad > 0
-        empty = (n_valid == 0) & (n_bad == 0)
-        # output pass: the one-hot needs no recomputation; the soft sample recomputes p_1
-        m1 = pick(mvec, steps, 1)
-        s1 = pick(svec, steps, 1)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            if HARD:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-                x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-                x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
-                y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
-    smask = steps < n
-    tl.store(stats_row + steps * 2, mvec, mask=smask)
-    tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
-    tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
+        y = probs(l, m, s)
+    poisoned = n_bad > 0
+    empty = (n_valid == 0) & (n_bad == 0)
+    tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+    return mvec, svec, best_idx, poisoned, empty
 
 
 @triton.jit
-def _bwd_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
-              s0, coefs_ptr, mvec, svec, dvec, steps, n, n_done, idx, g_idx,
-              COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
-    """One tile of the tiled backward: reload phi and g, regenerate z, rebuild the base and run the
-    backward recursion through the n_done steps whose d_j are already reduced."""
+def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
+               COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+    """Path (b), the row tiled, O(n) work per element: pass k = n-1 draws z and keeps x_{n-1} in
+    the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one DDIM step
+    x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online (m_k, s_k); the
+    last one also folds the Gumbel-max. Returns ``(mvec, svec, best_idx, poisoned, empty)``."""
+    steps = tl.arange(0, STEPS_P2)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
+    svec = tl.zeros([STEPS_P2], dtype=tl.float32)
+    n_bad = 0
+    n_valid = 0
+    m0 = NEG_INF
+    s0 = 0.0
+    for start in range(0, K, BLOCK):  # row flags and the base softmax stats (ReDGE-Cov's mu)
+        cols = start + lanes
+        cmask = cols < K
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        nb, nv = row_flags(phi, cmask)
+        n_bad += nb
+        n_valid += nv
+        if COV:
+            m0, s0 = online_stats(m0, s0, phi)
+    m0 = safe_max(m0)
+    if COV:
+        mvec = put(mvec, steps, 0, m0)
+        svec = put(svec, steps, 0, s0)
+    best = NEG_INF
+    best_idx = tl.zeros([], dtype=tl.int64)
+    for i in range(0, n - 1):
+        k = n - 1 - i
+        m = NEG_INF
+        s = 0.0
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            if i == 0:
+                z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+                x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+            else:
+                mu, lam = _mu_lam(phi, m0, s0, COV)
+                x = tl.load(x_row + cols, mask=cmask, other=0.0)
+                p = probs(_logits(phi, x, mu, lam, coefs_ptr, k + 1, COV),
+                          pick(mvec, steps, k + 1), pick(svec, steps, k + 1))
+                x = coef_a(coefs_ptr, k + 1) * p + coef_b(coefs_ptr, k + 1) * x
+            if k > 1:
+                tl.store(x_row + cols, x, mask=cmask)
+            elif not HARD:
+                tl.store(x_row + cols, x, mask=cmask)
+            l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
+            m, s = online_stats(m, s, l)
+            if k == 1:  # the Gumbel words (stream 1) only in the last denoiser's pass
+                w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+                best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
+        mvec = put(mvec, steps, k, safe_max(m))
+        svec = put(svec, steps, k, s)
+        tl.debug_barrier()  # the next pass reads this pass's trajectory tiles
+    poisoned = n_bad > 0
+    empty = (n_valid == 0) & (n_bad == 0)
+    m1 = pick(mvec, steps, 1)
+    s1 = pick(svec, steps, 1)
+    for start in range(0, K, BLOCK):  # output: the one-hot needs nothing; p_1 from x_1
+        cols = start + lanes
+        cmask = cols < K
+        if HARD:
+            y = tl.where(cols == best_idx, 1.0, 0.0)
+        else:
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            mu, lam = _mu_lam(phi, m0, s0, COV)
+            x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
+            y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
+        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+    tl.debug_barrier()  # the program's next row overwrites the scratch
+    return mvec, svec, best_idx, poisoned, empty
+
+
+@triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
+def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr, scratch_ptr,
+                          R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
+                          COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+    """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
+    rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
+
+    phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
+    stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
+    rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K] (tiled only).
+    Noise of (row, col): that of global row ``row + row_offset``, global column
+    ``col + col_offset`` (``GROUPED``: the grouped noise form, ``col_offset`` a multiple of 4).
+    """
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
+    seed = tl.load(seed_ptr)
+    coff = col_offset.to(tl.int64)
+    steps = tl.arange(0, STEPS_P2)
+    smask = steps < n
+    x_row = scratch_ptr + pid.to(tl.int64) * K
+    for r in range(pid, R, nprog):
+        row = r + tl.zeros([], dtype=tl.int64)  # int64 row offsets
+        phi_row = phi_ptr + row * phi_stride_r
+        y_row = y_ptr + row * K
+        stats_row = stats_ptr + row * n * 2
+        grow = row + row_offset
+        if SINGLE:
+            mvec, svec, best_idx, poisoned, empty = _fwd_single(
+                phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD, BLOCK,
+                STEPS_P2, GROUPED)
+        else:
+            mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
+                phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
+                BLOCK, STEPS_P2, GROUPED)
+        tl.store(stats_row + steps * 2, mvec, mask=smask)
+        tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
+        tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
+
+
+@triton.jit
+def _bwd_carry(ws_row, cols, cmask, K, k_done, g, COV: tl.constexpr):
+    """The carried state ``(gphi, gx, gmu, glam)`` after the backward steps 1 .. k_done, from the
+    scratch (zeros when k_done = 0)."""
+    have = cmask & ((cols * 0 + k_done) > 0)
+    gphi = tl.load(ws_row + 2 * K + cols, mask=have, other=0.0)
+    gx = tl.load(ws_row + K + cols, mask=have, other=0.0)
+    if COV:
+        gmu = tl.load(ws_row + 3 * K + cols, mask=have, other=0.0)
+        glam = tl.load(ws_row + 4 * K + cols, mask=have, other=0.0)
+    else:
+        gmu = tl.zeros_like(g)
+        glam = gmu
+    return gphi, gx, gmu, glam
+
+
+@triton.jit
+def _bwd_tiled_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start,
+                    K, m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx,
+                    COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
+                    GROUPED: tl.constexpr):
+    """One tile of pass j of the tiled backward (2 <= j <= n; j = 1 is the same without a step to
+    finish): finish step j-1 (its d_{j-1} is reduced) from the carried state in the scratch, store
+    the new state, and return ``(gp_j, p_j, the tile's state and base)`` for the caller's reduction
+    (j < n) or output (j = n). z is drawn in pass 1 and kept in the scratch (row 0 of
+    ``ws_row``)."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    cols = start + lanes
     cmask = cols < K
     phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
     g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-    z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+    if j == 1:
+        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+        tl.store(ws_row + cols, z, mask=cmask)
+    else:
+        z = tl.load(ws_row + cols, mask=cmask, other=0.0)
     x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-    gphi, gx, gmu, glam, _ = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec, steps,
-                                        n, n_done, cols == idx, g_idx, COV, MAX, False)
-    return phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam
+    jj = tl.minimum(j, n - 1)  # the step whose (x, p) this pass needs last
+    xj = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, jj, COV)
+    pj = probs(_logits(phi, xj, mu, lam, coefs_ptr, jj, COV), pick(mvec, steps, jj),
+               pick(svec, steps, jj))
+    gphi, gx, gmu, glam = _bwd_carry(ws_row, cols, cmask, K, j - 2, g, COV)
+    if j >= 2:
+        k = j - 1  # finish step k = j - 1 with x_k, p_k one DDIM step below x_j (or x_j itself)
+        if j <= n - 1:
+            xk = coef_a(coefs_ptr, j) * pj + coef_b(coefs_ptr, j) * xj
+            pk = probs(_logits(phi, xk, mu, lam, coefs_ptr, k, COV), pick(mvec, steps, k),
+                       pick(svec, steps, k))
+        else:
+            xk = xj
+            pk = pj
+        gpk = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
+        gphi, gx, gmu, glam = _bwd_step(k, pk, xk, gpk, pick(dvec, steps, k), gphi, gx, gmu, glam,
+                                        mu, lam, cols == idx, g_idx, coefs_ptr, COV, MAX)
+        if j <= n - 1:
+            tl.store(ws_row + K + cols, gx, mask=cmask)
+            tl.store(ws_row + 2 * K + cols, gphi, mask=cmask)
+            if COV:
+                tl.store(ws_row + 3 * K + cols, gmu, mask=cmask)
+                tl.store(ws_row + 4 * K + cols, glam, mask=cmask)
+    gp = tl.where(j == 1, g, coef_a(coefs_ptr, jj) * gx)
+    return gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask
 
 
-@triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
+@triton.jit
+def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow, coff, K,
+               m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned, empty,
+               COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+    """Path (b): pass j = 1 .. n-1 finishes step j-1 and reduces d_j = <gp_j, p_j>; the carried
+    (gx, gphi[, gmu, glam]) and z live in the program's scratch ``ws_row`` (float32 [3 or 5, K]),
+    so z is drawn once and each pass recomputes only the chain x_{n-1} -> x_j (O(n^2) steps per
+    element in all). ReDGE-Cov reduces d_0 = <gp_0, mu> in one more pass; the last pass writes."""
+    dvec = tl.zeros([STEPS_P2], dtype=tl.float32)
+    for j in range(1, n):
+        acc = 0.0
+        for start in range(0, K, BLOCK):
+            gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
+                phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
+                m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx, COV, MAX, BLOCK,
+                GROUPED)
+            acc += tl.sum(gp * pj, axis=0)
+        dvec = put(dvec, steps, j, acc)
+        tl.debug_barrier()  # the next pass reads this pass's scratch tiles
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    if COV:
+        acc0 = 0.0
+        for start in range(0, K, BLOCK):
+            gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
+                phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
+                m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
+                GROUPED)
+            gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
+            acc0 += tl.sum(gp0 * mu, axis=0)
+        dvec = put(dvec, steps, 0, acc0)
+    d0 = pick(dvec, steps, 0)
+    for start in range(0, K, BLOCK):
+        gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
+            phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
+            m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
+            GROUPED)
+        if COV:
+            gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
+            gphi += mu * (gp0 - d0)
+        tl.store(gphi_row + start + lanes, finish(gphi, poisoned, empty), mask=cmask)
+    tl.debug_barrier()  # the program's next row overwrites the scratch
+
+
+@triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
 def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
-                          K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
-                          gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
-    """Backward of redge / redge_cov / redge_max for one row (see module docstring).
+                          scratch_ptr, R, K, n, row_offset, col_offset, phi_stride_r,
+                          phi_stride_c, gy_stride_r, gy_stride_c, COV: tl.constexpr,
+                          MAX: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr,
+                          STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+    """Backward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
+    rows ``pid, pid + nprog, ...`` (tiled: with its scratch ``scratch[pid]``, float32 [3 or 5, K]).
 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2] and index [R] from the forward
-    -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows).
+    -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Draws stream 0 only.
     """
-    row = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(0)
+    nprog = tl.num_programs(0)
     seed = tl.load(seed_ptr)
-    phi_row = phi_ptr + row * phi_stride_r
-    gy_row = gy_ptr + row * gy_stride_r
-    gphi_row = gphi_ptr + row * K
-    stats_row = stats_ptr + row * n * 2
-    grow = row + row_offset
     coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     smask = steps < n
-    mvec = tl.load(stats_row + steps * 2, mask=smask, other=0.0).to(tl.float32)
-    svec = tl.load(stats_row + steps * 2 + 1, mask=smask, other=0.0).to(tl.float32)
-    idx = tl.load(index_ptr + row)
-    s1 = pick(svec, steps, 1)
-    poisoned = (idx < 0) & (s1 != s1)
-    empty = (idx < 0) & (s1 == s1)
-    g_idx = tl.load(gy_row + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
-                    other=0.0).to(tl.float32)
-    m0 = pick(mvec, steps, 0)
-    s0 = pick(svec, steps, 0)
-    dvec = tl.zeros([STEPS_P2], dtype=tl.float32)
-    if SINGLE:
-        cmask = lanes < K
-        phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        z = normal(seed, grow, coff, coff + lanes, BLOCK, ALIGNED)
-        x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-        gphi, gx, gmu, glam, dvec = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, dvec,
-                                               steps, n, n - 1, lanes == idx, g_idx,
-                                               COV, MAX, True)
-        if COV:
-            gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
-            gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=0))
-        tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
-    else:
-        # pass j = 1 .. n-1 reduces d_j = <gp_j, p_j> (gp_1 = g, gp_j = a_j gx_{j-1})
-        for j in range(1, n):
-            acc = 0.0
-            for start in range(0, K, BLOCK):
-                cols = start + lanes
-                phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
-                    s0, coefs_ptr, mvec, svec, dvec, steps, n, j - 1, idx, g_idx, COV, MAX, BLOCK,
-                    ALIGNED)
-                xj, pj = _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, j, COV)
-                gp = tl.where(j == 1, g, coef_a(coefs_ptr, j) * gx)
-                acc += tl.sum(gp * pj, axis=0)
-            dvec = put(dvec, steps, j, acc)
-        if COV:
-            # one more pass: d_0 = <gp_0, mu> of the base softmax backward
-            acc0 = 0.0
-            for start in range(0, K, BLOCK):
-                cols = start + lanes
-                phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                    phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0,
-                    s0, coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX, BLOCK,
-                    ALIGNED)
-                gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
-                acc0 += tl.sum(gp0 * mu, axis=0)
-            dvec = put(dvec, steps, 0, acc0)
-        # output pass
-        d0 = pick(dvec, steps, 0)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi, g, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam = _bwd_tile(
-                phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, start, cols, K, m0, s0,
-                coefs_ptr, mvec, svec, dvec, steps, n, n - 1, idx, g_idx, COV, MAX, BLOCK, ALIGNED)
+    ws_row = scratch_ptr + pid.to(tl.int64) * (5 if COV else 3) * K
+    for r in range(pid, R, nprog):
+        row = r + tl.zeros([], dtype=tl.int64)  # int64 row offsets
+        phi_row = phi_ptr + row * phi_stride_r
+        gy_row = gy_ptr + row * gy_stride_r
+        gphi_row = gphi_ptr + row * K
+        stats_row = stats_ptr + row * n * 2
+        grow = row + row_offset
+        mvec = tl.load(stats_row + steps * 2, mask=smask, other=0.0).to(tl.float32)
+        svec = tl.load(stats_row + steps * 2 + 1, mask=smask, other=0.0).to(tl.float32)
+        idx = tl.load(index_ptr + row)
+        s1 = pick(svec, steps, 1)
+        poisoned = (idx < 0) & (s1 != s1)
+        empty = (idx < 0) & (s1 == s1)
+        g_idx = tl.load(gy_row + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
+                        other=0.0).to(tl.float32)
+        m0 = pick(mvec, steps, 0)
+        s0 = pick(svec, steps, 0)
+        if SINGLE:
+            cmask = lanes < K
+            phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+            z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
+            x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+            gphi, gx, gmu, glam = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, steps, n,
+                                             lanes == idx, g_idx, COV, MAX)
             if COV:
                 gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
-                gphi += mu * (gp0 - d0)
-            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+                gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=0))
+            tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
+        else:
+            _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow,
+                       coff, K, m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned,
+                       empty, COV, MAX, BLOCK, STEPS_P2, GROUPED)

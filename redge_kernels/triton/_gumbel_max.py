@@ -23,7 +23,7 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF
-from ._noise import gumbel_from_word
+from ._noise import gumbel_from_word, lane_word, philox_words
 
 _NEG_LN2_2M23: tl.constexpr = tl.constexpr(-0.6931471805599453 * 2.0**-23)
 _UB_OFFSET: tl.constexpr = tl.constexpr(127 * 0.6931471805599453 + 2.0**-10)
@@ -40,11 +40,12 @@ def gumbel_upper(w):
 
 
 @triton.jit
-def fold(best, best_idx, l, w, start, BLOCK: tl.constexpr):
+def fold(best, best_idx, l, w, start, seed, grow, gstart, BLOCK: tl.constexpr):
     """Fold the tile of logits ``l`` (float32 ``[BLOCK]``, columns ``start + j``, ``-inf`` where
     masked) with its stream-1 words ``w`` (uint32) into the running ``(best, best_idx)``: the best
     exact score ``l + G`` so far and its first column (int64). NaN logits (poisoned rows, whose
-    index is -1 anyway) are read as ``-inf``."""
+    index is -1 anyway) are read as ``-inf``. A candidate's word is redrawn by one scalar Philox
+    call (global row ``grow``, global column ``gstart + j``), so ``w`` is not live in the loop."""
     lanes = tl.arange(0, BLOCK)
     best = best + tl.zeros([], dtype=tl.float32)  # a constexpr start becomes a tensor
     best_idx = best_idx + tl.zeros([], dtype=tl.int64)
@@ -55,8 +56,9 @@ def fold(best, best_idx, l, w, start, BLOCK: tl.constexpr):
         j = tl.argmax(bound, axis=0, tie_break_left=True)
         hit = lanes == j
         l_j = tl.max(tl.where(hit, l, NEG_INF), axis=0)
-        w_j = tl.max(tl.where(hit, w, 0), axis=0)
-        score = l_j + gumbel_from_word(w_j)
+        gcol = gstart + j.to(tl.int64)
+        w0, w1, w2, w3 = philox_words(seed, gcol >> 2, grow, 1)
+        score = l_j + gumbel_from_word(lane_word(w0, w1, w2, w3, gcol & 3))
         col = start + j.to(tl.int64)
         better = (score > best) | ((score == best) & (col < best_idx))
         best = tl.where(better, score, best)

@@ -33,13 +33,14 @@ _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
 FP_FUSION = True
 
 #: Largest row handled by one block (path a), per kernel kind.
-SINGLE_MAX = {"diffusion_fwd": 8192, "diffusion_bwd": 8192, "onepass_fwd": 16384,
-              "onepass_bwd": 16384}
+SINGLE_MAX = {"diffusion_fwd": 4096, "diffusion_bwd": 2048, "onepass_fwd": 4096,
+              "onepass_bwd": 4096}
 #: Tile width of the tiled path (b).
 TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onepass_bwd": 4096}
 #: Target elements per thread of each row vector (register budget).
-ELEMS_PER_THREAD = {"diffusion_fwd": 16, "diffusion_bwd": 16, "onepass_fwd": 16,
-                    "onepass_bwd": 16}
+#: (Chosen with the ptxas spill report of sm_90 under the runtime specialization: no spill for
+#: these at any K; 16 per thread spilled up to 800 bytes in the single-block 8192 / 16384 rows.)
+ELEMS_PER_THREAD = {"diffusion_fwd": 4, "diffusion_bwd": 4, "onepass_fwd": 8, "onepass_bwd": 8}
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
@@ -56,6 +57,27 @@ def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]
     return single, block, warps
 
 
+#: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
+#: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
+#: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
+TILED_PROGRAMS_PER_SM = 2
+#: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
+#: several rows and reuses its scratch slot in the tests).
+INTERPRETER_PROGRAMS = 2
+
+
+def tiled_programs(rows: int, device) -> int:
+    """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
+
+    Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
+    ``grid x 3 K`` (``5 K`` for redge_cov, backward), e.g. 264 x 5 x 32768 x 4 B = 173 MB for the
+    redge_cov backward at K = 32768 on a 132-SM GPU; nothing of it is kept between calls."""
+    if device.type == "cuda":
+        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
+    return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
 def _stats_dtype(phi):
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
@@ -69,6 +91,13 @@ def _check(phi, seed, coefs):
     if coefs.dim() != 2 or coefs.shape[1] != 5 or coefs.shape[0] < 2:
         raise ValueError("redge_kernels.triton: coefs must be [n >= 2, 5], got "
                          f"{tuple(coefs.shape)}")
+
+
+def _grouped(col_offset: int, block: int, warps: int) -> bool:
+    """The grouped noise form (one Philox call per four columns, ``_noise``) needs tiles that start
+    at a multiple of 4 and pays off with at least one call per thread; below that (K < 128 per warp)
+    the per-element form draws the same values with less work per thread."""
+    return col_offset % 4 == 0 and block >= 128 * warps
 
 
 def _check_offsets(rows, k, row_offset, col_offset):
@@ -121,16 +150,20 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
     steps_p2 = triton.next_power_of_2(n)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
-        _diffusion_fwd_kernel[(rows,)](
-            phi, seed, coefs, y, stats, index, k, n, row_offset, col_offset, phi.stride(0),
-            phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single,
-            BLOCK=blk, STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+        grid = rows if single else tiled_programs(rows, phi.device)
+        scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
+        _diffusion_fwd_kernel[(grid,)](
+            phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
+            SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
             phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps), num_warps=warps,
+            enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 
@@ -148,16 +181,20 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     steps_p2 = triton.next_power_of_2(n)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
-        _diffusion_bwd_kernel[(rows,)](
-            grad_y, phi, seed, coefs, stats, index, grad_phi, k, n, row_offset, col_offset,
-            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), COV=method == _COV,
-            MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+        grid = rows if single else tiled_programs(rows, phi.device)
+        arrays = 5 if method == _COV else 3
+        scratch = torch.empty((1,) if single else (grid, arrays, k), dtype=torch.float32,
+                              device=phi.device)
+        _diffusion_bwd_kernel[(grid,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
+            col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            COV=method == _COV, MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
             grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            ALIGNED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
     return grad_phi

@@ -10,11 +10,12 @@ global columns 4j .. 4j+3 of a row; every word is used once:
                a = f32(~w) 2^-32 + 2^-33 (= 1 - u),  b = f32(w) 2^-32 + 2^-33 (= u)
                E = log1p(-a) by Goldberg (a < 1/2) else -log b;  G = -log E
 
-The blocks come in two forms, picked by the constexpr ``ALIGNED``: a tile that starts at a global
-column that is a multiple of 4 (the kernels' tiles when the vocabulary offset is) takes BLOCK // 4
-calls, interleaved into column order with ``tl.join`` + ``tl.reshape``; any other tile (a vocabulary
-shard whose first column is not a multiple of 4) takes one call per element and keeps the lane
-``col & 3`` it needs (4x the Philox work, only on that path). ``gumbel_words`` returns the raw
+The blocks come in two forms with the same values, picked by the constexpr ``GROUPED``: a tile that
+starts at a global column that is a multiple of 4 takes BLOCK // 4 calls, interleaved into column
+order with ``tl.join`` + ``tl.reshape`` (the launcher picks it when the tile also has at least one
+call per thread); any other tile (a vocabulary shard whose first column is not a multiple of 4, or
+a block of fewer than four columns per thread) takes one call per element and keeps the lane
+``col & 3`` it needs. ``gumbel_words`` returns the raw
 stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_gumbel_max``).
 
 ``tl.log`` / ``tl.cos`` / ``tl.sin`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` /
@@ -67,7 +68,8 @@ def _interleave4(a0, a1, a2, a3):
 @triton.jit
 def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
     """Stream 0: float32 ``z`` of the global columns ``c0 .. c0 + BLOCK - 1`` (int64 ``c0`` a
-    multiple of 4) of global row ``row``: BLOCK // 4 Philox calls, two Box-Muller transforms each."""
+    multiple of 4) of global row ``row``: BLOCK // 4 Philox calls, two Box-Muller transforms
+    each."""
     j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
     w0, w1, w2, w3 = philox_words(seed, j, row, 0)
     rho0 = _rho(w0)
@@ -78,7 +80,8 @@ def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _lane_word(w0, w1, w2, w3, lane):
+def lane_word(w0, w1, w2, w3, lane):
+    """Word ``lane`` (0 .. 3, a block or a scalar) of a call."""
     return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
 
 
@@ -94,10 +97,10 @@ def normal_at(seed, row, cols):
 
 
 @triton.jit
-def normal(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
-    """Stream 0 of the tile of global columns ``cols = c0 + arange(BLOCK)``; ``ALIGNED``: ``c0`` is
-    a multiple of 4 (the grouped form)."""
-    if ALIGNED:
+def normal(seed, row, c0, cols, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """Stream 0 of the tile of global columns ``cols = c0 + arange(BLOCK)``; ``GROUPED``: the
+    grouped form (``c0`` a multiple of 4)."""
+    if GROUPED:
         z = normal_block4(seed, row, c0, BLOCK)
     else:
         z = normal_at(seed, row, cols)
@@ -105,22 +108,22 @@ def normal(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
 
 
 @triton.jit
-def gumbel(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+def gumbel(seed, row, c0, cols, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """Stream 1 of the tile of global columns ``cols = c0 + arange(BLOCK)`` (see ``normal``)."""
-    return gumbel_from_word(gumbel_words(seed, row, c0, cols, BLOCK, ALIGNED))
+    return gumbel_from_word(gumbel_words(seed, row, c0, cols, BLOCK, GROUPED))
 
 
 @triton.jit
-def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """The raw stream-1 words (uint32) of the tile of global columns ``cols = c0 + arange(BLOCK)``:
     word ``col & 3`` of each column's call (the Gumbel-max turns only its candidates into G)."""
-    if ALIGNED:
+    if GROUPED:
         j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
         w0, w1, w2, w3 = philox_words(seed, j, row, 1)
         w = _interleave4(w0, w1, w2, w3)
     else:
         w0, w1, w2, w3 = philox_words(seed, cols >> 2, row, 1)
-        w = _lane_word(w0, w1, w2, w3, cols & 3)
+        w = lane_word(w0, w1, w2, w3, cols & 3)
     return w
 
 

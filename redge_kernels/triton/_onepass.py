@@ -34,11 +34,11 @@ REINMAX: tl.constexpr = tl.constexpr(2)
 
 @triton.jit
 def _tile_base_logits(phi, seed, grow, c0, cols, tau, METHOD: tl.constexpr, BLOCK: tl.constexpr,
-                      ALIGNED: tl.constexpr):
+                      GROUPED: tl.constexpr):
     """``b`` of a tile of global columns ``cols = c0 + arange(BLOCK)``; only Gumbel-Softmax draws
     the noise (stream 1) here."""
     if METHOD == GUMBEL:
-        b = (phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, ALIGNED)) / tau
+        b = (phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)) / tau
     else:
         b = phi
     return b
@@ -46,17 +46,17 @@ def _tile_base_logits(phi, seed, grow, c0, cols, tau, METHOD: tl.constexpr, BLOC
 
 @triton.jit
 def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: tl.constexpr,
-                 BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """``(b, best, best_idx)``: the tile's ``b`` and the Gumbel-max ``argmax (phi + G)`` folded in.
     Gumbel-Softmax needs every G; st / reinmax evaluate G only for the candidates (``fold``)."""
     if METHOD == GUMBEL:
-        gum = _gumbel_noise(seed, grow, c0, cols, BLOCK, ALIGNED)
+        gum = _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)
         b = (phi + gum) / tau
         best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
     else:
         b = phi
-        best, best_idx = fold(best, best_idx, phi, gumbel_words(seed, grow, c0, cols, BLOCK, ALIGNED),
-                              start, BLOCK)
+        w = gumbel_words(seed, grow, c0, cols, BLOCK, GROUPED)
+        best, best_idx = fold(best, best_idx, phi, w, start, seed, grow, c0, BLOCK)
     return b, best, best_idx
 
 
@@ -64,7 +64,7 @@ def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: 
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                         METHOD: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Forward of st / gumbel / reinmax for one row (see module docstring).
 
     phi [R, K] (strided), seed 0-dim int64, tau float -> y [R, K] contiguous, stats [R, n, 2]
@@ -84,7 +84,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         n_bad, n_valid = row_flags(phi, cmask)
         b, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
-                                      tau, METHOD, BLOCK, ALIGNED)
+                                      tau, METHOD, BLOCK, GROUPED)
         m0, s0 = row_stats(b)
         mt, st = row_stats(phi / tau)
         if HARD or METHOD == REINMAX:
@@ -111,7 +111,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             n_bad += nb
             n_valid += nv
             b, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
-                                             coff + cols, start, tau, METHOD, BLOCK, ALIGNED)
+                                             coff + cols, start, tau, METHOD, BLOCK, GROUPED)
             m0, s0 = online_stats(m0, s0, b)
             if METHOD == REINMAX:
                 mt, st = online_stats(mt, st, phi / tau)
@@ -128,7 +128,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                 phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                               other=NEG_INF).to(tl.float32)
                 b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, ALIGNED)
+                                      BLOCK, GROUPED)
                 y = probs(b, m0, s0)
             tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
@@ -146,7 +146,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
 def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
                         gy_stride_c, METHOD: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
     """Backward of st / gumbel / reinmax for one row (see module docstring).
 
     grad_y [R, K] (strided), phi, seed, stats, index from the forward -> grad_phi [R, K]
@@ -190,7 +190,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             gphi = tl.where(valid, gphi - mean, 0.0)
         else:
             b = _tile_base_logits(phi, seed, grow, coff, coff + lanes, tau, METHOD, BLOCK,
-                                  ALIGNED)
+                                  GROUPED)
             s = probs(b, m0, s0)
             gphi = s * (g - tl.sum(g * s, axis=0))
             if METHOD == GUMBEL:
@@ -218,7 +218,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
             else:
                 b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, ALIGNED)
+                                      BLOCK, GROUPED)
                 s = probs(b, m0, s0)
                 a_sum += tl.sum(g * s, axis=0)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
@@ -236,7 +236,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
             else:
                 b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, ALIGNED)
+                                      BLOCK, GROUPED)
                 s = probs(b, m0, s0)
                 gphi = s * (g - a_sum)
                 if METHOD == GUMBEL:
