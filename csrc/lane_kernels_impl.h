@@ -266,9 +266,11 @@ struct BlockNoise {
   std::vector<T> zc, gc;
   int64_t first = 0, last = 0;  // rows whose noise the buffers hold
 
-  BlockNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool g)
+  int64_t row0;  // global row of row 0 (RowArgs::row_start)
+
+  BlockNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool g, int64_t row0_ = 0)
       : K(K_), chunk_rows(L * std::max<int64_t>(1, 512 / (L * K_))), k0(k0_), k1(k1_),
-        want_z(z), want_g(g) {
+        want_z(z), want_g(g), row0(row0_) {
     const size_t n = static_cast<size_t>(padded(chunk_rows * K));
     if (want_z) zc.resize(n);
     if (want_g) gc.resize(n);
@@ -280,7 +282,7 @@ struct BlockNoise {
       first = r0;
       const int64_t rows = std::min(chunk_rows, (re - r0 + L - 1) / L * L);
       last = r0 + std::max<int64_t>(rows, L);
-      gen_noise<T>(static_cast<uint64_t>(first) * static_cast<uint64_t>(K),
+      gen_noise<T>(static_cast<uint64_t>(row0 + first) * static_cast<uint64_t>(K),
                    padded((last - first) * K),
                    k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr);
     }
@@ -397,7 +399,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* x = G + KL;
   T* mu = x + KL;
   T* lam = mu + KL;
-  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true, a.row_start);
   alignas(64) T lane_buf[L];
   RowKind kind[L];
 
@@ -513,6 +515,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         a.index[r] = static_cast<int64_t>(lane_buf[i]);
       }
     }
+    if (y == nullptr) return;  // write_y false: stats and index only
     if (one_hot_out) {
       fill_row(y + r0 * K, nv * K, 0.0);  // the block's rows are contiguous in y
       for (int64_t i = 0; i < nv; ++i) {
@@ -577,7 +580,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* gmu = glam + KL;
   T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
   T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
-  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel, a.row_start);
   auto Pk = [&](int k) { return P + (k - 1) * KL; };
   auto Xk = [&](int k) { return X + (k - 1) * KL; };
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]

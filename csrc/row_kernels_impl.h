@@ -410,9 +410,11 @@ struct RowNoise {
   std::vector<uint32_t> bc;
   int64_t first = 0, last = 0;
 
-  RowNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool bits, bool g)
+  int64_t row0;  // global row of row 0 (RowArgs::row_start)
+
+  RowNoise(int64_t K_, uint32_t k0_, uint32_t k1_, bool z, bool bits, bool g, int64_t row0_ = 0)
       : K(K_), kp(padded(K_)), chunk(K_ < 64 ? std::max<int64_t>(1, 2048 / K_) : 1), k0(k0_),
-        k1(k1_), want_z(z), want_bits(bits), want_g(g) {
+        k1(k1_), want_z(z), want_bits(bits), want_g(g), row0(row0_) {
     if (chunk > 1) {
       const size_t n = static_cast<size_t>(padded(chunk * K));
       if (want_z) zc.resize(n);
@@ -423,7 +425,7 @@ struct RowNoise {
 
   void get(int64_t r, int64_t row_end, T* z, uint32_t* bits, T* g) {
     if (chunk == 1) {
-      const uint64_t off = static_cast<uint64_t>(r) * static_cast<uint64_t>(K);
+      const uint64_t off = static_cast<uint64_t>(row0 + r) * static_cast<uint64_t>(K);
       gen_streams<T>(off, kp, k0, k1, want_z ? z : nullptr, want_g ? g : nullptr,
                      want_bits ? bits : nullptr);
       return;
@@ -431,7 +433,7 @@ struct RowNoise {
     if (r < first || r >= last) {
       first = r;
       last = std::min(r + chunk, row_end);
-      const uint64_t off = static_cast<uint64_t>(first) * static_cast<uint64_t>(K);
+      const uint64_t off = static_cast<uint64_t>(row0 + first) * static_cast<uint64_t>(K);
       const int64_t n = padded((last - first) * K);
       gen_streams<T>(off, n, k0, k1, want_z ? zc.data() : nullptr, want_g ? gc.data() : nullptr,
                      want_bits ? bc.data() : nullptr);
@@ -953,7 +955,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   const PruneLow prune_low(K);
   // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
   RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
-                    !(kPruned && method != kGumbel));
+                    !(kPruned && method != kGumbel), a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     T* st = stats + r * n * 2;
@@ -965,13 +967,13 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
                                                phi_in_place ? nullptr : ph_buf, &n_masked);
     ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
     if (kind == kPoisonedRow) {
-      fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
+      if (y != nullptr) fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
       std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
       a.index[r] = -1;
       return;
     }
     if (kind == kEmptyRow) {
-      fill_row(yr, K, 0.0);
+      if (y != nullptr) fill_row(yr, K, 0.0);
       a.index[r] = -1;
       return;
     }
@@ -1056,6 +1058,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     }
 
     a.index[r] = idx;
+    if (y == nullptr) return;  // write_y false: stats and index only
     if (one_hot_out) {
       fill_row(yr, K, 0.0);
       yr[idx] = static_cast<scalar_t>(1.0);
@@ -1129,7 +1132,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   auto Xk = [&](int k) { return X + (k - 1) * kp; };
   const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
   // Noise: G for gumbel, z for the chain.
-  RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel);
+  RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel, a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     scalar_t* outr = gphi_out + r * K;

@@ -12,6 +12,7 @@ from ._backends import available_backends
 from .api import (gumbel_softmax, redge, redge_cov, redge_max, reindge, reinmax, sample,
                   straight_through)
 from .noise import Noise, sample_noise
+from .embed import sample_embed
 from .registry import DEFAULTS, SAMPLERS, SamplerConfig, sweep
 from .schedule import Schedule, grid_schedule, linear_schedule, make_schedule
 
@@ -21,4 +22,5 @@ __all__ = [
     "redge", "redge_cov", "redge_max", "reindge", "straight_through", "gumbel_softmax", "reinmax",
     "sample", "SAMPLERS", "DEFAULTS", "SamplerConfig", "sweep", "sample_noise", "Noise",
     "Schedule", "linear_schedule", "grid_schedule", "make_schedule", "available_backends",
+    "sample_embed",
 ]

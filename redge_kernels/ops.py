@@ -3,10 +3,11 @@
 Two custom ops, defined once here; each backend registers its kernel for its dispatch key
 (the C++ extension for ``CPU``, the Triton launcher for ``CUDA``)::
 
-    redge_kernels::fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)
-        -> (Tensor y, Tensor stats, Tensor index)
+    redge_kernels::fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau,
+                       int row_start=0, bool write_y=True) -> (Tensor y, Tensor stats, Tensor index)
     redge_kernels::bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats,
-                       Tensor index, int method, bool hard, float tau) -> Tensor grad_phi
+                       Tensor index, int method, bool hard, float tau, int row_start=0)
+        -> Tensor grad_phi
 
 Arguments (R rows, K vocabulary, n = n_steps):
 
@@ -15,6 +16,13 @@ Arguments (R rows, K vocabulary, n = n_steps):
 * ``coefs``  ``[n, 5]`` float32 (float64 for fp64 ``phi``) on ``phi``'s device: row k is
   ``(c_k, a_k, b_k, alpha_k, sigma_k)`` (``schedule.Schedule.table``). Baselines get a 2-row table.
 * ``method`` id from ``_constants.METHOD_IDS``; ``tau`` the temperature (gumbel, reinmax; else unused).
+* ``row_start`` (>= 0) the global row of ``phi``'s row 0: row r draws the noise of row
+  ``row_start + r`` (docs/SPEC.md section 7), so a chunk of rows ``[r0, r1)`` of a bigger matrix,
+  run with ``row_start = r0``, samples exactly what the whole call samples there. The backward
+  takes the same ``row_start`` as its forward.
+* ``write_y`` False: ``y`` is not written (an empty ``[0, K]`` tensor is returned; ``stats`` and
+  ``index`` are unchanged). For callers that need only the sample's index, e.g. a hard sample
+  fed into an embedding (docs/SPEC.md section 11).
 * ``y``      ``[R, K]`` contiguous, ``phi.dtype``: exact one-hot (``hard``) or the soft sample.
 * ``stats``  ``[R, n, 2]`` float32 (float64 for fp64 ``phi``): the per-step row statistics, the only
   state kept between forward and backward besides ``seed`` and ``index``.
@@ -43,10 +51,10 @@ import torch
 __all__ = ["fwd", "bwd", "LIB", "fwd_eager", "plain_eager"]
 
 LIB = torch.library.Library("redge_kernels", "DEF")
-LIB.define("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
-           " -> (Tensor, Tensor, Tensor)")
+LIB.define("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau,"
+           " int row_start=0, bool write_y=True) -> (Tensor, Tensor, Tensor)")
 LIB.define("bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats, Tensor index,"
-           " int method, bool hard, float tau) -> Tensor")
+           " int method, bool hard, float tau, int row_start=0) -> Tensor")
 
 
 def _stats_dtype(phi: torch.Tensor) -> torch.dtype:
@@ -54,34 +62,34 @@ def _stats_dtype(phi: torch.Tensor) -> torch.dtype:
 
 
 @torch.library.register_fake("redge_kernels::fwd")
-def _fwd_fake(phi, seed, coefs, method, hard, tau):
+def _fwd_fake(phi, seed, coefs, method, hard, tau, row_start=0, write_y=True):
     rows, k = phi.shape
-    y = phi.new_empty((rows, k))
+    y = phi.new_empty((rows if write_y else 0, k))
     stats = phi.new_empty((rows, coefs.shape[0], 2), dtype=_stats_dtype(phi))
     index = phi.new_empty((rows,), dtype=torch.int64)
     return y, stats, index
 
 
 @torch.library.register_fake("redge_kernels::bwd")
-def _bwd_fake(grad_y, phi, seed, coefs, stats, index, method, hard, tau):
+def _bwd_fake(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start=0):
     return phi.new_empty(phi.shape)
 
 
 def _setup_context(ctx, inputs, output):
-    phi, seed, coefs, method, hard, tau = inputs
+    phi, seed, coefs, method, hard, tau, row_start = inputs[:7]
     _, stats, index = output
     ctx.save_for_backward(phi, seed, coefs, stats, index)
-    ctx.method, ctx.hard, ctx.tau = method, hard, tau
+    ctx.method, ctx.hard, ctx.tau, ctx.row_start = method, hard, tau, row_start
     ctx.mark_non_differentiable(stats, index)
 
 
 def _backward(ctx, grad_y, grad_stats, grad_index):
     phi, seed, coefs, stats, index = ctx.saved_tensors
-    if grad_y is None:
+    if grad_y is None or grad_y.shape != phi.shape:  # no gradient, or y not written
         grad_y = torch.zeros_like(phi)
     grad_phi = torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index,
-                                          ctx.method, ctx.hard, ctx.tau)
-    return grad_phi, None, None, None, None, None
+                                          ctx.method, ctx.hard, ctx.tau, ctx.row_start)
+    return grad_phi, None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("redge_kernels::fwd", _backward, setup_context=_setup_context)
@@ -196,11 +204,14 @@ def fwd_eager(logits, seed, coefs, method: int, hard: bool, tau: float):
     return y.reshape(shape), index.reshape(shape[:-1])
 
 
-def fwd(phi, seed, coefs, method: int, hard: bool, tau: float):
+def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, row_start: int = 0,
+        write_y: bool = True):
     """``torch.ops.redge_kernels.fwd`` (see module docstring)."""
-    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau)
+    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float):
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float,
+        row_start: int = 0):
     """``torch.ops.redge_kernels.bwd`` (see module docstring)."""
-    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau,
+                                       row_start)

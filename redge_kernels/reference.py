@@ -114,7 +114,7 @@ def _ddim_chain(phi, x, coefs, n, denoiser_logits):
 
 
 def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = None,
-           hard: bool = True, tau: float = 1.0):
+           hard: bool = True, tau: float = 1.0, row_start: int = 0):
     """Reference estimator on 2-D logits.
 
     Args:
@@ -124,6 +124,8 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         schedule: the time grid (diffusion methods only).
         hard: one-hot value (straight-through gradient) or the soft sample.
         tau: temperature (gumbel, reinmax).
+        row_start: global row of ``phi``'s row 0 (row r draws the noise of row ``row_start + r``;
+            a chunk of rows of a bigger matrix samples what the whole call samples there).
 
     Returns:
         ``(y, index)``: ``y [R, K]`` in ``phi.dtype`` (differentiable), ``index [R]`` int64
@@ -132,7 +134,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
     rows, k = phi.shape
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
-    r0, r1, r2, _ = noise_bits(seed, rows, k, phi.device)
+    r0, r1, r2, _ = noise_bits(seed, rows, k, phi.device, row_start=row_start)
     gumbel = gumbel_from_bits(r2).to(cdtype)
 
     if method in ("st", "reinmax"):

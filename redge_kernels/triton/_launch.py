@@ -71,26 +71,28 @@ def _on_device(phi):
     return torch.cuda.device(phi.device) if phi.is_cuda else contextlib.nullcontext()
 
 
-def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | None = None,
-        row_offset: int = 0):
-    """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py)."""
+def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, row_offset: int = 0,
+        write_y: bool = True, *, block: int | None = None):
+    """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py;
+    ``row_offset`` is the op's ``row_start``; ``write_y=False`` compiles the y stores out and
+    returns an empty ``[0, K]`` y)."""
     with _on_device(phi):
-        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset)
+        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, bool(write_y))
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
-        block: int | None = None, row_offset: int = 0):
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float,
+        row_offset: int = 0, *, block: int | None = None):
     """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py); ``hard`` does not
     change the gradient (straight-through)."""
     with _on_device(phi):
         return _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset)
 
 
-def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset):
+def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, write_y):
     _check(phi, seed, coefs)
     rows, k = phi.shape
     n = coefs.shape[0]
-    y = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
+    y = torch.empty((rows if write_y else 0, k), dtype=phi.dtype, device=phi.device)
     stats = torch.empty((rows, n, 2), dtype=_stats_dtype(phi), device=phi.device)
     index = torch.empty((rows,), dtype=torch.int64, device=phi.device)
     if rows == 0:
@@ -102,13 +104,13 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset):
         _diffusion_fwd_kernel[(rows,)](
             phi, seed, coefs, y, stats, index, k, n, row_offset, phi.stride(0), phi.stride(1),
             COV=method == _COV, HARD=bool(hard) or method == _MAX, SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, num_warps=warps)
+            STEPS_P2=steps_p2, WRITE_Y=write_y, num_warps=warps)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
             phi, seed, y, stats, index, float(tau), k, n, row_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, num_warps=warps)
+            STEPS_P2=steps_p2, WRITE_Y=write_y, num_warps=warps)
     return y, stats, index
 
 
