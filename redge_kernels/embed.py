@@ -9,10 +9,11 @@ its ``[R, K]`` gradient ``G @ W^T``:
 * forward, hard sample (always for reinmax, redge_max): the fused forward op runs once on all rows
   with ``write_y=False`` (stats and index only) and the value is the gather ``W[index]``
   (bitwise ``one_hot(index) @ W``); soft sample: ``y_soft @ W`` chunk by chunk of rows;
-* backward, per chunk of rows ``[r0, r1)``: ``g = sum_i G_i W_i^T`` (the platform's matmul) is
-  written into the chunk's rows of the logits' gradient and handed to the fused backward op with
-  ``row_start = r0`` and the chunk's stats and index; ``dL/dW = y^T G`` (an ``index_add`` of G's
-  rows for hard samples, ``y_chunk^T G_chunk`` with the soft chunk recomputed otherwise).
+* backward: ``g = sum_i G_i W_i^T`` (the platform's matmul, all rows at once) is written into
+  the buffer that becomes the logits' gradient; the fused backward op then runs per chunk of rows
+  ``[r0, r1)`` with ``row_start = r0`` and the chunk's stats and index, and its output is copied
+  back over the chunk's rows of g; ``dL/dW = y^T G`` (an ``index_add`` of G's rows for hard
+  samples, ``y_chunk^T G_chunk`` with the soft chunk recomputed otherwise).
 
 Peak memory beyond the logits, their gradient, the weights' gradients and the outputs:
 ``chunk_rows x K`` values plus ``O(R x D)``; ``chunk_rows`` comes from a byte budget
@@ -132,55 +133,64 @@ def _acc_dtype(w):
     return torch.float32 if w.dtype in (torch.float16, torch.bfloat16) else w.dtype
 
 
-def _grad_y_chunk(grads, weights, r0, r1, out):
-    """``g = sum_i G_i[r0:r1] W_i^T`` (``[r1 - r0, K]``), into ``out`` when given."""
-    g = torch.mm(grads[0][r0:r1], weights[0].t(), out=out) if out is not None else \
-        torch.mm(grads[0][r0:r1], weights[0].t())
+def _grad_y(grads, weights):
+    """``g = sum_i G_i W_i^T`` ``[R, K]``: the buffer that becomes the logits' gradient."""
+    g = torch.mm(grads[0], weights[0].t())
     for gi, w in zip(grads[1:], weights[1:]):
-        g.addmm_(gi[r0:r1], w.t())
+        g.addmm_(gi, w.t())
     return g
 
 
-def _embed_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, hard, tau,
-               chunk_rows, need_phi, need_weights):
-    """``(grad_phi [R, K] (or [0] when not needed), [dL/dW_i for each needed W_i])``."""
-    kfwd, kbwd = _kernels(backend, phi.device)
-    rows, k = phi.shape
-    one_hot = hard or method in _ONE_HOT_ALWAYS
-    wanted = [i for i, nd in enumerate(need_weights) if nd]
+def _weight_grads(grads, phi, seed, coefs, weights, index, kfwd, method, hard, tau, chunks,
+                  wanted):
+    """``dL/dW_i = y^T G_i`` for the wanted i (docs/SPEC.md section 11), accumulated chunk by
+    chunk in fp32 for half-precision weights."""
     accs = {i: torch.zeros(weights[i].shape, dtype=_acc_dtype(weights[i]),
                            device=weights[i].device) for i in wanted}
-    chunks = _chunks(rows, chunk_rows)
-    gphi = phi.new_empty((rows, k) if need_phi and len(chunks) > 1 else (0,))
+    one_hot = hard or method in _ONE_HOT_ALWAYS
     for r0, r1 in chunks:
-        if wanted and one_hot:  # y^T G = index_add of G's rows (empty rows add nothing)
+        if one_hot:  # an index_add of G's rows (empty and poisoned rows add nothing here)
             ix = index[r0:r1]
             keep = (ix < 0)[:, None]
             for i in wanted:
                 src = grads[i][r0:r1].masked_fill(keep, 0.0).to(accs[i].dtype)
                 accs[i].index_add_(0, ix.clamp_min(0), src)
-        elif wanted:  # y_soft^T G, the chunk's soft sample recomputed (same noise: row_start)
+        else:  # y_soft^T G, the chunk's soft sample recomputed (same noise: row_start)
             y = kfwd(phi[r0:r1], seed, coefs, method, hard, tau, r0, True)[0]
             for i in wanted:
-                part = torch.mm(y.t(), grads[i][r0:r1])
-                accs[i].add_(part)
+                accs[i].add_(torch.mm(y.t(), grads[i][r0:r1]))
             del y
-        if need_phi:
-            g = _grad_y_chunk(grads, weights, r0, r1, gphi[r0:r1] if len(chunks) > 1 else None)
-            gp = kbwd(g, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method, hard, tau,
-                      r0)
-            if len(chunks) > 1:
-                g.copy_(gp)
-            else:
-                gphi = gp
-            del gp
-    if wanted and one_hot:
+    if one_hot:
         # A poisoned row's one-hot is NaN everywhere, so y^T G is NaN everywhere (as unfused).
-        poisoned = _row_kinds(phi)[1]
-        flag = torch.where(poisoned.any(), float("nan"), 0.0)
+        flag = torch.where(_row_kinds(phi)[1].any(), float("nan"), 0.0)
         for i in wanted:
             accs[i].add_(flag.to(accs[i].dtype))
-    return gphi, [accs[i].to(weights[i].dtype) for i in wanted]
+    return [accs[i].to(weights[i].dtype) for i in wanted]
+
+
+def _embed_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, hard, tau,
+               chunk_rows, need_phi, need_weights):
+    """``(grad_phi [R, K] (or [0] when not needed), [dL/dW_i for each needed W_i])``.
+
+    ``g = sum_i G_i W_i^T`` is formed for all rows at once in the buffer that becomes the logits'
+    gradient (one large matmul per matrix: the platform's fastest shape); the fused backward then
+    runs chunk by chunk, reading the chunk's rows of ``g`` and writing them back, so the only
+    other ``[., K]`` buffer is one chunk's output."""
+    kfwd, kbwd = _kernels(backend, phi.device)
+    chunks = _chunks(phi.shape[0], chunk_rows)
+    wanted = [i for i, nd in enumerate(need_weights) if nd]
+    gws = _weight_grads(grads, phi, seed, coefs, weights, index, kfwd, method, hard, tau, chunks,
+                        wanted) if wanted else []
+    if not need_phi:
+        return phi.new_empty((0,)), gws
+    g = _grad_y(grads, weights)
+    if len(chunks) == 1:
+        return kbwd(g, phi, seed, coefs, stats, index, method, hard, tau, 0), gws
+    for r0, r1 in chunks:
+        gc = g[r0:r1]
+        gc.copy_(kbwd(gc, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method, hard,
+                      tau, r0))
+    return g, gws
 
 
 def _embed_bwd_fake(grads, phi, seed, coefs, weights, stats, index, backend, method, hard, tau,
