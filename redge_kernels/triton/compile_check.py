@@ -101,6 +101,8 @@ def _compile(kind: str, flags: dict, single: bool, block: int, warps: int, arch:
     from triton.backends.compiler import GPUTarget
     names = _signature(kind, dtype)
     constexprs = dict(flags, SINGLE=single, BLOCK=block, STEPS_P2=8)
+    if kind.endswith("_fwd"):
+        constexprs.setdefault("WRITE_Y", True)  # its default (False only drops stores)
     for name, ty in names:
         if ty == "constexpr":
             constexprs[name] = 1
