@@ -105,7 +105,8 @@ def memory_case(rows, k, d, device: str, weight_grad: bool) -> dict:
 def _memory_in_child(shape, weight_grad: bool) -> dict:
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child",
-           "--shapes", "x".join(map(str, shape))] + (["--weight-grad"] if weight_grad else [])
+           "--shapes", "x".join(map(str, shape)), "--threads", str(torch.get_num_threads())]
+    cmd += ["--weight-grad"] if weight_grad else []
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -152,8 +153,11 @@ def main(argv=None) -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--gpu", action="store_true", help="the GPU case on CUDA (Triton backend)")
     p.add_argument("--weight-grad", action="store_true", help="W requires grad")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes] if a.shapes else None
     if a.memory_child:
         prepare_cpu_memory_probe()

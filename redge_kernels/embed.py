@@ -102,12 +102,10 @@ def _embed_fwd(phi, seed, coefs, weights, backend, method, hard, tau, chunk_rows
     rows = phi.shape[0]
     if hard or method in _ONE_HOT_ALWAYS:
         _, stats, index = kfwd(phi, seed, coefs, method, hard, tau, 0, False)
-        empty, poisoned = _row_kinds(phi)
-        bad = (index < 0)[:, None]
-        outs = []
-        for w in weights:
-            e = w.index_select(0, index.clamp_min(0)).masked_fill_(bad, 0.0)
-            outs.append(e.masked_fill_(poisoned[:, None], float("nan")))
+        # rows without a sample: 0 (empty) or NaN (poisoned), as one_hot(index) @ W gives
+        ok = (index >= 0)[:, None]
+        fill = torch.where(_row_kinds(phi)[1], float("nan"), 0.0).to(phi.dtype)[:, None]
+        outs = [torch.where(ok, w.index_select(0, index.clamp_min(0)), fill) for w in weights]
         return outs, stats, index
     outs = [phi.new_empty((rows, w.shape[1])) for w in weights]
     stats = phi.new_empty((rows, coefs.shape[0], 2), dtype=_stats_dtype(phi))
