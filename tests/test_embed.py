@@ -109,7 +109,7 @@ def test_triton_matches_unfused_composition(method, hard):
 
 
 @needs_cpu
-@pytest.mark.parametrize("rows_per_chunk", [1, 2, 7, 16, 64, 1000])
+@pytest.mark.parametrize("rows_per_chunk", [1, 7, 16, 1000])
 @pytest.mark.parametrize("method,hard", [("redge", True), ("redge_cov", False), ("gumbel", False),
                                          ("reinmax", True)])
 def test_chunk_sizes(rows_per_chunk, method, hard):
