@@ -137,7 +137,8 @@ def _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q):
 def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr,
                           K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr):
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, ALIGNED: tl.constexpr,
+                          WRITE_Y: tl.constexpr = True):
     """Forward of redge / redge_cov / redge_max for one row (see module docstring).
 
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
@@ -186,7 +187,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
             y = probs(l, m, s)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
-        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+        if WRITE_Y:
+            tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
         # row flags, and (COV only: pass 0) the base softmax statistics; without COV the flags
         # are folded into the first denoiser pass
@@ -239,21 +241,22 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
         # output pass: the one-hot needs no recomputation; the soft sample recomputes p_1
-        m1 = pick(mvec, steps, 1)
-        s1 = pick(svec, steps, 1)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            if HARD:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
-                x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-                x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
-                y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+        if WRITE_Y:  # the output pass (compiled out without y)
+            m1 = pick(mvec, steps, 1)
+            s1 = pick(svec, steps, 1)
+            for start in range(0, K, BLOCK):
+                cols = start + lanes
+                cmask = cols < K
+                if HARD:
+                    y = tl.where(cols == best_idx, 1.0, 0.0)
+                else:
+                    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
+                                  other=NEG_INF).to(tl.float32)
+                    z = normal(seed, grow, coff + start, coff + cols, BLOCK, ALIGNED)
+                    x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+                    x1 = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, 1, COV)
+                    y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
+                tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     smask = steps < n
     tl.store(stats_row + steps * 2, mvec, mask=smask)
     tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
