@@ -24,6 +24,13 @@ The fused backends run through two ops defined here, ``redge_kernels::embed_fwd`
 ``::embed_bwd`` (schemas below; one opaque node each under ``torch.compile``); the reference backend
 runs ``reference.sample`` chunk by chunk under activation checkpointing (same noise through
 ``row_start``, same memory bound, plain autograd).
+
+Forward mode and double backward are those of the unfused composition, not fused paths: under a
+forward-mode level or a ``torch.func`` transform ``sample_embed`` runs the sampler's registered op
+(whose autograd has the forward-mode and functorch rules) and multiplies its ``y``; a backward
+taken with ``create_graph=True`` is built from the registered ``fwd`` / ``bwd`` ops with their
+own autograd (``[R, K]`` buffers). A tangent that reaches ``embed_fwd`` / ``embed_bwd`` directly
+raises NotImplementedError.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import os
 from typing import Sequence
 
 import torch
+from torch.autograd import forward_ad
 from torch.utils.checkpoint import checkpoint
 
 from . import _backends, api, ops, reference  # noqa: F401  (ops defines fwd / bwd first)
@@ -97,8 +105,22 @@ def _stats_dtype(phi):
 
 
 # ------------------------------------------------------------------------------- fused forward
+def _refuse_tangents(tensors, what):
+    """NotImplementedError when a forward-mode tangent reaches the fused embed ops: their
+    autograd has no forward-mode rule (``sample_embed`` takes the unfused path under forward
+    mode instead), and the tangent would otherwise be dropped silently."""
+    if forward_ad._current_level < 0:
+        return
+    if any(forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+        raise NotImplementedError(
+            f"redge_kernels::{what}: forward-mode AD (tangents) is not supported by the fused "
+            "embed ops; call redge_kernels.sample_embed (which runs the unfused sample @ W under "
+            "forward mode) or compose the sampler with a matmul")
+
+
 def _embed_fwd(phi, seed, coefs, weights, backend, method, hard, tau, chunk_rows):
     """``([e_i [R, D_i]], stats [R, n, 2], index [R])`` (docs/SPEC.md section 11)."""
+    _refuse_tangents([phi, *weights], "embed_fwd")
     kfwd, _ = _kernels(backend, phi.device)
     rows = phi.shape[0]
     if hard or method in _ONE_HOT_ALWAYS:
@@ -175,6 +197,7 @@ def _embed_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, 
     gradient (one large matmul per matrix: the platform's fastest shape); the fused backward then
     runs chunk by chunk, reading the chunk's rows of ``g`` and writing them back, so the only
     other ``[., K]`` buffer is one chunk's output."""
+    _refuse_tangents([*grads, phi, *weights], "embed_bwd")
     kfwd, kbwd = _kernels(backend, phi.device)
     chunks = _chunks(phi.shape[0], chunk_rows)
     wanted = [i for i, nd in enumerate(need_weights) if nd]
@@ -214,12 +237,36 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(stats, index)
 
 
+def _differentiable_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, hard,
+                        tau, need_phi, need_weights):
+    """The backward as the unfused composition ``y @ W`` differentiates it, built from the
+    registered ``fwd`` / ``bwd`` ops with their own autograd (``ops``): ``grad_phi = J^T (sum_i
+    G_i W_i^T)``, ``dL/dW_i = y^T G_i``. Used when the backward itself is differentiated
+    (``create_graph=True``): exact double backward, at the cost of ``[R, K]`` buffers."""
+    pair = _backends.op_pair(backend, phi.device.type)
+    gphi = phi.new_empty((0,))
+    if need_phi:
+        g = _grad_y(grads, weights)
+        gphi = ops.call_bwd(pair, g, phi, seed, coefs, stats, index, method, hard, tau, 0)
+    gws = []
+    if any(need_weights):
+        y = ops.call_fwd(pair, phi, seed, coefs, method, hard, tau, 0, True)[0]
+        gws = [y.t().mm(gi) for gi, nd in zip(grads, need_weights) if nd]
+    return gphi, gws
+
+
 def _backward(ctx, grad_outs, grad_stats, grad_index):
     phi, seed, coefs, stats, index, *weights = ctx.saved_tensors
     grads = [g if g is not None else phi.new_zeros((phi.shape[0], w.shape[1]))
              for g, w in zip(grad_outs, weights)]
-    gphi, gws = torch.ops.redge_kernels.embed_bwd(grads, phi, seed, coefs, weights, stats, index,
-                                                  *ctx.args, ctx.need_phi, ctx.need_weights)
+    if torch.is_grad_enabled():  # create_graph=True: the gradient must be differentiable
+        backend, method, hard, tau, _ = ctx.args
+        gphi, gws = _differentiable_bwd(grads, phi, seed, coefs, weights, stats, index, backend,
+                                        method, hard, tau, ctx.need_phi, ctx.need_weights)
+    else:
+        gphi, gws = torch.ops.redge_kernels.embed_bwd(grads, phi, seed, coefs, weights, stats,
+                                                      index, *ctx.args, ctx.need_phi,
+                                                      ctx.need_weights)
     it = iter(gws)
     gw = [next(it) if nd else None for nd in ctx.need_weights]
     return (gphi if ctx.need_phi else None), None, None, gw, None, None, None, None, None
@@ -337,6 +384,11 @@ def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Ten
     chunk = chunk_rows(rows, k, phi.element_size(), memory_budget)
     if rows == 0:
         outs, index = [phi.mm(w) for w in weights], phi.new_empty((0,), dtype=torch.int64)
+    elif name != "reference" and ops._forward_mode_possible():
+        # forward mode (dual tensors, torch.func transforms): the unfused sample @ W through the
+        # registered op, whose autograd has the forward-mode and functorch rules
+        y, index = api._run(name, method, phi, seed_t, schedule, hard, tau)
+        outs = [y.mm(w) for w in weights]
     elif name == "reference":
         outs, index = _reference_embed(phi, seed_t, weights, method, schedule, hard, tau, chunk)
     else:

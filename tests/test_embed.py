@@ -334,3 +334,89 @@ def test_sampler_config_embed_and_defaults():
     # reindge is redge_max; the other samplers' hyperparameters are ignored, as in the api
     d = rk.sample_embed(x, w, "reindge", seed=2, backend="reference", tau=3.0)
     assert torch.equal(d, rk.redge_max(x, seed=2, backend="reference") @ w)
+
+
+# ------------------------------------------------------------- forward mode and double backward
+def _fd_pair(method, hard, backend, seed=2):
+    """fp32 logits (masked tokens, two chunks of 3 rows), two weight matrices, and the fused call
+    ``f(x, ws)`` next to the unfused reference composition ``g(x, ws)`` (tolerances: fp32
+    rounding, second derivatives as in test_autograd)."""
+    x = _logits((6, 9), seed=seed)
+    ws = _weights(9, (4, 2))
+
+    def fused(xx, *wws):
+        return rk.sample_embed(xx, list(wws), method, hard, seed=7, backend=backend,
+                               memory_budget=3 * 9 * 4, **HP[method])
+
+    def unfused(xx, *wws):
+        y = UNFUSED[method](xx, hard=hard, seed=7, backend="reference", **HP[method])
+        return tuple(y @ w for w in wws)
+    return x, ws, fused, unfused
+
+
+@needs_cpu
+@pytest.mark.parametrize("method,hard", CASES)
+def test_double_backward_matches_reference(method, hard):
+    """create_graph=True: the gradients of the fused call are themselves differentiable, with the
+    second derivatives of the unfused reference composition (an independent autograd graph)."""
+    x, ws, fused, unfused = _fd_pair(method, hard, "cpu")
+    g = torch.Generator().manual_seed(9)
+    cot = [torch.randn(6, d, generator=g, dtype=torch.float32) for d in (4, 2)]
+    vx = torch.randn(6, 9, generator=g)
+    vw = [torch.randn(w.shape, generator=g) for w in ws]
+
+    def second(fn):
+        xx = x.clone().requires_grad_(True)
+        wws = [w.clone().requires_grad_(True) for w in ws]
+        outs = fn(xx, *wws)
+        first = torch.autograd.grad(sum((o * c).sum() for o, c in zip(outs, cot)), [xx, *wws],
+                                    create_graph=True)
+        inner = (first[0] * vx).sum() + sum((f * v).sum() for f, v in zip(first[1:], vw))
+        return first, torch.autograd.grad(inner, [xx, *wws], allow_unused=True)
+
+    (f1, f2), (u1, u2) = second(fused), second(unfused)
+    for a, b in zip(f1, u1):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(f2, u2):
+        if b is None:  # the reference graph does not reach it: the fused one gives 0 or None
+            assert a is None or torch.count_nonzero(a) == 0
+        else:
+            assert a is not None
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_cpu
+@pytest.mark.parametrize("method,hard", CASES)
+def test_forward_ad_and_func_jvp_match_reference(method, hard):
+    """Forward mode (dual tensors and torch.func.jvp) of the fused call gives the tangent of the
+    unfused reference composition, in both arguments; value and index unchanged."""
+    x, ws, fused, unfused = _fd_pair(method, hard, "cpu")
+    g = torch.Generator().manual_seed(4)
+    tx = torch.randn(6, 9, generator=g)
+    tw = [torch.randn(w.shape, generator=g) for w in ws]
+    out_u, tan_u = torch.func.jvp(unfused, (x, *ws), (tx, *tw))
+    out_f, tan_f = torch.func.jvp(fused, (x, *ws), (tx, *tw))
+    for a, b in zip(out_f, out_u):
+        torch.testing.assert_close(a, b)
+    for a, b in zip(tan_f, tan_u):
+        torch.testing.assert_close(a, b)
+    with torch.autograd.forward_ad.dual_level():
+        duals = [torch.autograd.forward_ad.make_dual(t, v) for t, v in zip((x, *ws), (tx, *tw))]
+        outs = fused(*duals)
+        for o, b in zip(outs, tan_u):
+            torch.testing.assert_close(torch.autograd.forward_ad.unpack_dual(o).tangent, b)
+
+
+@needs_cpu
+def test_embed_ops_refuse_tangents():
+    """The embed ops have no forward-mode rule: a tangent reaching them raises instead of being
+    dropped (sample_embed itself takes the unfused path under forward mode)."""
+    x = _logits((4, 9), dtype=torch.float64)
+    w = _weights(9, (3,), dtype=torch.float64)[0]
+    coefs = linear_schedule(3, 0.5).table(x.device, dtype=torch.float64)
+    seed = torch.tensor(3)
+    with torch.autograd.forward_ad.dual_level():
+        xd = torch.autograd.forward_ad.make_dual(x, torch.ones_like(x))
+        with pytest.raises(NotImplementedError, match="forward-mode"):
+            torch.ops.redge_kernels.embed_fwd(xd, seed, coefs, [w], "cpu", METHOD_IDS["redge"],
+                                              True, 1.0, 2)

@@ -44,6 +44,10 @@ SPILLING = {
     "redge_cov soft fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
     "redge_max fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
     "redge_max bwd 4096x32768 n=5 bf16": "tiled diffusion backward: 32 B stack frame",
+    "redge_cov no-y fwd 4096x32768 n=5 fp32": "tiled diffusion forward without y: 32 B stack frame",
+    "redge no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
+    "redge_cov no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
+    "redge_max no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
 }
 
 _WORKLOADS = cc.workloads("quick")
