@@ -145,8 +145,8 @@ def _vjp_map(seed, coefs, method, hard, tau, row_start, index):
     """``(grad_y, phi) -> J(phi)^T grad_y`` of the reference (what ``bwd`` computes), itself
     differentiable in both arguments."""
     def F(grad_y, phi):
-        _, pull = torch.func.vjp(_estimator_map(phi, seed, coefs, method, hard, tau, row_start, index),
-                                 phi)
+        f = _estimator_map(phi, seed, coefs, method, hard, tau, row_start, index)
+        _, pull = torch.func.vjp(f, phi)
         return pull(grad_y)[0]
     return F
 

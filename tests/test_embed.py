@@ -420,3 +420,65 @@ def test_embed_ops_refuse_tangents():
         with pytest.raises(NotImplementedError, match="forward-mode"):
             torch.ops.redge_kernels.embed_fwd(xd, seed, coefs, [w], "cpu", METHOD_IDS["redge"],
                                               True, 1.0, 2)
+
+
+@needs_cpu
+@pytest.mark.parametrize("method,hard", [("redge", False), ("redge_cov", True), ("gumbel", False)])
+def test_op_autograd_of_a_chunk_is_the_whole_calls_rows(method, hard):
+    """The op's autograd Functions carry row_start: the gradient, the forward-mode tangent
+    (dual tensors and torch.func.jvp) and the double backward of rows [r0, r1) run with
+    row_start = r0 equal the whole call's rows r0..r1-1 (and differ from row_start = 0)."""
+    from redge_kernels import ops
+    pair = ops.PAIRS["native"]
+    x = _logits((8, 9), seed=3)
+    g = torch.Generator().manual_seed(6)
+    u, v, w = (torch.randn(8, 9, generator=g) for _ in range(3))
+    m, tau = METHOD_IDS[method], HP[method].get("tau", 1.0)
+    n = HP[method].get("n_steps", 2)
+    sched = linear_schedule(n, HP[method].get("t_1", 0.5)) if "n_steps" in HP[method] else \
+        embed.api._BASELINE_SCHEDULE
+    coefs, seed, r0, r1 = sched.table(x.device), torch.tensor(5), 3, 7
+
+    def f(t, start):
+        return torch.ops.redge_kernels.fwd(t, seed, coefs, m, hard, tau, start)[0]
+
+    def grads(t, uu, ww, start):
+        tt = t.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad((f(tt, start) * uu).sum(), tt, create_graph=True)
+        (hx,) = torch.autograd.grad((gx * ww).sum(), tt)
+        return gx.detach(), hx
+
+    def tangent(t, vv, start):
+        with torch.autograd.forward_ad.dual_level():
+            out = f(torch.autograd.forward_ad.make_dual(t, vv), start)
+            return torch.autograd.forward_ad.unpack_dual(out).tangent
+
+    gx, hx = grads(x, u, w, 0)
+    gc, hc = grads(x[r0:r1], u[r0:r1], w[r0:r1], r0)
+    torch.testing.assert_close(gc, gx[r0:r1])
+    torch.testing.assert_close(hc, hx[r0:r1], rtol=1e-4, atol=1e-5)
+    t_all, t_chunk = tangent(x, v, 0), tangent(x[r0:r1], v[r0:r1], r0)
+    torch.testing.assert_close(t_chunk, t_all[r0:r1])
+    _, t_func = torch.func.jvp(
+        lambda t: ops.call_fwd(pair, t, seed, coefs, m, hard, tau, r0, True)[0],
+        (x[r0:r1],), (v[r0:r1],))
+    torch.testing.assert_close(t_func, t_all[r0:r1])
+    assert not torch.allclose(tangent(x[r0:r1], v[r0:r1], 0), t_chunk)  # row_start is used
+
+
+@needs_cpu
+def test_op_autograd_without_y():
+    """write_y=False through the op's autograd: y is [0, K], its (empty) gradient gives the
+    logits a zero gradient, its tangent is empty; stats and index are those of write_y=True."""
+    x = _logits((5, 9), seed=4).requires_grad_(True)
+    coefs = linear_schedule(3, 0.5).table(x.device)
+    seed, m = torch.tensor(2), METHOD_IDS["redge"]
+    y, st, ix = torch.ops.redge_kernels.fwd(x, seed, coefs, m, True, 1.0, 2, False)
+    _, st1, ix1 = torch.ops.redge_kernels.fwd(x, seed, coefs, m, True, 1.0, 2, True)
+    assert y.shape == (0, 9) and torch.equal(ix, ix1) and torch.equal(st, st1)
+    y.sum().backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))
+    with torch.autograd.forward_ad.dual_level():
+        xd = torch.autograd.forward_ad.make_dual(x.detach(), torch.ones_like(x))
+        yd = torch.ops.redge_kernels.fwd(xd, seed, coefs, m, True, 1.0, 2, False)[0]
+        assert torch.autograd.forward_ad.unpack_dual(yd).tangent.shape == (0, 9)

@@ -98,7 +98,8 @@ def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, row_offset: int =
     returns an empty ``[0, K]`` y; ``index`` is local to the block (add ``col_offset`` for the
     global column)."""
     if not isinstance(write_y, bool):
-        raise TypeError(f"redge_kernels.triton: write_y must be a bool, got {type(write_y).__name__}")
+        raise TypeError("redge_kernels.triton: write_y must be a bool, got "
+                        f"{type(write_y).__name__}")
     with _on_device(phi):
         return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, write_y)
 
