@@ -10,9 +10,10 @@ registers, stack frame, spill stores and loads (and cuobjdump's LOCAL). Any stac
 fails the configuration (local memory traffic on the hot path), as does a compile error. Prints a
 table and the run time; exits 1 if any configuration fails.
 
-``--level quick`` (the test suite) covers every estimator, direction and hard/soft variant at K =
-64 (one block, small), 8192 (one block, large) and 32768 (tiled) in fp32, and 32768 in bf16, on
-sm_90; ``full`` adds K from 2 to 262144 (powers of two and odd sizes), fp16 and two row counts.
+``--level quick`` (the test suite) covers every estimator, direction and hard/soft variant, and
+the hard forward without y (``write_y=False``), at K = 64 (one block, small), 8192 (one block,
+large) and 32768 (tiled) in fp32, and 32768 in bf16, on sm_90; ``full`` adds K from 2 to 262144
+(powers of two and odd sizes), fp16 and two row counts.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def workloads(level: str = "quick") -> list[Workload]:
                     if d == "bwd" and not hard:
                         continue  # the backward does not depend on hard (straight-through)
                     out.append(Workload(method, d, rows, k, 5, dtype, hard))
+            # the forward without y (WRITE_Y off): the hard sample's index only, as the fused
+            # sample-and-embed runs it; soft samples always write y
+            out.append(Workload(method, "fwd", rows, k, 5, dtype, True, write_y=False))
     return out
 
 

@@ -43,7 +43,9 @@ HARD_ONLY = ("redge_max", "reinmax")
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
-    """One launcher call: ``direction`` "fwd" or "bwd" of ``method`` on ``[rows, k]`` logits."""
+    """One launcher call: ``direction`` "fwd" or "bwd" of ``method`` on ``[rows, k]`` logits;
+    ``write_y`` is the forward's (False: stats and index only, the ``WRITE_Y`` constexpr off, as
+    the fused sample-and-embed runs it)."""
     method: str
     direction: str
     rows: int
@@ -51,11 +53,13 @@ class Workload:
     n_steps: int = 5
     dtype: str = "fp32"
     hard: bool = True
+    write_y: bool = True
 
     def label(self) -> str:
         soft = "" if self.hard else " soft"
+        no_y = "" if self.write_y else " no-y"
         n = f" n={self.n_steps}" if self.method in DIFFUSION else ""
-        return f"{self.method}{soft} {self.direction} {self.rows}x{self.k}{n} {self.dtype}"
+        return f"{self.method}{soft}{no_y} {self.direction} {self.rows}x{self.k}{n} {self.dtype}"
 
 
 @dataclasses.dataclass
@@ -100,7 +104,7 @@ def run_workload(w: Workload, device, fill=None):
     seed = torch.full((), 1234, dtype=torch.int64, device=device)
     coefs = _coefs(w, device)
     mid, tau = METHOD_IDS[w.method], DEFAULT_TAU.get(w.method, 1.0)
-    y, stats, index = backend.fwd(phi, seed, coefs, mid, w.hard, tau)
+    y, stats, index = backend.fwd(phi, seed, coefs, mid, w.hard, tau, 0, w.write_y)
     if w.direction == "fwd":
         return
     grad_y = torch.empty_like(phi)

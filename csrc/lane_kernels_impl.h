@@ -264,15 +264,17 @@ struct BlockNoise {
   int64_t K;
   PhiloxKeys keys;
   bool want_z, want_g;
+  int64_t row0;  // global row of local row 0 (RowArgs::row_start)
 
-  BlockNoise(int64_t K_, uint32_t k0, uint32_t k1, bool z, bool g)
-      : K(K_), keys(k0, k1), want_z(z), want_g(g) {}
+  BlockNoise(int64_t K_, uint32_t k0, uint32_t k1, bool z, bool g, int64_t row0_ = 0)
+      : K(K_), keys(k0, k1), want_z(z), want_g(g), row0(row0_) {}
 
-  /// Counters of vector v of the block of rows r0.. in `stream`: v = group * (L / 8) + octet.
+  /// Counters of vector v of the block of local rows r0.. in `stream`: v = group * (L / 8) + octet.
+  /// The row words hold the global row row0 + r (docs/SPEC.md "Randomness").
   void counters(int64_t r0, int64_t v, uint32_t stream, Ctr8& c) const {
     const int64_t group = v / (L / kNoiseLanes), octet = v % (L / kNoiseLanes);
     for (int i = 0; i < kNoiseLanes; ++i) {
-      const uint64_t row = static_cast<uint64_t>(r0 + octet * kNoiseLanes + i);
+      const uint64_t row = static_cast<uint64_t>(row0 + r0 + octet * kNoiseLanes + i);
       c.c[0][i] = static_cast<uint32_t>(group);
       c.c[1][i] = static_cast<uint32_t>(row);
       c.c[2][i] = static_cast<uint32_t>(row >> 32);
@@ -430,7 +432,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* x = G + KL;
   T* mu = x + KL;
   T* lam = mu + KL;
-  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true, a.row_start);
   alignas(64) T lane_buf[L];
   RowKind kind[L];
 
@@ -542,6 +544,7 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         a.index[r] = static_cast<int64_t>(lane_buf[i]);
       }
     }
+    if (y == nullptr) return;  // write_y false: stats and index only
     if (one_hot_out) {
       fill_row(y + r0 * K, nv * K, 0.0);  // the block's rows are contiguous in y
       for (int64_t i = 0; i < nv; ++i) {
@@ -604,7 +607,7 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   T* gmu = glam + KL;
   T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
   T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
-  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel);
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel, a.row_start);
   auto Pk = [&](int k) { return P + (k - 1) * KL; };
   auto Xk = [&](int k) { return X + (k - 1) * KL; };
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]

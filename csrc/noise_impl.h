@@ -477,15 +477,17 @@ struct RowNoise {
   int64_t K, kp;
   PhiloxKeys keys;
   bool want_z, want_bits, want_g;
+  int64_t row0;                 // global row of local row 0 (RowArgs::row_start)
   std::vector<uint32_t> words;  // stream-1 words when G is wanted
 
-  RowNoise(int64_t K_, uint32_t k0, uint32_t k1, bool z, bool bits, bool g)
-      : K(K_), kp(padded(K_)), keys(k0, k1), want_z(z), want_bits(bits), want_g(g) {
+  RowNoise(int64_t K_, uint32_t k0, uint32_t k1, bool z, bool bits, bool g, int64_t row0_ = 0)
+      : K(K_), kp(padded(K_)), keys(k0, k1), want_z(z), want_bits(bits), want_g(g), row0(row0_) {
     if (want_g) words.resize(static_cast<size_t>(kp));
   }
 
+  /// Noise of local row r: the Philox row words hold the global row row0 + r.
   void get(int64_t r, int64_t /*row_end*/, T* z, uint32_t* bits, T* g) {
-    const uint64_t row = static_cast<uint64_t>(r);
+    const uint64_t row = static_cast<uint64_t>(row0 + r);
     if (want_z) row_normal<T>(row, 0u, kp, keys, z);
     if (want_bits) row_words(row, 0u, kp, keys, bits);
     if (want_g) {

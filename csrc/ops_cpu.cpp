@@ -178,11 +178,15 @@ void advise_huge_pages(void* ptr, int64_t nbytes) {
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, const at::Tensor& seed,
                                                        const at::Tensor& coefs, int64_t method,
-                                                       bool hard, double tau) {
+                                                       bool hard, double tau, int64_t row_start,
+                                                       bool write_y) {
   RowArgs a;
   const at::Tensor c = prepare(phi, seed, coefs, method, hard, tau, a);
+  TORCH_CHECK(row_start >= 0, "redge_kernels (cpu): row_start must be >= 0, got ", row_start);
+  a.row_start = row_start;
   const auto acc = acc_type(phi.scalar_type());
-  at::Tensor y = empty_output({a.rows, a.K}, phi.options());
+  at::Tensor y = write_y ? empty_output({a.rows, a.K}, phi.options())
+                         : at::empty({0, a.K}, phi.options());
   at::Tensor stats = at::empty({a.rows, a.n_steps, 2}, phi.options().dtype(acc));
   at::Tensor index = at::empty({a.rows}, phi.options().dtype(at::kLong));
   if (a.rows == 0) return {y, stats, index};
@@ -191,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
     index.fill_(-1);
     return {y, stats, index};
   }
-  a.y = y.data_ptr();
+  a.y = write_y ? y.data_ptr() : nullptr;
   a.stats = stats.data_ptr();
   a.index = index.data_ptr<int64_t>();
   launch_kernel(a, dtype_id(phi.scalar_type()), true);
@@ -200,9 +204,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, co
 
 at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Tensor& seed,
                    const at::Tensor& coefs, const at::Tensor& stats, const at::Tensor& index,
-                   int64_t method, bool hard, double tau) {
+                   int64_t method, bool hard, double tau, int64_t row_start) {
   RowArgs a;
   const at::Tensor c = prepare(phi, seed, coefs, method, hard, tau, a);
+  TORCH_CHECK(row_start >= 0, "redge_kernels (cpu): row_start must be >= 0, got ", row_start);
+  a.row_start = row_start;
   const auto acc = acc_type(phi.scalar_type());
   TORCH_CHECK(grad_y.sizes() == phi.sizes(), "redge_kernels (cpu): grad_y must have phi's shape ",
               phi.sizes(), ", got ", grad_y.sizes());

@@ -7,16 +7,19 @@
 
 namespace redge_kernels {
 
-/// fwd(phi[R, K] any strides fp16/bf16/fp32/fp64, seed 0-dim int64, coefs[n, 5], method, hard, tau)
-///   -> (y[R, K] contiguous phi.dtype, stats[R, n, 2] float32 (float64 for fp64), index[R] int64)
+/// fwd(phi[R, K] any strides fp16/bf16/fp32/fp64, seed 0-dim int64, coefs[n, 5], method, hard, tau,
+///     row_start, write_y)
+///   -> (y[R, K] contiguous phi.dtype ([0, K] when !write_y), stats[R, n, 2] float32 (float64 for
+///       fp64), index[R] int64). Row r draws the noise of row row_start + r.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> fwd_cpu(const at::Tensor& phi, const at::Tensor& seed,
                                                        const at::Tensor& coefs, int64_t method,
-                                                       bool hard, double tau);
+                                                       bool hard, double tau, int64_t row_start = 0,
+                                                       bool write_y = true);
 
-/// bwd(grad_y[R, K], phi, seed, coefs, stats, index, method, hard, tau) -> grad_phi[R, K]
+/// bwd(grad_y[R, K], phi, seed, coefs, stats, index, method, hard, tau, row_start) -> grad_phi[R, K]
 at::Tensor bwd_cpu(const at::Tensor& grad_y, const at::Tensor& phi, const at::Tensor& seed,
                    const at::Tensor& coefs, const at::Tensor& stats, const at::Tensor& index,
-                   int64_t method, bool hard, double tau);
+                   int64_t method, bool hard, double tau, int64_t row_start = 0);
 
 /// Hint (Linux THP "madvise" mode) that a freshly allocated, untouched output buffer of nbytes be
 /// backed by 2 MiB pages: one page fault per 2 MiB instead of 512. Harmless where refused.

@@ -26,13 +26,14 @@ struct RowArgs {
   bool hard = true;
   double tau = 1.0;
   uint32_t key0 = 0, key1 = 0;  // Philox key = (seed lo, seed hi)
+  int64_t row_start = 0;        // global row of row 0: row r draws the noise of row_start + r
 
   const void* phi = nullptr;  // scalar_t [rows, K]
   int64_t phi_stride0 = 0, phi_stride1 = 0;
   const void* coefs = nullptr;  // acc_t [n_steps, 5], contiguous
 
   // forward outputs
-  void* y = nullptr;            // scalar_t [rows, K], contiguous
+  void* y = nullptr;            // scalar_t [rows, K], contiguous; null: y is not written
   void* stats = nullptr;        // acc_t [rows, n_steps, 2], contiguous (read by the backward)
   int64_t* index = nullptr;     // int64 [rows]
 

@@ -540,7 +540,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   const PruneLow prune_low(K);
   // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
   RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
-                    !(kPruned && method != kGumbel));
+                    !(kPruned && method != kGumbel), a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     T* st = stats + r * n * 2;
@@ -552,13 +552,13 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
                                                phi_in_place ? nullptr : ph_buf, &n_masked);
     ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
     if (kind == kPoisonedRow) {
-      fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
+      if (y != nullptr) fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
       std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
       a.index[r] = -1;
       return;
     }
     if (kind == kEmptyRow) {
-      fill_row(yr, K, 0.0);
+      if (y != nullptr) fill_row(yr, K, 0.0);
       a.index[r] = -1;
       return;
     }
@@ -638,6 +638,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     }
 
     a.index[r] = idx;
+    if (y == nullptr) return;  // write_y false: stats and index only
     if (one_hot_out) {
       fill_row(yr, K, 0.0);
       yr[idx] = static_cast<scalar_t>(1.0);
@@ -709,7 +710,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   auto Xk = [&](int k) { return X + (k - 1) * kp; };
   const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
   // Noise: G for gumbel, z for the chain.
-  RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel);
+  RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel, a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     scalar_t* outr = gphi_out + r * K;

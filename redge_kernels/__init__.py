@@ -13,6 +13,7 @@ from . import ops  # noqa: F401  (registers the redge_kernels:: op schemas)
 from ._backends import available_backends
 from .api import (gumbel_softmax, redge, redge_cov, redge_max, reindge, reinmax, sample,
                   straight_through)
+from .embed import sample_embed
 from .noise import NOISE_VERSION, Noise, sample_noise
 from .registry import DEFAULTS, SAMPLERS, SamplerConfig, sweep
 from .schedule import (MAX_N_STEPS, MIN_T1, Schedule, grid_schedule, linear_schedule,
@@ -24,5 +25,5 @@ __all__ = [
     "redge", "redge_cov", "redge_max", "reindge", "straight_through", "gumbel_softmax", "reinmax",
     "sample", "SAMPLERS", "DEFAULTS", "SamplerConfig", "sweep", "sample_noise", "Noise", "NOISE_VERSION",
     "Schedule", "linear_schedule", "grid_schedule", "make_schedule", "available_backends",
-    "MIN_T1", "MAX_N_STEPS",
+    "MIN_T1", "MAX_N_STEPS", "sample_embed",
 ]

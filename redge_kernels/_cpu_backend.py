@@ -24,9 +24,10 @@ def unavailable_reason() -> str:
             "`pip install --no-build-isolation -e .`")
 
 
-def fwd(phi, seed, coefs, method, hard, tau):
-    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau)
+def fwd(phi, seed, coefs, method, hard, tau, row_start=0, write_y=True):
+    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau):
-    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+def bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start=0):
+    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau,
+                                       row_start)

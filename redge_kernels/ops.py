@@ -3,10 +3,11 @@
 Two custom ops per kernel family, defined once here; each backend registers its kernels for its
 dispatch key (the C++ extension for ``CPU``, the Triton launcher for ``CUDA``)::
 
-    redge_kernels::fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)
-        -> (Tensor y, Tensor stats, Tensor index)
+    redge_kernels::fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau,
+                       int row_start=0, bool write_y=True) -> (Tensor y, Tensor stats, Tensor index)
     redge_kernels::bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats,
-                       Tensor index, int method, bool hard, float tau) -> Tensor grad_phi
+                       Tensor index, int method, bool hard, float tau, int row_start=0)
+        -> Tensor grad_phi
 
 ``redge_kernels::interpreted_fwd`` / ``interpreted_bwd`` have the same schemas and the same fake
 and autograd registrations; their CPU kernels are the Triton launchers under ``TRITON_INTERPRET=1``
@@ -19,6 +20,13 @@ Arguments (R rows, K vocabulary, n = n_steps):
 * ``coefs``  ``[n, 5]`` float32 (float64 for fp64 ``phi``) on ``phi``'s device: row k is
   ``(c_k, a_k, b_k, alpha_k, sigma_k)`` (``schedule.Schedule.table``). Baselines get a 2-row table.
 * ``method`` id from ``_constants.METHOD_IDS``; ``tau`` the temperature (gumbel, reinmax; else unused).
+* ``row_start`` (>= 0) the global row of ``phi``'s row 0: row r draws the noise of row
+  ``row_start + r`` (docs/SPEC.md section 7), so a chunk of rows ``[r0, r1)`` of a bigger matrix,
+  run with ``row_start = r0``, samples exactly what the whole call samples there. The backward
+  takes the same ``row_start`` as its forward.
+* ``write_y`` False: ``y`` is not written (an empty ``[0, K]`` tensor is returned; ``stats`` and
+  ``index`` are unchanged). For callers that need only the sample's index, e.g. a hard sample
+  fed into an embedding (docs/SPEC.md section 11).
 * ``y``      ``[R, K]`` contiguous, ``phi.dtype``: exact one-hot (``hard``) or the soft sample.
 * ``stats``  ``[R, n, 2]`` float32 (float64 for fp64 ``phi``): the per-step row statistics, the only
   state kept between forward and backward besides ``seed`` and ``index``.
@@ -79,10 +87,10 @@ except ImportError:  # pragma: no cover (other torch versions)
 __all__ = ["fwd", "bwd", "LIB", "PAIRS", "OpPair", "call_fwd", "call_bwd"]
 
 LIB = torch.library.Library("redge_kernels", "DEF")
-_FWD_SCHEMA = ("(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
-               " -> (Tensor, Tensor, Tensor)")
+_FWD_SCHEMA = ("(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau,"
+               " int row_start=0, bool write_y=True) -> (Tensor, Tensor, Tensor)")
 _BWD_SCHEMA = ("(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats, Tensor index,"
-               " int method, bool hard, float tau) -> Tensor")
+               " int method, bool hard, float tau, int row_start=0) -> Tensor")
 _METHOD_NAMES = {v: k for k, v in METHOD_IDS.items()}
 
 
@@ -104,45 +112,46 @@ def _stats_dtype(phi: torch.Tensor) -> torch.dtype:
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
 
-def _fwd_fake(phi, seed, coefs, method, hard, tau):
+def _fwd_fake(phi, seed, coefs, method, hard, tau, row_start=0, write_y=True):
     rows, k = phi.shape
-    y = phi.new_empty((rows, k))
+    y = phi.new_empty((rows if write_y else 0, k))
     stats = phi.new_empty((rows, coefs.shape[0], 2), dtype=_stats_dtype(phi))
     index = phi.new_empty((rows,), dtype=torch.int64)
     return y, stats, index
 
 
-def _bwd_fake(grad_y, phi, seed, coefs, stats, index, method, hard, tau):
+def _bwd_fake(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start=0):
     return phi.new_empty(phi.shape)
 
 
 def _setup_context(ctx, inputs, output):
     """Saved state of ``fwd`` for its backward (kept for ops that reuse this module's
     registrations with ``torch.library.register_autograd``)."""
-    phi, seed, coefs, method, hard, tau = inputs
+    phi, seed, coefs, method, hard, tau, row_start = inputs[:7]
     _, stats, index = output
     ctx.save_for_backward(phi, seed, coefs, stats, index)
-    ctx.method, ctx.hard, ctx.tau = method, hard, tau
+    ctx.method, ctx.hard, ctx.tau, ctx.row_start = method, hard, tau, row_start
     ctx.mark_non_differentiable(stats, index)
 
 
 # ----------------------------------------------------------------------------- reference maps
-def _estimator_map(phi, seed, coefs, method, hard, tau, index):
+def _estimator_map(phi, seed, coefs, method, hard, tau, row_start, index):
     """``phi -> y`` of the reference on exactly the op's arguments and sample: its Jacobian is
     the ``J`` whose transpose the fused ``bwd`` applies."""
     from . import reference  # the reference imports nothing of the ops: no cycle at run time
 
     def f(p):
-        return reference.sample(_METHOD_NAMES[method], p, seed, hard=hard, tau=tau, coefs=coefs,
-                                index=index)[0]
+        return reference.sample(_METHOD_NAMES[method], p, seed, hard=hard, tau=tau,
+                                row_start=row_start, coefs=coefs, index=index)[0]
     return f
 
 
-def _vjp_map(seed, coefs, method, hard, tau, index):
+def _vjp_map(seed, coefs, method, hard, tau, row_start, index):
     """``(grad_y, phi) -> J(phi)^T grad_y`` of the reference (what ``bwd`` computes), itself
     differentiable in both arguments."""
     def F(grad_y, phi):
-        _, pull = torch.func.vjp(_estimator_map(phi, seed, coefs, method, hard, tau, index), phi)
+        f = _estimator_map(phi, seed, coefs, method, hard, tau, row_start, index)
+        _, pull = torch.func.vjp(f, phi)
         return pull(grad_y)[0]
     return F
 
@@ -192,40 +201,48 @@ def _vjp_of_phi(F, g, phi, w):
 # ----------------------------------------------------------------------------- autograd kernels
 class _Fwd(torch.autograd.Function):
     """Autograd of ``pair.fwd`` (see module docstring). Inputs after ``phi``: the op's other
-    arguments, then the ``OpPair``."""
+    arguments (``row_start`` and ``write_y`` included), then the ``OpPair``. Without ``y``
+    (``write_y`` False) the output's gradient and tangent are those of an empty ``[0, K]``
+    tensor: the backward runs ``bwd`` on a zero ``grad_y`` (0, or NaN on poisoned rows, as the
+    row conventions say), the tangent is empty."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(phi, seed, coefs, method, hard, tau, pair):
+    def forward(phi, seed, coefs, method, hard, tau, row_start, write_y, pair):
         with torch._C._AutoDispatchBelowAutograd():  # as torch.library's own autograd kernels
-            return pair.fwd(phi, seed, coefs, method, hard, tau)
+            return pair.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        phi, seed, coefs, method, hard, tau, pair = inputs
+        phi, seed, coefs, method, hard, tau, row_start, write_y, pair = inputs
         _, stats, index = output
         ctx.save_for_backward(phi, seed, coefs, stats, index)
         if _forward_mode_possible():
             ctx.save_for_forward(phi, seed, coefs, index)
-        ctx.args = (method, hard, tau, pair)
+        ctx.args = (method, hard, tau, row_start, write_y, pair)
         ctx.mark_non_differentiable(stats, index)
 
     @staticmethod
     def backward(ctx, grad_y, grad_stats, grad_index):
         phi, seed, coefs, stats, index = ctx.saved_tensors
-        method, hard, tau, pair = ctx.args
+        method, hard, tau, row_start, write_y, pair = ctx.args
+        if not write_y:  # y is [0, K]: nothing flows back through it
+            grad_y = torch.zeros_like(phi, memory_format=torch.contiguous_format)
         grad_phi = call_bwd(pair, grad_y.contiguous(), phi, seed, coefs, stats, index, method,
-                            hard, tau)
-        return grad_phi, None, None, None, None, None, None
+                            hard, tau, row_start)
+        return grad_phi, None, None, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, phi_t, *_):
         phi, seed, coefs, index = ctx.saved_tensors
-        method, hard, tau, _pair = ctx.args
+        method, hard, tau, row_start, write_y, _pair = ctx.args
         if phi_t is None:
             return None, None, None
-        return _linear_jvp(_vjp_map(seed, coefs, method, hard, tau, index), phi, phi_t), None, None
+        if not write_y:
+            return phi_t.new_zeros((0, phi.shape[1])), None, None
+        F = _vjp_map(seed, coefs, method, hard, tau, row_start, index)
+        return _linear_jvp(F, phi, phi_t), None, None
 
 
 class _Bwd(torch.autograd.Function):
@@ -235,17 +252,17 @@ class _Bwd(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair):
+    def forward(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start, pair):
         with torch._C._AutoDispatchBelowAutograd():
-            return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+            return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair = inputs
+        grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start, pair = inputs
         ctx.save_for_backward(grad_y, phi, seed, coefs, index)
         if _forward_mode_possible():
             ctx.save_for_forward(grad_y, phi, seed, coefs, index)
-        ctx.args = (method, hard, tau)
+        ctx.args = (method, hard, tau, row_start)
 
     @staticmethod
     def backward(ctx, w):
@@ -253,7 +270,7 @@ class _Bwd(torch.autograd.Function):
         F = _vjp_map(seed, coefs, *ctx.args, index)
         _, pull = torch.func.vjp(F, grad_y, phi)
         d_grad_y, d_phi = pull(w)
-        return d_grad_y, d_phi, None, None, None, None, None, None, None, None
+        return d_grad_y, d_phi, None, None, None, None, None, None, None, None, None
 
     @staticmethod
     def jvp(ctx, grad_y_t, phi_t, *_):
@@ -311,21 +328,23 @@ def _needs_autograd(*tensors) -> bool:
         or _forward_mode_possible()
 
 
-def call_fwd(pair: "OpPair", phi, seed, coefs, method: int, hard: bool, tau: float):
+def call_fwd(pair: "OpPair", phi, seed, coefs, method: int, hard: bool, tau: float,
+             row_start: int = 0, write_y: bool = True):
     """``pair.fwd(...)`` with its autograd: the op itself, except under ``torch.func`` transforms,
     where the same Function is applied through ``Function.apply`` so that functorch runs its
     rules level by level (``torch.func.jvp``, ``jacfwd`` and nested transforms need that)."""
     if torch._C._are_functorch_transforms_active():
-        return _Fwd.apply(phi, seed, coefs, method, hard, tau, pair)
-    return pair.fwd(phi, seed, coefs, method, hard, tau)
+        return _Fwd.apply(phi, seed, coefs, method, hard, tau, row_start, write_y, pair)
+    return pair.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
 
 
 def call_bwd(pair: "OpPair", grad_y, phi, seed, coefs, stats, index, method: int, hard: bool,
-             tau: float):
+             tau: float, row_start: int = 0):
     """``pair.bwd(...)`` with its autograd, as ``call_fwd``."""
     if torch._C._are_functorch_transforms_active():
-        return _Bwd.apply(grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
-    return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+        return _Bwd.apply(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start,
+                          pair)
+    return pair.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau, row_start)
 
 
 def _define(fwd_name: str, bwd_name: str) -> OpPair:
@@ -339,16 +358,19 @@ def _define(fwd_name: str, bwd_name: str) -> OpPair:
 
     # Without anything to differentiate, straight to the kernel below autograd (as
     # torch.library's own autograd kernels do).
-    def fwd_autograd(keyset, phi, seed, coefs, method, hard, tau):
+    def fwd_autograd(keyset, phi, seed, coefs, method, hard, tau, row_start=0, write_y=True):
         if _needs_autograd(phi):
-            return _apply(_Fwd, phi, seed, coefs, method, hard, tau, pair)
-        return pair.fwd.redispatch(keyset & _AFTER_AUTOGRAD, phi, seed, coefs, method, hard, tau)
+            return _apply(_Fwd, phi, seed, coefs, method, hard, tau, row_start, write_y, pair)
+        return pair.fwd.redispatch(keyset & _AFTER_AUTOGRAD, phi, seed, coefs, method, hard, tau,
+                                   row_start, write_y)
 
-    def bwd_autograd(keyset, grad_y, phi, seed, coefs, stats, index, method, hard, tau):
+    def bwd_autograd(keyset, grad_y, phi, seed, coefs, stats, index, method, hard, tau,
+                     row_start=0):
         if _needs_autograd(grad_y, phi):
-            return _apply(_Bwd, grad_y, phi, seed, coefs, stats, index, method, hard, tau, pair)
+            return _apply(_Bwd, grad_y, phi, seed, coefs, stats, index, method, hard, tau,
+                          row_start, pair)
         return pair.bwd.redispatch(keyset & _AFTER_AUTOGRAD, grad_y, phi, seed, coefs, stats,
-                                   index, method, hard, tau)
+                                   index, method, hard, tau, row_start)
 
     LIB.impl(fwd_name, fwd_autograd, "Autograd", with_keyset=True)
     LIB.impl(bwd_name, bwd_autograd, "Autograd", with_keyset=True)
@@ -379,11 +401,14 @@ PAIRS = {"native": _define("fwd", "bwd"),
          "interpreted": _define("interpreted_fwd", "interpreted_bwd")}
 
 
-def fwd(phi, seed, coefs, method: int, hard: bool, tau: float):
+def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, row_start: int = 0,
+        write_y: bool = True):
     """``torch.ops.redge_kernels.fwd`` (see module docstring)."""
-    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau)
+    return torch.ops.redge_kernels.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float):
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float,
+        row_start: int = 0):
     """``torch.ops.redge_kernels.bwd`` (see module docstring)."""
-    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau)
+    return torch.ops.redge_kernels.bwd(grad_y, phi, seed, coefs, stats, index, method, hard, tau,
+                                       row_start)

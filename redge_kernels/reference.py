@@ -200,8 +200,8 @@ def _ddim_chain(phi, x, coefs, n, denoiser_logits):
 
 
 def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = None,
-           hard: bool = True, tau: float = 1.0, *, coefs: torch.Tensor | None = None,
-           index: torch.Tensor | None = None):
+           hard: bool = True, tau: float = 1.0, row_start: int = 0, *,
+           coefs: torch.Tensor | None = None, index: torch.Tensor | None = None):
     """Reference estimator on 2-D logits.
 
     Args:
@@ -211,6 +211,8 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         schedule: the time grid (diffusion methods only).
         hard: one-hot value (straight-through gradient) or the soft sample.
         tau: temperature (gumbel, reinmax).
+        row_start: global row of ``phi``'s row 0 (row r draws the noise of row ``row_start + r``;
+            a chunk of rows of a bigger matrix samples what the whole call samples there).
         coefs: instead of ``schedule``, its kernel table ``[n, 5]`` (``Schedule.table``) as the
             fused ops receive it; the fused backends' forward-mode and double-backward rules
             (``ops``) re-run this function on exactly their arguments.
@@ -225,7 +227,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
     st_fn, correction_fn, reinmax_fn = _functions()
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
-    gumbel = gumbel_noise(seed, rows, k, phi.device).to(cdtype)
+    gumbel = gumbel_noise(seed, rows, k, phi.device, row_start=row_start).to(cdtype)
 
     if method in ("st", "reinmax"):
         p = masked_softmax(x_phi)
@@ -248,7 +250,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         if coefs is None:
             coefs = schedule.table(phi.device, dtype=cdtype)
         n = coefs.shape[0]
-        z = normal_noise(seed, rows, k, phi.device).to(cdtype)
+        z = normal_noise(seed, rows, k, phi.device, row_start=row_start).to(cdtype)
         if method == "redge_cov":
             mu = masked_softmax(x_phi)
             v = torch.clamp(mu * (1.0 - mu), min=V_MIN)

@@ -97,6 +97,13 @@ class SamplerConfig:
     def __call__(self, logits, hard: bool = True, **call_kwargs):
         return SAMPLERS[self.name](logits, hard=hard, **self.kwargs, **call_kwargs)
 
+    def embed(self, logits, weight, hard: bool = True, **call_kwargs):
+        """``embed.sample_embed(logits, weight, self.name, hard, **self.kwargs, **call_kwargs)``:
+        this sampler's sample times ``weight`` (``[K, D]`` or a sequence), fused."""
+        from .embed import sample_embed  # embed imports this module
+
+        return sample_embed(logits, weight, self.name, hard, **self.kwargs, **call_kwargs)
+
 
 def sweep(name: str, **grids: Sequence) -> list[SamplerConfig]:
     """All configs of the Cartesian product of the given hyperparameter grids."""

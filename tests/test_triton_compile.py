@@ -28,13 +28,11 @@ SPILLING = {
     "redge bwd 4096x8192 n=5 fp32": "single-block backward: 16 B stack frame",
     "redge_cov bwd 4096x8192 n=5 fp32": "single-block ReDGE-Cov backward: 536 B stack, 872 B spill stores",
     "redge_max bwd 4096x8192 n=5 fp32": "single-block ReDGE-Max backward: 88 B stack, 84 B spills",
-    "redge fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
     "redge bwd 4096x32768 n=5 fp32": "tiled diffusion backward: 32 B stack frame",
     "redge soft fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
     "redge_cov fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
     "redge_cov bwd 4096x32768 n=5 fp32": "tiled ReDGE-Cov backward: 255 registers, 136 B stack",
     "redge_cov soft fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
-    "redge_max fwd 4096x32768 n=5 fp32": "tiled diffusion forward: 32 B stack frame",
     "redge_max bwd 4096x32768 n=5 fp32": "tiled diffusion backward: 32 B stack frame",
     "redge fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
     "redge bwd 4096x32768 n=5 bf16": "tiled backward bf16: 56 B stack, 24 B spills",
@@ -44,6 +42,10 @@ SPILLING = {
     "redge_cov soft fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
     "redge_max fwd 4096x32768 n=5 bf16": "tiled diffusion forward: 32 B stack frame",
     "redge_max bwd 4096x32768 n=5 bf16": "tiled diffusion backward: 32 B stack frame",
+    "redge_cov no-y fwd 4096x32768 n=5 fp32": "tiled diffusion forward without y: 32 B stack frame",
+    "redge no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
+    "redge_cov no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
+    "redge_max no-y fwd 4096x32768 n=5 bf16": "tiled diffusion forward without y: 32 B stack frame",
 }
 
 _WORKLOADS = cc.workloads("quick")

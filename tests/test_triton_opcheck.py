@@ -19,10 +19,10 @@ from redge_kernels import ops, reference  # noqa: E402
 from redge_kernels._constants import METHOD_IDS  # noqa: E402
 from redge_kernels.schedule import Schedule, linear_schedule  # noqa: E402
 
-_FWD = ("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau)"
-        " -> (Tensor, Tensor, Tensor)")
+_FWD = ("fwd(Tensor phi, Tensor seed, Tensor coefs, int method, bool hard, float tau,"
+        " int row_start=0, bool write_y=True) -> (Tensor, Tensor, Tensor)")
 _BWD = ("bwd(Tensor grad_y, Tensor phi, Tensor seed, Tensor coefs, Tensor stats, Tensor index,"
-        " int method, bool hard, float tau) -> Tensor")
+        " int method, bool hard, float tau, int row_start=0) -> Tensor")
 
 LIB = torch.library.Library("redge_kernels_interp", "DEF")
 LIB.define(_FWD)
@@ -36,8 +36,8 @@ torch.library.register_fake("redge_kernels_interp::bwd", ops._bwd_fake, lib=LIB)
 def _backward(ctx, grad_y, grad_stats, grad_index):
     phi, seed, coefs, stats, index = ctx.saved_tensors
     grad_phi = torch.ops.redge_kernels_interp.bwd(grad_y, phi, seed, coefs, stats, index,
-                                                 ctx.method, ctx.hard, ctx.tau)
-    return grad_phi, None, None, None, None, None
+                                                 ctx.method, ctx.hard, ctx.tau, ctx.row_start)
+    return grad_phi, None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("redge_kernels_interp::fwd", _backward,

@@ -8,19 +8,27 @@ Variables: theta [B, L, K] (B independent restarts of an L-token sequence), zero
 prior over the allowed tokens). Special tokens ([PAD], [UNK], [CLS], [SEP], [MASK]) and the 994
 ``[unused*]`` tokens get logit -inf. Each step:
 
-    y = sampler(theta)                                  hard one-hot [B, L, K]
-    h = MiniLM(inputs_embeds = [E_cls, y @ E, E_sep])   E: the word-embedding table [K, 384]
+    e = sample_embed(theta, E)                          = sampler(theta) @ E, fused [B, L, 384]
+    h = MiniLM(inputs_embeds = [E_cls, e, E_sep])       E: the word-embedding table [K, 384]
     reward = cos(meanpool(h), target embedding)
     loss = sum_b -lambda * reward_b + beta * KL(q_b || prior)   (beta = --kl, default 0)
 
+The sample enters the encoder only through ``y @ E``: ``SamplerConfig.embed`` (``rk.sample_embed``,
+docs/EMBED.md) computes it without the ``[B, L, K]`` one-hot and without autograd's ``[B, L, K]``
+gradient of y (``--embed unfused`` runs ``sampler(theta) @ E`` instead; ``--embed both`` runs every
+config both ways, with the same samples, and reports the time and memory each way).
+
 Reported: the reward of the samples per step (curves), the mean over the last 10% of steps, the
-best reward reached, the reward of the argmax decode at the end (with its text), and wall time per
-step plus the sampler's forward alone, since K is large here.
+best reward reached, the reward of the argmax decode at the end (with its text), wall time per
+step, the sampler-and-embedding forward alone (``sampler_fwd_ms``), and the peak memory of one
+step above the memory held before it (``step_peak_mb``, Linux resident set; CPU only).
 Run: ``python python/lm_guidance.py [--quick]``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import time
 from pathlib import Path
 
@@ -76,35 +84,82 @@ def sentence_embedding(tok, model, text: str, device) -> torch.Tensor:
     return torch.nn.functional.normalize(mean_pool(out, enc["attention_mask"]), dim=-1)[0]
 
 
-def embed_onehots(model, tok, y: torch.Tensor) -> torch.Tensor:
-    """Normalised sentence embeddings [B, 384] of one-hot sequences y [B, L, K] (+ [CLS]/[SEP])."""
+def embed_words(model, tok, words: torch.Tensor) -> torch.Tensor:
+    """Normalised sentence embeddings [B, 384] of word-embedding sequences [B, L, 384]
+    (+ [CLS]/[SEP])."""
     table = model.get_input_embeddings().weight
-    b = y.shape[0]
+    b = words.shape[0]
     cls = table[tok.cls_token_id].expand(b, 1, -1)
     sep = table[tok.sep_token_id].expand(b, 1, -1)
-    emb = torch.cat([cls, y @ table, sep], 1)
-    attn = torch.ones(emb.shape[:2], dtype=torch.long, device=y.device)
+    emb = torch.cat([cls, words, sep], 1)
+    attn = torch.ones(emb.shape[:2], dtype=torch.long, device=words.device)
     hidden = model(inputs_embeds=emb, attention_mask=attn).last_hidden_state
     return torch.nn.functional.normalize(mean_pool(hidden, attn), dim=-1)
 
 
+def embed_onehots(model, tok, y: torch.Tensor) -> torch.Tensor:
+    """``embed_words`` of one-hot sequences y [B, L, K]."""
+    return embed_words(model, tok, y @ model.get_input_embeddings().weight)
+
+
+class PeakProbe:
+    """Peak resident memory of a block above the resident memory before it (Linux, CPU): glibc
+    serves blocks of >= 64 KiB by mmap once ``enable`` ran, so freed tensors leave the resident
+    set at once; the fused kernels' output pool is emptied before the block. None elsewhere."""
+
+    def __init__(self):
+        self.ok = False
+        try:
+            ctypes.CDLL("libc.so.6").mallopt(-3, 65536)  # M_MMAP_THRESHOLD
+            self.ok = True
+        except (OSError, AttributeError):
+            pass
+
+    @staticmethod
+    def _kib(field):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+    def __enter__(self):
+        if self.ok:
+            try:
+                torch.ops.redge_kernels_cpu.pool_clear()
+            except (AttributeError, RuntimeError):
+                pass
+            gc.collect()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.before = self._kib("VmRSS:")
+        return self
+
+    def __exit__(self, *exc):
+        self.mb = (self._kib("VmHWM:") - self.before) / 1024 if self.ok else float("nan")
+
+
 def run_one(cfg, tok, model, target, *, seed: int, steps: int, lr: float, batch: int,
             length: int, kl: float, reward_scale: float, backend: str, device: str,
-            progress: bool = True):
-    k = model.get_input_embeddings().weight.shape[0]
+            progress: bool = True, fused: bool = True, probe: PeakProbe | None = None):
+    table = model.get_input_embeddings().weight
+    k = table.shape[0]
     banned = banned_mask(tok, k).to(device)
     n_allowed = int((~banned).sum())
     g = C.make_generator(seed, device)
     theta = torch.zeros(batch, length, k, device=device, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
-    timer, curve, t_sampler = C.StepTimer(), [], []
-    for _ in C.progress(range(steps), desc=f"{EXP} {cfg.name} s{seed}", disable=not progress):
+    timer, curve, t_sampler, peaks = C.StepTimer(), [], [], []
+    for step in C.progress(range(steps), desc=f"{EXP} {cfg.name} s{seed}", disable=not progress):
+        probing = probe is not None and probe.ok and step in (1, steps - 1) and device == "cpu"
+        if probing:
+            probe.__enter__()
         with timer:
             logits = theta.masked_fill(banned, float("-inf"))
             t0 = time.perf_counter()
-            y = cfg(logits, generator=g, backend=backend)
+            if fused:
+                words = cfg.embed(logits, table, generator=g, backend=backend)
+            else:
+                words = cfg(logits, generator=g, backend=backend) @ table
             t_sampler.append(time.perf_counter() - t0)
-            reward = embed_onehots(model, tok, y) @ target
+            reward = embed_words(model, tok, words) @ target
             loss = -reward_scale * reward.sum()
             if kl > 0:  # KL(q || uniform over the allowed tokens)
                 logq = torch.log_softmax(logits, -1)
@@ -115,6 +170,10 @@ def run_one(cfg, tok, model, target, *, seed: int, steps: int, lr: float, batch:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            del logits, words, loss
+        if probing:
+            probe.__exit__()
+            peaks.append(probe.mb)
         curve.append(float(reward.detach().mean()))
     with torch.no_grad():
         ids = theta.masked_fill(banned, float("-inf")).argmax(-1)
@@ -125,14 +184,18 @@ def run_one(cfg, tok, model, target, *, seed: int, steps: int, lr: float, batch:
     ts = t_sampler[1:] or t_sampler
     return {"reward_last10pct": sum(curve[-tail:]) / tail, "reward_best": max(curve),
             "reward_argmax": float(r_am.mean()), "ms_per_step": timer.ms_per_step,
-            "sampler_fwd_ms": 1e3 * sum(ts) / len(ts)}, curve, texts, r_am.tolist()
+            "sampler_fwd_ms": 1e3 * sum(ts) / len(ts),
+            "step_peak_mb": max(peaks) if peaks else float("nan")}, curve, texts, r_am.tolist()
 
 
 def main(argv=None):
     ap = C.base_parser(__doc__.splitlines()[0], steps=200, seeds=2, lr=0.1)
     ap.add_argument("--target", default=TARGET, help="target sentence")
-    ap.add_argument("--length", type=int, default=10, help="tokens to optimise (L)")
-    ap.add_argument("--batch", type=int, default=2, help="independent restarts per run (B)")
+    ap.add_argument("--length", type=int, default=64, help="tokens to optimise (L)")
+    ap.add_argument("--batch", type=int, default=8, help="independent restarts per run (B)")
+    ap.add_argument("--embed", default="fused", choices=["fused", "unfused", "both"],
+                    help="sampler(theta) @ E fused (SamplerConfig.embed), unfused, or both (with "
+                         "the peak memory of a step; CPU)")
     ap.add_argument("--kl", type=float, default=0.0, help="weight of KL(q || uniform prior)")
     ap.add_argument("--reward-scale", type=float, default=1.0, help="lambda")
     args = ap.parse_args(argv)
@@ -147,6 +210,8 @@ def main(argv=None):
               reward_scale=args.reward_scale, backend=args.backend, device=args.device,
               progress=not args.no_progress)
     configs = C.parse_samplers(args.samplers, DEFAULTS)
+    modes = ["fused", "unfused"] if args.embed == "both" else [args.embed]
+    probe = PeakProbe() if args.embed == "both" and args.device == "cpu" else None
 
     def objective(cfg):  # tuning: held-out seed 1000, minus the late reward
         return -run_one(cfg, tok, model, target, seed=1000, steps=args.tune_steps or args.steps,
@@ -156,13 +221,18 @@ def main(argv=None):
     rows, curves, examples = [], {}, []
     for cfg in configs:
         for seed in seeds:
-            m, curve, texts, r_am = run_one(cfg, tok, model, target, seed=seed, steps=args.steps,
-                                            **kw)
-            rows.append({"sampler": cfg.name, "setting": cfg.label, "seed": seed, **m})
-            curves.setdefault(C.PRETTY[cfg.name], []).append(curve)
-            examples += [(cfg.name, seed, t, r) for t, r in zip(texts, r_am)]
+            for mode in modes:
+                m, curve, texts, r_am = run_one(cfg, tok, model, target, seed=seed,
+                                                steps=args.steps, fused=mode == "fused",
+                                                probe=probe, **kw)
+                rows.append({"sampler": cfg.name, "setting": cfg.label, "embed": mode,
+                             "seed": seed, **m})
+                label = C.PRETTY[cfg.name] + ("" if len(modes) == 1 else f" ({mode})")
+                curves.setdefault(label, []).append(curve)
+                examples += [(label, seed, t, r) for t, r in zip(texts, r_am)]
     metrics = ["reward_last10pct", "reward_best", "reward_argmax", "ms_per_step", "sampler_fwd_ms"]
-    summ = C.summarise(rows, ["sampler", "setting"], metrics)
+    metrics += ["step_peak_mb"] if probe is not None else []
+    summ = C.summarise(rows, ["sampler", "setting", "embed"], metrics)
     C.write_csv(out / "runs.csv", rows)
     C.write_csv(out / "summary.csv", summ)
     C.plot_curves(out / "curves.png", curves, smooth=max(1, min(10, args.steps // 10)),
@@ -173,15 +243,20 @@ def main(argv=None):
         f"K={model.get_input_embeddings().weight.shape[0]}, lambda={args.reward_scale}, "
         f"KL weight {args.kl}",
         "reward_last10pct: mean reward of the samples over the last 10% of steps; reward_best: "
-        "best step; reward_argmax: argmax decode at the end; sampler_fwd_ms: sampler forward only",
+        "best step; reward_argmax: argmax decode at the end; sampler_fwd_ms: sampler and "
+        "embedding forward only; embed: fused = SamplerConfig.embed (rk.sample_embed), unfused "
+        "= sampler(theta) @ E" + ("; step_peak_mb: peak resident memory of one step above "
+                                  "the memory held before it (max of steps 1 and the last; "
+                                  "glibc mmap threshold 64 KiB for the whole run, both modes)"
+                                  if probe is not None else ""),
         "settings: " + ", ".join(c.label for c in configs)])
-    md += [C.markdown_table(summ, ["sampler", "setting"], metrics,
+    md += [C.markdown_table(summ, ["sampler", "setting", "embed"], metrics,
                             digits={"reward_last10pct": 3, "reward_best": 3, "reward_argmax": 3,
-                                    "ms_per_step": 1, "sampler_fwd_ms": 1}),
+                                    "ms_per_step": 1, "sampler_fwd_ms": 1,
+                                    "step_peak_mb": 0}),
            "", "![](curves.png)", "", "## Argmax decodes at the end", "",
            "| sampler | seed | reward | text |", "|---|---|---|---|"]
-    md += [f"| {C.PRETTY[s]} | {sd} | {r:.3f} | `{t.replace('|', '/')}` |"
-           for s, sd, t, r in examples]
+    md += [f"| {s} | {sd} | {r:.3f} | `{t.replace('|', '/')}` |" for s, sd, t, r in examples]
     C.write_text(out / "results.md", "\n".join(md))
     return rows
 

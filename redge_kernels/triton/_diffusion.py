@@ -155,7 +155,7 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
 @triton.jit
 def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
                 COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
     """Path (a): the row in one block; returns ``(mvec, svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
@@ -189,14 +189,15 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
         y = probs(l, m, s)
     poisoned = n_bad > 0
     empty = (n_valid == 0) & (n_bad == 0)
-    tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+    if WRITE_Y:
+        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     return mvec, svec, best_idx, poisoned, empty
 
 
 @triton.jit
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element: pass k = n-1 draws z and keeps x_{n-1} in
     the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one DDIM step
     x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online (m_k, s_k); the
@@ -257,17 +258,19 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     empty = (n_valid == 0) & (n_bad == 0)
     m1 = pick(mvec, steps, 1)
     s1 = pick(svec, steps, 1)
-    for start in range(0, K, BLOCK):  # output: the one-hot needs nothing; p_1 from x_1
-        cols = start + lanes
-        cmask = cols < K
-        if HARD:
-            y = tl.where(cols == best_idx, 1.0, 0.0)
-        else:
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            mu, lam = _mu_lam(phi, m0, s0, COV)
-            x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
-            y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+    if WRITE_Y:
+        for start in range(0, K, BLOCK):  # output: the one-hot needs nothing; p_1 from x_1
+            cols = start + lanes
+            cmask = cols < K
+            if HARD:
+                y = tl.where(cols == best_idx, 1.0, 0.0)
+            else:
+                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
+                              other=NEG_INF).to(tl.float32)
+                mu, lam = _mu_lam(phi, m0, s0, COV)
+                x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
+                y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
+            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     tl.debug_barrier()  # the program's next row overwrites the scratch
     return mvec, svec, best_idx, poisoned, empty
 
@@ -276,7 +279,8 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
 def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr, scratch_ptr,
                           R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+                          BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
+                          WRITE_Y: tl.constexpr = True):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
@@ -285,6 +289,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K] (tiled only).
     Noise of (row, col): that of global row ``row + row_offset``, global column
     ``col + col_offset`` (``GROUPED``: the grouped noise form, ``col_offset`` a multiple of 4).
+    ``WRITE_Y`` off: y is not written (stats and index only; sample-and-embed).
     """
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -302,11 +307,11 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         if SINGLE:
             mvec, svec, best_idx, poisoned, empty = _fwd_single(
                 phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD, BLOCK,
-                STEPS_P2, GROUPED)
+                STEPS_P2, GROUPED, WRITE_Y)
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, GROUPED)
+                BLOCK, STEPS_P2, GROUPED, WRITE_Y)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))

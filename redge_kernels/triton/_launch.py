@@ -9,9 +9,10 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule.
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
-``row_offset=`` / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
+``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
 ``(r, c)`` is that of ``(r + row_offset, c + col_offset)``, docs/SPEC.md "Randomness (noise
 contract, version 2)"): row-sharded callers and vocabulary shards draw the unsharded noise.
+``write_y=False`` (forward; ``WRITE_Y`` constexpr) skips the y stores: stats and index only.
 """
 
 from __future__ import annotations
@@ -119,16 +120,21 @@ def _on_device(phi):
     return torch.cuda.device(phi.device) if phi.is_cuda else contextlib.nullcontext()
 
 
-def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, *, block: int | None = None,
-        row_offset: int = 0, col_offset: int = 0):
+def fwd(phi, seed, coefs, method: int, hard: bool, tau: float, row_offset: int = 0,
+        write_y: bool = True, *, block: int | None = None, col_offset: int = 0):
     """``redge_kernels::fwd`` on Triton: ``(y [R, K], stats [R, n, 2], index [R])`` (see ops.py);
-    ``index`` is local to the block (add ``col_offset`` for the global column)."""
+    ``row_offset`` is the op's ``row_start``; ``write_y=False`` compiles the y stores out and
+    returns an empty ``[0, K]`` y; ``index`` is local to the block (add ``col_offset`` for the
+    global column)."""
+    if not isinstance(write_y, bool):
+        raise TypeError("redge_kernels.triton: write_y must be a bool, got "
+                        f"{type(write_y).__name__}")
     with _on_device(phi):
-        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset)
+        return _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, write_y)
 
 
-def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float, *,
-        block: int | None = None, row_offset: int = 0, col_offset: int = 0):
+def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: float,
+        row_offset: int = 0, *, block: int | None = None, col_offset: int = 0):
     """``redge_kernels::bwd`` on Triton: ``grad_phi [R, K]`` (see ops.py); ``hard`` does not
     change the gradient (straight-through)."""
     with _on_device(phi):
@@ -136,12 +142,12 @@ def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: fl
                     col_offset)
 
 
-def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
+def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, write_y):
     _check(phi, seed, coefs)
     rows, k = phi.shape
     _check_offsets(rows, k, row_offset, col_offset)
     n = coefs.shape[0]
-    y = torch.empty((rows, k), dtype=phi.dtype, device=phi.device)
+    y = torch.empty((rows if write_y else 0, k), dtype=phi.dtype, device=phi.device)
     stats = torch.empty((rows, n, 2), dtype=_stats_dtype(phi), device=phi.device)
     index = torch.empty((rows,), dtype=torch.int64, device=phi.device)
     if rows == 0:
@@ -156,14 +162,14 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset):
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
-            num_warps=warps, enable_fp_fusion=FP_FUSION)
+            WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
             phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
-            STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps), num_warps=warps,
-            enable_fp_fusion=FP_FUSION)
+            STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps), WRITE_Y=write_y,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 

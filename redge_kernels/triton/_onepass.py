@@ -64,7 +64,8 @@ def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: 
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                         METHOD: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
+                        WRITE_Y: tl.constexpr = True):
     """Forward of st / gumbel / reinmax for one row (see module docstring).
 
     phi [R, K] (strided), seed 0-dim int64, tau float -> y [R, K] contiguous, stats [R, n, 2]
@@ -93,7 +94,8 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             y = probs(b, m0, s0)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
-        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+        if WRITE_Y:
+            tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
         n_bad = 0
         n_valid = 0
@@ -119,18 +121,19 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         mt = safe_max(mt)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            if HARD or METHOD == REINMAX:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, GROUPED)
-                y = probs(b, m0, s0)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+        if WRITE_Y:
+            for start in range(0, K, BLOCK):
+                cols = start + lanes
+                cmask = cols < K
+                if HARD or METHOD == REINMAX:
+                    y = tl.where(cols == best_idx, 1.0, 0.0)
+                else:
+                    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
+                                  other=NEG_INF).to(tl.float32)
+                    b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
+                                          BLOCK, GROUPED)
+                    y = probs(b, m0, s0)
+                tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
     if METHOD == REINMAX:
