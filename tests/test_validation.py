@@ -169,8 +169,8 @@ def _pool_cap_mb(value):
     code = ("import warnings, torch, redge_kernels._cpu_backend as c\n"
             "with warnings.catch_warnings(record=True) as w:\n"
             "    warnings.simplefilter('always')\n"
-            "    cap = torch.ops.redge_kernels_cpu.pool_stats()[4]\n"
-            "    torch.ops.redge_kernels_cpu.pool_stats()\n"
+            "    cap = torch.ops.redge_kernels_cpu._pool_stats()[4]\n"
+            "    torch.ops.redge_kernels_cpu._pool_stats()\n"
             "print(cap >> 20, sum('REDGE_KERNELS_CPU_POOL_MB' in str(x.message) for x in w))\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

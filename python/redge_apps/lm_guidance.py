@@ -123,7 +123,7 @@ class PeakProbe:
     def __enter__(self):
         if self.ok:
             try:
-                torch.ops.redge_kernels_cpu.pool_clear()
+                torch.ops.redge_kernels_cpu._pool_clear()
             except (AttributeError, RuntimeError):
                 pass
             gc.collect()
