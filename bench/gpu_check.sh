@@ -5,7 +5,9 @@
 # 2. every workload of the model's baseline table timed with CUDA events, beside the prediction
 #    (bench/gpu_model_baseline.jsonl, made by `python -m bench.gpu_model --json`);
 # 3. fwd+bwd of redge at 4096 x 32768, n = 5 against the authors' eager redge and its
-#    torch.compile (targets: >= 10x eager, >= 4x compiled, >= 5x less peak memory).
+#    torch.compile (targets: >= 10x eager, >= 4x compiled, >= 5x less peak memory);
+# 4. fused sample-and-embed against the unfused composition at (R, K, D) = (4096, 131072, 4096)
+#    (bench/embed_bench.py --gpu: time and peak memory).
 # Each stage has its own time limit; a failing stage is reported and the next one still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +31,14 @@ timeout 180 python -m pytest -q -x -p no:cacheprovider tests/test_triton_kernels
 rc=$?; [ $rc -eq 0 ] || status=1
 tail -5 "$tmp/tests.txt"
 
-echo "== measured beside the model, and against the authors' redge (limit 270 s)"
-timeout 270 python -m bench.gpu_check --model "$model" --report "$tmp/timing.md" --budget-s 200
+echo "== measured beside the model, and against the authors' redge (limit 240 s)"
+timeout 240 python -m bench.gpu_check --model "$model" --report "$tmp/timing.md" --budget-s 180
 rc2=$?; [ $rc2 -eq 0 ] || status=1
+
+echo "== sample-and-embed, 4096 x 131072 x 4096 (limit 60 s)"
+timeout 60 python bench/embed_bench.py --gpu --reps 3 >"$tmp/embed.txt" 2>&1
+rc3=$?; [ $rc3 -eq 0 ] || status=1
+tail -8 "$tmp/embed.txt"
 
 {
   cat "$tmp/head.md"
@@ -43,6 +50,12 @@ rc2=$?; [ $rc2 -eq 0 ] || status=1
   echo '```'
   echo
   if [ -f "$tmp/timing.md" ]; then tail -n +2 "$tmp/timing.md"; else echo "timing stage failed (exit $rc2)"; fi
+  echo
+  echo "## Sample-and-embed, fused vs unfused (exit $rc3)"
+  echo
+  echo '```'
+  tail -15 "$tmp/embed.txt"
+  echo '```'
 } >"$report"
 echo "report: $report (status $status)"
 rm -rf "$tmp"
