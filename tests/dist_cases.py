@@ -305,7 +305,7 @@ def main(argv) -> int:
     rank, world, init_file, out_file = int(argv[1]), int(argv[2]), argv[3], argv[4]
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world, timeout=datetime.timedelta(seconds=30))
+                            world_size=world, timeout=datetime.timedelta(seconds=120))
     from torch.distributed.device_mesh import init_device_mesh
     mesh = init_device_mesh("cpu", (world,))
     group, counter, results = dist.group.WORLD, Counter(), []
