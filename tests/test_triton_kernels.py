@@ -324,6 +324,28 @@ def test_kernel_noise_equals_reference_noise(row, c0):
     torch.testing.assert_close(g, g_ref, rtol=1e-6, atol=4e-7)
 
 
+# (seed, row, col) -> (z, G) of version 2, the literals of tests/test_noise.py that fit the
+# kernels' int64 seed and row arguments.
+_KNOWN_V2 = [(0x0, 0x0, 0x0, 0.99113774, -0.54276162), (0x0, 0x0, 0x3, -0.48206875, 0.78896421),
+             (0x0, 0x1, 0x5, -0.80728281, 1.26334345),
+             (0x123456789AB, 0x7, 0x3E9, 1.75731552, 0.89433467),
+             (0x4000000000000005, 0x100000003, 0x3FFFF, 0.29761970, 0.79386359),
+             (0x63, 0x10000000000, 0x200000006, -0.59406012, 0.01362262)]
+
+
+@pytest.mark.parametrize("seed,row,col,z_want,g_want", _KNOWN_V2)
+def test_kernel_noise_reproduces_the_known_answers(seed, row, col, z_want, g_want):
+    """The kernels' noise at a known (seed, row, col), from a block starting at that column
+    (per-element form) and from the aligned block holding it (grouped form)."""
+    for c0, grouped in ((col, col % 4 == 0), (col - col % 16, True)):
+        z = torch.empty(16, device=DEVICE)
+        g = torch.empty(16, device=DEVICE)
+        _noise_kernel[(1,)](z, g, seed, row, c0, BLOCK=16, GROUPED=grouped)
+        j = col - c0
+        assert abs(float(z[j]) - z_want) <= 1e-6 * max(1.0, abs(z_want)), (c0, float(z[j]))
+        assert abs(float(g[j]) - g_want) <= 1e-6 * max(1.0, abs(g_want)), (c0, float(g[j]))
+
+
 def _sampled(backend, method, x, seed=3):
     y, index = rk.sample(method, x, schedule=_schedule(method, 3) if method.startswith("redge")
                          else None, seed=seed, backend=backend, return_index=True)
