@@ -8,20 +8,14 @@ import sys
 
 import pytest
 
-pytest.importorskip("triton")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # `bench` is a top-level package of the checkout, not installed
-    sys.path.insert(0, ROOT)
+import nvidia_tools
+
+nvidia_tools.require("ptxas", "nvdisasm")
+ROOT = nvidia_tools.ROOT
 
 from bench import gpu_machines as gm  # noqa: E402
 from bench import sass  # noqa: E402
-from bench.kernel_compile import in_compiling_process, interpreting, nvidia_tool  # noqa: E402
-
-try:
-    nvidia_tool("ptxas")
-    nvidia_tool("nvdisasm")
-except FileNotFoundError as e:  # a triton wheel without the NVIDIA tools
-    pytest.skip(str(e), allow_module_level=True)
+from bench.kernel_compile import in_compiling_process, interpreting  # noqa: E402
 
 
 def _probe_program():

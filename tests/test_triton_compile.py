@@ -3,25 +3,15 @@ quick level compiles for sm_90 with the JIT's runtime specialization and has no 
 spills (ptxas -v). Configurations that spill today are strict xfails: they turn into failures once
 the kernels are fixed, so the marks must then be removed."""
 
-import os
-import sys
 import time
 
 import pytest
 
-pytest.importorskip("triton")
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # `bench` is a top-level package of the checkout, not installed
-    sys.path.insert(0, ROOT)
+import nvidia_tools
+
+nvidia_tools.require("ptxas", "cuobjdump")
 
 from bench import compile_check as cc  # noqa: E402
-from bench.kernel_compile import nvidia_tool  # noqa: E402
-
-try:
-    nvidia_tool("ptxas")
-    nvidia_tool("cuobjdump")
-except FileNotFoundError as e:  # a triton wheel without the NVIDIA tools
-    pytest.skip(str(e), allow_module_level=True)
 
 #: Configurations with a stack frame or spills in today's kernels (bench.compile_check output).
 SPILLING = {
