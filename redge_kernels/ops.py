@@ -33,6 +33,9 @@ Arguments (R rows, K vocabulary, n = n_steps):
   ``stats[r, k] = (m, s)`` with ``m`` the row max of the logits of softmax number k and
   ``s = sum_j exp(l_j - m)`` (so ``lse = m + log s``): slot 0 is the base softmax (``phi`` for st,
   reinmax, redge_cov; ``(phi + G) / tau`` for gumbel), slots 1..n-1 the denoisers of step k.
+  A softmax with a temperature, ``softmax(v / tau)``, may keep its stats unscaled (the Triton
+  backend does): ``m = max_j v_j`` and ``s = sum_j exp((v_j - m) / tau)``, the max subtracted
+  before the division, since ``v / tau`` overflows for finite logits near the fp32 limit.
   Slots a method does not define are backend scratch (e.g. the Triton backend keeps
   ``softmax(phi / tau)`` of reinmax in slot 1); their content is not part of the contract. On an
   empty row ``m`` is 0 (a safe max), on a poisoned row ``s`` may be NaN. Vocabulary-parallel

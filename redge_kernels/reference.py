@@ -17,7 +17,7 @@ from ._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, V_MIN
 from .noise import gumbel_noise, normal_noise
 from .schedule import Schedule
 
-__all__ = ["sample", "masked_softmax"]
+__all__ = ["sample", "masked_softmax", "tempered_softmax"]
 
 
 def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -27,6 +27,15 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     e = torch.exp(logits - m)
     s = e.sum(-1, keepdim=True)
     return e / torch.where(s == 0, torch.ones_like(s), s)
+
+
+def tempered_softmax(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """``masked_softmax(scores / tau)`` with the row max subtracted before the division (softmax
+    is shift invariant): for finite scores near the fp32 limit, ``scores / tau`` itself would
+    overflow to inf for tau < 1."""
+    top = scores.detach().amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return masked_softmax((scores - top) / tau)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -126,7 +135,7 @@ class _ReinMax(torch.autograd.Function):
     @staticmethod
     def _parts(phi, d, tau):
         p0 = masked_softmax(phi)
-        p1 = 0.5 * (masked_softmax(phi / tau) + d)
+        p1 = 0.5 * (tempered_softmax(phi, tau) + d)
         valid = phi != float("-inf")
         return p0, p1, valid
 
@@ -238,12 +247,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         else:
             y = reinmax_fn.apply(x_phi, y_hard, float(tau))
     elif method == "gumbel":
-        # The row max is taken before dividing by tau (softmax is shift invariant): with finite
-        # logits near the fp32 limit, (phi + G) / tau itself would overflow to inf for tau < 1.
-        scores = x_phi + gumbel
-        top = scores.detach().amax(-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        s = masked_softmax((scores - top) / tau)
+        s = tempered_softmax(x_phi + gumbel, tau)
         index = _gumbel_argmax(x_phi, gumbel) if index is None else index
         y = st_fn.apply(_one_hot(index, s.detach()), s) if hard else s
     elif method in ("redge", "redge_cov", "redge_max"):

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import redge_kernels as rk
-from redge_kernels import _backends
+from redge_kernels import _backends, reference
 from redge_kernels.schedule import MAX_N_STEPS, MIN_T1
-from conftest import device_of, run
+from conftest import CASE_KW, device_of
 
 X = torch.randn(3, 5)
 
@@ -143,10 +143,28 @@ def _extreme_logits():
             "1e-38": torch.randn(2, 6, generator=g) * 1e-38}
 
 
-# The fused Gumbel-Softmax kernels form (phi + G) / tau before the row max: it overflows to inf
-# for tau < 1 at |phi| near 3e38 (then inf - inf). The fix belongs in the kernels (csrc/,
-# redge_kernels/triton/); the reference subtracts the max first. Strict: fixed kernels fail here.
-_KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("triton", "gumbel")}
+#: A temperature below 1 per tempered method, run beside the case table's: there ``v / tau``
+#: overflows to inf near the fp32 limit unless the row max of ``v`` is subtracted first.
+_LOW_TAU = {"gumbel": 0.3, "reinmax": 0.5}
+# The fused CPU kernels form (phi + G) / tau (gumbel) and phi / tau (reinmax) before the row max:
+# it overflows to inf for tau < 1 at |phi| near 3e38 (then inf - inf). The fix belongs in csrc/;
+# the reference and the Triton kernels subtract the max first. Strict: fixed kernels fail here.
+_KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("cpu", "reinmax")}
+
+
+def _extreme_kwargs(method):
+    """The case table's hyperparameters, and the low temperature for the tempered methods."""
+    kws = [CASE_KW[method]]
+    if method in _LOW_TAU:
+        kws.append({**CASE_KW[method], "tau": _LOW_TAU[method]})
+    return kws
+
+
+def _value_and_grad(method, x, hard, backend, kw):
+    xx = x.detach().clone().requires_grad_(True)
+    y = rk.SAMPLERS[method](xx, hard=hard, backend=backend, seed=3, **kw)
+    (g,) = torch.autograd.grad((y * torch.ones_like(y)).sum() + (y[:, 0] * 2).sum(), xx)
+    return y.detach(), g
 
 
 def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
@@ -154,12 +172,52 @@ def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
     if (backend, method) in _KNOWN_KERNEL_NAN:
         request.applymarker(pytest.mark.xfail(strict=True, reason="kernel fix pending"))
     dev = device_of(backend)
-    for label, x in _extreme_logits().items():
-        xx = x.to(dev).requires_grad_(True)
-        y = run(method, xx, hard=hard, backend=backend, seed=3)
-        (g,) = torch.autograd.grad((y * torch.ones_like(y)).sum() + (y[:, 0] * 2).sum(), xx)
-        assert bool(torch.isfinite(y).all()), (label, "value")
-        assert bool(torch.isfinite(g).all()), (label, "gradient")
+    for kw in _extreme_kwargs(method):
+        for label, x in _extreme_logits().items():
+            y, g = _value_and_grad(method, x.to(dev), hard, backend, kw)
+            assert bool(torch.isfinite(y).all()), (label, kw, "value")
+            assert bool(torch.isfinite(g).all()), (label, kw, "gradient")
+            if backend != "reference":
+                y_ref, g_ref = _value_and_grad(method, x, hard, "reference", kw)
+                torch.testing.assert_close(y.cpu(), y_ref)
+                torch.testing.assert_close(g.cpu(), g_ref)
+
+
+@pytest.mark.skipif("triton" not in rk.available_backends(), reason="needs Triton")
+@pytest.mark.parametrize("method", ["st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max"])
+def test_triton_kernels_at_the_fp32_extremes_on_both_paths(method):
+    """Both Triton paths (one block per row; tiles of 16 columns), forward and backward, every
+    hard / soft variant, against the reference at the fp32 extremes (K = 40: three tiles)."""
+    from redge_kernels import triton as tk
+    from redge_kernels._constants import METHOD_IDS
+    dev = device_of("triton")
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(2, 40, generator=g) * 2 - 1) * 3e38
+    x[:, 5], x[:, 33] = 3e38, -3e38
+    inputs = {"pm3e38": x, "all+3e38": torch.full((2, 40), 3e38),
+              "1e-38": torch.randn(2, 40, generator=g) * 1e-38}
+    gy = torch.randn(2, 40, generator=g)
+    seed = torch.tensor(3, device=dev)
+    for kw in _extreme_kwargs(method):
+        tau = kw.get("tau", 1.0)
+        sched = (rk.make_schedule(kw["n_steps"], kw["t_1"]) if "n_steps" in kw
+                 else rk.Schedule([1.0, 0.0], [0.0, 1.0]))
+        coefs = sched.table(dev)
+        for hard in (True, False) if method not in ("reinmax", "redge_max") else (True,):
+            for label, phi in inputs.items():
+                p = phi.clone().requires_grad_(True)
+                y_ref, i_ref = reference.sample(method, p, 3, sched, hard, tau)
+                (g_ref,) = torch.autograd.grad(y_ref, p, gy)
+                for block in (None, 16):
+                    y, stats, index = tk.fwd(phi.to(dev), seed, coefs, METHOD_IDS[method], hard,
+                                             tau, block=block)
+                    gphi = tk.bwd(gy.to(dev), phi.to(dev), seed, coefs, stats, index,
+                                  METHOD_IDS[method], hard, tau, block=block)
+                    where = (label, tau, hard, block)
+                    assert torch.equal(index.cpu(), i_ref), where
+                    assert bool(torch.isfinite(y).all() and torch.isfinite(gphi).all()), where
+                    torch.testing.assert_close(y.cpu(), y_ref.detach(), msg=str(where))
+                    torch.testing.assert_close(gphi.cpu(), g_ref, msg=str(where))
 
 
 # ----------------------------------------------------------------------------- pool variable
