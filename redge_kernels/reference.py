@@ -173,6 +173,28 @@ _ReinMaxCorrectionTraced = _traceable(_ReinMaxCorrection)
 _ReinMaxTraced = _traceable(_ReinMax)
 
 
+def _jvp_levels() -> int:
+    """How many ``torch.func`` forward-mode levels (``jvp`` / ``jacfwd``) are active."""
+    if torch.compiler.is_compiling() or not torch._C._are_functorch_transforms_active():
+        return 0
+    try:
+        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+    except ImportError:  # pragma: no cover (other torch versions)
+        return 0
+    return sum(type(i).__name__ == "JvpInterpreter" for i in retrieve_all_functorch_interpreters())
+
+
+def _check_tangent_rule_order(method: str) -> None:
+    """ReinMax's and ReDGE-Max's tangents come from hand-written rules that an outer forward
+    level does not differentiate (``torch.func`` runs a tangent rule with forward mode off), so
+    forward over forward would give a silently wrong second derivative: refused by name."""
+    if method in ("reinmax", "redge_max") and _jvp_levels() >= 2:
+        raise NotImplementedError(
+            f"redge_kernels: nested forward mode (e.g. torch.func.jacfwd of jacfwd) is not "
+            f"supported for {method} (its tangent rule is first order); use torch.func.hessian "
+            "(forward over reverse), jacrev of jacfwd or a double backward")
+
+
 def _functions():
     """``(straight_through, reinmax_correction, reinmax)`` Functions: the eager ones, or their
     traceable twins under torch.compile."""
@@ -233,6 +255,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         (-1 on empty or poisoned rows).
     """
     rows, k = phi.shape
+    _check_tangent_rule_order(method)
     st_fn, correction_fn, reinmax_fn = _functions()
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
