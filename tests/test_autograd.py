@@ -232,13 +232,24 @@ def test_compile_fullgraph_with_a_seed_tensor(backend, method, hard):
     assert torch.equal(y2, f(x, torch.tensor(SEED + 1, device=x.device)))
 
 
-def test_compile_with_generator_is_a_clear_error():
+def test_compile_with_generator_is_a_clear_error(backend):
+    """fullgraph=True: dynamo's own error (a RuntimeError) carrying the message that names the
+    fix; without fullgraph, dynamo breaks the graph there and the call draws from the generator
+    exactly as in eager mode."""
+    x, _, _, _ = _inputs(backend, rows=2, k=5)
+    gen = torch.Generator(x.device).manual_seed(0)
     torch._dynamo.reset()
-    x = torch.randn(2, 5)
-    gen = torch.Generator().manual_seed(0)
-    compiled = torch.compile(lambda t: rk.redge(t, generator=gen), fullgraph=True)
-    with pytest.raises(Exception, match="generator= cannot be used under torch.compile"):
+    compiled = torch.compile(lambda t: run("redge", t, backend=backend, generator=gen),
+                             fullgraph=True, backend="aot_eager")
+    with pytest.raises(RuntimeError, match="generator= cannot be used under torch.compile"):
         compiled(x)
+    assert torch.equal(gen.get_state(), torch.Generator(x.device).manual_seed(0).get_state())
+    torch._dynamo.reset()
+    broken = torch.compile(lambda t: run("redge", t, backend=backend, generator=gen) * 2,
+                           backend="aot_eager")
+    got = [broken(x), broken(x)]
+    gen.manual_seed(0)
+    assert all(torch.equal(g, run("redge", x, backend=backend, generator=gen) * 2) for g in got)
 
 
 # ----------------------------------------------------------------------------- in-place input
