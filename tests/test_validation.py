@@ -15,6 +15,7 @@ import torch
 
 import redge_kernels as rk
 from redge_kernels import _backends, reference
+from redge_kernels._validation import MAX_TAU, MIN_TAU
 from redge_kernels.schedule import MAX_N_STEPS, MIN_T1
 from conftest import CASE_KW, device_of
 
@@ -40,6 +41,11 @@ BAD = [
     (lambda **g: rk.reinmax(X, tau=float("inf"), **g), ValueError, "tau must be a finite"),
     (lambda **g: rk.gumbel_softmax(X, tau=float("nan"), **g), ValueError, "tau must be a finite"),
     (lambda **g: rk.gumbel_softmax(X, tau=None, **g), TypeError, "tau must be a float"),
+    (lambda **g: rk.gumbel_softmax(X, tau=1e-39, **g), ValueError, r"tau must be in \[MIN_TAU"),
+    (lambda **g: rk.gumbel_softmax(X, tau=1e-300, **g), ValueError, "a normal float32"),
+    (lambda **g: rk.reinmax(X, tau=1e39, **g), ValueError, r"MAX_TAU\] = \[1.1754944e-38"),
+    (lambda **g: rk.redge(X, hard=torch.tensor(True), **g), TypeError,
+     "hard must be a bool, got torch.Tensor"),
     (lambda **g: rk.redge(X, hard="yes", **g), TypeError, "hard must be a bool"),
     (lambda **g: rk.redge(X, return_soft=1, **g), TypeError, "return_soft must be a bool"),
     (lambda **g: rk.redge(X, backend="cuda", **g), ValueError, "unknown backend"),
@@ -102,6 +108,30 @@ def test_limits_are_accepted_at_the_boundary():
     t0 = time.perf_counter()
     y = rk.redge(x, n_steps=MAX_N_STEPS, seed=0, backend="reference")
     assert bool((y.sum(-1) == 1).all()) and time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("method,hard", [("gumbel", True), ("gumbel", False), ("reinmax", True)])
+def test_tau_limits_give_finite_values_and_gradients(backend, method, hard):
+    """The extreme accepted temperatures (``MIN_TAU``, ``MAX_TAU``) on every backend: finite,
+    and equal to the reference."""
+    x = torch.randn(3, 7, generator=torch.Generator().manual_seed(2))
+    for tau in (MIN_TAU, MAX_TAU):
+        kw = {"tau": tau}
+        y, g = _value_and_grad(method, x.to(device_of(backend)), hard, backend, kw)
+        assert bool(torch.isfinite(y).all() and torch.isfinite(g).all()), tau
+        y_ref, g_ref = _value_and_grad(method, x, hard, "reference", kw)
+        assert torch.equal(y.argmax(-1).cpu(), y_ref.argmax(-1))
+        torch.testing.assert_close(y.cpu(), y_ref)
+        torch.testing.assert_close(g.cpu(), g_ref)
+
+
+def test_numpy_bools_are_flags():
+    for flag in (np.bool_(True), np.bool_(False)):
+        assert torch.equal(rk.redge(X, hard=flag, seed=1), rk.redge(X, hard=bool(flag), seed=1))
+    y, soft, index = rk.sample("st", X, seed=1, return_soft=np.bool_(True),
+                               return_index=np.bool_(True))
+    assert torch.equal(soft, rk.straight_through(X, hard=False, seed=1))
+    assert torch.equal(index, y.argmax(-1))
 
 
 def test_unavailable_backend_leaves_the_rng_and_generator_unchanged(monkeypatch):
