@@ -402,7 +402,8 @@ void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, L
 // ------------------------------------------------------------------------------------------------
 // Forward (lanes): the math of fwd_rows, per lane.
 //   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
-//   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+//   gumbel      : s = softmax((phi + G - m) / tau), m = max(phi + G) (slot 0: m, the sum),
+//                 i = argmax(phi + G)
 //   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
 //                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
 //                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
@@ -455,16 +456,19 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
     };
 
     if (!chain) {
+      // l = phi (st, reinmax); gumbel: the scores phi + G first, then gumbel_logit (max 0).
+      const bool gumbel = method == kGumbel;
       V m(neg_inf<T>());
       for (int64_t j = 0; j < K; ++j) {
-        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(G + j * L)) / tau
-                                      : V::loadu(ph + j * L);
+        const V l = gumbel ? V::loadu(ph + j * L) + V::loadu(G + j * L) : V::loadu(ph + j * L);
         l.store(E + j * L);
         m = vmax(m, l);
       }
+      const V zero(T(0));
       V s(T(0));
       for (int64_t j = 0; j < K; ++j) {
-        const V e = lexp(V::loadu(E + j * L) - m);
+        const V e = gumbel ? lexp(gumbel_logit(V::loadu(E + j * L), m, tau) - zero)
+                           : lexp(V::loadu(E + j * L) - m);
         e.store(E + j * L);
         s = s + e;
         argmax_step(j, V::loadu(ph + j * L) + V::loadu(G + j * L));
@@ -566,8 +570,8 @@ void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
 // ------------------------------------------------------------------------------------------------
 // Backward (lanes): the math of bwd_rows, per lane, from the saved stats (p = exp(l - m) / s).
 //   st      : gphi = p (g - <g, p>)
-//   gumbel  : gphi = s (g - <g, s>) / tau
-//   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
+//   gumbel  : gphi = s (g - <g, s>) / tau, s = exp((phi + G - m) / tau) / sum (slot 0: m, sum)
+//   reinmax : p1 = (softmax(phi / tau) + D) / 2 (phi shifted by max(phi) before / tau); u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
 //             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
 //   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
 //             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
@@ -648,14 +652,15 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
     auto one_hot = [&](int64_t j) { return V::blendv(zero, one, idx == V(static_cast<T>(j))); };
 
     if (method == kST || method == kGumbel) {
-      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
+      // p = exp(l - m) / s, l = phi (st); gumbel: p = exp(l) / s, l = gumbel_logit(phi + G, m)
+      // (max 0, as the forward); gphi = p (g - <g, p>) [/ tau]
       if (method == kGumbel) noise.get(r0, e, nullptr, A);
       const V m = Mk(0), s = Sk(0);
       V dot = zero;
       for (int64_t j = 0; j < K; ++j) {
-        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(A + j * L)) / tau
-                                      : V::loadu(ph + j * L);
-        const V p = lexp(l - m) / s;
+        const V p = method == kGumbel
+                        ? lexp(gumbel_logit(V::loadu(ph + j * L) + V::loadu(A + j * L), m, tau) - zero) / s
+                        : lexp(V::loadu(ph + j * L) - m) / s;
         p.store(E + j * L);
         dot = dot + V::loadu(g + j * L) * p;
       }
@@ -665,20 +670,15 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
         rj.store(out + j);
       }
     } else if (method == kReinMax) {
-      // softmax(phi / tau) recomputed (max, sum), p0 = softmax(phi) from slot 0.
-      V mt = ninf;
-      for (int64_t j = 0; j < KL; j += L) {
-        const V l = V::loadu(ph + j) / tau;
-        l.store(E + j);
-        mt = vmax(mt, l);
-      }
+      // softmax(phi / tau) recomputed from reinmax_tempered(phi, m0), m0 = max(phi) (slot 0,
+      // max 0), p0 = softmax(phi) from slot 0.
+      const V m0 = Mk(0), s0 = Sk(0), mhalf(T(-0.5));
       V st_sum = zero;
       for (int64_t j = 0; j < KL; j += L) {
-        const V e = lexp(V::loadu(E + j) - mt);
+        const V e = lexp(reinmax_tempered(V::loadu(ph + j), m0, tau) - zero);
         e.store(E + j);
         st_sum = st_sum + e;
       }
-      const V m0 = Mk(0), s0 = Sk(0), mhalf(T(-0.5));
       V su = zero, sw = zero, cnt = zero;
       for (int64_t j = 0; j < K; ++j) {
         const V p0 = lexp(V::loadu(ph + j * L) - m0) / s0;

@@ -504,7 +504,8 @@ void for_rows(const RowArgs& a, int64_t rb, int64_t re, F body) {
 
 /// Forward over rows [rb, re) (see ops.py for the outputs):
 ///   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
-///   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+///   gumbel      : s = softmax((phi + G - m) / tau), m = max(phi + G) (slot 0: m, the sum),
+///                 i = argmax(phi + G)
 ///   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
 ///                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
 ///                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
@@ -567,25 +568,27 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
 
     if (!chain) {
       noise.get(r, re, nullptr, r2, G);
-      T m;
+      T m, s;
       if (method == kGumbel) {
-        m = map_max<T>(kp, E, [=](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
+        // m = max(phi + G) first (also the sampling max), then l = gumbel_logit, whose max is 0.
+        m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+        idx = first_index_of<T>(E, kp, m);
+        const V mv(m), tv(tau);
+        for (int64_t j = 0; j < kp; j += L) gumbel_logit(V::loadu(E + j), mv, tv).store(E + j);
+        s = exp_sum<T>(kp, E, T(0));
       } else {
         m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
+        s = exp_sum<T>(kp, E, m);
+        if constexpr (kPruned) {
+          idx = sample_pruned(kp, r2, prune_low, [=](int64_t j) { return V::loadu(ph + j); });
+        } else {  // Sampling scores phi + G (G's scratch is reused for them).
+          const T vmax = map_max<T>(kp, G, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+          idx = first_index_of<T>(G, kp, vmax);
+        }
       }
-      const T s = exp_sum<T>(kp, E, m);
       st[0] = m;
       st[1] = s;
       soft_s = s;
-      if constexpr (kPruned) {
-        if (method != kGumbel) {
-          idx = sample_pruned(kp, r2, prune_low, [=](int64_t j) { return V::loadu(ph + j); });
-        }
-      }
-      if (idx < 0) {  // Sampling scores phi + G (G's scratch is reused for them).
-        const T vmax = map_max<T>(kp, G, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
-        idx = first_index_of<T>(G, kp, vmax);
-      }
     } else {
       noise.get(r, re, x, r2, G);  // x = z for now
       if (cov) {
@@ -657,9 +660,9 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
 /// Backward over rows [rb, re): grad_phi from grad_y, regenerating the noise from the seed and
 /// every softmax from the saved stats (p = exp(l - m) / s; no reductions but the dot products).
 ///   st      : gphi = p (g - <g, p>)
-///   gumbel  : gphi = s (g - <g, s>) / tau
-///   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
-///             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
+///   gumbel  : gphi = s (g - <g, s>) / tau, s = exp((phi + G - m) / tau) / sum (slot 0: m, sum)
+///   reinmax : p1 = (softmax(phi / tau) + D) / 2 (phi shifted by max(phi) before / tau);
+///             u = 2 g p1, u -= p1 sum(u); w = -g/2 p0, w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
 ///   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
 ///             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
 ///   redge_max: as redge, but step 1 adds 1/2 (r + <g, D> D), D = one_hot(i) - p_1, to gphi
@@ -744,13 +747,15 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     }
 
     if (method == kST || method == kGumbel) {
-      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
+      // p = exp(l - m) / s, l = phi (st); gumbel: p = exp(l) / s, l = gumbel_logit(phi + G, m)
+      // (max 0, as the forward's exp_sum(E, 0)); gphi = p (g - <g, p>) [/ tau]
       if (method == kGumbel) noise.get(r, re, nullptr, nullptr, A);
       const V m(st[0]), s(st[1]), tv(tau);
       V d0 = zero, d1 = zero;
       for (int64_t j = 0; j < kp; j += L) {
-        const V l = method == kGumbel ? (V::loadu(ph + j) + V::loadu(A + j)) / tv : V::loadu(ph + j);
-        const V p = vexp<T>(l - m) / s;
+        const V p = method == kGumbel
+                        ? vexp<T>(gumbel_logit(V::loadu(ph + j) + V::loadu(A + j), m, tv) - zero) / s
+                        : vexp<T>(V::loadu(ph + j) - m) / s;
         p.store(E + j);
         if ((j / L) % 2 == 0) d0 = d0 + V::loadu(g + j) * p; else d1 = d1 + V::loadu(g + j) * p;
       }
@@ -761,11 +766,11 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
         rj.store(out + j);
       }
     } else if (method == kReinMax) {
-      // softmax(phi / tau) statistics are recomputed (slot layout of ops.py keeps only slot 0).
-      const V tv(tau);
-      const T mt = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j) / tv; });
-      const V st_sum(exp_sum<T>(kp, E, mt));
-      const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
+      // softmax(phi / tau) is recomputed (the slot layout of ops.py keeps only slot 0) from the
+      // tempered logits reinmax_tempered(phi, m0), m0 = max(phi) (slot 0), whose max is 0.
+      const V tv(tau), m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
+      for (int64_t j = 0; j < kp; j += L) reinmax_tempered(V::loadu(ph + j), m0, tv).store(E + j);
+      const V st_sum(exp_sum<T>(kp, E, T(0)));
       V su = zero, sw = zero;
       for (int64_t j = 0; j < kp; j += L) {
         const V p0 = vexp<T>(V::loadu(ph + j) - m0) / s0;
