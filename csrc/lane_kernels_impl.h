@@ -332,31 +332,23 @@ struct BlockNoise {
 };
 
 /// Writes the pairs (m[i], s[i]) of lanes i < nv to dst + i * row_stride (a stats slot of
-/// consecutive rows). AVX2 float: the pairs are interleaved in registers and stored 8 bytes at
-/// a time.
+/// consecutive rows). Float: the pairs are interleaved in registers and stored 8 bytes at a time.
 template <typename T, int NV>
 void store_pairs(const Lanes<T, NV>& m, const Lanes<T, NV>& s, T* dst, int64_t row_stride,
                  int64_t nv) {
   constexpr int VL = Lanes<T, NV>::kVL;
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && VL == 8) {
     for (int p = 0; p < NV; ++p) {
-      // unpacklo: pairs of lanes 0, 1, 4, 5; unpackhi: lanes 2, 3, 6, 7 (as 64-bit units).
       alignas(32) uint64_t w[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(w),
-                         _mm256_castps_si256(_mm256_unpacklo_ps(m.v[p], s.v[p])));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(w + 4),
-                         _mm256_castps_si256(_mm256_unpackhi_ps(m.v[p], s.v[p])));
-      constexpr int src_of_lane[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+      interleave_pairs8(m.v[p], s.v[p], w);
       for (int q = 0; q < VL; ++q) {
         const int64_t i = p * VL + q;
         if (i >= nv) return;
-        std::memcpy(dst + i * row_stride, w + src_of_lane[q], sizeof(uint64_t));
+        std::memcpy(dst + i * row_stride, w + q, sizeof(uint64_t));
       }
     }
     return;
   }
-#endif
   alignas(64) T tm[NV * VL], ts[NV * VL];
   m.store(tm);
   s.store(ts);
@@ -371,24 +363,17 @@ void store_pairs(const Lanes<T, NV>& m, const Lanes<T, NV>& s, T* dst, int64_t r
 template <typename T, int NV>
 void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, Lanes<T, NV>& s) {
   constexpr int VL = Lanes<T, NV>::kVL;
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && VL == 8) {
     for (int p = 0; p < NV; ++p) {
-      // The pairs as 64-bit words in registers (no store-to-load forwarding through memory):
-      // lo = pairs of lanes 0, 1 | 4, 5 and hi = 2, 3 | 6, 7, as store_pairs' unpacklo / hi.
-      long long u[8];
+      uint64_t u[8];
       for (int q = 0; q < VL; ++q) {
         const int64_t i = p * VL + q;
-        std::memcpy(u + q, src + (i < nv ? i : 0) * row_stride, sizeof(long long));
+        std::memcpy(u + q, src + (i < nv ? i : 0) * row_stride, sizeof(uint64_t));
       }
-      const __m256 lo = _mm256_castsi256_ps(_mm256_set_epi64x(u[5], u[4], u[1], u[0]));
-      const __m256 hi = _mm256_castsi256_ps(_mm256_set_epi64x(u[7], u[6], u[3], u[2]));
-      m.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-      s.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+      deinterleave_pairs8(u, m.v[p], s.v[p]);
     }
     return;
   }
-#endif
   alignas(64) T tm[NV * VL], ts[NV * VL];
   for (int64_t i = 0; i < NV * VL; ++i) {
     const T* r = src + (i < nv ? i : 0) * row_stride;

@@ -12,7 +12,6 @@
 // bit-identical to redge_kernels/noise.py up to the last ulp of log/cos.
 #pragma once
 
-#include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -25,11 +24,10 @@
 
 #include "philox.h"
 #include "row_kernels.h"
+#include "vec_math.h"
 
 namespace redge_kernels {
 namespace CPU_CAPABILITY {
-
-using at::vec::Vectorized;
 
 constexpr int64_t kPad = 8;       // scratch rows are padded to a multiple of this many elements
 constexpr double kVMin = 0.1;     // ReDGE-Cov variance floor (_constants.V_MIN)
@@ -42,48 +40,7 @@ constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
 #include "noise_impl.h"
 #include "estimator_math.h"
 
-// ------------------------------------------------------------------------------------------------
-// exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
-// then e^r = 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))), a degree-6 fit (Chebyshev
-// least squares of (e^r - 1 - r) / r^2; about 1 ulp, measured max relative error 7e-8 against
-// double exp over [-90, 0]) in six fused multiply-adds, and 2^n built in the exponent field.
-// x is clamped to [-100, 88.5] first (so -inf gives 0, not NaN); a biased exponent n + 127 <= 0
-// gives exactly 0 (x below about -87.7; masked -inf logits included). Elsewhere: ATen's
-// Vectorized::exp (Sleef / libm).
-// ------------------------------------------------------------------------------------------------
-
-/// v[b] = exp(v[b]) for NB vectors at once, statement by statement (the same operations on each
-/// vector for any NB; interleaving the NB polynomial chains roughly doubles the throughput).
-template <typename T, int NB>
-inline void vexp_x(Vectorized<T>* v) {
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    __m256 n[NB], r[NB], p[NB];
-    for (int b = 0; b < NB; ++b) {
-      const __m256 xc = _mm256_min_ps(_mm256_max_ps(v[b], _mm256_set1_ps(-100.0f)),
-                                      _mm256_set1_ps(88.5f));
-      n[b] = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(0.693359375f), xc);  // ln2 = 0.693359375
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(-2.12194440e-4f), r[b]);  //   - 2.12194440e-4
-      p[b] = _mm256_set1_ps(1.3933646355e-3f);  // C6
-    }
-    static constexpr float kC[6] = {8.3631755653e-3f, 4.1666464934e-2f, 1.6666577003e-1f,
-                                    5.0000000135e-1f, 1.0f, 1.0f};  // C5, C4, C3, C2, 1, 1
-    for (int i = 0; i < 6; ++i) {
-      for (int b = 0; b < NB; ++b) p[b] = _mm256_fmadd_ps(p[b], r[b], _mm256_set1_ps(kC[i]));
-    }
-    for (int b = 0; b < NB; ++b) {
-      __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n[b]), _mm256_set1_epi32(127));
-      e = _mm256_slli_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()), 23);  // 2^n, or 0
-      v[b] = Vectorized<T>(_mm256_mul_ps(p[b], _mm256_castsi256_ps(e)));
-    }
-    return;
-  }
-#endif
-  for (int b = 0; b < NB; ++b) v[b] = v[b].exp();
-}
-
+/// exp of one vector (vexp_x of vec_math.h).
 template <typename T>
 inline Vectorized<T> vexp(const Vectorized<T>& x) {
   Vectorized<T> v = x;
@@ -202,61 +159,10 @@ void store_row(const T* src, int64_t K, scalar_t* dst) {
 template <typename scalar_t>
 void fill_row(scalar_t* dst, int64_t K, double value) {
   if (value == 0.0) {
-#if defined(CPU_CAPABILITY_AVX2)
-    // Long rows: non-temporal stores (no read for ownership of lines that are only written).
-    const size_t bytes = sizeof(scalar_t) * static_cast<size_t>(K);
-    char* p = reinterpret_cast<char*>(dst);
-    if (bytes >= (size_t(16) << 10)) {
-      const size_t head = (32 - reinterpret_cast<uintptr_t>(p) % 32) % 32;
-      std::memset(p, 0, head);
-      const __m256i zero = _mm256_setzero_si256();
-      size_t i = head;
-      for (; i + 32 <= bytes; i += 32) _mm256_stream_si256(reinterpret_cast<__m256i*>(p + i), zero);
-      std::memset(p + i, 0, bytes - i);
-      _mm_sfence();
-      return;
-    }
-#endif
-    std::memset(static_cast<void*>(dst), 0, sizeof(scalar_t) * K);  // +0 in every dtype
+    zero_fill(dst, sizeof(scalar_t) * static_cast<size_t>(K));  // +0 in every dtype
   } else {
     std::fill(dst, dst + K, static_cast<scalar_t>(value));
   }
-}
-
-template <typename T>
-T hmax(const Vectorized<T>& v) {
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {  // shuffles: short latency for small rows
-    const __m256 x = v;
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-  }
-#endif
-  alignas(64) T a[Vectorized<T>::size()];
-  v.store(a);
-  T m = a[0];
-  for (int i = 1; i < Vectorized<T>::size(); ++i) m = std::max(m, a[i]);
-  return m;
-}
-
-template <typename T>
-T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread count
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m256 x = v;
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
-    return _mm_cvtss_f32(t);
-  }
-#endif
-  alignas(64) T a[Vectorized<T>::size()];
-  v.store(a);
-  T s = a[0];
-  for (int i = 1; i < Vectorized<T>::size(); ++i) s += a[i];
-  return s;
 }
 
 /// dst[j] = f(j) (a Vectorized<T> of lanes j .. j+L-1) for j < kp; returns max_j dst[j].
@@ -375,39 +281,16 @@ struct PruneLow {
 
 /// Lanes of the 8 words r2[0..7] that are >= w0 (unsigned), as an all-ones float mask.
 inline VecF words_at_least(const uint32_t* r2, uint32_t w0) {
-#if defined(CPU_CAPABILITY_AVX2)
-  const __m256i bias = _mm256_set1_epi32(INT32_MIN);  // unsigned order as signed order
-  const __m256i w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2)), bias);
-  const __m256i lim = _mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(w0 - 1u)), bias);
   // w > w0 - 1; for w0 = 0 (K <= 16) no lane: LB = -inf and nothing is pruned.
-  return VecF(_mm256_castsi256_ps(_mm256_cmpgt_epi32(w, lim)));
-#else
-  alignas(32) uint32_t m[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) m[i] = (w0 > 0 && r2[i] >= w0) ? 0xFFFFFFFFu : 0u;
-  return VecF::loadu(reinterpret_cast<const float*>(m));
-#endif
+  return gt_unsigned(U32x8::loadu(r2), U32x8::broadcast(w0 - 1u)).bits_as_float();
 }
 
 /// Upper bounds of G for the 8 words r2[0..7]: (151 - e) ln2 + margin (see above).
 inline VecF gumbel_upper8(const uint32_t* r2) {
-#if defined(CPU_CAPABILITY_AVX2)
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2));
-  const __m256i top = _mm256_srli_epi32(_mm256_xor_si256(w, _mm256_set1_epi32(-1)), 8);
-  const __m256i eb = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
-  const __m256 n = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(151), eb));
-  return VecF(_mm256_fmadd_ps(n, _mm256_set1_ps(0.69314719f), _mm256_set1_ps(1e-3f)));
-#else
-  int32_t e[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) {
-    const float top = static_cast<float>((~r2[i]) >> 8);  // < 2^24: exact
-    uint32_t bits;
-    std::memcpy(&bits, &top, sizeof(bits));
-    e[i] = 151 - static_cast<int32_t>(bits >> 23);
-  }
-  alignas(32) float b[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) b[i] = static_cast<float>(e[i]) * 0.69314719f + 1e-3f;
-  return VecF::loadu(b);
-#endif
+  const U32x8 top = (U32x8::loadu(r2) ^ U32x8::broadcast(0xFFFFFFFFu)).shr(8);  // < 2^24: exact
+  const U32x8 eb = U32x8::bits_of(top.to_float()).shr(23);
+  const VecF n = (U32x8::broadcast(151) - eb).to_float();
+  return at::vec::fmadd(n, VecF(0.69314719f), VecF(1e-3f));
 }
 
 /// First argmax of l_j + G_j over j < kp, where `logit(j)` gives l for the 8 columns j..j+7 and
