@@ -70,67 +70,37 @@ RowKind load_row(const scalar_t* src, int64_t stride, int64_t K, int64_t kp, T* 
   const T inf = std::numeric_limits<T>::infinity();
   bool bad = false;
   int64_t ninf = 0;
+  int64_t j = 0;
   if constexpr (std::is_same_v<scalar_t, T>) {
-    if (dst == nullptr) {  // checks only: the caller reads the row in place (see row_in_place)
+    if (stride == 1) {  // contiguous row of acc_t: vector checks (and copy)
       using V = Vectorized<T>;
       constexpr int L = V::size();
       constexpr int full = (1 << L) - 1;
       const V vinf(inf), vninf(-inf);
-      int64_t j = 0;
       for (; j + L <= K; j += L) {
         const V v = V::loadu(src + j);
-        bad |= (v < vinf).zero_mask() != 0;
-        ninf += __builtin_popcount(static_cast<unsigned>(~(v == vninf).zero_mask() & full));
-      }
-      for (; j < K; ++j) {
-        const T v = src[j];
-        bad |= !(v < inf);
-        ninf += (v == -inf);
-      }
-      *n_masked = ninf;
-      if (bad) return kPoisonedRow;
-      return ninf == K ? kEmptyRow : kNormalRow;
-    }
-    if (stride == 1) {  // contiguous row of acc_t: vector copy and checks
-      using V = Vectorized<T>;
-      constexpr int L = V::size();
-      constexpr int full = (1 << L) - 1;
-      const V vinf(inf), vninf(-inf);
-      int64_t j = 0;
-      for (; j + L <= K; j += L) {
-        const V v = V::loadu(src + j);
-        v.store(dst + j);
+        if (dst != nullptr) v.store(dst + j);
         bad |= (v < vinf).zero_mask() != 0;  // a lane that is not < inf: NaN or +inf
         ninf += __builtin_popcount(static_cast<unsigned>(~(v == vninf).zero_mask() & full));
       }
-      for (; j < K; ++j) {
-        const T v = src[j];
-        dst[j] = v;
-        bad |= !(v < inf);
-        ninf += (v == -inf);
-      }
-      std::fill(dst + K, dst + kp, -inf);
-      *n_masked = ninf;
-      if (bad) return kPoisonedRow;
-      return ninf == K ? kEmptyRow : kNormalRow;
     }
   }
-  if (stride == 1) {
-    for (int64_t j = 0; j < K; ++j) {
-      const T v = static_cast<T>(src[j]);
-      dst[j] = v;
+  // The rest (all of a converted or strided row) element by element; the unit stride is a
+  // constant of its own instantiation.
+  auto rest = [&](auto step) {
+    for (; j < K; ++j) {
+      const T v = static_cast<T>(src[j * step]);
+      if (dst != nullptr) dst[j] = v;
       bad |= !(v < inf);  // NaN or +inf
       ninf += (v == -inf);
     }
+  };
+  if (stride == 1) {
+    rest(std::integral_constant<int64_t, 1>{});
   } else {
-    for (int64_t j = 0; j < K; ++j) {
-      const T v = static_cast<T>(src[j * stride]);
-      dst[j] = v;
-      bad |= !(v < inf);
-      ninf += (v == -inf);
-    }
+    rest(stride);
   }
-  std::fill(dst + K, dst + kp, -inf);
+  if (dst != nullptr) std::fill(dst + K, dst + kp, -inf);
   *n_masked = ninf;
   if (bad) return kPoisonedRow;
   return ninf == K ? kEmptyRow : kNormalRow;
