@@ -2,6 +2,8 @@
 
     python bench/cpu_speed.py                 # all shapes, 7 repetitions (medians)
     python bench/cpu_speed.py --reps 11 --shapes 256x32768
+    python bench/cpu_speed.py --compare-extension OLD.so    # before / after a kernel change
+    python bench/cpu_speed.py --compare-capabilities avx2,avx512
 
 Forward + backward of ReDGE (hard, n_steps=5, t_1=0.5) on fp32 logits, ``y.backward(g)``:
 
@@ -37,6 +39,14 @@ before the measured call (``pool_clear``), so they count as allocated by it. Not
 probe: each thread's kernel scratch, which redge_kernels keeps between calls (10 rows of K floats
 per thread for the ReDGE backward at n_steps = 5: 0.04 R x K buffers per thread at 256 x 32768).
 The floors write into preallocated buffers.
+
+Before / after: ``--compare-extension OLD.so`` times ``redge_kernels (cpu)`` only, in child
+processes that alternate between a copy of an older build of the extension (``redge_kernels/_C``,
+kept under another path) and the current one, ``--rounds`` rounds of ``--reps`` samples each, so
+that both see the same load; ``--compare-capabilities avx2,avx512`` does the same with the current
+build's kernel sets (``ATEN_CPU_CAPABILITY``). The table gives the medians over all samples and
+the ratio new / old (below 1: faster); ``--clock thread --threads 1`` times the calling thread's
+CPU time, which a loaded shared machine disturbs far less than the wall clock.
 """
 
 from __future__ import annotations
@@ -53,7 +63,16 @@ import time
 import torch
 import torch.nn.functional as F
 
-import redge_kernels as rk
+_EXTENSION = os.environ.get("REDGE_KERNELS_BENCH_EXTENSION")
+if _EXTENSION:  # a child of --compare-extension: this build of redge_kernels._C instead
+    import importlib.util
+
+    _spec = importlib.util.spec_from_file_location("redge_kernels._C", _EXTENSION)
+    _mod = importlib.util.module_from_spec(_spec)
+    sys.modules["redge_kernels._C"] = _mod
+    _spec.loader.exec_module(_mod)
+
+import redge_kernels as rk  # noqa: E402
 
 N_STEPS, T_1 = 5, 0.5
 
@@ -192,6 +211,47 @@ def memory_peaks_in_child(args, with_authors: bool) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def ours_times(shapes, reps: int, clock=time.perf_counter) -> dict:
+    """{shape: [seconds per call]} of redge_kernels (cpu) only (a child of the comparisons)."""
+    out = {}
+    for rows, k in shapes:
+        fn = make_inputs(rows, k, False)["redge_kernels (cpu)"]
+        inner = max(1, int(2e6 // (rows * k)))
+        fn()
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = clock()
+            for _ in range(inner):
+                fn()
+            ts.append((clock() - t0) / inner)
+        out[f"{rows}x{k}"] = ts
+    return out
+
+
+def compare(args, variants) -> None:
+    """Alternating child processes, one per (variant, round): variants = [(label, env)]."""
+    times = {label: {} for label, _ in variants}
+    for _ in range(args.rounds):
+        for label, extra in variants:
+            cmd = [sys.executable, os.path.abspath(__file__), "--times-json", "--shapes",
+                   args.shapes, "--reps", str(args.reps), "--clock", args.clock]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            res = subprocess.run(cmd, env=dict(os.environ, **extra), capture_output=True,
+                                 text=True, check=True)
+            for shape, ts in json.loads(res.stdout.strip().splitlines()[-1]).items():
+                times[label].setdefault(shape, []).extend(ts)
+    (old, _), (new, _) = variants
+    print(f"| shape | {old} median ms | {new} median ms | {new} / {old} |")
+    print("|---|---:|---:|---:|")
+    for shape in times[old]:
+        a, b = statistics.median(times[old][shape]), statistics.median(times[new][shape])
+        print(f"| {shape} | {a * 1e3:.3f} | {b * 1e3:.3f} | {b / a:.3f} |")
+    print(f"\n# {args.rounds} rounds x {args.reps} samples per variant, {args.clock} clock; "
+          f"load average {os.getloadavg()[0]:.1f} (end)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=7)
@@ -199,6 +259,15 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--no-authors", action="store_true", help="skip the authors' redge package")
     p.add_argument("--memory-json", action="store_true", help=argparse.SUPPRESS)  # the child's mode
+    p.add_argument("--times-json", action="store_true", help=argparse.SUPPRESS)  # the child's mode
+    p.add_argument("--compare-extension", metavar="OLD_SO",
+                   help="before / after: an older build of redge_kernels/_C against the current one")
+    p.add_argument("--compare-capabilities", metavar="A,B",
+                   help="two kernel sets of the current build, e.g. avx2,avx512")
+    p.add_argument("--rounds", type=int, default=6, help="alternations of the comparisons")
+    p.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                   help="comparisons: wall time, or the calling thread's CPU time (with --threads 1: "
+                        "robust to other processes taking the cores)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -224,6 +293,18 @@ def main(argv=None):
           f"load average {os.getloadavg()[0]:.1f} (start), reps {args.reps}")
     print(f"# ReDGE hard, n_steps={N_STEPS}, t_1={T_1}, fp32, forward + backward (y.backward(g))\n")
     shapes = [tuple(int(v) for v in shape.lower().split("x")) for shape in args.shapes.split(",")]
+    if args.times_json:
+        clock = time.thread_time if args.clock == "thread" else time.perf_counter
+        print(json.dumps(ours_times(shapes, args.reps, clock)))
+        return
+    if args.compare_extension:
+        compare(args, [("old", {"REDGE_KERNELS_BENCH_EXTENSION": os.path.abspath(args.compare_extension)}),
+                       ("new", {})])
+        return
+    if args.compare_capabilities:
+        a, b = args.compare_capabilities.split(",")
+        compare(args, [(a, {"ATEN_CPU_CAPABILITY": a}), (b, {"ATEN_CPU_CAPABILITY": b})])
+        return
     if args.memory_json:
         print(json.dumps(memory_peaks(shapes, with_authors)))
         return

@@ -128,7 +128,22 @@ inline V redge_max_step1(const V& r, const V& gD, const V& onehot, const V& p) {
   return V(0.5) * (r + gD * (onehot - p));
 }
 
-/// ReinMax p1 = (softmax(phi / tau) + D) / 2, given e = exp(phi / tau - m) and its sum.
+/// Gumbel-Softmax logit (phi + G - m) / tau, m the row max of the scores phi + G: the max is
+/// taken before dividing by tau (softmax is shift invariant), so that finite logits near the
+/// float limit do not overflow for tau < 1. The row max of these logits is 0.
+template <typename V>
+inline V gumbel_logit(const V& score, const V& m, const V& tau) {
+  return (score - m) / tau;
+}
+
+/// ReinMax tempered logit (phi - m) / tau, m the row max of phi (stats slot 0): as gumbel_logit,
+/// shifted before dividing by tau; the row max is 0.
+template <typename V>
+inline V reinmax_tempered(const V& phi, const V& m, const V& tau) {
+  return (phi - m) / tau;
+}
+
+/// ReinMax p1 = (softmax(phi / tau) + D) / 2, given e = exp(reinmax_tempered) and its sum.
 template <typename V>
 inline V reinmax_p1(const V& e, const V& sum, const V& onehot) {
   return V(0.5) * (e / sum + onehot);

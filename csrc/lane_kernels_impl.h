@@ -332,31 +332,23 @@ struct BlockNoise {
 };
 
 /// Writes the pairs (m[i], s[i]) of lanes i < nv to dst + i * row_stride (a stats slot of
-/// consecutive rows). AVX2 float: the pairs are interleaved in registers and stored 8 bytes at
-/// a time.
+/// consecutive rows). Float: the pairs are interleaved in registers and stored 8 bytes at a time.
 template <typename T, int NV>
 void store_pairs(const Lanes<T, NV>& m, const Lanes<T, NV>& s, T* dst, int64_t row_stride,
                  int64_t nv) {
   constexpr int VL = Lanes<T, NV>::kVL;
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && VL == 8) {
     for (int p = 0; p < NV; ++p) {
-      // unpacklo: pairs of lanes 0, 1, 4, 5; unpackhi: lanes 2, 3, 6, 7 (as 64-bit units).
       alignas(32) uint64_t w[8];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(w),
-                         _mm256_castps_si256(_mm256_unpacklo_ps(m.v[p], s.v[p])));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(w + 4),
-                         _mm256_castps_si256(_mm256_unpackhi_ps(m.v[p], s.v[p])));
-      constexpr int src_of_lane[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+      interleave_pairs8(m.v[p], s.v[p], w);
       for (int q = 0; q < VL; ++q) {
         const int64_t i = p * VL + q;
         if (i >= nv) return;
-        std::memcpy(dst + i * row_stride, w + src_of_lane[q], sizeof(uint64_t));
+        std::memcpy(dst + i * row_stride, w + q, sizeof(uint64_t));
       }
     }
     return;
   }
-#endif
   alignas(64) T tm[NV * VL], ts[NV * VL];
   m.store(tm);
   s.store(ts);
@@ -371,24 +363,17 @@ void store_pairs(const Lanes<T, NV>& m, const Lanes<T, NV>& s, T* dst, int64_t r
 template <typename T, int NV>
 void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, Lanes<T, NV>& s) {
   constexpr int VL = Lanes<T, NV>::kVL;
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, float> && VL == 8) {
     for (int p = 0; p < NV; ++p) {
-      // The pairs as 64-bit words in registers (no store-to-load forwarding through memory):
-      // lo = pairs of lanes 0, 1 | 4, 5 and hi = 2, 3 | 6, 7, as store_pairs' unpacklo / hi.
-      long long u[8];
+      uint64_t u[8];
       for (int q = 0; q < VL; ++q) {
         const int64_t i = p * VL + q;
-        std::memcpy(u + q, src + (i < nv ? i : 0) * row_stride, sizeof(long long));
+        std::memcpy(u + q, src + (i < nv ? i : 0) * row_stride, sizeof(uint64_t));
       }
-      const __m256 lo = _mm256_castsi256_ps(_mm256_set_epi64x(u[5], u[4], u[1], u[0]));
-      const __m256 hi = _mm256_castsi256_ps(_mm256_set_epi64x(u[7], u[6], u[3], u[2]));
-      m.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-      s.v[p] = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+      deinterleave_pairs8(u, m.v[p], s.v[p]);
     }
     return;
   }
-#endif
   alignas(64) T tm[NV * VL], ts[NV * VL];
   for (int64_t i = 0; i < NV * VL; ++i) {
     const T* r = src + (i < nv ? i : 0) * row_stride;
@@ -399,181 +384,546 @@ void load_pairs(const T* src, int64_t row_stride, int64_t nv, Lanes<T, NV>& m, L
   s = Lanes<T, NV>::loadu(ts);
 }
 
+/// The per-lane running argmax of fwd_lanes: strict > over increasing j (the first maximum on
+/// ties, as the row kernels). A local of each pass (kept in registers).
+template <typename V>
+struct LaneArgmax {
+  using T = typename V::value_type;
+  V best = V(neg_inf<T>()), idx = V(T(-1));
+  void step(int64_t j, const V& score) {
+    const V gt = score > best;
+    best = V::blendv(best, score, gt);
+    idx = V::blendv(idx, V(static_cast<T>(j)), gt);
+  }
+};
+
+/// The scratch of fwd_lanes ([K][L] arrays; x, mu, lam: the chain) and the block's stats rows.
+template <typename V>
+struct LaneFwdBlock {
+  using T = typename V::value_type;
+  static constexpr int L = V::size();
+  const T* ph = nullptr;
+  T *E = nullptr, *G = nullptr, *x = nullptr, *mu = nullptr, *lam = nullptr;
+  T* st_rows = nullptr;  // stats of the block's rows (contiguous)
+  int n = 2;
+  int64_t nv = L;
+
+  void put_stats(int k, const V& m, const V& s) const {
+    store_pairs(m, s, st_rows + 2 * k, 2 * n, nv);
+  }
+};
+
+/// st, gumbel, reinmax on a block: slot 0 and the sampled index (*idx); returns the soft output's
+/// sums.
+template <typename V>
+V fwd_lanes_baseline(bool gumbel, int64_t K, const V& tau, const LaneFwdBlock<V>& b, V* idx) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const T* const ph = b.ph;
+  const T* const G = b.G;
+  T* const E = b.E;
+  // l = phi (st, reinmax); gumbel: the scores phi + G first, then gumbel_logit (max 0).
+  V m(neg_inf<T>());
+  for (int64_t j = 0; j < K; ++j) {
+    const V l = gumbel ? V::loadu(ph + j * L) + V::loadu(G + j * L) : V::loadu(ph + j * L);
+    l.store(E + j * L);
+    m = vmax(m, l);
+  }
+  const V zero(T(0));
+  V s(T(0));
+  LaneArgmax<V> am;
+  for (int64_t j = 0; j < K; ++j) {
+    const V e = gumbel ? lexp(gumbel_logit(V::loadu(E + j * L), m, tau) - zero)
+                       : lexp(V::loadu(E + j * L) - m);
+    e.store(E + j * L);
+    s = s + e;
+    am.step(j, V::loadu(ph + j * L) + V::loadu(G + j * L));
+  }
+  b.put_stats(0, m, s);
+  *idx = am.idx;
+  return s;
+}
+
+/// The DDIM chain on a block: slots 0 (cov), 1..n-1 and the sampled index (*idx); returns the
+/// sums s_1.
+template <typename V>
+V fwd_lanes_chain(const RowArgs& a, int64_t K, const LaneFwdBlock<V>& b, V* idx) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int n = a.n_steps;
+  const bool cov = a.method == kReDGECov;
+  const T* co = a.coefs_as<T>();
+  const T* const ph = b.ph;
+  T* const E = b.E;
+  T* const x = b.x;
+  T* const mu = b.mu;
+  T* const lam = b.lam;
+  if (cov) {
+    // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v,
+    // x = mu + sqrt(v) z
+    V m0(neg_inf<T>());
+    for (int64_t j = 0; j < K; ++j) m0 = vmax(m0, V::loadu(ph + j * L));
+    V s0(T(0));
+    for (int64_t j = 0; j < K; ++j) {
+      const V e = lexp(V::loadu(ph + j * L) - m0);
+      e.store(E + j * L);
+      s0 = s0 + e;
+    }
+    b.put_stats(0, m0, s0);
+    const V one(T(1)), vmin(static_cast<T>(kVMin));
+    for (int64_t j = 0; j < K; ++j) {
+      const V p = V::loadu(E + j * L) / s0;
+      const V v = cov_variance(p, vmin);
+      p.store(mu + j * L);
+      (one / v).store(lam + j * L);
+      cov_x_init(p, v, V::loadu(x + j * L)).store(x + j * L);
+    }
+  }
+  auto logit = [&](int k, int64_t j) {  // l_k of column j (x holds x_k)
+    const StepCoefs<V> sk = step_coefs<V>(co, k);
+    const V muj = cov ? V::loadu(mu + j * L) : V(T(0)), lamj = cov ? V::loadu(lam + j * L) : V(T(0));
+    return chain_logit(cov, V::loadu(ph + j * L), sk, muj, lamj, V::loadu(x + j * L));
+  };
+  V m(neg_inf<T>());
+  for (int64_t j = 0; j < K; ++j) {
+    const V l = logit(n - 1, j);
+    l.store(E + j * L);
+    m = vmax(m, l);
+  }
+  V soft_s(T(1));
+  for (int k = n - 1; k >= 1; --k) {
+    V s(T(0));
+    for (int64_t j = 0; j < K; ++j) {
+      const V e = lexp(V::loadu(E + j * L) - m);
+      e.store(E + j * L);
+      s = s + e;
+    }
+    b.put_stats(k, m, s);
+    soft_s = s;
+    if (k == 1) break;
+    // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
+    const V inv(V(T(1)) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+    m = V(neg_inf<T>());
+    for (int64_t j = 0; j < K; ++j) {
+      const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j * L), inv), bk, V::loadu(x + j * L));
+      xn.store(x + j * L);
+      const V l = logit(k - 1, j);
+      l.store(E + j * L);  // E now holds l_{k-1} (exponentiated in the next step)
+      m = vmax(m, l);
+    }
+  }
+  // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
+  LaneArgmax<V> am;
+  const T* const G = b.G;
+  for (int64_t j = 0; j < K; ++j) am.step(j, logit(1, j) + V::loadu(G + j * L));
+  *idx = am.idx;
+  return soft_s;
+}
+
+/// The block's outputs: stats of the rows that are not normal, index, y (one-hot or E / soft_s).
+template <typename V, typename scalar_t>
+void fwd_lanes_outputs(const RowArgs& a, int64_t r0, const RowKind* kind, const V& idx,
+                       const V& soft_s, const LaneFwdBlock<V>& b) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int64_t K = a.K, nv = b.nv;
+  const int n = a.n_steps;
+  T* stats = a.stats_as<T>();
+  auto* y = static_cast<scalar_t*>(a.y);
+  alignas(64) T lane_buf[L];
+  idx.store(lane_buf);
+  for (int64_t i = 0; i < nv; ++i) {
+    const int64_t r = r0 + i;
+    T* st = stats + r * n * 2;
+    if (kind[i] == kPoisonedRow) {
+      std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
+      a.index[r] = -1;
+    } else if (kind[i] == kEmptyRow) {
+      std::fill(st, st + 2 * n, T(0));
+      a.index[r] = -1;
+    } else {
+      a.index[r] = static_cast<int64_t>(lane_buf[i]);
+    }
+  }
+  if (y == nullptr) return;  // write_y false: stats and index only
+  if (a.one_hot_out()) {
+    fill_row(y + r0 * K, nv * K, 0.0);  // the block's rows are contiguous in y
+    for (int64_t i = 0; i < nv; ++i) {
+      scalar_t* row = y + (r0 + i) * K;
+      if (kind[i] == kNormalRow) {
+        row[static_cast<int64_t>(lane_buf[i])] = static_cast<scalar_t>(1.0);
+      } else if (kind[i] == kPoisonedRow) {
+        fill_row(row, K, std::numeric_limits<double>::quiet_NaN());
+      }
+    }
+  } else {
+    T* const E = b.E;
+    const V inv(V(T(1)) / soft_s);
+    for (int64_t j = 0; j < K; ++j) (V::loadu(E + j * L) * inv).store(E + j * L);
+    store_block<L, scalar_t, T>(E, K, r0, nv, kind, y);
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Forward (lanes): the math of fwd_rows, per lane.
 //   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
-//   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+//   gumbel      : s = softmax((phi + G - m) / tau), m = max(phi + G) (slot 0: m, the sum),
+//                 i = argmax(phi + G)
 //   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
 //                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
 //                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
 //                   x_{k-1} = a_k p_k + b_k x_k;   i = argmax(l_1 + G)
 //   y = one_hot(i) when hard (always for reinmax, redge_max), else the soft sample.
-// Row max m = max_j l_j and s = sum_j exp(l_j - m) run elementwise across the column loop;
-// argmax: strict > over increasing j (the first maximum on ties, as the row kernels).
+// Row max m = max_j l_j and s = sum_j exp(l_j - m) run elementwise across the column loop.
+// Passes: fwd_lanes_baseline or fwd_lanes_chain, then fwd_lanes_outputs.
 // ------------------------------------------------------------------------------------------------
 template <typename scalar_t, typename T, int NV>
 void fwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   using V = Lanes<T, NV>;
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
-  const int n = a.n_steps, method = a.method;
-  const bool chain = a.chain(), cov = method == kReDGECov, one_hot_out = a.one_hot_out();
-  const T* co = a.coefs_as<T>();
+  const int n = a.n_steps;
+  const bool chain = a.chain();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
-  auto* y = static_cast<scalar_t*>(a.y);
   T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
 
   // Scratch, [K][L] each: ph, E, G, x, mu, lam.
   std::vector<T> buf(static_cast<size_t>(6 * KL));
-  T* ph = buf.data();
-  T* E = ph + KL;
-  T* G = E + KL;
-  T* x = G + KL;
-  T* mu = x + KL;
-  T* lam = mu + KL;
+  T* const ph = buf.data();
+  LaneFwdBlock<V> b;
+  b.ph = ph;
+  b.E = ph + KL;
+  b.G = b.E + KL;
+  b.x = b.G + KL;
+  b.mu = b.x + KL;
+  b.lam = b.mu + KL;
+  b.n = n;
   BlockNoise<V, T> noise(K, a.key0, a.key1, chain, true, a.row_start);
-  alignas(64) T lane_buf[L];
   RowKind kind[L];
 
   for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
     load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
-    noise.get(r0, e, x, G);
+    noise.get(r0, e, b.x, b.G);
     // Stats of the block's rows (contiguous): slots a method does not define stay 0; the slots
     // of rows that are not normal are rewritten at the end.
     T* const st_rows = stats + r0 * n * 2;
     std::fill(st_rows, st_rows + nv * n * 2, T(0));
-    auto put_stats = [&](int k, const V& m, const V& s) {
-      store_pairs<T, NV>(m, s, st_rows + 2 * k, 2 * n, nv);
-    };
-    V soft_s(T(1));  // the soft output is E / soft_s
-    V best(neg_inf<T>()), idx(T(-1));
-    auto argmax_step = [&](int64_t j, const V& score) {
-      const V gt = score > best;
-      best = V::blendv(best, score, gt);
-      idx = V::blendv(idx, V(static_cast<T>(j)), gt);
-    };
-
-    if (!chain) {
-      V m(neg_inf<T>());
-      for (int64_t j = 0; j < K; ++j) {
-        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(G + j * L)) / tau
-                                      : V::loadu(ph + j * L);
-        l.store(E + j * L);
-        m = vmax(m, l);
-      }
-      V s(T(0));
-      for (int64_t j = 0; j < K; ++j) {
-        const V e = lexp(V::loadu(E + j * L) - m);
-        e.store(E + j * L);
-        s = s + e;
-        argmax_step(j, V::loadu(ph + j * L) + V::loadu(G + j * L));
-      }
-      put_stats(0, m, s);
-      soft_s = s;
-    } else {
-      if (cov) {
-        // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v,
-        // x = mu + sqrt(v) z
-        V m0(neg_inf<T>());
-        for (int64_t j = 0; j < K; ++j) m0 = vmax(m0, V::loadu(ph + j * L));
-        V s0(T(0));
-        for (int64_t j = 0; j < K; ++j) {
-          const V e = lexp(V::loadu(ph + j * L) - m0);
-          e.store(E + j * L);
-          s0 = s0 + e;
-        }
-        put_stats(0, m0, s0);
-        const V one(T(1)), vmin(static_cast<T>(kVMin));
-        for (int64_t j = 0; j < K; ++j) {
-          const V p = V::loadu(E + j * L) / s0;
-          const V v = cov_variance(p, vmin);
-          p.store(mu + j * L);
-          (one / v).store(lam + j * L);
-          cov_x_init(p, v, V::loadu(x + j * L)).store(x + j * L);
-        }
-      }
-      auto logit = [&](int k, int64_t j) {  // l_k of column j (x holds x_k)
-        const StepCoefs<V> sk = step_coefs<V>(co, k);
-        const V muj = cov ? V::loadu(mu + j * L) : V(T(0)), lamj = cov ? V::loadu(lam + j * L) : V(T(0));
-        return chain_logit(cov, V::loadu(ph + j * L), sk, muj, lamj, V::loadu(x + j * L));
-      };
-      V m(neg_inf<T>());
-      for (int64_t j = 0; j < K; ++j) {
-        const V l = logit(n - 1, j);
-        l.store(E + j * L);
-        m = vmax(m, l);
-      }
-      for (int k = n - 1; k >= 1; --k) {
-        V s(T(0));
-        for (int64_t j = 0; j < K; ++j) {
-          const V e = lexp(V::loadu(E + j * L) - m);
-          e.store(E + j * L);
-          s = s + e;
-        }
-        put_stats(k, m, s);
-        soft_s = s;
-        if (k == 1) break;
-        // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
-        const V inv(V(T(1)) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
-        m = V(neg_inf<T>());
-        for (int64_t j = 0; j < K; ++j) {
-          const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j * L), inv), bk, V::loadu(x + j * L));
-          xn.store(x + j * L);
-          const V l = logit(k - 1, j);
-          l.store(E + j * L);  // E now holds l_{k-1} (exponentiated in the next step)
-          m = vmax(m, l);
-        }
-      }
-      // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
-      for (int64_t j = 0; j < K; ++j) argmax_step(j, logit(1, j) + V::loadu(G + j * L));
-    }
-
-    // Outputs: stats [R, n, 2], index, y.
-    idx.store(lane_buf);
-    for (int64_t i = 0; i < nv; ++i) {
-      const int64_t r = r0 + i;
-      T* st = stats + r * n * 2;
-      if (kind[i] == kPoisonedRow) {
-        std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
-        a.index[r] = -1;
-      } else if (kind[i] == kEmptyRow) {
-        std::fill(st, st + 2 * n, T(0));
-        a.index[r] = -1;
-      } else {
-        a.index[r] = static_cast<int64_t>(lane_buf[i]);
-      }
-    }
-    if (y == nullptr) return;  // write_y false: stats and index only
-    if (one_hot_out) {
-      fill_row(y + r0 * K, nv * K, 0.0);  // the block's rows are contiguous in y
-      for (int64_t i = 0; i < nv; ++i) {
-        scalar_t* row = y + (r0 + i) * K;
-        if (kind[i] == kNormalRow) {
-          row[static_cast<int64_t>(lane_buf[i])] = static_cast<scalar_t>(1.0);
-        } else if (kind[i] == kPoisonedRow) {
-          fill_row(row, K, std::numeric_limits<double>::quiet_NaN());
-        }
-      }
-    } else {
-      const V inv(V(T(1)) / soft_s);
-      for (int64_t j = 0; j < K; ++j) (V::loadu(E + j * L) * inv).store(E + j * L);
-      store_block<L, scalar_t, T>(E, K, r0, nv, kind, y);
-    }
+    b.st_rows = st_rows;
+    b.nv = nv;
+    V idx;
+    const V soft_s = chain ? fwd_lanes_chain<V>(a, K, b, &idx)
+                           : fwd_lanes_baseline<V>(a.method == kGumbel, K, tau, b, &idx);
+    fwd_lanes_outputs<V, scalar_t>(a, r0, kind, idx, soft_s, b);
   });
+}
+
+/// The scratch of bwd_lanes: [K][L] arrays (P, X: n - 1 each), the block's per-lane stats
+/// [n][(m, s or 1/s)][L] and index.
+template <typename V>
+struct LaneBwdBlock {
+  using T = typename V::value_type;
+  static constexpr int L = V::size();
+  int64_t KL = 0;
+  T *ph = nullptr, *g = nullptr, *out = nullptr, *E = nullptr, *A = nullptr, *gx = nullptr;
+  T *mu = nullptr, *lam = nullptr, *z = nullptr, *glam = nullptr, *gmu = nullptr;
+  T* P = nullptr;   // P + (k - 1) KL holds p_k
+  T* X = nullptr;   // cov: X + (k - 1) KL holds x_k
+  T* st = nullptr;  // [n][(m, s)][L]
+  V idx;            // the sampled index per lane (-1: not a normal row)
+
+  T* Pk(int k) const { return P + (k - 1) * KL; }
+  T* Xk(int k) const { return X + (k - 1) * KL; }
+  V Mk(int k) const { return V::loadu(st + (2 * k) * L); }
+  V Sk(int k) const { return V::loadu(st + (2 * k + 1) * L); }  // s (or 1/s)
+};
+
+/// Per lane: 1 where the lane's index idx is j, else 0.
+template <typename V>
+inline V lane_one_hot(const V& idx, int64_t j) {
+  using T = typename V::value_type;
+  return V::blendv(V(T(0)), V(T(1)), idx == V(static_cast<T>(j)));
+}
+
+/// The per-lane stats and index of block r0 into b.st / b.idx; lanes that are not normal rows
+/// get (m, s) = (0, 1) and index -1. The chain keeps 1/s_k (k >= 1), as bwd_rows.
+template <typename V>
+void bwd_lanes_stats(const RowArgs& a, int64_t r0, int64_t nv, const RowKind* kind,
+                     LaneBwdBlock<V>& b) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int n = a.n_steps;
+  const bool chain = a.chain();
+  const V zero(T(0)), one(T(1));
+  alignas(64) T keep[L];
+  alignas(64) T lane_buf[L];
+  bool all_normal = true;
+  for (int64_t i = 0; i < L; ++i) {
+    const bool ok = kind[i] == kNormalRow;
+    all_normal &= ok;
+    keep[i] = ok ? T(1) : T(0);
+    lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
+  }
+  const V keep_mask = all_normal ? V(T(1)) : V::loadu(keep) == one;
+  const T* sbase = a.stats_as<T>() + r0 * n * 2;
+  for (int k = 0; k < n; ++k) {
+    V mk, sk;
+    load_pairs(sbase + 2 * k, 2 * n, nv, mk, sk);
+    if (!all_normal) {
+      mk = V::blendv(zero, mk, keep_mask);
+      sk = V::blendv(one, sk, keep_mask);
+    }
+    if (chain && k >= 1) sk = one / sk;
+    mk.store(b.st + (2 * k) * L);
+    sk.store(b.st + (2 * k + 1) * L);
+  }
+  b.idx = V::loadu(lane_buf);
+}
+
+/// st, gumbel on a block: gphi = p (g - <g, p>) [/ tau].
+template <typename V>
+void bwd_lanes_softmax(bool gumbel, int64_t K, const V& tau, const LaneBwdBlock<V>& b) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int64_t KL = b.KL;
+  const T *const ph = b.ph, *const g = b.g, *const A = b.A;
+  T* const E = b.E;
+  T* const out = b.out;
+  const V zero(T(0));
+  // p = exp(l - m) / s, l = phi (st); gumbel: p = exp(l) / s, l = gumbel_logit(phi + G, m)
+  // (max 0, as the forward); gphi = p (g - <g, p>) [/ tau]
+  const V m = b.Mk(0), s = b.Sk(0);
+  V dot = zero;
+  for (int64_t j = 0; j < K; ++j) {
+    const V p = gumbel
+                    ? lexp(gumbel_logit(V::loadu(ph + j * L) + V::loadu(A + j * L), m, tau) - zero) / s
+                    : lexp(V::loadu(ph + j * L) - m) / s;
+    p.store(E + j * L);
+    dot = dot + V::loadu(g + j * L) * p;
+  }
+  for (int64_t j = 0; j < KL; j += L) {
+    V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
+    if (gumbel) rj = rj / tau;
+    rj.store(out + j);
+  }
+}
+
+/// reinmax on a block.
+template <typename V>
+void bwd_lanes_reinmax(int64_t K, const V& tau, const LaneBwdBlock<V>& b) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int64_t KL = b.KL;
+  const T *const ph = b.ph, *const g = b.g;
+  T* const E = b.E;
+  T* const A = b.A;
+  T* const out = b.out;
+  const V zero(T(0)), one(T(1)), two(T(2)), ninf(neg_inf<T>());
+  // softmax(phi / tau) recomputed from reinmax_tempered(phi, m0), m0 = max(phi) (slot 0,
+  // max 0), p0 = softmax(phi) from slot 0.
+  const V m0 = b.Mk(0), s0 = b.Sk(0), mhalf(T(-0.5)), idx = b.idx;
+  V st_sum = zero;
+  for (int64_t j = 0; j < KL; j += L) {
+    const V e = lexp(reinmax_tempered(V::loadu(ph + j), m0, tau) - zero);
+    e.store(E + j);
+    st_sum = st_sum + e;
+  }
+  V su = zero, sw = zero, cnt = zero;
+  for (int64_t j = 0; j < K; ++j) {
+    const V p0 = lexp(V::loadu(ph + j * L) - m0) / s0;
+    const V p1 = reinmax_p1(V::loadu(E + j * L), st_sum, lane_one_hot(idx, j));
+    const V gj = V::loadu(g + j * L);
+    su = su + (two * gj) * p1;
+    sw = sw + (mhalf * gj) * p0;
+    p0.store(A + j * L);
+    p1.store(E + j * L);
+    cnt = cnt + V::blendv(zero, one, V::loadu(ph + j * L) != ninf);
+  }
+  V tot = zero;
+  for (int64_t j = 0; j < KL; j += L) {
+    const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
+    const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, su, sw), V::loadu(ph + j) != ninf);
+    gv.store(out + j);
+    tot = tot + gv;
+  }
+  const V mean = tot / cnt;
+  for (int64_t j = 0; j < KL; j += L) {
+    V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
+  }
+}
+
+/// Chain backward (lanes), pass 1: recompute x_k, p_k (k = n-1..1) column by column from z and
+/// the stats; *dot = <g, p_1>, *gidx = g[i] per lane.
+template <typename V, typename T>
+void bwd_lanes_recompute(int n, bool cov, const T* co, const LaneBwdBlock<V>& b, V* dot_out,
+                         V* gidx_out) {
+  constexpr int L = V::size();
+  const int64_t KL = b.KL;
+  const T *const ph = b.ph, *const g = b.g, *const mu = b.mu, *const lam = b.lam, *const z = b.z;
+  const V zero(T(0)), vmin(static_cast<T>(kVMin));
+  const V idx = b.idx;
+  auto logit = [&](int k, int64_t j, const V& xv) {
+    const StepCoefs<V> sk = step_coefs<V>(co, k);
+    const V muj = cov ? V::loadu(mu + j) : zero, lamj = cov ? V::loadu(lam + j) : zero;
+    return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, xv);
+  };
+  auto x_init = [&](int64_t j) {  // x_{n-1} of column block j
+    V xv = V::loadu(z + j);
+    if (cov) {
+      const V p = V::loadu(mu + j);
+      xv = cov_x_init(p, cov_variance(p, vmin), xv);
+    }
+    return xv;
+  };
+  V dot = zero, gidx = zero;
+  auto finish_col = [&](int64_t j, const V& p1) {  // <g, p_1> and g[i], in column order
+    const V gj = V::loadu(g + j);
+    dot = dot + gj * p1;
+    gidx = V::blendv(gidx, gj, idx == V(static_cast<T>(j / L)));
+  };
+  // The chain of one column is a long dependency (n-1 exps): columns are taken kU at a time
+  // so that their chains overlap (same operations per element).
+  constexpr int kU = V::size() / V::kVL == 1 ? 4 : 2;
+  int64_t j0 = 0;
+  for (; j0 + kU * L <= KL; j0 += kU * L) {
+    V xs[kU], ps[kU];
+    for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
+    for (int k = n - 1; k >= 1; --k) {
+      const V mk = b.Mk(k), ik = b.Sk(k);
+      for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(lexp(logit(k, j0 + u * L, xs[u]) - mk), ik);
+      for (int u = 0; u < kU; ++u) ps[u].store(b.Pk(k) + j0 + u * L);
+      if (cov) {
+        for (int u = 0; u < kU; ++u) xs[u].store(b.Xk(k) + j0 + u * L);
+      }
+      if (k > 1) {
+        const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+        for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
+      }
+    }
+    for (int u = 0; u < kU; ++u) finish_col(j0 + u * L, ps[u]);
+  }
+  for (int64_t j = j0; j < KL; j += L) {
+    V xv = x_init(j);
+    V p;
+    for (int k = n - 1; k >= 1; --k) {
+      p = softmax_prob(lexp(logit(k, j, xv) - b.Mk(k)), b.Sk(k));
+      p.store(b.Pk(k) + j);
+      if (cov) xv.store(b.Xk(k) + j);
+      if (k > 1) xv = ddim_step(V(co[k * 5 + kCoefA]), p, V(co[k * 5 + kCoefB]), xv);
+    }
+    finish_col(j, p);
+  }
+  *dot_out = dot;
+  *gidx_out = gidx;
+}
+
+/// Chain backward (lanes), steps 1 .. n-1 (as bwd_chain_grad of the rows):
+/// step 1 r = p_1 (g - <g, p_1>), gD = <g, D> (redge_max); then per step gp = a_k gx,
+/// r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx (cov: c_k lam r, glam, gmu).
+template <typename V, typename T>
+void bwd_lanes_steps(int n, bool cov, bool is_max, const T* co, V dot, const V& gD,
+                     const LaneBwdBlock<V>& b) {
+  constexpr int L = V::size();
+  const int64_t KL = b.KL;
+  const T *const g = b.g, *const mu = b.mu, *const lam = b.lam;
+  T *const out = b.out, *const gx = b.gx, *const glam = b.glam, *const gmu = b.gmu;
+  const V zero(T(0)), idx = b.idx;
+  {
+    const StepCoefs<V> s1 = step_coefs<V>(co, 1);
+    const T* const p1 = b.Pk(1);
+    const T* const p2 = n > 2 ? b.Pk(2) : nullptr;
+    const V a2(n > 2 ? co[2 * 5 + kCoefA] : T(0));
+    V dn = zero;
+    for (int64_t j = 0; j < KL; j += L) {
+      const V p = V::loadu(p1 + j);
+      const V rv = softmax_bwd(p, V::loadu(g + j), dot);
+      if (is_max) {
+        redge_max_step1(rv, gD, lane_one_hot(idx, j / L), p).store(out + j);
+      } else {
+        rv.store(out + j);
+      }
+      const V lv = cov ? V::loadu(lam + j) : zero;
+      const V gxv = chain_gx1(cov, s1.c, lv, rv);
+      if (cov) {
+        cov_glam_term(s1, rv, V::loadu(b.Xk(1) + j), V::loadu(mu + j)).store(glam + j);
+        cov_gmu_term(s1, lv, rv).store(gmu + j);
+      }
+      gxv.store(gx + j);
+      if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
+    }
+    dot = dn;
+  }
+  for (int k = 2; k <= n - 1; ++k) {
+    const StepCoefs<V> sc = step_coefs<V>(co, k);
+    const bool has_next = k + 1 <= n - 1;
+    const T* const pk = b.Pk(k);
+    const T* const pn = has_next ? b.Pk(k + 1) : nullptr;
+    const V an(has_next ? co[(k + 1) * 5 + kCoefA] : T(0));
+    V dn = zero;
+    for (int64_t j = 0; j < KL; j += L) {
+      const V gxo = V::loadu(gx + j);
+      const V rv = softmax_bwd(V::loadu(pk + j), sc.a * gxo, dot);
+      (V::loadu(out + j) + rv).store(out + j);
+      const V lv = cov ? V::loadu(lam + j) : zero;
+      const V gxv = chain_gx(cov, sc.c, lv, rv, sc.b, gxo);
+      if (cov) {
+        const V mj = V::loadu(mu + j);
+        (V::loadu(glam + j) + cov_glam_term(sc, rv, V::loadu(b.Xk(k) + j), mj)).store(glam + j);
+        (V::loadu(gmu + j) + cov_gmu_term(sc, lv, rv)).store(gmu + j);
+      }
+      gxv.store(gx + j);
+      if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
+    }
+    dot = dn;
+  }
+}
+
+/// The DDIM chain (lanes): z, mu and lam (cov), then bwd_lanes_recompute, bwd_lanes_steps and
+/// for cov the paths through mu = p and v = max(p (1 - p), V_MIN).
+template <typename V>
+void bwd_lanes_chain(const RowArgs& a, int64_t r0, int64_t e, BlockNoise<V, typename V::value_type>& noise,
+                     const LaneBwdBlock<V>& b) {
+  using T = typename V::value_type;
+  constexpr int L = V::size();
+  const int64_t KL = b.KL;
+  const bool cov = a.method == kReDGECov;
+  const V one(T(1)), vmin(static_cast<T>(kVMin));
+  noise.get(r0, e, b.z, nullptr);
+  if (cov) {
+    const V m0 = b.Mk(0), s0 = b.Sk(0);
+    for (int64_t j = 0; j < KL; j += L) {
+      const V p = lexp(V::loadu(b.ph + j) - m0) / s0;
+      const V v = cov_variance(p, vmin);
+      p.store(b.mu + j);
+      (one / v).store(b.lam + j);
+    }
+  }
+  const int n = a.n_steps;
+  const T* co = a.coefs_as<T>();
+  V dot, gidx;
+  bwd_lanes_recompute<V, T>(n, cov, co, b, &dot, &gidx);
+  // <g, D> = g[i] - <g, p_1> (redge_max)
+  bwd_lanes_steps<V, T>(n, cov, a.method == kReDGEMax, co, dot, gidx - dot, b);
+  if (cov) {
+    // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
+    const V dp = cov_base_grad_pass<V>(KL, b.mu, b.lam, b.gx, b.z, b.glam, b.gmu, vmin);
+    softmax_bwd_add_pass<V>(KL, b.mu, b.gmu, dp, b.out);
+  }
 }
 
 // ------------------------------------------------------------------------------------------------
 // Backward (lanes): the math of bwd_rows, per lane, from the saved stats (p = exp(l - m) / s).
 //   st      : gphi = p (g - <g, p>)
-//   gumbel  : gphi = s (g - <g, s>) / tau
-//   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
-//             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
+//   gumbel  : gphi = s (g - <g, s>) / tau, s = exp((phi + G - m) / tau) / sum (slot 0: m, sum)
+//   reinmax : p1 = (softmax(phi / tau) + D) / 2 (phi shifted by max(phi) before / tau);
+//             u = 2 g p1, u -= p1 sum(u); w = -g/2 p0, w -= p0 sum(w); gphi = u + w centred
+//             over the unmasked entries (masked: 0)
 //   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
 //             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
 //   redge_max: as redge, but step 1 adds 1/2 (r + <g, D> D), D = one_hot(i) - p_1, to gphi
 //   redge_cov: as redge with c_k lam in place of c_k, plus the paths through mu = p and
 //             v = max(p (1 - p), V_MIN) (see bwd_rows).
+// Passes: bwd_lanes_stats, then bwd_lanes_softmax, bwd_lanes_reinmax or bwd_lanes_chain.
 // ------------------------------------------------------------------------------------------------
 template <typename scalar_t, typename T, int NV>
 void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
@@ -581,248 +931,48 @@ void bwd_lanes(const RowArgs& a, int64_t rb, int64_t re) {
   constexpr int L = V::size();
   const int64_t K = a.K, KL = K * L;
   const int n = a.n_steps, method = a.method;
-  const bool chain = a.chain(), cov = method == kReDGECov;
-  const T* co = a.coefs_as<T>();
+  const bool chain = a.chain();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   const auto* gy = static_cast<const scalar_t*>(a.grad_y);
   auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
-  const T* stats = a.stats_as<T>();
   const V tau(static_cast<T>(a.tau));
-  const V zero(T(0)), one(T(1)), half(T(0.5)), two(T(2)), vmin(static_cast<T>(kVMin));
-  const V ninf(neg_inf<T>());
 
   // Scratch, [K][L] each: ph, g, out, E, A, gx, mu, lam, z, glam, gmu, P[1..n-1], X[1..n-1].
   const int64_t n_arrays = 11 + (chain ? 2 * (n - 1) : 0);
   std::vector<T> buf(static_cast<size_t>(n_arrays * KL));
-  T* ph = buf.data();
-  T* g = ph + KL;
-  T* out = g + KL;
-  T* E = out + KL;
-  T* A = E + KL;
-  T* gx = A + KL;
-  T* mu = gx + KL;
-  T* lam = mu + KL;
-  T* z = lam + KL;
-  T* glam = z + KL;
-  T* gmu = glam + KL;
-  T* P = gmu + KL;                            // P + (k - 1) KL holds p_k
-  T* X = P + (chain ? (n - 1) * KL : 0);      // cov: X + (k - 1) KL holds x_k
-  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel, a.row_start);
-  auto Pk = [&](int k) { return P + (k - 1) * KL; };
-  auto Xk = [&](int k) { return X + (k - 1) * KL; };
   std::vector<T> st_blk(static_cast<size_t>(2 * n * L));  // [n][(m, 1/s)][L]
-  alignas(64) T lane_buf[L];
+  LaneBwdBlock<V> b;
+  b.KL = KL;
+  b.ph = buf.data();
+  b.g = b.ph + KL;
+  b.out = b.g + KL;
+  b.E = b.out + KL;
+  b.A = b.E + KL;
+  b.gx = b.A + KL;
+  b.mu = b.gx + KL;
+  b.lam = b.mu + KL;
+  b.z = b.lam + KL;
+  b.glam = b.z + KL;
+  b.gmu = b.glam + KL;
+  b.P = b.gmu + KL;
+  b.X = b.P + (chain ? (n - 1) * KL : 0);
+  b.st = st_blk.data();
+  BlockNoise<V, T> noise(K, a.key0, a.key1, chain, method == kGumbel, a.row_start);
   RowKind kind[L];
-  auto Mk = [&](int k) { return V::loadu(st_blk.data() + (2 * k) * L); };
-  auto Sk = [&](int k) { return V::loadu(st_blk.data() + (2 * k + 1) * L); };  // s (or 1/s)
 
   for_blocks<L>(a, rb, re, [&](int64_t r0, int64_t nv, int64_t e) {
-    load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, ph, kind);
-    load_block_plain<V, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, g);
-    // Per-lane stats [n][(m, s)][L] and index; lanes that are not normal rows get (m, s) = (0, 1)
-    // and index -1. The chain multiplies by 1/s_k (k >= 1), as bwd_rows.
-    alignas(64) T keep[L];
-    bool all_normal = true;
-    for (int64_t i = 0; i < L; ++i) {
-      const bool ok = kind[i] == kNormalRow;
-      all_normal &= ok;
-      keep[i] = ok ? T(1) : T(0);
-      lane_buf[i] = ok ? static_cast<T>(a.index[r0 + i]) : T(-1);
-    }
-    {
-      const V keep_mask = all_normal ? V(T(1)) : V::loadu(keep) == one;
-      const T* sbase = stats + r0 * n * 2;
-      for (int k = 0; k < n; ++k) {
-        V mk, sk;
-        load_pairs<T, NV>(sbase + 2 * k, 2 * n, nv, mk, sk);
-        if (!all_normal) {
-          mk = V::blendv(zero, mk, keep_mask);
-          sk = V::blendv(one, sk, keep_mask);
-        }
-        if (chain && k >= 1) sk = one / sk;
-        mk.store(st_blk.data() + (2 * k) * L);
-        sk.store(st_blk.data() + (2 * k + 1) * L);
-      }
-    }
-    const V idx = V::loadu(lane_buf);
-    auto one_hot = [&](int64_t j) { return V::blendv(zero, one, idx == V(static_cast<T>(j))); };
-
+    load_block<V, scalar_t, T>(phi, a.phi_stride0, a.phi_stride1, K, r0, nv, b.ph, kind);
+    load_block_plain<V, scalar_t, T>(gy, a.grad_stride0, a.grad_stride1, K, r0, nv, b.g);
+    bwd_lanes_stats<V>(a, r0, nv, kind, b);
     if (method == kST || method == kGumbel) {
-      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
-      if (method == kGumbel) noise.get(r0, e, nullptr, A);
-      const V m = Mk(0), s = Sk(0);
-      V dot = zero;
-      for (int64_t j = 0; j < K; ++j) {
-        const V l = method == kGumbel ? (V::loadu(ph + j * L) + V::loadu(A + j * L)) / tau
-                                      : V::loadu(ph + j * L);
-        const V p = lexp(l - m) / s;
-        p.store(E + j * L);
-        dot = dot + V::loadu(g + j * L) * p;
-      }
-      for (int64_t j = 0; j < KL; j += L) {
-        V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
-        if (method == kGumbel) rj = rj / tau;
-        rj.store(out + j);
-      }
+      if (method == kGumbel) noise.get(r0, e, nullptr, b.A);
+      bwd_lanes_softmax<V>(method == kGumbel, K, tau, b);
     } else if (method == kReinMax) {
-      // softmax(phi / tau) recomputed (max, sum), p0 = softmax(phi) from slot 0.
-      V mt = ninf;
-      for (int64_t j = 0; j < KL; j += L) {
-        const V l = V::loadu(ph + j) / tau;
-        l.store(E + j);
-        mt = vmax(mt, l);
-      }
-      V st_sum = zero;
-      for (int64_t j = 0; j < KL; j += L) {
-        const V e = lexp(V::loadu(E + j) - mt);
-        e.store(E + j);
-        st_sum = st_sum + e;
-      }
-      const V m0 = Mk(0), s0 = Sk(0), mhalf(T(-0.5));
-      V su = zero, sw = zero, cnt = zero;
-      for (int64_t j = 0; j < K; ++j) {
-        const V p0 = lexp(V::loadu(ph + j * L) - m0) / s0;
-        const V p1 = reinmax_p1(V::loadu(E + j * L), st_sum, one_hot(j));
-        const V gj = V::loadu(g + j * L);
-        su = su + (two * gj) * p1;
-        sw = sw + (mhalf * gj) * p0;
-        p0.store(A + j * L);
-        p1.store(E + j * L);
-        cnt = cnt + V::blendv(zero, one, V::loadu(ph + j * L) != ninf);
-      }
-      V tot = zero;
-      for (int64_t j = 0; j < KL; j += L) {
-        const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
-        const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, su, sw), V::loadu(ph + j) != ninf);
-        gv.store(out + j);
-        tot = tot + gv;
-      }
-      const V mean = tot / cnt;
-      for (int64_t j = 0; j < KL; j += L) {
-        V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
-      }
+      bwd_lanes_reinmax<V>(K, tau, b);
     } else {
-      // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) column by column from z and stats.
-      noise.get(r0, e, z, nullptr);
-      if (cov) {
-        const V m0 = Mk(0), s0 = Sk(0);
-        for (int64_t j = 0; j < KL; j += L) {
-          const V p = lexp(V::loadu(ph + j) - m0) / s0;
-          const V v = cov_variance(p, vmin);
-          p.store(mu + j);
-          (one / v).store(lam + j);
-        }
-      }
-      auto logit = [&](int k, int64_t j, const V& xv) {
-        const StepCoefs<V> sk = step_coefs<V>(co, k);
-        const V muj = cov ? V::loadu(mu + j) : zero, lamj = cov ? V::loadu(lam + j) : zero;
-        return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, xv);
-      };
-      auto x_init = [&](int64_t j) {  // x_{n-1} of column block j
-        V xv = V::loadu(z + j);
-        if (cov) {
-          const V p = V::loadu(mu + j);
-          xv = cov_x_init(p, cov_variance(p, vmin), xv);
-        }
-        return xv;
-      };
-      V dot = zero, gidx = zero;
-      auto finish_col = [&](int64_t j, const V& p1) {  // <g, p_1> and g[i], in column order
-        const V gj = V::loadu(g + j);
-        dot = dot + gj * p1;
-        gidx = V::blendv(gidx, gj, idx == V(static_cast<T>(j / L)));
-      };
-      // The chain of one column is a long dependency (n-1 exps): columns are taken kU at a time
-      // so that their chains overlap (same operations per element).
-      constexpr int kU = NV == 1 ? 4 : 2;
-      int64_t j0 = 0;
-      for (; j0 + kU * L <= KL; j0 += kU * L) {
-        V xs[kU], ps[kU];
-        for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
-        for (int k = n - 1; k >= 1; --k) {
-          const V mk = Mk(k), ik = Sk(k);
-          for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(lexp(logit(k, j0 + u * L, xs[u]) - mk), ik);
-          for (int u = 0; u < kU; ++u) ps[u].store(Pk(k) + j0 + u * L);
-          if (cov) {
-            for (int u = 0; u < kU; ++u) xs[u].store(Xk(k) + j0 + u * L);
-          }
-          if (k > 1) {
-            const V ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
-            for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
-          }
-        }
-        for (int u = 0; u < kU; ++u) finish_col(j0 + u * L, ps[u]);
-      }
-      for (int64_t j = j0; j < KL; j += L) {
-        V xv = x_init(j);
-        V p;
-        for (int k = n - 1; k >= 1; --k) {
-          p = softmax_prob(lexp(logit(k, j, xv) - Mk(k)), Sk(k));
-          p.store(Pk(k) + j);
-          if (cov) xv.store(Xk(k) + j);
-          if (k > 1) xv = ddim_step(V(co[k * 5 + kCoefA]), p, V(co[k * 5 + kCoefB]), xv);
-        }
-        finish_col(j, p);
-      }
-      // ---- step 1: r = p_1 (g - <g, p_1>);  <g, D> = g[i] - <g, p_1> (redge_max)
-      const V gD = gidx - dot;
-      {
-        const StepCoefs<V> s1 = step_coefs<V>(co, 1);
-        const T* const p1 = Pk(1);
-        const T* const p2 = n > 2 ? Pk(2) : nullptr;
-        const V a2(n > 2 ? co[2 * 5 + kCoefA] : T(0));
-        V dn = zero;
-        for (int64_t j = 0; j < KL; j += L) {
-          const V p = V::loadu(p1 + j);
-          const V rv = softmax_bwd(p, V::loadu(g + j), dot);
-          if (method == kReDGEMax) {
-            redge_max_step1(rv, gD, one_hot(j / L), p).store(out + j);
-          } else {
-            rv.store(out + j);
-          }
-          const V lv = cov ? V::loadu(lam + j) : zero;
-          const V gxv = chain_gx1(cov, s1.c, lv, rv);
-          if (cov) {
-            cov_glam_term(s1, rv, V::loadu(Xk(1) + j), V::loadu(mu + j)).store(glam + j);
-            cov_gmu_term(s1, lv, rv).store(gmu + j);
-          }
-          gxv.store(gx + j);
-          if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
-        }
-        dot = dn;
-      }
-      // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
-      //      gx = c_k r + b_k gx  (cov: c_k lam r, and the lam / mu accumulators)
-      for (int k = 2; k <= n - 1; ++k) {
-        const StepCoefs<V> sc = step_coefs<V>(co, k);
-        const bool has_next = k + 1 <= n - 1;
-        const T* const pk = Pk(k);
-        const T* const pn = has_next ? Pk(k + 1) : nullptr;
-        const V an(has_next ? co[(k + 1) * 5 + kCoefA] : T(0));
-        V dn = zero;
-        for (int64_t j = 0; j < KL; j += L) {
-          const V gxo = V::loadu(gx + j);
-          const V rv = softmax_bwd(V::loadu(pk + j), sc.a * gxo, dot);
-          (V::loadu(out + j) + rv).store(out + j);
-          const V lv = cov ? V::loadu(lam + j) : zero;
-          const V gxv = chain_gx(cov, sc.c, lv, rv, sc.b, gxo);
-          if (cov) {
-            const V mj = V::loadu(mu + j);
-            (V::loadu(glam + j) + cov_glam_term(sc, rv, V::loadu(Xk(k) + j), mj)).store(glam + j);
-            (V::loadu(gmu + j) + cov_gmu_term(sc, lv, rv)).store(gmu + j);
-          }
-          gxv.store(gx + j);
-          if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
-        }
-        dot = dn;
-      }
-      if (cov) {
-        // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
-        const V dp = cov_base_grad_pass<V>(KL, mu, lam, gx, z, glam, gmu, vmin);
-        softmax_bwd_add_pass<V>(KL, mu, gmu, dp, out);
-      }
+      bwd_lanes_chain<V>(a, r0, e, noise, b);
     }
-    store_block<L, scalar_t, T>(out, K, r0, nv, kind, gphi_out);
+    store_block<L, scalar_t, T>(b.out, K, r0, nv, kind, gphi_out);
   });
 }
 

@@ -12,7 +12,6 @@
 // bit-identical to redge_kernels/noise.py up to the last ulp of log/cos.
 #pragma once
 
-#include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -25,11 +24,10 @@
 
 #include "philox.h"
 #include "row_kernels.h"
+#include "vec_math.h"
 
 namespace redge_kernels {
 namespace CPU_CAPABILITY {
-
-using at::vec::Vectorized;
 
 constexpr int64_t kPad = 8;       // scratch rows are padded to a multiple of this many elements
 constexpr double kVMin = 0.1;     // ReDGE-Cov variance floor (_constants.V_MIN)
@@ -42,48 +40,7 @@ constexpr T neg_inf() { return -std::numeric_limits<T>::infinity(); }
 #include "noise_impl.h"
 #include "estimator_math.h"
 
-// ------------------------------------------------------------------------------------------------
-// exp of the softmaxes. Float on AVX2: an inline Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2,
-// then e^r = 1 + r (1 + r (C2 + r (C3 + r (C4 + r (C5 + r C6))))), a degree-6 fit (Chebyshev
-// least squares of (e^r - 1 - r) / r^2; about 1 ulp, measured max relative error 7e-8 against
-// double exp over [-90, 0]) in six fused multiply-adds, and 2^n built in the exponent field.
-// x is clamped to [-100, 88.5] first (so -inf gives 0, not NaN); a biased exponent n + 127 <= 0
-// gives exactly 0 (x below about -87.7; masked -inf logits included). Elsewhere: ATen's
-// Vectorized::exp (Sleef / libm).
-// ------------------------------------------------------------------------------------------------
-
-/// v[b] = exp(v[b]) for NB vectors at once, statement by statement (the same operations on each
-/// vector for any NB; interleaving the NB polynomial chains roughly doubles the throughput).
-template <typename T, int NB>
-inline void vexp_x(Vectorized<T>* v) {
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    __m256 n[NB], r[NB], p[NB];
-    for (int b = 0; b < NB; ++b) {
-      const __m256 xc = _mm256_min_ps(_mm256_max_ps(v[b], _mm256_set1_ps(-100.0f)),
-                                      _mm256_set1_ps(88.5f));
-      n[b] = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(0.693359375f), xc);  // ln2 = 0.693359375
-      r[b] = _mm256_fnmadd_ps(n[b], _mm256_set1_ps(-2.12194440e-4f), r[b]);  //   - 2.12194440e-4
-      p[b] = _mm256_set1_ps(1.3933646355e-3f);  // C6
-    }
-    static constexpr float kC[6] = {8.3631755653e-3f, 4.1666464934e-2f, 1.6666577003e-1f,
-                                    5.0000000135e-1f, 1.0f, 1.0f};  // C5, C4, C3, C2, 1, 1
-    for (int i = 0; i < 6; ++i) {
-      for (int b = 0; b < NB; ++b) p[b] = _mm256_fmadd_ps(p[b], r[b], _mm256_set1_ps(kC[i]));
-    }
-    for (int b = 0; b < NB; ++b) {
-      __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n[b]), _mm256_set1_epi32(127));
-      e = _mm256_slli_epi32(_mm256_max_epi32(e, _mm256_setzero_si256()), 23);  // 2^n, or 0
-      v[b] = Vectorized<T>(_mm256_mul_ps(p[b], _mm256_castsi256_ps(e)));
-    }
-    return;
-  }
-#endif
-  for (int b = 0; b < NB; ++b) v[b] = v[b].exp();
-}
-
+/// exp of one vector (vexp_x of vec_math.h).
 template <typename T>
 inline Vectorized<T> vexp(const Vectorized<T>& x) {
   Vectorized<T> v = x;
@@ -113,67 +70,37 @@ RowKind load_row(const scalar_t* src, int64_t stride, int64_t K, int64_t kp, T* 
   const T inf = std::numeric_limits<T>::infinity();
   bool bad = false;
   int64_t ninf = 0;
+  int64_t j = 0;
   if constexpr (std::is_same_v<scalar_t, T>) {
-    if (dst == nullptr) {  // checks only: the caller reads the row in place (see row_in_place)
+    if (stride == 1) {  // contiguous row of acc_t: vector checks (and copy)
       using V = Vectorized<T>;
       constexpr int L = V::size();
       constexpr int full = (1 << L) - 1;
       const V vinf(inf), vninf(-inf);
-      int64_t j = 0;
       for (; j + L <= K; j += L) {
         const V v = V::loadu(src + j);
-        bad |= (v < vinf).zero_mask() != 0;
-        ninf += __builtin_popcount(static_cast<unsigned>(~(v == vninf).zero_mask() & full));
-      }
-      for (; j < K; ++j) {
-        const T v = src[j];
-        bad |= !(v < inf);
-        ninf += (v == -inf);
-      }
-      *n_masked = ninf;
-      if (bad) return kPoisonedRow;
-      return ninf == K ? kEmptyRow : kNormalRow;
-    }
-    if (stride == 1) {  // contiguous row of acc_t: vector copy and checks
-      using V = Vectorized<T>;
-      constexpr int L = V::size();
-      constexpr int full = (1 << L) - 1;
-      const V vinf(inf), vninf(-inf);
-      int64_t j = 0;
-      for (; j + L <= K; j += L) {
-        const V v = V::loadu(src + j);
-        v.store(dst + j);
+        if (dst != nullptr) v.store(dst + j);
         bad |= (v < vinf).zero_mask() != 0;  // a lane that is not < inf: NaN or +inf
         ninf += __builtin_popcount(static_cast<unsigned>(~(v == vninf).zero_mask() & full));
       }
-      for (; j < K; ++j) {
-        const T v = src[j];
-        dst[j] = v;
-        bad |= !(v < inf);
-        ninf += (v == -inf);
-      }
-      std::fill(dst + K, dst + kp, -inf);
-      *n_masked = ninf;
-      if (bad) return kPoisonedRow;
-      return ninf == K ? kEmptyRow : kNormalRow;
     }
   }
-  if (stride == 1) {
-    for (int64_t j = 0; j < K; ++j) {
-      const T v = static_cast<T>(src[j]);
-      dst[j] = v;
+  // The rest (all of a converted or strided row) element by element; the unit stride is a
+  // constant of its own instantiation.
+  auto rest = [&](auto step) {
+    for (; j < K; ++j) {
+      const T v = static_cast<T>(src[j * step]);
+      if (dst != nullptr) dst[j] = v;
       bad |= !(v < inf);  // NaN or +inf
       ninf += (v == -inf);
     }
+  };
+  if (stride == 1) {
+    rest(std::integral_constant<int64_t, 1>{});
   } else {
-    for (int64_t j = 0; j < K; ++j) {
-      const T v = static_cast<T>(src[j * stride]);
-      dst[j] = v;
-      bad |= !(v < inf);
-      ninf += (v == -inf);
-    }
+    rest(stride);
   }
-  std::fill(dst + K, dst + kp, -inf);
+  if (dst != nullptr) std::fill(dst + K, dst + kp, -inf);
   *n_masked = ninf;
   if (bad) return kPoisonedRow;
   return ninf == K ? kEmptyRow : kNormalRow;
@@ -202,61 +129,10 @@ void store_row(const T* src, int64_t K, scalar_t* dst) {
 template <typename scalar_t>
 void fill_row(scalar_t* dst, int64_t K, double value) {
   if (value == 0.0) {
-#if defined(CPU_CAPABILITY_AVX2)
-    // Long rows: non-temporal stores (no read for ownership of lines that are only written).
-    const size_t bytes = sizeof(scalar_t) * static_cast<size_t>(K);
-    char* p = reinterpret_cast<char*>(dst);
-    if (bytes >= (size_t(16) << 10)) {
-      const size_t head = (32 - reinterpret_cast<uintptr_t>(p) % 32) % 32;
-      std::memset(p, 0, head);
-      const __m256i zero = _mm256_setzero_si256();
-      size_t i = head;
-      for (; i + 32 <= bytes; i += 32) _mm256_stream_si256(reinterpret_cast<__m256i*>(p + i), zero);
-      std::memset(p + i, 0, bytes - i);
-      _mm_sfence();
-      return;
-    }
-#endif
-    std::memset(static_cast<void*>(dst), 0, sizeof(scalar_t) * K);  // +0 in every dtype
+    zero_fill(dst, sizeof(scalar_t) * static_cast<size_t>(K));  // +0 in every dtype
   } else {
     std::fill(dst, dst + K, static_cast<scalar_t>(value));
   }
-}
-
-template <typename T>
-T hmax(const Vectorized<T>& v) {
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {  // shuffles: short latency for small rows
-    const __m256 x = v;
-    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-    return _mm_cvtss_f32(m);
-  }
-#endif
-  alignas(64) T a[Vectorized<T>::size()];
-  v.store(a);
-  T m = a[0];
-  for (int i = 1; i < Vectorized<T>::size(); ++i) m = std::max(m, a[i]);
-  return m;
-}
-
-template <typename T>
-T hsum(const Vectorized<T>& v) {  // fixed order: identical for every thread count
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    const __m256 x = v;
-    __m128 t = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    t = _mm_add_ps(t, _mm_movehl_ps(t, t));
-    t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
-    return _mm_cvtss_f32(t);
-  }
-#endif
-  alignas(64) T a[Vectorized<T>::size()];
-  v.store(a);
-  T s = a[0];
-  for (int i = 1; i < Vectorized<T>::size(); ++i) s += a[i];
-  return s;
 }
 
 /// dst[j] = f(j) (a Vectorized<T> of lanes j .. j+L-1) for j < kp; returns max_j dst[j].
@@ -375,39 +251,16 @@ struct PruneLow {
 
 /// Lanes of the 8 words r2[0..7] that are >= w0 (unsigned), as an all-ones float mask.
 inline VecF words_at_least(const uint32_t* r2, uint32_t w0) {
-#if defined(CPU_CAPABILITY_AVX2)
-  const __m256i bias = _mm256_set1_epi32(INT32_MIN);  // unsigned order as signed order
-  const __m256i w = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2)), bias);
-  const __m256i lim = _mm256_xor_si256(_mm256_set1_epi32(static_cast<int>(w0 - 1u)), bias);
   // w > w0 - 1; for w0 = 0 (K <= 16) no lane: LB = -inf and nothing is pruned.
-  return VecF(_mm256_castsi256_ps(_mm256_cmpgt_epi32(w, lim)));
-#else
-  alignas(32) uint32_t m[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) m[i] = (w0 > 0 && r2[i] >= w0) ? 0xFFFFFFFFu : 0u;
-  return VecF::loadu(reinterpret_cast<const float*>(m));
-#endif
+  return gt_unsigned(U32x8::loadu(r2), U32x8::broadcast(w0 - 1u)).bits_as_float();
 }
 
 /// Upper bounds of G for the 8 words r2[0..7]: (151 - e) ln2 + margin (see above).
 inline VecF gumbel_upper8(const uint32_t* r2) {
-#if defined(CPU_CAPABILITY_AVX2)
-  const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r2));
-  const __m256i top = _mm256_srli_epi32(_mm256_xor_si256(w, _mm256_set1_epi32(-1)), 8);
-  const __m256i eb = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(top)), 23);
-  const __m256 n = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_set1_epi32(151), eb));
-  return VecF(_mm256_fmadd_ps(n, _mm256_set1_ps(0.69314719f), _mm256_set1_ps(1e-3f)));
-#else
-  int32_t e[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) {
-    const float top = static_cast<float>((~r2[i]) >> 8);  // < 2^24: exact
-    uint32_t bits;
-    std::memcpy(&bits, &top, sizeof(bits));
-    e[i] = 151 - static_cast<int32_t>(bits >> 23);
-  }
-  alignas(32) float b[kNoiseLanes];
-  for (int i = 0; i < kNoiseLanes; ++i) b[i] = static_cast<float>(e[i]) * 0.69314719f + 1e-3f;
-  return VecF::loadu(b);
-#endif
+  const U32x8 top = (U32x8::loadu(r2) ^ U32x8::broadcast(0xFFFFFFFFu)).shr(8);  // < 2^24: exact
+  const U32x8 eb = U32x8::bits_of(top.to_float()).shr(23);
+  const VecF n = (U32x8::broadcast(151) - eb).to_float();
+  return at::vec::fmadd(n, VecF(0.69314719f), VecF(1e-3f));
 }
 
 /// First argmax of l_j + G_j over j < kp, where `logit(j)` gives l for the 8 columns j..j+7 and
@@ -502,45 +355,174 @@ void for_rows(const RowArgs& a, int64_t rb, int64_t re, F body) {
 // Forward
 // ------------------------------------------------------------------------------------------------
 
+/// The per-thread scratch rows of the row forward, kp elements each (x, mu, lam: the chain).
+template <typename T>
+struct FwdRowScratch {
+  const T* ph = nullptr;  // the row's logits: the scratch copy, or phi itself (row_in_place)
+  T* E = nullptr;         // logits, then their exp
+  T* G = nullptr;         // Gumbel noise (then the sampling scores)
+  T* x = nullptr;
+  T* mu = nullptr;
+  T* lam = nullptr;
+  uint32_t* r2 = nullptr;  // float rows: the stream-1 words of the pruned Gumbel-max
+};
+
+/// st, gumbel, reinmax on one normal row r: stats slot 0 (st) and the index (*idx); returns the
+/// sum s of the soft output y = E / s.
+template <typename T>
+T fwd_row_baseline(const RowArgs& a, int64_t r, int64_t re, int64_t kp, RowNoise<T>& noise,
+                   const PruneLow& prune_low, const FwdRowScratch<T>& sc, T* st, int64_t* idx) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  constexpr bool kPruned = std::is_same_v<T, float>;
+  const T* const ph = sc.ph;
+  T* const E = sc.E;
+  T* const G = sc.G;
+  noise.get(r, re, nullptr, sc.r2, G);
+  T m, s;
+  if (a.method == kGumbel) {
+    // m = max(phi + G) first (also the sampling max), then l = gumbel_logit, whose max is 0.
+    m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+    *idx = first_index_of<T>(E, kp, m);
+    const V mv(m), tv(static_cast<T>(a.tau));
+    for (int64_t j = 0; j < kp; j += L) gumbel_logit(V::loadu(E + j), mv, tv).store(E + j);
+    s = exp_sum<T>(kp, E, T(0));
+  } else {
+    m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
+    s = exp_sum<T>(kp, E, m);
+    if constexpr (kPruned) {
+      *idx = sample_pruned(kp, sc.r2, prune_low, [=](int64_t j) { return V::loadu(ph + j); });
+    } else {  // Sampling scores phi + G (G's scratch is reused for them).
+      const T vmax = map_max<T>(kp, G, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
+      *idx = first_index_of<T>(G, kp, vmax);
+    }
+  }
+  st[0] = m;
+  st[1] = s;
+  return s;
+}
+
+/// The DDIM chain (redge, redge_cov, redge_max) on one normal row r: stats slots 0 (cov) and
+/// 1..n-1 and the index (*idx); returns s_1, the sum of the soft output y = E / s_1.
+template <typename T>
+T fwd_row_chain(const RowArgs& a, int64_t r, int64_t re, int64_t kp, RowNoise<T>& noise,
+                const PruneLow& prune_low, const FwdRowScratch<T>& sc, T* st, int64_t* idx) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int n = a.n_steps;
+  const bool cov = a.method == kReDGECov;
+  const T* co = a.coefs_as<T>();
+  const T* const ph = sc.ph;
+  T* const E = sc.E;
+  T* const G = sc.G;
+  T* const x = sc.x;
+  T* const mu = sc.mu;
+  T* const lam = sc.lam;
+  noise.get(r, re, x, sc.r2, G);  // x = z for now
+  if (cov) {
+    // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
+    const T m0 = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
+    const T s0 = exp_sum<T>(kp, E, m0);
+    st[0] = m0;
+    st[1] = s0;
+    const V s0v(s0), one(T(1)), vmin(static_cast<T>(kVMin));
+    for (int64_t j = 0; j < kp; j += L) {
+      const V m = V::loadu(E + j) / s0v;
+      const V v = cov_variance(m, vmin);
+      m.store(mu + j);
+      (one / v).store(lam + j);
+      cov_x_init(m, v, V::loadu(x + j)).store(x + j);
+    }
+  }
+  auto logits = [&](int k) {  // l_k as a function of the column block j (x holds x_k)
+    const StepCoefs<V> sk = step_coefs<V>(co, k);
+    return [=](int64_t j) {
+      const V muj = cov ? V::loadu(mu + j) : V(T(0)), lamj = cov ? V::loadu(lam + j) : V(T(0));
+      return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, V::loadu(x + j));
+    };
+  };
+  T m = map_max<T>(kp, E, logits(n - 1));
+  T soft_s = T(1);
+  for (int k = n - 1; k >= 1; --k) {
+    const T s = exp_sum<T>(kp, E, m);
+    st[2 * k] = m;
+    st[2 * k + 1] = s;
+    soft_s = s;
+    if (k == 1) break;
+    // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
+    const V inv(T(1) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
+    auto next = logits(k - 1);
+    m = map_max<T>(kp, E, [=](int64_t j) {
+      // (as the backward's recompute, operation for operation: p_k = E / s_k first)
+      const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j), inv), bk, V::loadu(x + j));
+      xn.store(x + j);
+      return next(j);
+    });
+  }
+  // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
+  auto l1 = logits(1);
+  if constexpr (std::is_same_v<T, float>) {
+    *idx = sample_pruned(kp, sc.r2, prune_low, l1);
+  } else {
+    const T vmax = map_max<T>(kp, G, [=](int64_t j) { return l1(j) + V::loadu(G + j); });
+    *idx = first_index_of<T>(G, kp, vmax);
+  }
+  return soft_s;
+}
+
+/// y[row] = one_hot(idx), or the soft sample E / soft_s (E is overwritten).
+template <typename scalar_t, typename T>
+void fwd_row_output(bool one_hot_out, int64_t K, int64_t kp, int64_t idx, T soft_s, T* E,
+                    scalar_t* yr) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  if (one_hot_out) {
+    fill_row(yr, K, 0.0);
+    yr[idx] = static_cast<scalar_t>(1.0);
+  } else {
+    const V inv(T(1) / soft_s);
+    for (int64_t j = 0; j < kp; j += L) (V::loadu(E + j) * inv).store(E + j);
+    store_row<scalar_t, T>(E, K, yr);
+  }
+}
+
 /// Forward over rows [rb, re) (see ops.py for the outputs):
 ///   st, reinmax : p = softmax(phi) (stats slot 0),  i = argmax(phi + G)
-///   gumbel      : s = softmax((phi + G) / tau) (slot 0), i = argmax(phi + G)
+///   gumbel      : s = softmax((phi + G - m) / tau), m = max(phi + G) (slot 0: m, the sum),
+///                 i = argmax(phi + G)
 ///   redge*      : x_{n-1} = z (cov: mu + sqrt(v) z); for k = n-1..1:
 ///                   p_k = softmax(l_k) (slot k), l_k = phi + c_k x_k
 ///                   (cov: phi + c_k lam (x_k - sigma_k mu - alpha_k / 2)),
 ///                   x_{k-1} = a_k p_k + b_k x_k;   i = argmax(l_1 + G)
 ///   y = one_hot(i) when hard (always for reinmax, redge_max), else the soft sample.
+/// Passes: fwd_row_baseline or fwd_row_chain, then fwd_row_output.
 template <typename scalar_t, typename T>
 void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
-  using V = Vectorized<T>;
-  constexpr int L = V::size();
   const int64_t K = a.K, kp = padded(K);
-  const int n = a.n_steps, method = a.method;
-  const bool chain = a.chain(), cov = method == kReDGECov, one_hot_out = a.one_hot_out();
-  const T* co = a.coefs_as<T>();
+  const int n = a.n_steps;
+  const bool chain = a.chain(), cov = a.method == kReDGECov;
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   auto* y = static_cast<scalar_t*>(a.y);
   T* stats = a.stats_as<T>();
-  const T tau = static_cast<T>(a.tau);
 
   // Scratch: ph, E (logits then exp), G, and for the chain x (and mu, lam for cov).
   std::vector<T> own_buf;
   T* const ph_buf = thread_scratch<T>(0, static_cast<size_t>((chain ? (cov ? 6 : 4) : 3) * kp), own_buf);
-  T* E = ph_buf + kp;
+  FwdRowScratch<T> sc;
+  sc.E = ph_buf + kp;
+  sc.G = sc.E + kp;
+  sc.x = chain ? sc.G + kp : nullptr;
+  sc.mu = cov ? sc.x + kp : nullptr;
+  sc.lam = cov ? sc.mu + kp : nullptr;
   const bool phi_in_place = row_in_place<scalar_t, T>(a.phi_stride1, K, kp);
-  const T* ph = ph_buf;  // the row's logits: the scratch copy, or phi itself (row_in_place)
-  T* G = E + kp;
-  T* x = chain ? G + kp : nullptr;
-  T* mu = cov ? x + kp : nullptr;
-  T* lam = cov ? mu + kp : nullptr;
   // Float rows sample with the pruned Gumbel-max (stream-1 words kept, G computed where needed).
   constexpr bool kPruned = std::is_same_v<T, float>;
   std::vector<uint32_t> own_r2;
-  uint32_t* const r2 = kPruned ? thread_scratch<uint32_t>(0, static_cast<size_t>(kp), own_r2) : nullptr;
+  sc.r2 = kPruned ? thread_scratch<uint32_t>(0, static_cast<size_t>(kp), own_r2) : nullptr;
   const PruneLow prune_low(K);
   // Noise wanted: z for the chain; the raw stream-1 words for pruned sampling, else G.
-  RowNoise<T> noise(K, a.key0, a.key1, chain, kPruned && method != kGumbel,
-                    !(kPruned && method != kGumbel), a.row_start);
+  const bool bits = kPruned && a.method != kGumbel;
+  RowNoise<T> noise(K, a.key0, a.key1, chain, bits, !bits, a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     T* st = stats + r * n * 2;
@@ -550,7 +532,7 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
     const scalar_t* src = phi + r * a.phi_stride0;
     const RowKind kind = load_row<scalar_t, T>(src, a.phi_stride1, K, kp,
                                                phi_in_place ? nullptr : ph_buf, &n_masked);
-    ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
+    sc.ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
     if (kind == kPoisonedRow) {
       if (y != nullptr) fill_row(yr, K, std::numeric_limits<double>::quiet_NaN());
       std::fill(st, st + 2 * n, std::numeric_limits<T>::quiet_NaN());
@@ -562,91 +544,12 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       a.index[r] = -1;
       return;
     }
-    T soft_s = T(1);  // the soft output is E / soft_s
     int64_t idx = -1;
-
-    if (!chain) {
-      noise.get(r, re, nullptr, r2, G);
-      T m;
-      if (method == kGumbel) {
-        m = map_max<T>(kp, E, [=](int64_t j) { return (V::loadu(ph + j) + V::loadu(G + j)) / V(tau); });
-      } else {
-        m = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
-      }
-      const T s = exp_sum<T>(kp, E, m);
-      st[0] = m;
-      st[1] = s;
-      soft_s = s;
-      if constexpr (kPruned) {
-        if (method != kGumbel) {
-          idx = sample_pruned(kp, r2, prune_low, [=](int64_t j) { return V::loadu(ph + j); });
-        }
-      }
-      if (idx < 0) {  // Sampling scores phi + G (G's scratch is reused for them).
-        const T vmax = map_max<T>(kp, G, [=](int64_t j) { return V::loadu(ph + j) + V::loadu(G + j); });
-        idx = first_index_of<T>(G, kp, vmax);
-      }
-    } else {
-      noise.get(r, re, x, r2, G);  // x = z for now
-      if (cov) {
-        // p = softmax(phi) (slot 0); mu = p, v = max(p (1 - p), V_MIN), lam = 1 / v, x = mu + sqrt(v) z
-        const T m0 = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j); });
-        const T s0 = exp_sum<T>(kp, E, m0);
-        st[0] = m0;
-        st[1] = s0;
-        const V s0v(s0), one(T(1)), vmin(static_cast<T>(kVMin));
-        for (int64_t j = 0; j < kp; j += L) {
-          const V m = V::loadu(E + j) / s0v;
-          const V v = cov_variance(m, vmin);
-          m.store(mu + j);
-          (one / v).store(lam + j);
-          cov_x_init(m, v, V::loadu(x + j)).store(x + j);
-        }
-      }
-      auto logits = [&](int k) {  // l_k as a function of the column block j (x holds x_k)
-        const StepCoefs<V> sk = step_coefs<V>(co, k);
-        return [=](int64_t j) {
-          const V muj = cov ? V::loadu(mu + j) : V(T(0)), lamj = cov ? V::loadu(lam + j) : V(T(0));
-          return chain_logit(cov, V::loadu(ph + j), sk, muj, lamj, V::loadu(x + j));
-        };
-      };
-      T m = map_max<T>(kp, E, logits(n - 1));
-      for (int k = n - 1; k >= 1; --k) {
-        const T s = exp_sum<T>(kp, E, m);
-        st[2 * k] = m;
-        st[2 * k + 1] = s;
-        soft_s = s;
-        if (k == 1) break;
-        // x_{k-1} = a_k p_k + b_k x_k, then the logits of step k-1 and their max.
-        const V inv(T(1) / s), ak(co[k * 5 + kCoefA]), bk(co[k * 5 + kCoefB]);
-        auto next = logits(k - 1);
-        m = map_max<T>(kp, E, [=](int64_t j) {
-          // (as the backward's recompute, operation for operation: p_k = E / s_k first)
-          const V xn = ddim_step(ak, softmax_prob(V::loadu(E + j), inv), bk, V::loadu(x + j));
-          xn.store(x + j);
-          return next(j);
-        });
-      }
-      // i = argmax(l_1 + G); E holds exp(l_1 - m_1) and is kept for the soft output.
-      auto l1 = logits(1);
-      if constexpr (kPruned) {
-        idx = sample_pruned(kp, r2, prune_low, l1);
-      } else {
-        const T vmax = map_max<T>(kp, G, [=](int64_t j) { return l1(j) + V::loadu(G + j); });
-        idx = first_index_of<T>(G, kp, vmax);
-      }
-    }
-
+    const T soft_s = chain ? fwd_row_chain<T>(a, r, re, kp, noise, prune_low, sc, st, &idx)
+                           : fwd_row_baseline<T>(a, r, re, kp, noise, prune_low, sc, st, &idx);
     a.index[r] = idx;
     if (y == nullptr) return;  // write_y false: stats and index only
-    if (one_hot_out) {
-      fill_row(yr, K, 0.0);
-      yr[idx] = static_cast<scalar_t>(1.0);
-    } else {
-      const V inv(T(1) / soft_s);
-      for (int64_t j = 0; j < kp; j += L) (V::loadu(E + j) * inv).store(E + j);
-      store_row<scalar_t, T>(E, K, yr);
-    }
+    fwd_row_output<scalar_t, T>(a.one_hot_out(), K, kp, idx, soft_s, sc.E, yr);
   });
 }
 
@@ -654,33 +557,343 @@ void fwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
 // Backward
 // ------------------------------------------------------------------------------------------------
 
+/// The per-thread scratch rows of the row backward, kp elements each (P, X: n - 1 rows each).
+template <typename T>
+struct BwdRowScratch {
+  const T* ph = nullptr;  // the row's logits: the scratch copy, or phi itself
+  const T* g = nullptr;   // the row's incoming gradient: the scratch copy, or grad_y itself
+  T* out = nullptr;       // gphi accumulator: scratch, or the output row itself (out_direct)
+  T *E = nullptr, *A = nullptr, *gx = nullptr;
+  T* P = nullptr;  // P + (k - 1) kp holds p_k
+  T* X = nullptr;  // cov: X + (k - 1) kp holds x_k
+  T *mu = nullptr, *lam = nullptr, *z = nullptr, *glam = nullptr, *gmu = nullptr;
+};
+
+/// st, gumbel: gphi = p (g - <g, p>) [/ tau]; reinmax: the ReinMax gradient; on one normal row
+/// (idx its index, n_masked its count of -inf logits).
+template <typename T>
+void bwd_row_baseline(const RowArgs& a, int64_t r, int64_t re, int64_t K, int64_t kp, int64_t idx,
+                      int64_t n_masked, RowNoise<T>& noise, const T* st,
+                      const BwdRowScratch<T>& sc) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const T* const ph = sc.ph;
+  const T* const g = sc.g;
+  T* const E = sc.E;
+  T* const A = sc.A;
+  T* const out = sc.out;
+  const V zero(T(0)), tv(static_cast<T>(a.tau));
+  if (a.method != kReinMax) {
+    const bool gumbel = a.method == kGumbel;
+    // p = exp(l - m) / s, l = phi (st); gumbel: p = exp(l) / s, l = gumbel_logit(phi + G, m)
+    // (max 0, as the forward's exp_sum(E, 0)); gphi = p (g - <g, p>) [/ tau]
+    if (gumbel) noise.get(r, re, nullptr, nullptr, A);
+    const V m(st[0]), s(st[1]);
+    V d0 = zero, d1 = zero;
+    for (int64_t j = 0; j < kp; j += L) {
+      const V p = gumbel
+                      ? vexp<T>(gumbel_logit(V::loadu(ph + j) + V::loadu(A + j), m, tv) - zero) / s
+                      : vexp<T>(V::loadu(ph + j) - m) / s;
+      p.store(E + j);
+      if ((j / L) % 2 == 0) d0 = d0 + V::loadu(g + j) * p; else d1 = d1 + V::loadu(g + j) * p;
+    }
+    const V dot(hsum(d0 + d1));
+    for (int64_t j = 0; j < kp; j += L) {
+      V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
+      if (gumbel) rj = rj / tv;
+      rj.store(out + j);
+    }
+    return;
+  }
+  // softmax(phi / tau) is recomputed (the slot layout of ops.py keeps only slot 0) from the
+  // tempered logits reinmax_tempered(phi, m0), m0 = max(phi) (slot 0), whose max is 0.
+  const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
+  for (int64_t j = 0; j < kp; j += L) reinmax_tempered(V::loadu(ph + j), m0, tv).store(E + j);
+  const V st_sum(exp_sum<T>(kp, E, T(0)));
+  V su = zero, sw = zero;
+  for (int64_t j = 0; j < kp; j += L) {
+    const V p0 = vexp<T>(V::loadu(ph + j) - m0) / s0;
+    const V p1 = reinmax_p1(V::loadu(E + j), st_sum, one_hot_block<T>(j, idx));
+    const V gj = V::loadu(g + j);
+    su = su + (two * gj) * p1;
+    sw = sw + (mhalf * gj) * p0;
+    p0.store(A + j);
+    p1.store(E + j);
+  }
+  const V Su(hsum(su)), Sw(hsum(sw)), ninf(neg_inf<T>());
+  V tot = zero;
+  for (int64_t j = 0; j < kp; j += L) {
+    const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
+    const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, Su, Sw), V::loadu(ph + j) != ninf);
+    gv.store(out + j);
+    tot = tot + gv;
+  }
+  const V mean(hsum(tot) / static_cast<T>(K - n_masked));
+  for (int64_t j = 0; j < kp; j += L) {
+    V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
+  }
+}
+
+/// The per-step scalars of the chain backward of one row, hoisted out of the element loops
+/// (locals of the caller: no aliasing with the scratch stores), and the rows of p_k, x_k.
+/// kMaxSteps bounds the inline arrays; longer schedules use the heap.
+template <typename T>
+struct ChainSteps {
+  static constexpr int kMaxSteps = 16;
+  T cc_s[kMaxSteps], ca_s[kMaxSteps], cb_s[kMaxSteps], sg_s[kMaxSteps], ha_s[kMaxSteps];
+  T mm_s[kMaxSteps], is_s[kMaxSteps];
+  T* Pp_s[kMaxSteps];
+  T* Xp_s[kMaxSteps];
+  std::vector<T> cheap;
+  std::vector<T*> pheap;
+  // c_k, a_k, b_k, sigma_k, alpha_k / 2, m_k, 1 / s_k; the rows p_k, x_k (cov), k = 1..n-1.
+  T *cc = cc_s, *ca = ca_s, *cb = cb_s, *sg = sg_s, *ha = ha_s, *mm = mm_s, *is = is_s;
+  T **Pp = Pp_s, **Xp = Xp_s;
+
+  ChainSteps(int n, const T* co, const T* st, T* P, T* X, int64_t kp, bool cov) {
+    if (n > kMaxSteps) {
+      cheap.resize(static_cast<size_t>(7 * n));
+      pheap.resize(static_cast<size_t>(2 * n));
+      cc = cheap.data(); ca = cc + n; cb = ca + n; sg = cb + n; ha = sg + n; mm = ha + n; is = mm + n;
+      Pp = pheap.data(); Xp = Pp + n;
+    }
+    for (int k = 1; k < n; ++k) {
+      cc[k] = co[k * 5 + kCoefC];
+      ca[k] = co[k * 5 + kCoefA];
+      cb[k] = co[k * 5 + kCoefB];
+      sg[k] = co[k * 5 + kCoefSigma];
+      ha[k] = T(0.5) * co[k * 5 + kCoefAlpha];
+      mm[k] = st[2 * k];
+      is[k] = T(1) / st[2 * k + 1];
+      Pp[k] = P + (k - 1) * kp;
+      Xp[k] = cov ? X + (k - 1) * kp : nullptr;
+    }
+  }
+  ChainSteps(const ChainSteps&) = delete;
+  ChainSteps& operator=(const ChainSteps&) = delete;
+};
+
+/// Chain backward, pass 1: recompute x_k, p_k (k = n-1..1) in one fused pass from z (zr) and
+/// the stats, storing p_k (and x_k for cov); returns the partial sums of <g, p_1>.
+template <typename T>
+Vectorized<T> bwd_chain_recompute(int n, int64_t kpl, bool covl, const ChainSteps<T>& cs,
+                                  const BwdRowScratch<T>& sc, const T* zr) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  // Local copies of the pointers, so that the loops below keep them in registers (vector stores
+  // may alias anything: captured references get reloaded).
+  const T *const cc = cs.cc, *const ca = cs.ca, *const cb = cs.cb, *const sg = cs.sg,
+                 *const ha = cs.ha, *const mm = cs.mm, *const is = cs.is;
+  T* const* const Pp = cs.Pp;
+  T* const* const Xp = cs.Xp;
+  const T* const phr = sc.ph;
+  const T* const gr = sc.g;
+  const T* const mur = sc.mu;
+  const T* const lamr = sc.lam;
+  const V vmin(static_cast<T>(kVMin));
+  auto logit = [=](int k, int64_t j, const V& xv) {
+    if (covl) {
+      return cov_logit(V::loadu(phr + j), V(cc[k]), V(sg[k]), V(ha[k]), V::loadu(mur + j),
+                       V::loadu(lamr + j), xv);
+    }
+    return redge_logit(V::loadu(phr + j), V(cc[k]), xv);
+  };
+  auto x_init = [=](int64_t j) {
+    V xv = V::loadu(zr + j);
+    if (covl) {
+      const V m = V::loadu(mur + j);
+      xv = cov_x_init(m, cov_variance(m, vmin), xv);
+    }
+    return xv;
+  };
+  // The chain of one column block is a long dependency (n-1 exps); blocks are taken kU at a
+  // time so that their chains overlap (same operations per element, same summation order).
+  V d0(T(0));
+  int64_t j0 = 0;
+  constexpr int kU = 8;  // column blocks in flight (8: fastest of 2, 4, 8, 16 here)
+  for (; j0 + kU * L <= kpl; j0 += kU * L) {
+    V xs[kU], ps[kU];
+    for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
+    for (int k = n - 1; k >= 1; --k) {
+      const V mk(mm[k]), ik(is[k]);
+      for (int u = 0; u < kU; ++u) ps[u] = logit(k, j0 + u * L, xs[u]) - mk;
+      vexp_x<T, kU>(ps);
+      for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(ps[u], ik);
+      for (int u = 0; u < kU; ++u) ps[u].store(Pp[k] + j0 + u * L);
+      if (covl) {
+        for (int u = 0; u < kU; ++u) xs[u].store(Xp[k] + j0 + u * L);
+      }
+      if (k > 1) {
+        const V ak(ca[k]), bk(cb[k]);
+        for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
+      }
+    }
+    for (int u = 0; u < kU; ++u) d0 = d0 + V::loadu(gr + j0 + u * L) * ps[u];
+  }
+  for (int64_t j = j0; j < kpl; j += L) {
+    V xv = x_init(j);
+    V p;
+    for (int k = n - 1; k >= 1; --k) {
+      p = softmax_prob(vexp<T>(logit(k, j, xv) - V(mm[k])), V(is[k]));
+      p.store(Pp[k] + j);
+      if (covl) xv.store(Xp[k] + j);
+      if (k > 1) xv = ddim_step(V(ca[k]), p, V(cb[k]), xv);
+    }
+    d0 = d0 + V::loadu(gr + j) * p;
+  }
+  return d0;
+}
+
+/// Chain backward, the gradient passes: step 1 r = p_1 (g - <g, p_1>) (dot = <g, p_1>,
+/// gD = <g, D> for redge_max), gphi = r (redge_max: 1/2 (r + <g, D> D)), gx = c_1 r (cov: glam,
+/// gmu start); then steps k = 2 .. n-1.
+template <typename T>
+void bwd_chain_grad(int n, int64_t kpl, bool covl, bool is_max, int64_t idx, T dot, T gD,
+                  const ChainSteps<T>& cs, const BwdRowScratch<T>& sc) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const T* const gr = sc.g;
+  const T* const mur = sc.mu;
+  const T* const lamr = sc.lam;
+  T* const outr = sc.out;
+  T* const gxr = sc.gx;
+  T* const glam = sc.glam;
+  T* const gmu = sc.gmu;
+  // ---- step 1
+  const V dv1(dot), c1(cs.cc[1]), gDv(gD);
+  const StepCoefs<V> s1{c1, V(cs.ca[1]), V(cs.cb[1]), V(cs.sg[1]), V(cs.ha[1])};
+  const T* const p1 = cs.Pp[1];
+  const T* const x1 = cs.Xp[1];
+  const T* const p2 = n > 2 ? cs.Pp[2] : nullptr;
+  const V a2(n > 2 ? cs.ca[2] : T(0));
+  V dn(T(0));
+  for (int64_t j = 0; j < kpl; j += L) {
+    const V p = V::loadu(p1 + j);
+    const V rv = softmax_bwd(p, V::loadu(gr + j), dv1);
+    if (is_max) {
+      redge_max_step1(rv, gDv, one_hot_block<T>(j, idx), p).store(outr + j);
+    } else {
+      rv.store(outr + j);
+    }
+    const V lv = covl ? V::loadu(lamr + j) : V(T(0));
+    const V gxv = chain_gx1(covl, c1, lv, rv);
+    if (covl) {
+      const V mj = V::loadu(mur + j);
+      cov_glam_term(s1, rv, V::loadu(x1 + j), mj).store(glam + j);
+      cov_gmu_term(s1, lv, rv).store(gmu + j);
+    }
+    gxv.store(gxr + j);
+    if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
+  }
+  dot = hsum(dn);
+  // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
+  //      gx = c_k r + b_k gx (cov: c_k lam r, and the lam / mu accumulators)
+  for (int k = 2; k <= n - 1; ++k) {
+    const V dv(dot), ak(cs.ca[k]), bk(cs.cb[k]), ck(cs.cc[k]);
+    const bool has_next = k + 1 <= n - 1;
+    const T* const pk = cs.Pp[k];
+    const T* const pn = has_next ? cs.Pp[k + 1] : nullptr;
+    const V an(has_next ? cs.ca[k + 1] : T(0));
+    V dn(T(0));
+    if (!covl) {
+      if (has_next) {
+        for (int64_t j = 0; j < kpl; j += L) {
+          const V gxo = V::loadu(gxr + j);
+          const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
+          (V::loadu(outr + j) + rv).store(outr + j);
+          const V gxv = chain_gx(false, ck, V(T(0)), rv, bk, gxo);
+          gxv.store(gxr + j);
+          dn = dn + (an * gxv) * V::loadu(pn + j);
+        }
+      } else {  // last step: gx is not needed any more
+        for (int64_t j = 0; j < kpl; j += L) {
+          const V gxo = V::loadu(gxr + j);
+          const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
+          (V::loadu(outr + j) + rv).store(outr + j);
+        }
+      }
+      dot = hsum(dn);
+      continue;
+    }
+    const T* const xk = cs.Xp[k];
+    const StepCoefs<V> s{ck, ak, bk, V(cs.sg[k]), V(cs.ha[k])};
+    for (int64_t j = 0; j < kpl; j += L) {
+      const V gxo = V::loadu(gxr + j);
+      const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
+      (V::loadu(outr + j) + rv).store(outr + j);
+      const V lv = V::loadu(lamr + j);
+      const V gxv = chain_gx(true, ck, lv, rv, bk, gxo);
+      const V mj = V::loadu(mur + j);
+      (V::loadu(glam + j) + cov_glam_term(s, rv, V::loadu(xk + j), mj)).store(glam + j);
+      (V::loadu(gmu + j) + cov_gmu_term(s, lv, rv)).store(gmu + j);
+      gxv.store(gxr + j);
+      if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
+    }
+    dot = hsum(dn);
+  }
+}
+
+/// The DDIM chain (redge, redge_cov, redge_max) on one normal row r (idx its index): the passes
+/// bwd_chain_recompute, bwd_chain_grad, then for cov the paths through
+/// mu = p and v = max(p (1 - p), V_MIN).
+template <typename T>
+void bwd_row_chain(const RowArgs& a, int64_t r, int64_t re, int64_t kp, int64_t idx,
+                   RowNoise<T>& noise, const T* st, const BwdRowScratch<T>& sc) {
+  using V = Vectorized<T>;
+  constexpr int L = V::size();
+  const int n = a.n_steps;
+  const bool covl = a.method == kReDGECov;
+  const V one(T(1)), vmin(static_cast<T>(kVMin));
+  T* const zbuf = covl ? sc.z : sc.gx;  // gx is free until the gradient passes
+  // (Drawing z inside the chain loop instead, in registers, was measured ~8% slower: register
+  // pressure of Philox + the chain.)
+  noise.get(r, re, zbuf, nullptr, nullptr);
+  if (covl) {
+    const T* const ph = sc.ph;
+    const V m0(st[0]), s0(st[1]);
+    for (int64_t j = 0; j < kp; j += L) {
+      const V m = vexp<T>(V::loadu(ph + j) - m0) / s0;
+      const V v = cov_variance(m, vmin);
+      m.store(sc.mu + j);
+      (one / v).store(sc.lam + j);
+    }
+  }
+  const ChainSteps<T> cs(n, a.coefs_as<T>(), st, sc.P, sc.X, kp, covl);
+  const T dot = hsum(bwd_chain_recompute<T>(n, kp, covl, cs, sc, zbuf));
+  const T gD = (idx >= 0 ? sc.g[idx] : T(0)) - dot;  // <g, D>, D = one_hot(i) - p_1 (redge_max)
+  bwd_chain_grad<T>(n, kp, covl, a.method == kReDGEMax, idx, dot, gD, cs, sc);
+  if (covl) {
+    // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
+    const V dv(hsum(cov_base_grad_pass<V>(kp, sc.mu, sc.lam, sc.gx, sc.z, sc.glam, sc.gmu, vmin)));
+    softmax_bwd_add_pass<V>(kp, sc.mu, sc.gmu, dv, sc.out);
+  }
+}
+
 /// Backward over rows [rb, re): grad_phi from grad_y, regenerating the noise from the seed and
 /// every softmax from the saved stats (p = exp(l - m) / s; no reductions but the dot products).
 ///   st      : gphi = p (g - <g, p>)
-///   gumbel  : gphi = s (g - <g, s>) / tau
-///   reinmax : p1 = (softmax(phi / tau) + D) / 2; u = 2 g p1, u -= p1 sum(u); w = -g/2 p0,
-///             w -= p0 sum(w); gphi = u + w centred over the unmasked entries (masked: 0)
+///   gumbel  : gphi = s (g - <g, s>) / tau, s = exp((phi + G - m) / tau) / sum (slot 0: m, sum)
+///   reinmax : p1 = (softmax(phi / tau) + D) / 2 (phi shifted by max(phi) before / tau);
+///             u = 2 g p1, u -= p1 sum(u); w = -g/2 p0, w -= p0 sum(w); gphi = u + w centred
+///             over the unmasked entries (masked: 0)
 ///   redge   : r = p_1 (g - <g, p_1>); gphi = r; gx = c_1 r;  k = 2..n-1: gp = a_k gx,
 ///             r = p_k (gp - <gp, p_k>), gphi += r, gx = c_k r + b_k gx
 ///   redge_max: as redge, but step 1 adds 1/2 (r + <g, D> D), D = one_hot(i) - p_1, to gphi
 ///   redge_cov: as redge with c_k lam in place of c_k, plus the paths through mu = p and
 ///             v = max(p (1 - p), V_MIN): glam += c_k r (x_k - sigma_k mu - alpha_k/2),
-///             gmu -= c_k sigma_k lam r;  at x_{n-1} = mu + sqrt(v) z: gmu += gx, 
+///             gmu -= c_k sigma_k lam r;  at x_{n-1} = mu + sqrt(v) z: gmu += gx,
 ///             gv = gx z / (2 sqrt v) - glam lam^2, gq = gv [p (1-p) >= V_MIN],
 ///             gp0 = gmu + gq (1 - 2 p);  gphi += p (gp0 - <gp0, p>).
+/// Passes: bwd_row_baseline or bwd_row_chain.
 template <typename scalar_t, typename T>
 void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
-  using V = Vectorized<T>;
-  constexpr int L = V::size();
   const int64_t K = a.K, kp = padded(K);
   const int n = a.n_steps, method = a.method;
   const bool chain = a.chain(), cov = method == kReDGECov;
-  const T* co = a.coefs_as<T>();
   const auto* phi = static_cast<const scalar_t*>(a.phi);
   const auto* gy = static_cast<const scalar_t*>(a.grad_y);
   auto* gphi_out = static_cast<scalar_t*>(a.grad_phi);
   const T* stats = a.stats_as<T>();
-  const T tau = static_cast<T>(a.tau);
 
   // Scratch: ph, g, out, E, A; for the chain gx and P[1..n-1]; for cov also X[1..n-1], mu, lam,
   // z, glam, gmu.
@@ -689,32 +902,27 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
   T* const ph_buf = thread_scratch<T>(0, static_cast<size_t>(n_arrays * kp), own_buf);
   T* const g_buf = ph_buf + kp;
   T* const out_buf = g_buf + kp;
-  T* out = out_buf;  // gphi accumulator: the output row itself when it can be (out_direct)
+  BwdRowScratch<T> sc;
+  sc.E = out_buf + kp;
+  sc.A = sc.E + kp;
+  sc.gx = sc.A + kp;
+  sc.P = sc.gx + kp;
+  sc.X = sc.P + (n - 1) * kp;
+  sc.mu = sc.X + (n - 1) * kp;
+  sc.lam = sc.mu + kp;
+  sc.z = sc.lam + kp;
+  sc.glam = sc.z + kp;
+  sc.gmu = sc.glam + kp;
   // A float / double output row with K == kp is written in place (no scratch and final copy).
   const bool out_direct = std::is_same_v<scalar_t, T> && K == kp;
   const bool phi_in_place = row_in_place<scalar_t, T>(a.phi_stride1, K, kp);
   const bool g_in_place = row_in_place<scalar_t, T>(a.grad_stride1, K, kp);
-  const T* ph = ph_buf;  // the row's logits / incoming gradient: scratch copies or in place
-  const T* g = g_buf;
-  T* E = out_buf + kp;
-  T* A = E + kp;
-  T* gx = A + kp;
-  T* P = gx + kp;           // P + (k - 1) kp holds p_k
-  T* X = P + (n - 1) * kp;  // cov: X + (k - 1) kp holds x_k
-  T* mu = X + (n - 1) * kp;
-  T* lam = mu + kp;
-  T* z = lam + kp;
-  T* glam = z + kp;
-  T* gmu = glam + kp;
-  auto Pk = [&](int k) { return P + (k - 1) * kp; };
-  auto Xk = [&](int k) { return X + (k - 1) * kp; };
-  const V zero(T(0)), one(T(1)), half(T(0.5)), vmin(static_cast<T>(kVMin));
   // Noise: G for gumbel, z for the chain.
   RowNoise<T> noise(K, a.key0, a.key1, chain, false, method == kGumbel, a.row_start);
 
   for_rows(a, rb, re, [&](int64_t r, int64_t re) {
     scalar_t* outr = gphi_out + r * K;
-    out = out_direct ? reinterpret_cast<T*>(outr) : out_buf;
+    sc.out = out_direct ? reinterpret_cast<T*>(outr) : out_buf;
     const T* st = stats + r * n * 2;
     int64_t n_masked = 0;
     const scalar_t* src = phi + r * a.phi_stride0;
@@ -727,7 +935,7 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
                              ? kNormalRow
                              : load_row<scalar_t, T>(src, a.phi_stride1, K, kp,
                                                      phi_in_place ? nullptr : ph_buf, &n_masked);
-    ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
+    sc.ph = phi_in_place ? reinterpret_cast<const T*>(src) : ph_buf;
     if (kind == kPoisonedRow) {
       fill_row(outr, K, std::numeric_limits<double>::quiet_NaN());
       return;
@@ -737,244 +945,17 @@ void bwd_rows(const RowArgs& a, int64_t rb, int64_t re) {
       return;
     }
     if (g_in_place) {
-      g = reinterpret_cast<const T*>(gy + r * a.grad_stride0);
+      sc.g = reinterpret_cast<const T*>(gy + r * a.grad_stride0);
     } else {
       load_plain<scalar_t, T>(gy + r * a.grad_stride0, a.grad_stride1, K, kp, g_buf);
-      g = g_buf;
+      sc.g = g_buf;
     }
-
-    if (method == kST || method == kGumbel) {
-      // p = exp(l - m) / s, l = phi (st) or (phi + G) / tau (gumbel); gphi = p (g - <g, p>) [/ tau]
-      if (method == kGumbel) noise.get(r, re, nullptr, nullptr, A);
-      const V m(st[0]), s(st[1]), tv(tau);
-      V d0 = zero, d1 = zero;
-      for (int64_t j = 0; j < kp; j += L) {
-        const V l = method == kGumbel ? (V::loadu(ph + j) + V::loadu(A + j)) / tv : V::loadu(ph + j);
-        const V p = vexp<T>(l - m) / s;
-        p.store(E + j);
-        if ((j / L) % 2 == 0) d0 = d0 + V::loadu(g + j) * p; else d1 = d1 + V::loadu(g + j) * p;
-      }
-      const V dot(hsum(d0 + d1));
-      for (int64_t j = 0; j < kp; j += L) {
-        V rj = softmax_bwd(V::loadu(E + j), V::loadu(g + j), dot);
-        if (method == kGumbel) rj = rj / tv;
-        rj.store(out + j);
-      }
-    } else if (method == kReinMax) {
-      // softmax(phi / tau) statistics are recomputed (slot layout of ops.py keeps only slot 0).
-      const V tv(tau);
-      const T mt = map_max<T>(kp, E, [=](int64_t j) { return V::loadu(ph + j) / tv; });
-      const V st_sum(exp_sum<T>(kp, E, mt));
-      const V m0(st[0]), s0(st[1]), two(T(2)), mhalf(T(-0.5));
-      V su = zero, sw = zero;
-      for (int64_t j = 0; j < kp; j += L) {
-        const V p0 = vexp<T>(V::loadu(ph + j) - m0) / s0;
-        const V p1 = reinmax_p1(V::loadu(E + j), st_sum, one_hot_block<T>(j, idx));
-        const V gj = V::loadu(g + j);
-        su = su + (two * gj) * p1;
-        sw = sw + (mhalf * gj) * p0;
-        p0.store(A + j);
-        p1.store(E + j);
-      }
-      const V Su(hsum(su)), Sw(hsum(sw)), ninf(neg_inf<T>());
-      V tot = zero;
-      for (int64_t j = 0; j < kp; j += L) {
-        const V gj = V::loadu(g + j), p0 = V::loadu(A + j), p1 = V::loadu(E + j);
-        const V gv = V::blendv(zero, reinmax_grad(gj, p0, p1, Su, Sw), V::loadu(ph + j) != ninf);
-        gv.store(out + j);
-        tot = tot + gv;
-      }
-      const V mean(hsum(tot) / static_cast<T>(K - n_masked));
-      for (int64_t j = 0; j < kp; j += L) {
-        V::blendv(zero, V::loadu(out + j) - mean, V::loadu(ph + j) != ninf).store(out + j);
-      }
+    if (chain) {
+      bwd_row_chain<T>(a, r, re, kp, idx, noise, st, sc);
     } else {
-      // ---- the DDIM chain: local copies of the captured scalars, so that the loops below keep
-      // them in registers (vector stores may alias anything: captured references get reloaded).
-      const int64_t kpl = kp;
-      const bool covl = cov;
-      const bool is_max = method == kReDGEMax;
-      // ---- the DDIM chain: recompute x_k, p_k (k = n-1..1) in one fused pass from z and stats.
-      T* zbuf = covl ? z : gx;  // gx is free until the gradient passes
-      // (Drawing z inside the chain loop below instead, in registers, was measured ~8% slower:
-      // register pressure of Philox + the chain.)
-      noise.get(r, re, zbuf, nullptr, nullptr);
-      if (covl) {
-        const V m0(st[0]), s0(st[1]);
-        for (int64_t j = 0; j < kpl; j += L) {
-          const V m = vexp<T>(V::loadu(ph + j) - m0) / s0;
-          const V v = cov_variance(m, vmin);
-          m.store(mu + j);
-          (one / v).store(lam + j);
-        }
-      }
-      // Per-step constants, hoisted out of the element loops (locals: no aliasing with the
-      // scratch stores). kMaxSteps bounds the small arrays; longer schedules use the heap.
-      constexpr int kMaxSteps = 16;
-      T cc_s[kMaxSteps], ca_s[kMaxSteps], cb_s[kMaxSteps], sg_s[kMaxSteps], ha_s[kMaxSteps];
-      T mm_s[kMaxSteps], is_s[kMaxSteps];
-      T* Pp_s[kMaxSteps];
-      T* Xp_s[kMaxSteps];
-      std::vector<T> cheap;
-      std::vector<T*> pheap;
-      T *cc = cc_s, *ca = ca_s, *cb = cb_s, *sg = sg_s, *ha = ha_s, *mm = mm_s, *is = is_s;
-      T **Pp = Pp_s, **Xp = Xp_s;
-      if (n > kMaxSteps) {
-        cheap.resize(static_cast<size_t>(7 * n));
-        pheap.resize(static_cast<size_t>(2 * n));
-        cc = cheap.data(); ca = cc + n; cb = ca + n; sg = cb + n; ha = sg + n; mm = ha + n; is = mm + n;
-        Pp = pheap.data(); Xp = Pp + n;
-      }
-      for (int k = 1; k < n; ++k) {
-        cc[k] = co[k * 5 + kCoefC];
-        ca[k] = co[k * 5 + kCoefA];
-        cb[k] = co[k * 5 + kCoefB];
-        sg[k] = co[k * 5 + kCoefSigma];
-        ha[k] = T(0.5) * co[k * 5 + kCoefAlpha];
-        mm[k] = st[2 * k];
-        is[k] = T(1) / st[2 * k + 1];
-        Pp[k] = Pk(k);
-        Xp[k] = covl ? Xk(k) : nullptr;
-      }
-      const T* const phr = ph;
-      const T* const gr = g;
-      const T* const mur = mu;
-      const T* const lamr = lam;
-      const T* const zr = zbuf;
-      auto logit = [=](int k, int64_t j, const V& xv) {
-        if (covl) {
-          return cov_logit(V::loadu(phr + j), V(cc[k]), V(sg[k]), V(ha[k]), V::loadu(mur + j),
-                           V::loadu(lamr + j), xv);
-        }
-        return redge_logit(V::loadu(phr + j), V(cc[k]), xv);
-      };
-      // The chain of one column block is a long dependency (n-1 exps); blocks are taken two at a
-      // time so that their chains overlap (same operations per element, same summation order).
-      auto x_init = [=](int64_t j) {
-        V xv = V::loadu(zr + j);
-        if (covl) {
-          const V m = V::loadu(mur + j);
-          xv = cov_x_init(m, cov_variance(m, vmin), xv);
-        }
-        return xv;
-      };
-      V d0 = zero;
-      int64_t j0 = 0;
-      constexpr int kU = 8;  // column blocks in flight (8: fastest of 2, 4, 8, 16 here)
-      for (; j0 + kU * L <= kpl; j0 += kU * L) {
-        V xs[kU], ps[kU];
-        for (int u = 0; u < kU; ++u) xs[u] = x_init(j0 + u * L);
-        for (int k = n - 1; k >= 1; --k) {
-          const V mk(mm[k]), ik(is[k]);
-          for (int u = 0; u < kU; ++u) ps[u] = logit(k, j0 + u * L, xs[u]) - mk;
-          vexp_x<T, kU>(ps);
-          for (int u = 0; u < kU; ++u) ps[u] = softmax_prob(ps[u], ik);
-          for (int u = 0; u < kU; ++u) ps[u].store(Pp[k] + j0 + u * L);
-          if (covl) {
-            for (int u = 0; u < kU; ++u) xs[u].store(Xp[k] + j0 + u * L);
-          }
-          if (k > 1) {
-            const V ak(ca[k]), bk(cb[k]);
-            for (int u = 0; u < kU; ++u) xs[u] = ddim_step(ak, ps[u], bk, xs[u]);
-          }
-        }
-        for (int u = 0; u < kU; ++u) d0 = d0 + V::loadu(gr + j0 + u * L) * ps[u];
-      }
-      for (int64_t j = j0; j < kpl; j += L) {
-        V xv = x_init(j);
-        V p;
-        for (int k = n - 1; k >= 1; --k) {
-          p = softmax_prob(vexp<T>(logit(k, j, xv) - V(mm[k])), V(is[k]));
-          p.store(Pp[k] + j);
-          if (covl) xv.store(Xp[k] + j);
-          if (k > 1) xv = ddim_step(V(ca[k]), p, V(cb[k]), xv);
-        }
-        d0 = d0 + V::loadu(gr + j) * p;
-      }
-      // ---- step 1: r = p_1 (g - <g, p_1>)
-      T dot = hsum(d0);
-      const T gD = (idx >= 0 ? g[idx] : T(0)) - dot;  // <g, D>, D = one_hot(i) - p_1 (redge_max)
-      T* const outr_ = out;
-      T* const gxr = gx;
-      {
-        const V dv(dot), c1(cc[1]), gDv(gD);
-        const StepCoefs<V> s1{c1, V(ca[1]), V(cb[1]), V(sg[1]), V(ha[1])};
-        const T* const p1 = Pp[1];
-        const T* const p2 = n > 2 ? Pp[2] : nullptr;
-        const V a2(n > 2 ? ca[2] : T(0));
-        V dn = zero;
-        for (int64_t j = 0; j < kpl; j += L) {
-          const V p = V::loadu(p1 + j);
-          const V rv = softmax_bwd(p, V::loadu(gr + j), dv);
-          if (is_max) {
-            redge_max_step1(rv, gDv, one_hot_block<T>(j, idx), p).store(outr_ + j);
-          } else {
-            rv.store(outr_ + j);
-          }
-          const V lv = covl ? V::loadu(lamr + j) : V(T(0));
-          const V gxv = chain_gx1(covl, c1, lv, rv);
-          if (covl) {
-            const V mj = V::loadu(mur + j);
-            cov_glam_term(s1, rv, V::loadu(Xp[1] + j), mj).store(glam + j);
-            cov_gmu_term(s1, lv, rv).store(gmu + j);
-          }
-          gxv.store(gxr + j);
-          if (p2) dn = dn + (a2 * gxv) * V::loadu(p2 + j);
-        }
-        dot = hsum(dn);
-      }
-      // ---- steps k = 2 .. n-1: gp = a_k gx; r = p_k (gp - <gp, p_k>); gphi += r;
-      //      gx = c_k r + b_k gx  (covl: c_k lam r, and the lam / mu accumulators)
-      for (int k = 2; k <= n - 1; ++k) {
-        const V dv(dot), ak(ca[k]), bk(cb[k]), ck(cc[k]);
-        const bool has_next = k + 1 <= n - 1;
-        const T* const pk = Pp[k];
-        const T* const pn = has_next ? Pp[k + 1] : nullptr;
-        const V an(has_next ? ca[k + 1] : T(0));
-        V dn = zero;
-        if (!covl) {
-          if (has_next) {
-            for (int64_t j = 0; j < kpl; j += L) {
-              const V gxo = V::loadu(gxr + j);
-              const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
-              (V::loadu(outr_ + j) + rv).store(outr_ + j);
-              const V gxv = chain_gx(false, ck, V(T(0)), rv, bk, gxo);
-              gxv.store(gxr + j);
-              dn = dn + (an * gxv) * V::loadu(pn + j);
-            }
-          } else {  // last step: gx is not needed any more
-            for (int64_t j = 0; j < kpl; j += L) {
-              const V gxo = V::loadu(gxr + j);
-              const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
-              (V::loadu(outr_ + j) + rv).store(outr_ + j);
-            }
-          }
-          dot = hsum(dn);
-          continue;
-        }
-        const T* const xk = Xp[k];
-        const StepCoefs<V> sc{ck, ak, bk, V(sg[k]), V(ha[k])};
-        for (int64_t j = 0; j < kpl; j += L) {
-          const V gxo = V::loadu(gxr + j);
-          const V rv = softmax_bwd(V::loadu(pk + j), ak * gxo, dv);
-          (V::loadu(outr_ + j) + rv).store(outr_ + j);
-          const V lv = V::loadu(lamr + j);
-          const V gxv = chain_gx(true, ck, lv, rv, bk, gxo);
-          const V mj = V::loadu(mur + j);
-          (V::loadu(glam + j) + cov_glam_term(sc, rv, V::loadu(xk + j), mj)).store(glam + j);
-          (V::loadu(gmu + j) + cov_gmu_term(sc, lv, rv)).store(gmu + j);
-          gxv.store(gxr + j);
-          if (has_next) dn = dn + (an * gxv) * V::loadu(pn + j);
-        }
-        dot = hsum(dn);
-      }
-      if (covl) {
-        // x_{n-1} = mu + sqrt(v) z; v = max(q, V_MIN), q = p (1 - p); lam = 1 / v; mu = p.
-        const V dv(hsum(cov_base_grad_pass<V>(kpl, mu, lam, gx, z, glam, gmu, vmin)));
-        softmax_bwd_add_pass<V>(kpl, mu, gmu, dv, out);
-      }
+      bwd_row_baseline<T>(a, r, re, K, kp, idx, n_masked, noise, st, sc);
     }
-    if (!out_direct) store_row<scalar_t, T>(out, K, outr);
+    if (!out_direct) store_row<scalar_t, T>(sc.out, K, outr);
   });
 }
 

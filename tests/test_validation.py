@@ -176,12 +176,6 @@ def _extreme_logits():
 #: A temperature below 1 per tempered method, run beside the case table's: there ``v / tau``
 #: overflows to inf near the fp32 limit unless the row max of ``v`` is subtracted first.
 _LOW_TAU = {"gumbel": 0.3, "reinmax": 0.5}
-# The fused CPU kernels form (phi + G) / tau (gumbel) and phi / tau (reinmax) before the row max:
-# it overflows to inf for tau < 1 at |phi| near 3e38 (then inf - inf). The fix belongs in csrc/;
-# the reference and the Triton kernels subtract the max first. Strict: fixed kernels fail here.
-_KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("cpu", "reinmax")}
-
-
 def _extreme_kwargs(method):
     """The case table's hyperparameters, and the low temperature for the tempered methods."""
     kws = [CASE_KW[method]]
@@ -199,8 +193,6 @@ def _value_and_grad(method, x, hard, backend, kw):
 
 def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
     method, hard = case
-    if (backend, method) in _KNOWN_KERNEL_NAN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="kernel fix pending"))
     dev = device_of(backend)
     for kw in _extreme_kwargs(method):
         for label, x in _extreme_logits().items():
