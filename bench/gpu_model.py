@@ -550,7 +550,8 @@ def targets_table(records: list[dict]) -> str:
                             cells.append("-")
                             continue
                         p = predict(rec, m)
-                        cell = f"{p['us'] / 1e3:.3g} ms {p['bound']} {100 * p['steady_floor_frac']:.1f} %"
+                        cell = (f"{p['us'] / 1e3:.3g} ms, {p['bound']}, "
+                                f"{100 * p['steady_floor_frac']:.1f} %")
                         if kind == "pct":
                             v, ok = 100 * p["steady_floor_frac"], 100 * p["steady_floor_frac"] >= x
                             cell += ": met" if ok else ": not met"
