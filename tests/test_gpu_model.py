@@ -194,3 +194,30 @@ def test_affine_extrapolation_refuses_a_step():
     runs = [[{key: 2, dep: 3}], [{key: 3, dep: 3}], [{key: 4, dep: 5}]]
     out = _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep)
     assert out == [{key: 8, dep: 9}]
+
+
+def test_worker_job_past_its_deadline_fails_and_the_next_job_runs():
+    """A modelling job past its timeout kills its worker and raises JobError naming the job; a
+    job that raises reports its traceback; the next job starts a fresh worker."""
+    import time
+    from bench.gpu_model import JobError, Worker
+    w = Worker(interpret=False)
+    try:
+        w.submit(time.sleep, 60)
+        t0 = time.time()
+        with pytest.raises(JobError, match="timed out after 2 s"):
+            w.result(2.0, "sleepy")
+        assert time.time() - t0 < 30 and w.proc is None
+        w.submit(int, "x")
+        with pytest.raises(JobError, match="ValueError"):
+            w.result(120.0, "bad")
+        w.submit(sum, [1, 2, 3])
+        assert w.result(120.0, "ok") == 6
+    finally:
+        w.close()
+
+
+def test_gpu_check_script_parses():
+    """bench/gpu_check.sh is valid bash (its --dry-run runs every stage on CPU)."""
+    import subprocess
+    subprocess.run(["bash", "-n", os.path.join(ROOT, "bench", "gpu_check.sh")], check=True)
