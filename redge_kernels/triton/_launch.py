@@ -6,7 +6,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * path (a), one block per row, when ``next_pow2(K) <= SINGLE_MAX[kind]``: ``BLOCK = next_pow2(K)``
   (at least 32), ``num_warps = clamp(BLOCK // ELEMS_PER_THREAD[kind] // 32, 1, 16)`` so that every
   thread holds at most ``ELEMS_PER_THREAD`` elements of each live row vector;
-* path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule.
+* path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule;
+* the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
 ``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
@@ -60,6 +61,12 @@ def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]
     return single, block, warps
 
 
+#: Register cap of the diffusion forward (both paths). Left to itself ptxas gave some 8-warp blocks
+#: 80 registers and a stack frame with spills (the 2048-wide single block without y, the tiled
+#: bf16 soft forward); at 128 they take 103 to 119 and spill nothing (bench.compile_check), and
+#: two 8-warp programs still fit an SM.
+DIFFUSION_FWD_MAXNREG = 128
+
 #: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
 #: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
 #: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
@@ -93,13 +100,6 @@ def sm_count(device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return None
-
-
-def tiled_maxnreg(warps: int) -> int:
-    """Register cap of the persistent tiled forward: ``TILED_PROGRAMS_PER_SM`` blocks fill the
-    register file (128 at 8 warps). Left to itself ptxas gave the 8-warp bf16 soft forward 80
-    registers and an 8-byte stack frame (bench.compile_check)."""
-    return max(32, min(255, 65536 // (32 * warps * TILED_PROGRAMS_PER_SM)) // 8 * 8)
 
 
 def tiled_programs(rows: int, device) -> int:
@@ -198,7 +198,7 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
             WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION,
-            maxnreg=None if single else tiled_maxnreg(warps))
+            maxnreg=DIFFUSION_FWD_MAXNREG)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
