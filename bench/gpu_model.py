@@ -146,11 +146,14 @@ def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
     return None
 
 
-def _affine(runs: list, points: list[int], target: int, dependent) -> list | None:
+def _affine(runs: list, points: list[int], target: int, dependent, linear: bool = True
+            ) -> list | None:
     """Statement counts at ``target`` from three traced points, or None unless every count not
     ``dependent`` on the data (``dependent(key)``: inside a ``while`` loop) is exactly affine in
-    the points; data-dependent counts are extrapolated from the outer two points (their trip
-    counts are those of random logits, e.g. the candidates of the exact Gumbel-max)."""
+    the points. Data-dependent counts (trip counts on random logits, e.g. the candidates of the
+    exact Gumbel-max) are extrapolated from the outer two points when ``linear`` (rows: each row
+    draws its own), else taken from the largest point (columns: a row's first tiles hold nearly
+    all its candidates, so the count grows far slower than K)."""
     if any(len(r) != len(runs[0]) for r in runs):
         return None
     out = []
@@ -160,6 +163,9 @@ def _affine(runs: list, points: list[int], target: int, dependent) -> list | Non
         for key in keys:
             va, vb, vc = a.get(key, 0), b.get(key, 0), c.get(key, 0)
             if dependent(key):
+                if not linear:
+                    res[key] = vc
+                    continue
                 slope = (vc - va) / (points[2] - points[0])
             else:
                 slope = (vb - va) / (points[1] - points[0])
@@ -181,7 +187,7 @@ def _trace_counts(w: Workload, log=None) -> list:
     if red is not None:
         dim, points = red
         runs = [_trace_counts(dataclasses.replace(w, **{dim: p}), log) for p in points]
-        out = _affine(runs, points, getattr(w, dim), _in_while)
+        out = _affine(runs, points, getattr(w, dim), _in_while, linear=dim == "rows")
         if out is not None:
             return out
         if log is not None:

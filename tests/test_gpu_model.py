@@ -186,14 +186,17 @@ def test_reduced_trace_equals_the_full_trace(w):
 
 def test_affine_extrapolation_refuses_a_step():
     """Counts that are not exactly affine in the points (a tile count that steps) give None;
-    data-dependent counts (inside a while loop) are extrapolated from the outer points."""
+    data-dependent counts (inside a while loop) are extrapolated from the outer points (rows) or
+    kept at the largest point (columns)."""
     from bench.gpu_model import _affine
     key, dep = ((), ("k.py", 3)), ((), ("k.py", 9))
     runs = [[{key: 2}], [{key: 2}], [{key: 3}]]
     assert _affine(runs, [5120, 6144, 7168], 16384, lambda k: False) is None
     runs = [[{key: 2, dep: 3}], [{key: 3, dep: 3}], [{key: 4, dep: 5}]]
-    out = _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep)
-    assert out == [{key: 8, dep: 9}]
+    assert _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep) == [{key: 8, dep: 9}]
+    # along K a data-dependent count keeps its value at the largest point
+    assert _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep, linear=False) == \
+        [{key: 8, dep: 5}]
 
 
 def test_worker_job_past_its_deadline_fails_and_the_next_job_runs():
