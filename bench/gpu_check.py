@@ -27,8 +27,8 @@ import statistics
 import sys
 import time
 
-if os.environ.get("GPU_CHECK_DRY_RUN") == "1":
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+if os.environ.get("GPU_CHECK_DRY_RUN") == "1" or "--dry-run" in sys.argv[1:]:
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 
 import torch  # noqa: E402
 

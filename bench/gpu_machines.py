@@ -36,6 +36,7 @@ class Machine:
     max_warps_per_sm: int = 64
     max_blocks_per_sm: int = 32
     launch_us: float = 2.0  # fixed cost per kernel launch (start, ramp, drain)
+    l2_tbs: float = 5.5  # L2 bandwidth for all global loads and stores (an assumption)
 
 
 H100_SXM = Machine("H100 SXM", 132, 1.755, 3.35, 0.90, 50.0)
@@ -65,11 +66,14 @@ class LaunchTime:
 
 def launch_time(m: Machine, programs: int, num_warps: int, regs: int, shared: int,
                 per_warp: dict, lsu_bytes: float, floor_read: float, floor_write: float,
-                sass_read: float) -> LaunchTime:
+                sass_read: float, sass_write: float = 0.0,
+                in_flight: float | None = None) -> LaunchTime:
     """Time of one launch of ``programs`` programs of ``num_warps`` warps, each warp executing
     ``per_warp[pipe]`` warp-instructions (``lsu_bytes``: global/shared bytes its loads and
-    stores address). DRAM traffic: the byte floor, plus the re-reads (``sass_read`` - floor)
-    when the resident programs' rows do not fit in half of L2."""
+    stores address). DRAM traffic: the byte floor, plus the re-reads (``sass_read`` - floor) and
+    the extra writes (``sass_write`` - floor, e.g. a workspace) when the resident programs'
+    working sets (``in_flight`` bytes each; None: ``floor_read / programs``) do not fit in half
+    of L2. Every load and store also crosses L2 (``Machine.l2_tbs``)."""
     occ = occupancy(m, regs, num_warps, shared)
     if occ == 0:
         raise ValueError(f"a block of {num_warps} warps x {regs} registers does not fit an SM")
@@ -82,12 +86,16 @@ def launch_time(m: Machine, programs: int, num_warps: int, regs: int, shared: in
             n = max(n, lsu_bytes / L1_BYTES_PER_CLOCK)
         clocks[pipe] = warps * n * cost
     resident = min(programs, m.sms * occ)
-    working_set = resident * (floor_read / max(programs, 1))
-    read = floor_read if working_set <= 0.5 * m.l2_mb * 1e6 else max(floor_read, sass_read)
-    dram = read + floor_write
+    per_program = floor_read / max(programs, 1) if in_flight is None else in_flight
+    fits = resident * per_program <= 0.5 * m.l2_mb * 1e6
+    read = floor_read if fits else max(floor_read, sass_read)
+    write = floor_write if fits else max(floor_write, sass_write)
+    dram = read + write
     t_mem = dram / (m.hbm_tbs * 1e12 * m.hbm_efficiency) * 1e6
     t = {k: v / (m.clock_ghz * 1e3) for k, v in clocks.items()}
     t["memory"] = t_mem
+    if sass_read + sass_write > dram:
+        t["l2"] = (sass_read + sass_write) / (m.l2_tbs * 1e12) * 1e6
     bound = max(t, key=t.get)
     if bound != "memory" and min(per_sm, occ) * num_warps < 2 * ISSUE_PER_CLOCK:
         bound += " (latency-exposed)"  # under 2 warps per scheduler: throughput is optimistic

@@ -1,7 +1,7 @@
 """Performance model of the Triton kernels' machine code, no GPU needed (docs/GPU_MODEL.md).
 
-    python -m bench.gpu_model [--table baseline|targets|quick] [--arch 90] [--jobs 2]
-        [--json out.json] [--markdown out.md]
+    python -m bench.gpu_model [--table baseline|quick] [--only SUBSTR ...] [--arch 90]
+        [--json out.jsonl] [--markdown out.md] [--job-timeout 900]
 
 For each workload (estimator x direction x shape x n_steps x dtype) it compiles the kernels the
 launcher of THIS checkout launches, with the JIT's runtime specialization, for ``sm_<arch>``
@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 
 from bench.kernel_compile import (DIFFUSION, HARD_ONLY, METHODS, Workload, capture,
-                                  compile_launch, in_compiling_process, interpreting)
+                                  compile_launch)
 
 SHAPES = [(4096, 32768, 5), (4096, 32768, 10), (8, 262144, 5), (64, 131072, 5), (9600, 2, 5),
           (6400, 64, 5), (5184, 9, 5)]
@@ -74,14 +75,18 @@ def _compile_job(w: Workload, arch: int) -> list[dict]:
         d.pop("cubin")
         d["program"] = prog
         d["root"] = kernel_root(launch.fn)
+        d["tensors"] = [[list(a.shape), a.element_size()] for a in launch.args
+                        if hasattr(a, "element_size") and hasattr(a, "shape")]
         out.append(d)
     return out
 
 
 def _fill(t):
+    """Normal random values (the first 64 rows only of a tensor over 2**26 elements: the model's
+    reduced traces never need more, a full-size fallback trace then reads zeros elsewhere)."""
     import torch
     g = torch.Generator().manual_seed(0)
-    rows = t if t.numel() <= (1 << 22) else t[:64]
+    rows = t if t.numel() <= (1 << 26) else t[:64]
     rows.copy_(torch.randn(rows.shape, generator=g).to(t.dtype))
 
 
@@ -99,115 +104,257 @@ def _traced(w: Workload) -> list:
     return [t.counts for t in trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill))]
 
 
-def _affine_points(w: Workload) -> list[int] | None:
-    """Three smaller K whose launches have exactly ``w``'s configuration (kernels, grid,
-    constexprs), or None (see ``_trace_job``)."""
-    if w.k < 8192:
-        return None
-    want = _signatures(w)
-    ok = []
-    for div in (64, 32, 16, 8, 4):
-        k = w.k // div
-        if k * div != w.k or (k % 16 == 0) != (w.k % 16 == 0):
-            continue
-        sigs = _signatures(dataclasses.replace(w, k=k))
-        ok = ok + [k] if sigs == want else []
-        if len(ok) == 3:
-            return ok
+def _tile(want: list) -> int:
+    """The largest power-of-two integer constexpr (>= 16) of the launches: the tile width of a
+    kernel that streams its row in tiles (0 if none)."""
+    best = 0
+    for _, _, consts in want:
+        for _, v in consts:
+            if v.isdigit() and int(v) >= 16 and int(v) & (int(v) - 1) == 0:
+                best = max(best, int(v))
+    return best
+
+
+def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
+    """``(dimension, three smaller values)`` of a dimension of ``w`` along which its first
+    programs' statement counts should be exactly affine, each value launching exactly ``w``'s
+    kernels, grids and constexprs (``want``: ``w``'s launch signatures), or None.
+
+    Rows: ``R' = g, 2g, 3g < R`` for a launch's grid ``g`` (a persistent grid of ``g`` programs
+    whose program 0 takes ``R' / g`` rows). Columns: the three smallest ``K' = K mod T + m T <
+    K`` (``T``: the tile, ``_tile``), so that every point has K's tail and whole tiles more or
+    fewer."""
+    grids = sorted({math.prod(g) for _, g, _ in want})
+    for g in grids:
+        pts = [g * q for q in (1, 2, 3)]
+        if pts[-1] < w.rows and all(
+                _signatures(dataclasses.replace(w, rows=r)) == want for r in pts):
+            return "rows", pts
+    tile = _tile(want)
+    if tile and w.k >= 4 * tile:
+        ok = []
+        for m in range(1, w.k // tile):
+            k = w.k % tile + m * tile
+            if k >= w.k:
+                break
+            if _signatures(dataclasses.replace(w, k=k)) == want:
+                ok.append(k)
+                if len(ok) == 3:
+                    return "k", ok
+            elif ok:
+                ok = []  # the points must be consecutive
     return None
 
 
-def _trace_job(w: Workload, n_launches: int) -> list:
-    """Traces of the last ``n_launches`` launches of ``w`` (runs with TRITON_INTERPRET=1).
+def _affine(runs: list, points: list[int], target: int, dependent, linear: bool = True
+            ) -> list | None:
+    """Statement counts at ``target`` from three traced points, or None unless every count not
+    ``dependent`` on the data (``dependent(key)``: inside a ``while`` loop) is exactly affine in
+    the points. Data-dependent counts (trip counts on random logits, e.g. the candidates of the
+    exact Gumbel-max) are extrapolated from the outer two points when ``linear`` (rows: each row
+    draws its own), else taken from the largest point (columns: a row's first tiles hold nearly
+    all its candidates, so the count grows far slower than K)."""
+    if any(len(r) != len(runs[0]) for r in runs):
+        return None
+    out = []
+    for a, b, c in zip(*runs):
+        keys = set(a) | set(b) | set(c)
+        res = {}
+        for key in keys:
+            va, vb, vc = a.get(key, 0), b.get(key, 0), c.get(key, 0)
+            if dependent(key):
+                if not linear:
+                    res[key] = vc
+                    continue
+                slope = (vc - va) / (points[2] - points[0])
+            else:
+                slope = (vb - va) / (points[1] - points[0])
+                if abs(va + slope * (points[2] - points[0]) - vc) > 1e-9:
+                    return None
+            res[key] = max(0, round(va + slope * (target - points[0])))
+        out.append(res)
+    return out
 
-    A program's statement counts are affine in K for a kernel that streams its row in tiles of
-    a fixed width: when three smaller K (K/64 .. K/4) launch exactly the same kernels, grid and
-    constexprs and their counts are exactly affine in K, the counts at K are extrapolated from
-    them (a large speed-up under the interpreter); otherwise the trace runs at K."""
-    points = _affine_points(w)
-    if points is not None:
-        runs = [_traced(dataclasses.replace(w, k=k)) for k in points]
-        out = []
-        for a, b, c in zip(*runs):
-            keys = set(a) | set(b) | set(c)
-            slope = {key: (b.get(key, 0) - a.get(key, 0)) / (points[1] - points[0])
-                     for key in keys}
-            affine = all(abs(a.get(key, 0) + slope[key] * (points[2] - points[0])
-                             - c.get(key, 0)) < 1e-9 for key in keys)
-            if not affine:
-                out = None
-                break
-            out.append({key: round(a.get(key, 0) + slope[key] * (w.k - points[0]))
-                        for key in keys})
-        if out is not None and len(out) == len(runs[0]):
-            return out[len(out) - n_launches:]
-    traces = _traced(w)
-    return traces[len(traces) - n_launches:]
+
+def _trace_counts(w: Workload, log=None) -> list:
+    """Statement counts of the first program of every launch of ``w`` (runs with
+    TRITON_INTERPRET=1), reduced where possible (docs/GPU_MODEL.md "Trip counts"): when the
+    counts are exactly affine along rows (a persistent grid) or K (tiled rows) over three smaller
+    workloads of the same launches, they are extrapolated from those (recursively: a reduced
+    workload may be reduced along the other dimension), else traced at ``w``."""
+    want = _signatures(w)
+    red = _reduced_points(w, want)
+    if red is not None:
+        dim, points = red
+        runs = [_trace_counts(dataclasses.replace(w, **{dim: p}), log) for p in points]
+        out = _affine(runs, points, getattr(w, dim), _in_while, linear=dim == "rows")
+        if out is not None:
+            return out
+        if log is not None:
+            log.append(f"{w.label()}: counts not affine in {dim} at {points}; traced in full")
+    return _traced(w)
 
 
-def _trace_or_reuse(w: Workload, n_launches: int, cached: list | None):
-    """``(signatures, traces)`` of ``w``; traces None when ``cached`` (the signatures of a traced
-    workload of the same shape, e.g. the other dtype) equals ``w``'s: same kernels, grid and
-    constexprs, hence the same statement counts."""
+def _in_while(key) -> bool:
+    """Whether a trace key lies (through any of its call sites) inside a ``while`` loop."""
+    from bench.kernel_trace import while_spans
+    call_sites, here = key
+    return any(lo <= line <= hi for path, line in tuple(call_sites) + (here,)
+               for lo, hi in while_spans(path))
+
+
+def _trace_or_reuse(w: Workload, cached: list | None):
+    """``(signatures, traces, notes)`` of ``w``; traces None when ``cached`` (the signatures of a
+    traced workload of the same shape, e.g. the other dtype) equals ``w``'s: same kernels, grid
+    and constexprs, hence the same statement counts."""
     sigs = _signatures(w)
     if cached is not None and sigs == cached:
-        return sigs, None
-    return sigs, _trace_job(w, n_launches)
+        return sigs, None, []
+    notes: list = []
+    return sigs, _trace_counts(w, notes), notes
 
 
-_TRACE_POOL = []
-_TRACES: dict = {}
+# ---- workers: one compiling (interpreter off), one tracing (interpreter on), each job bounded ----
+
+class JobError(RuntimeError):
+    """A modelling job failed, timed out, or its worker died."""
 
 
-def _trace_in_interpreter(w: Workload, n_launches: int):
-    """Traces of ``w``'s launches, from one long-lived interpreting worker process (or this
-    process when it interprets); reused across workloads that differ only in dtype."""
-    import os
-    key = (w.method, w.direction, w.rows, w.k, w.n_steps, w.hard)
-    cached = _TRACES.get(key)
-    args = (w, n_launches, cached[0] if cached else None)
-    if interpreting():
-        sigs, traces = _trace_or_reuse(*args)
-    else:
-        if not _TRACE_POOL:
-            import concurrent.futures as cf
-            import multiprocessing as mp
-            old = os.environ.get("TRITON_INTERPRET")
-            os.environ["TRITON_INTERPRET"] = "1"
-            try:
-                _TRACE_POOL.append(cf.ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")))
-                _TRACE_POOL[0].submit(int, 0).result()  # start the worker now
-            finally:
-                if old is None:
-                    del os.environ["TRITON_INTERPRET"]
-                else:
-                    os.environ["TRITON_INTERPRET"] = old
-        sigs, traces = _TRACE_POOL[0].submit(_trace_or_reuse, *args).result()
-    if traces is None:
-        return cached[1]
-    _TRACES[key] = (sigs, traces)
-    return traces
+def _serve(conn):
+    import traceback
+    while True:
+        try:
+            fn, args = conn.recv()
+        except EOFError:
+            return
+        try:
+            conn.send((True, fn(*args)))
+        except BaseException:  # reported to the parent, which fails the workload
+            conn.send((False, traceback.format_exc()))
 
 
-def analyse(w: Workload, arch: int = 90) -> dict:
-    """Compile, disassemble, trace and count ``w``: a JSON-able record per launch."""
-    from bench.kernel_trace import SourceIndex, Trace
-    from bench.sass_counts import count
-    if interpreting():
-        launches = in_compiling_process(_compile_job, [(w, arch)])[0]
-    else:
-        launches = _compile_job(w, arch)
-    traces = _trace_in_interpreter(w, len(launches))
-    out = []
-    for c, tr in zip(launches, traces):
-        index = SourceIndex([c.pop("root")])
-        counts = count(c.pop("program"), Trace(tr), index)
-        c.pop("ptxas_log", None)
-        c.update(by_pipe=dict(counts.by_pipe), by_opcode=dict(counts.by_opcode),
-                 ldg_bytes=counts.ldg_bytes, stg_bytes=counts.stg_bytes, loops=counts.loops,
-                 excluded=dict(counts.excluded))
-        out.append(c)
-    return {"workload": dataclasses.asdict(w), "label": w.label(), "launches": out}
+class Worker:
+    """A long-lived ``spawn`` process with ``TRITON_INTERPRET`` set to ``interpret``, running
+    module-level functions one at a time; a job past its deadline kills the process (a fresh one
+    starts for the next job) and raises ``JobError``, as does a job that raises or a process
+    that dies."""
+
+    def __init__(self, interpret: bool):
+        self.interpret = interpret
+        self.proc = None
+        self.conn = None
+
+    def _start(self):
+        import multiprocessing as mp
+        import os
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        old = os.environ.get("TRITON_INTERPRET")
+        os.environ["TRITON_INTERPRET"] = "1" if self.interpret else "0"
+        try:
+            self.proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+            self.proc.start()
+        finally:
+            if old is None:
+                del os.environ["TRITON_INTERPRET"]
+            else:
+                os.environ["TRITON_INTERPRET"] = old
+        child.close()
+
+    def submit(self, fn, *args):
+        if self.proc is None or not self.proc.is_alive():
+            self.close()
+            self._start()
+        self.started = time.time()
+        self.conn.send((fn, args))
+
+    def result(self, timeout: float, what: str):
+        kind = "trace (interpreter)" if self.interpret else "compile"
+        if not self.conn.poll(max(0.0, timeout - (time.time() - self.started))):
+            self.close()
+            raise JobError(f"{what}: {kind} job timed out after {timeout:.0f} s (worker killed)")
+        try:
+            ok, val = self.conn.recv()
+        except (EOFError, OSError):
+            code = self.proc.exitcode if self.proc is not None else None
+            self.close()
+            raise JobError(f"{what}: {kind} worker died (exit code {code})") from None
+        if not ok:
+            raise JobError(f"{what}: {kind} job failed:\n{val}")
+        return val
+
+    def close(self):
+        if self.proc is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join()
+            self.proc = None
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class Modeller:
+    """Compiles (one worker) and traces (another, concurrently) each workload, at most
+    ``timeout`` seconds per job; traces are reused across workloads that differ only in dtype
+    when their launches are the same."""
+
+    def __init__(self, arch: int = 90, timeout: float = 900.0):
+        self.arch = arch
+        self.timeout = timeout
+        self.compiler = Worker(interpret=False)
+        self.tracer = Worker(interpret=True)
+        self.traces: dict = {}
+        self.notes: list = []
+
+    def analyse(self, w: Workload) -> dict:
+        """Compile, disassemble, trace and count ``w``: a JSON-able record per launch."""
+        from bench.kernel_trace import SourceIndex, Trace
+        from bench.sass_counts import count
+        key = (w.method, w.direction, w.rows, w.k, w.n_steps, w.hard, w.write_y)
+        cached = self.traces.get(key)
+        self.compiler.submit(_compile_job, w, self.arch)
+        self.tracer.submit(_trace_or_reuse, w, cached[0] if cached else None)
+        errors = []
+        try:
+            launches = self.compiler.result(self.timeout, w.label())
+        except JobError as e:
+            errors.append(e)
+        try:
+            sigs, traces, notes = self.tracer.result(self.timeout, w.label())
+        except JobError as e:
+            errors.append(e)
+        if errors:
+            raise errors[0]
+        self.notes += notes
+        if traces is None:
+            traces = cached[1]
+        else:
+            self.traces[key] = (sigs, traces)
+        traces = traces[len(traces) - len(launches):]
+        out = []
+        for c, tr in zip(launches, traces):
+            index = SourceIndex([c.pop("root")])
+            counts = count(c.pop("program"), Trace(tr), index)
+            c.pop("ptxas_log", None)
+            c.update(by_pipe=dict(counts.by_pipe), by_opcode=dict(counts.by_opcode),
+                     ldg_bytes=counts.ldg_bytes, stg_bytes=counts.stg_bytes, loops=counts.loops,
+                     excluded=dict(counts.excluded))
+            out.append(c)
+        return {"workload": dataclasses.asdict(w), "label": w.label(), "launches": out}
+
+    def close(self):
+        self.compiler.close()
+        self.tracer.close()
+
+
+def analyse(w: Workload, arch: int = 90, timeout: float = 900.0) -> dict:
+    """``Modeller.analyse`` of one workload (its own two worker processes)."""
+    m = Modeller(arch, timeout)
+    try:
+        return m.analyse(w)
+    finally:
+        m.close()
 
 
 def predict(rec: dict, machine) -> dict:
@@ -224,7 +371,8 @@ def predict(rec: dict, machine) -> dict:
         share = p * c["num_warps"] * (c["ldg_bytes"] + c["stg_bytes"]) / lsu_total
         lt = launch_time(machine, p, c["num_warps"], c["regs"], c["shared"], c["by_pipe"],
                          c["ldg_bytes"] + c["stg_bytes"], read * share, write * share,
-                         p * c["num_warps"] * c["ldg_bytes"])
+                         p * c["num_warps"] * c["ldg_bytes"], p * c["num_warps"] * c["stg_bytes"],
+                         _in_flight(c, w, read * share, p))
         us += lt.us
         steady += lt.steady_us
         bounds.append(lt.bound)
@@ -234,6 +382,19 @@ def predict(rec: dict, machine) -> dict:
     return {"us": us, "steady_us": steady, "bound": "+".join(bounds),
             "floor_frac": floor_us / us, "steady_floor_frac": floor_us / steady,
             "instr_per_elem": instr}
+
+
+def _in_flight(c: dict, w: Workload, read: float, programs: int) -> float | None:
+    """Bytes one program works on at a time: its share of the floor's reads, one row (or one
+    slice of a row, when programs outnumber rows) at a time, plus its slot of the launch's
+    workspace (tensors over 64 KiB whose leading dimension is not the rows, e.g. a persistent
+    grid's per-program scratch). None for records without their tensors (older records: the
+    reads of all its rows)."""
+    if "tensors" not in c:
+        return None
+    work = sum(math.prod(shape) * size for shape, size in c["tensors"]
+               if shape and shape[0] != w.rows and math.prod(shape) * size > 65536)
+    return read / max(w.rows, programs) + work / programs
 
 
 def _programs(c) -> int:
@@ -353,17 +514,89 @@ def targets_summary(records: list[dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+#: The shapes of the targets (rows, K, n_steps) and each target: ("pct", x): steady-state % of
+#: HBM for the byte floor >= x; ("ratio", x): steady-state time (n=10: total; else per element)
+#: over 4096 x 32768 n=5's <= x.
+TARGETS = [((4096, 32768, 5), ("pct", 40)), ((4096, 32768, 10), ("ratio", 2)),
+           ((8, 262144, 5), ("ratio", 2)), ((64, 131072, 5), ("ratio", 2)),
+           ((9600, 2, 5), ("pct", 25)), ((6400, 64, 5), ("pct", 25)), ((5184, 9, 5), ("pct", 25))]
+
+
+def targets_table(records: list[dict]) -> str:
+    """Every estimator x dtype x GPU x direction, one cell per target shape: predicted ms
+    (launch cost included), the bound, the steady-state % of HBM bandwidth for the byte floor,
+    and the target with "met" / "not met" (ratios of steady-state times for n=10 and the long
+    rows, per element for the latter)."""
+    from bench.gpu_machines import MACHINES
+    from bench.kernel_compile import METHODS
+    head = ["4096x32768 n=5 (>= 40 %)", "n=10 (<= 2x n=5)", "8x262144 (<= 2x per elem)",
+            "64x131072 (<= 2x per elem)", "9600x2 (>= 25 %)", "6400x64 (>= 25 %)",
+            "5184x9 (>= 25 %)"]
+    rows = ["| estimator | dtype | GPU | dir | " + " | ".join(head) + " |",
+            "|" + "---|" * (4 + len(head))]
+    by = {}
+    for rec in records:
+        w = rec["workload"]
+        if w.get("hard", True) and w.get("write_y", True):
+            by[(w["method"], w["dtype"], w["direction"], w["rows"], w["k"], w["n_steps"])] = rec
+    met = total = 0
+    for method in METHODS:
+        for dtype in ("fp32", "bf16"):
+            for mk in ("h100", "h200"):
+                m = MACHINES[mk]
+                for d in ("fwd", "bwd"):
+                    if not any(k[:3] == (method, dtype, d) for k in by):
+                        continue
+                    base = by.get((method, dtype, d, 4096, 32768, 5))
+                    pb = predict(base, m) if base else None
+                    cells = []
+                    for (r, k, n), (kind, x) in TARGETS:
+                        rec = by.get((method, dtype, d, r, k, n))
+                        if rec is None:
+                            cells.append("-")
+                            continue
+                        p = predict(rec, m)
+                        cell = (f"{p['us'] / 1e3:.3g} ms, {p['bound']}, "
+                                f"{100 * p['steady_floor_frac']:.1f} %")
+                        if kind == "pct":
+                            v, ok = 100 * p["steady_floor_frac"], 100 * p["steady_floor_frac"] >= x
+                            cell += ": met" if ok else ": not met"
+                        elif pb is None:
+                            ok = None
+                        else:
+                            per = 1.0 if n == 10 else (4096 * 32768) / (r * k)
+                            v = p["steady_us"] / pb["steady_us"] * per
+                            ok = v <= x
+                            cell += f", {v:.2f}x: " + ("met" if ok else "not met")
+                        if ok is not None:
+                            met += bool(ok)
+                            total += 1
+                        cells.append(cell)
+                    rows.append(f"| {method} | {dtype} | {m.name} | {d} | " + " | ".join(cells)
+                                + " |")
+    rows.append("")
+    rows.append(f"Targets met: {met} of {total}.")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="baseline", choices=["baseline", "quick"])
     ap.add_argument("--only", nargs="+", default=None,
                     help="keep workloads whose label contains all of these substrings")
+    ap.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                    help="keep these estimators only")
+    ap.add_argument("--resume", action="store_true",
+                    help="skip the workloads whose records the --json file already holds")
     ap.add_argument("--arch", type=int, default=90)
     ap.add_argument("--json", default=None, help="append the records here, one JSON per line")
     ap.add_argument("--from-json", nargs="+", default=None,
                     help="print the table of saved records (several files: merged, the last "
                          "record of a workload kept, in table order; --json then writes them)")
     ap.add_argument("--markdown", default=None, help="write the table here")
+    ap.add_argument("--job-timeout", type=float, default=900.0,
+                    help="seconds per compile or trace job; a job past it fails its workload "
+                         "(its worker is killed) and the table goes on")
     args = ap.parse_args(argv)
     t0 = time.time()
     records = []
@@ -380,24 +613,52 @@ def main(argv=None) -> int:
         if args.json:
             with open(args.json, "w") as f:
                 f.writelines(json.dumps(r, default=str) + "\n" for r in records)
-    for w in ([] if args.from_json else table(args.table)):
-        if args.only and not all(s in w.label() for s in args.only):
-            continue
-        if w.method in HARD_ONLY and not w.hard:
-            continue
-        t = time.time()
-        records.append(analyse(w, args.arch))
-        print(f"# {w.label()}: {time.time() - t:.1f} s", file=sys.stderr, flush=True)
-        if args.json:
-            with open(args.json, "a") as f:
-                f.write(json.dumps(records[-1], default=str) + "\n")
-    md = markdown(records) + "\n" + targets_markdown(records) + "\n" + targets_summary(records)
+    failed = []
+    done = set()
+    if args.resume and args.json:
+        import os
+        if os.path.exists(args.json):
+            with open(args.json) as f:
+                for line in f:
+                    if line.strip():
+                        records.append(json.loads(line))
+                        done.add(records[-1]["label"])
+    modeller = Modeller(args.arch, args.job_timeout)
+    try:
+        for w in ([] if args.from_json else table(args.table)):
+            if args.only and not all(s in w.label() for s in args.only):
+                continue
+            if w.method in HARD_ONLY and not w.hard or w.label() in done:
+                continue
+            if args.methods and w.method not in args.methods:
+                continue
+            t = time.time()
+            try:
+                records.append(modeller.analyse(w))
+            except JobError as e:
+                failed.append(str(e))
+                print(f"# {w.label()}: FAILED after {time.time() - t:.1f} s: {e}",
+                      file=sys.stderr, flush=True)
+                continue
+            print(f"# {w.label()}: {time.time() - t:.1f} s", file=sys.stderr, flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(records[-1], default=str) + "\n")
+    finally:
+        modeller.close()
+    for note in modeller.notes:
+        print(f"# note: {note}", file=sys.stderr)
+    md = (targets_table(records) + "\n" + markdown(records) + "\n" + targets_markdown(records)
+          + "\n" + targets_summary(records))
     print(md)
-    print(f"{len(records)} workloads modelled in {time.time() - t0:.0f} s (sm_{args.arch})")
+    print(f"{len(records)} workloads modelled in {time.time() - t0:.0f} s (sm_{args.arch})"
+          + (f", {len(failed)} FAILED" if failed else ""))
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(md)
-    return 0
+    for e in failed:
+        print(f"FAILED: {e}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -90,10 +90,21 @@ def _coefs(w: Workload, device):
     return sched.table(device, dtype=cdtype)
 
 
+#: Multiprocessors of the GPUs the model predicts for (H100 SXM and H200: 132): the launcher
+#: plans its grids for them whatever the device of the recorded / interpreted call.
+PLANNED_SMS = 132
+
+
 def run_workload(w: Workload, device, fill=None):
-    """Call the backend's launchers for ``w`` on ``device``; the backward is preceded by its
-    forward (whose outputs it consumes). ``fill(tensor)`` initialises the inputs (None: leave
-    them uninitialised, as for the meta device)."""
+    """Call the backend's launchers for ``w`` on ``device`` with the grids of a ``PLANNED_SMS``
+    GPU; the backward is preceded by its forward (whose outputs it consumes). ``fill(tensor)``
+    initialises the inputs (None: leave them uninitialised, as for the meta device)."""
+    from redge_kernels.triton import _launch
+    with _launch.planned_sms(PLANNED_SMS):
+        _run_workload(w, device, fill)
+
+
+def _run_workload(w: Workload, device, fill):
     import torch
     from redge_kernels import triton as backend
     from redge_kernels._constants import METHOD_IDS

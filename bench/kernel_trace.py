@@ -43,6 +43,15 @@ def kernel_root(fn) -> str:
     return os.path.dirname(os.path.abspath(f.__code__.co_filename))
 
 
+@functools.lru_cache(maxsize=None)
+def while_spans(path: str) -> tuple:
+    """``(first, last)`` lines of every ``while`` loop of a source file (their trip counts depend
+    on the data)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    return tuple((n.lineno, n.end_lineno) for n in ast.walk(tree) if isinstance(n, ast.While))
+
+
 @dataclasses.dataclass
 class _Construct:
     kind: str  # "for", "if", "else"

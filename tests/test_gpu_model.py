@@ -156,3 +156,71 @@ def test_model_of_the_real_kernels_moves_at_least_the_floor(direction):
     assert all(sum(c["by_pipe"].values()) > 0 for c in rec["launches"])
     p = predict(rec, H100_SXM)
     assert p["us"] > p["steady_us"] > 0 and 0 < p["steady_floor_frac"] <= 1
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the kernels under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("w", [
+    # a persistent grid (264 programs on 132 SMs): program 0 takes 4 rows; the reduction traces
+    # 264, 528 and 792 rows
+    ("redge", "bwd", 4 * 264, 8192),
+    # a tiled row of 4 tiles of 4096 plus a tail: the reduction traces 1, 2 and 3 tiles + tail
+    ("st", "bwd", 2, 4 * 4096 + 100),
+])
+def test_reduced_trace_equals_the_full_trace(w):
+    """The extrapolated statement counts of the model's reduced traces equal those of the first
+    program traced at the real size, exactly outside data-dependent (``while``) loops: the
+    Gumbel-max of the forward that precedes the backward."""
+    from bench.gpu_model import _in_while, _reduced_points, _signatures, _trace_counts, _traced
+    from bench.kernel_compile import Workload
+    wl = Workload(*w, 5)
+    assert _reduced_points(wl, _signatures(wl)) is not None
+    notes = []
+    reduced = _trace_counts(wl, notes)
+    assert notes == []
+    full = _traced(wl)
+    def fixed(counts):
+        return [{k: v for k, v in c.items() if not _in_while(k)} for c in counts]
+    assert fixed(reduced) == fixed(full)
+    assert sum(fixed(full)[-1].values()) > 0
+
+
+def test_affine_extrapolation_refuses_a_step():
+    """Counts that are not exactly affine in the points (a tile count that steps) give None;
+    data-dependent counts (inside a while loop) are extrapolated from the outer points (rows) or
+    kept at the largest point (columns)."""
+    from bench.gpu_model import _affine
+    key, dep = ((), ("k.py", 3)), ((), ("k.py", 9))
+    runs = [[{key: 2}], [{key: 2}], [{key: 3}]]
+    assert _affine(runs, [5120, 6144, 7168], 16384, lambda k: False) is None
+    runs = [[{key: 2, dep: 3}], [{key: 3, dep: 3}], [{key: 4, dep: 5}]]
+    assert _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep) == [{key: 8, dep: 9}]
+    # along K a data-dependent count keeps its value at the largest point
+    assert _affine(runs, [4096, 6144, 8192], 16384, lambda k: k == dep, linear=False) == \
+        [{key: 8, dep: 5}]
+
+
+def test_worker_job_past_its_deadline_fails_and_the_next_job_runs():
+    """A modelling job past its timeout kills its worker and raises JobError naming the job; a
+    job that raises reports its traceback; the next job starts a fresh worker."""
+    import time
+    from bench.gpu_model import JobError, Worker
+    w = Worker(interpret=False)
+    try:
+        w.submit(time.sleep, 60)
+        t0 = time.time()
+        with pytest.raises(JobError, match="timed out after 2 s"):
+            w.result(2.0, "sleepy")
+        assert time.time() - t0 < 30 and w.proc is None
+        w.submit(int, "x")
+        with pytest.raises(JobError, match="ValueError"):
+            w.result(120.0, "bad")
+        w.submit(sum, [1, 2, 3])
+        assert w.result(120.0, "ok") == 6
+    finally:
+        w.close()
+
+
+def test_gpu_check_script_parses():
+    """bench/gpu_check.sh is valid bash (its --dry-run runs every stage on CPU)."""
+    import subprocess
+    subprocess.run(["bash", "-n", os.path.join(ROOT, "bench", "gpu_check.sh")], check=True)

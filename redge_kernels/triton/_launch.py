@@ -6,7 +6,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * path (a), one block per row, when ``next_pow2(K) <= SINGLE_MAX[kind]``: ``BLOCK = next_pow2(K)``
   (at least 32), ``num_warps = clamp(BLOCK // ELEMS_PER_THREAD[kind] // 32, 1, 16)`` so that every
   thread holds at most ``ELEMS_PER_THREAD`` elements of each live row vector;
-* path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule.
+* path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule;
+* the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
 ``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
@@ -39,9 +40,11 @@ SINGLE_MAX = {"diffusion_fwd": 4096, "diffusion_bwd": 2048, "onepass_fwd": 4096,
 #: Tile width of the tiled path (b).
 TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onepass_bwd": 4096}
 #: Target elements per thread of each row vector (register budget).
-#: (Chosen with the ptxas spill report of sm_90 under the runtime specialization: no spill for
-#: these at any K; 16 per thread spilled up to 800 bytes in the single-block 8192 / 16384 rows.)
-ELEMS_PER_THREAD = {"diffusion_fwd": 4, "diffusion_bwd": 4, "onepass_fwd": 8, "onepass_bwd": 8}
+#: (Chosen with the ptxas report of sm_90 under the runtime specialization, bench.compile_check:
+#: ptxas compiled 16-warp blocks of the tiled ReDGE-Cov forward and of the one-pass kernels with
+#: 4 and 8 elements per thread at 64 registers with 4 to 40 bytes of spills; 8 warps of 8 and 16
+#: elements take up to 119 registers and spill nothing.)
+ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "onepass_bwd": 16}
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
@@ -58,6 +61,12 @@ def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]
     return single, block, warps
 
 
+#: Register cap of the diffusion forward (both paths). Left to itself ptxas gave some 8-warp blocks
+#: 80 registers and a stack frame with spills (the 2048-wide single block without y, the tiled
+#: bf16 soft forward); at 128 they take 103 to 119 and spill nothing (bench.compile_check), and
+#: two 8-warp programs still fit an SM.
+DIFFUSION_FWD_MAXNREG = 128
+
 #: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
 #: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
 #: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
@@ -67,14 +76,40 @@ TILED_PROGRAMS_PER_SM = 2
 INTERPRETER_PROGRAMS = 2
 
 
+#: Multiprocessors the launcher plans for off a GPU (None: the interpreter's grid); set by
+#: ``planned_sms`` so that launches recorded on ``meta`` / CPU tensors (the performance model,
+#: ``bench.kernel_compile``) get the grid a GPU of that many SMs gets.
+_PLANNED_SMS: int | None = None
+
+
+@contextlib.contextmanager
+def planned_sms(sms: int | None):
+    """Plan grids for a GPU of ``sms`` multiprocessors whatever the tensors' device."""
+    global _PLANNED_SMS
+    old, _PLANNED_SMS = _PLANNED_SMS, sms
+    try:
+        yield
+    finally:
+        _PLANNED_SMS = old
+
+
+def sm_count(device) -> int | None:
+    """Multiprocessors of the GPU the grid is planned for (None under the interpreter)."""
+    if _PLANNED_SMS is not None:
+        return _PLANNED_SMS
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return None
+
+
 def tiled_programs(rows: int, device) -> int:
     """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
 
     Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
     ``grid x 3 K`` (``5 K`` for redge_cov, backward), e.g. 264 x 5 x 32768 x 4 B = 173 MB for the
     redge_cov backward at K = 32768 on a 132-SM GPU; nothing of it is kept between calls."""
-    if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    sms = sm_count(device)
+    if sms is not None:
         return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
     return max(1, min(rows, INTERPRETER_PROGRAMS))
 
@@ -162,7 +197,8 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
-            WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION,
+            maxnreg=DIFFUSION_FWD_MAXNREG)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
