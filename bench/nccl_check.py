@@ -80,7 +80,8 @@ def _worker(rank, world, init_file, out_dir, rows, vocab):
         except Exception as exc:  # noqa: BLE001 (reported as a failed case)
             msg = "".join(traceback.format_exception_only(type(exc), exc)).strip()[-400:]
         took = time.perf_counter() - start
-        lines.append(f"{'PASS' if not msg else 'FAIL'} {name} ({took:.2f} s){': ' + msg if msg else ''}")
+        verdict = f"FAIL {name} ({took:.2f} s): {msg}" if msg else f"PASS {name} ({took:.2f} s)"
+        lines.append(verdict)
     with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     dist.destroy_process_group()

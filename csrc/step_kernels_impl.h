@@ -121,6 +121,36 @@ struct RowNoiseT {
   }
 };
 
+/// A row sum in a fixed order, accurate where a few large terms meet many small ones (a softmax
+/// normaliser dominated by its top entries, a dot product with cancellation): blocks of
+/// kBlock vectors are summed in 4 interleaved vector accumulators, and the block sums are added
+/// with Kahan compensation (the build keeps -ffp-contract=off, so it is not folded away).
+template <typename T>
+struct RowSum {
+  using V = Vectorized<T>;
+  static constexpr int kBlock = 64;
+  V acc[4] = {V(T(0)), V(T(0)), V(T(0)), V(T(0))};
+  V total = V(T(0)), comp = V(T(0));
+  int n = 0;
+  void add(const V& v) {
+    acc[n & 3] = acc[n & 3] + v;
+    if (++n == kBlock) flush();
+  }
+  void flush() {
+    const V b = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    const V y = b - comp;
+    const V t = total + y;
+    comp = (t - total) - y;
+    total = t;
+    for (V& a : acc) a = V(T(0));
+    n = 0;
+  }
+  T result() {
+    flush();
+    return hsum(total);
+  }
+};
+
 /// (max, sum exp(l - safe max)) of f(j, cnt) over the row, f written to buf (len K).
 template <typename T, typename F>
 inline void local_softmax(int64_t K, T* buf, F f, T* out) {
@@ -138,30 +168,30 @@ inline void local_softmax(int64_t K, T* buf, F f, T* out) {
   }
   const T big = hmax(m);
   const V shift(big == ninf ? T(0) : big);
-  V s(T(0));
+  RowSum<T> s;
   for (int64_t j = 0; j < K; j += L) {
     const int64_t cnt = std::min<int64_t>(L, K - j);
     V e = vexp<T>(W::load(buf, j, cnt) - shift);
     if (cnt < L) e = V::blendv(V(T(0)), e, W::valid(cnt));
-    s = s + e;
+    s.add(e);
   }
   out[0] = big;
-  out[1] = hsum(s);
+  out[1] = s.result();
 }
 
-/// sum_j f(j, cnt) over the row (partial lanes zeroed), in a fixed order.
+/// sum_j f(j, cnt) over the row (partial lanes zeroed), in a fixed order (RowSum).
 template <typename T, typename F>
 inline T row_sum(int64_t K, F f) {
   using W = Vec<T>;
   using V = typename W::V;
-  V s(T(0));
+  RowSum<T> s;
   for (int64_t j = 0; j < K; j += W::L) {
     const int64_t cnt = std::min<int64_t>(W::L, K - j);
     V v = f(j, cnt);
     if (cnt < W::L) v = V::blendv(V(T(0)), v, W::valid(cnt));
-    s = s + v;
+    s.add(v);
   }
-  return hsum(s);
+  return s.result();
 }
 
 /// out[j] = f(j, cnt) over the row.

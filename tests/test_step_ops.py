@@ -57,8 +57,8 @@ def _close(got, want, name, dtype=torch.float32):
     if got.dtype in (torch.int64, torch.bool):
         assert torch.equal(got, want), name
         return
-    # torch's fp32 bounds, for fp64 too: the noise is float32 in every dtype, and its generators differ
-    # in the last ulps of log / cos / sin (docs/SPEC.md "Randomness").
+    # torch's fp32 bounds, for fp64 too: the noise is float32 in every dtype, and its
+    # generators differ in the last ulps of log / cos / sin (docs/SPEC.md "Randomness").
     torch.testing.assert_close(got, want, equal_nan=True, msg=lambda m: f"{name}: {m}",
                                rtol=1.3e-6, atol=1e-5)
 
@@ -289,3 +289,32 @@ def test_triton_ops_match_the_plain_torch_formulation(method):
     launchers = _triton_launchers()
     _check_against_reference(method, launchers, torch.float32, k_local=29, c0=13, rows=3)
     _check_against_reference(method, launchers, torch.float32, k_local=37, c0=0, rows=2)
+
+
+def test_triton_noise_is_the_same_at_every_shard_start():
+    """The grouped (start a multiple of 4) and per-element noise forms give the same bits: z and
+    G of a shard starting at 13 equal those of the same columns of a shard starting at 12."""
+    launchers = _triton_launchers()
+    phi, stats = torch.zeros(3, 29), torch.zeros(3, 2, 2)
+    z13 = launchers["step_init"](phi, stats, METHOD_IDS["redge"], SEED, 13, 3)
+    z12 = launchers["step_init"](phi, stats, METHOD_IDS["redge"], SEED, 12, 3)
+    assert torch.equal(z12[:, 1:], z13[:, :28])
+    st, none, coefs = METHOD_IDS["st"], phi.new_empty(0), phi.new_zeros(2, 5)
+    one = torch.zeros(3, 1)  # the score of column 13 alone: G_13
+    _, g13, i13, _ = launchers["step_sample"](one, none, coefs, stats, st, 1.0, SEED, 13, 3)
+    pair = torch.tensor([[float("-inf"), 0.0]] * 3)  # columns 12, 13: column 12 masked
+    _, g13b, i13b, _ = launchers["step_sample"](pair, none, coefs, stats, st, 1.0, SEED, 12, 3)
+    assert torch.equal(g13, g13b) and torch.equal(i13, i13b) and (i13 == 13).all()
+
+
+def test_triton_kernels_compile_for_sm90():
+    """Every step kernel specialization compiles for sm_90 (no GPU needed: ptxas from the triton
+    wheel), as the JIT would specialize it on a shard of 50000 columns."""
+    import nvidia_tools
+    nvidia_tools.require("ptxas", "cuobjdump")
+    from bench import kernel_compile as kc
+    from bench import step_compile
+    (rows,) = kc.in_compiling_process(step_compile.compile_all,
+                                      [(("gumbel", "reinmax", "redge_cov", "redge_max"),)])
+    assert rows and not [r for r in rows if r["error"]], [r for r in rows if r["error"]][:2]
+    assert all(r["regs"] > 0 for r in rows)

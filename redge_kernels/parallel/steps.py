@@ -61,6 +61,14 @@ class Plan:
     def method_id(self) -> int:
         return METHOD_IDS[self.method]
 
+    @property
+    def ops(self) -> dict:
+        """The step ops by name: the registered kernels (C++ on CPU, Triton on CUDA) in float32;
+        the plain-torch formulation (``step_ops.REFERENCE``, the noise of ``noise.py``) in
+        float64, the accuracy path, whose values then agree with the fp64 reference backend to
+        fp64 rounding (the kernels' float32 noise differs from it in the last fp32 ulps)."""
+        return step_ops.REFERENCE if self.coefs.dtype == torch.float64 else step_ops.OPS
+
 
 def _combine(local: torch.Tensor, shard: Shard) -> torch.Tensor:
     """The global ``(M, S)`` ``[R, 2]`` from this rank's local ``(m, s)`` ``[R, 2]`` (one
@@ -103,11 +111,11 @@ def run_chain(plan: Plan, phi: torch.Tensor, stats: torch.Tensor) -> dict:
     ``{k: x_k}`` for k = n-1 .. 1, by the forward's own ops (bitwise the forward's states)."""
     seed, c0, r0 = _noise_args(plan)
     mid = plan.method_id
-    x = step_ops.step_init(phi, stats, mid, seed, c0, r0)
+    x = plan.ops["step_init"](phi, stats, mid, seed, c0, r0)
     traj = {}
     for k in range(plan.coefs.shape[0] - 1, 1, -1):
         traj[k] = x
-        x = step_ops.step_next(phi, x, plan.coefs, stats, mid, k)
+        x = plan.ops["step_next"](phi, x, plan.coefs, stats, mid, k)
     traj[1] = x
     return traj
 
@@ -139,18 +147,18 @@ def forward(plan: Plan, phi: torch.Tensor):
     x = phi.new_empty(0)
     if mid not in step_ops.BASELINES:
         if mid == step_ops.REDGE_COV:
-            stats[:, 0] = _combine(step_ops.step_stats(phi, x, coefs, stats, mid, 0), shard)
-        x = step_ops.step_init(phi, stats, mid, seed, c0, r0)
+            stats[:, 0] = _combine(plan.ops["step_stats"](phi, x, coefs, stats, mid, 0), shard)
+        x = plan.ops["step_init"](phi, stats, mid, seed, c0, r0)
         for k in range(coefs.shape[0] - 1, 1, -1):
-            stats[:, k] = _combine(step_ops.step_stats(phi, x, coefs, stats, mid, k), shard)
-            x = step_ops.step_next(phi, x, coefs, stats, mid, k)
-    parts, best, index, kinds = step_ops.step_sample(phi, x, coefs, stats, mid, plan.tau, seed,
+            stats[:, k] = _combine(plan.ops["step_stats"](phi, x, coefs, stats, mid, k), shard)
+            x = plan.ops["step_next"](phi, x, coefs, stats, mid, k)
+    parts, best, index, kinds = plan.ops["step_sample"](phi, x, coefs, stats, mid, plan.tau, seed,
                                                      c0, r0)
     final, index, poisoned, empty = _final_step(parts, best, index, kinds, shard)
     first = 0 if mid in step_ops.BASELINES else 1
     stats[:, first:first + final.shape[1]] = final
     index = torch.where(empty | poisoned, torch.full_like(index, -1), index)
-    y = step_ops.step_output(phi, x, coefs, stats, index, torch.stack([poisoned, empty], 1), mid,
+    y = plan.ops["step_output"](phi, x, coefs, stats, index, torch.stack([poisoned, empty], 1), mid,
                              plan.hard, plan.tau, seed, c0, r0)
     return y, index, stats, poisoned, empty
 
@@ -164,9 +172,9 @@ def _step_backward(plan: Plan, k: int, g, phi, x, stats, index, gphi, gmu, glam)
     """Backward step k: its partial dots, one collective, then the step's gradient update."""
     mid, coefs = plan.method_id, plan.coefs
     noise = _noise_args(plan)
-    dots = step_ops.step_dot(g, phi, x, coefs, stats, index, gmu, glam, mid, k, plan.tau, *noise)
+    dots = plan.ops["step_dot"](g, phi, x, coefs, stats, index, gmu, glam, mid, k, plan.tau, *noise)
     dots = rank_sum(gather_rows(dots, plan.shard))
-    return step_ops.step_grad(g, phi, x, coefs, stats, index, dots, gphi, gmu, glam, mid, k,
+    return plan.ops["step_grad"](g, phi, x, coefs, stats, index, dots, gphi, gmu, glam, mid, k,
                               plan.tau, *noise)
 
 

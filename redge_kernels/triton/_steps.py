@@ -25,8 +25,11 @@ from ._launch import FP_FUSION
 
 __all__ = ["LAUNCHERS", "BLOCK"]
 
-#: Columns per tile (a power of two).
+#: Columns per tile (a power of two), and the warps of the kernels: 8 elements of each live
+#: tile vector per thread in the forward, 4 in the backward (more live values per element; no
+#: spill at sm_90 except ReDGE-Cov's tail dot with per-element noise, 8 bytes).
 BLOCK = 1024
+BWD_WARPS = 8
 _VMIN: tl.constexpr = tl.constexpr(V_MIN)
 _C: tl.constexpr = tl.constexpr(COEF_C)
 _A: tl.constexpr = tl.constexpr(COEF_A)
@@ -369,9 +372,10 @@ def _seed(seed: int, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(seed, dtype=torch.int64, device=like.device)
 
 
-def _launch(kernel, rows, *args, **meta):
+def _launch(kernel, rows, *args, num_warps=4, **meta):
     if rows > 0:
-        kernel[(rows,)](*args, BLOCK=BLOCK, enable_fp_fusion=FP_FUSION, **meta)
+        kernel[(rows,)](*args, BLOCK=BLOCK, num_warps=num_warps, enable_fp_fusion=FP_FUSION,
+                        **meta)
 
 
 def step_init(phi, stats, method, seed, col_start, row_start):
@@ -461,8 +465,7 @@ def step_dot(g, phi, x, coefs, stats, index, gmu, glam, method, k, tau, seed, co
     out = phi.new_empty((phi.shape[0], 2 if two else 1))
     _launch(_dot_kernel, phi.shape[0], *args, out, phi.shape[1], stats.shape[1], k, float(tau),
             _seed(seed, phi), col_start, row_start, METHOD=method, TAIL=tail, HAS_GMU=has_gmu,
-            TWO=two,
-            GROUPED=_grouped(col_start))
+            TWO=two, GROUPED=_grouped(col_start), num_warps=BWD_WARPS)
     return out
 
 
@@ -480,8 +483,10 @@ def step_grad(g, phi, x, coefs, stats, index, dots, gphi, gmu, glam, method, k, 
     two = step_ops.n_dots(method, k) == 2
     _launch(_grad_kernel, p.shape[0], p, xx, gg, _c(gphi) if gphi is not None else p, gm, gl,
             co, st, ix, dots.contiguous(), *targets, p.shape[1], st.shape[1], k, float(tau),
-            _seed(seed, p), col_start, row_start, METHOD=method, TAIL=tail, HAS_GPHI=gphi is not None,
-            HAS_GMU=has_gmu, CHAIN=chain, TWO=two, GROUPED=_grouped(col_start))
+            _seed(seed, p), col_start, row_start, METHOD=method, TAIL=tail,
+            HAS_GPHI=gphi is not None,
+            HAS_GMU=has_gmu, CHAIN=chain, TWO=two, GROUPED=_grouped(col_start),
+            num_warps=BWD_WARPS)
     return tuple(outs)
 
 
