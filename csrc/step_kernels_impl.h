@@ -310,8 +310,9 @@ void step_sample_rows(const StepArgs& a, int64_t rb, int64_t re) {
           return W::load(sc, j, cnt) / tau;
         }, parts);
       } else {
-        steps::local_softmax<T>(a.K, buf.data(),
-                                [ph](int64_t j, int64_t cnt) { return W::load(ph, j, cnt); }, parts);
+        steps::local_softmax<T>(a.K, buf.data(), [ph](int64_t j, int64_t cnt) {
+          return W::load(ph, j, cnt);
+        }, parts);
       }
       if (method == kReinMax) {
         steps::local_softmax<T>(a.K, buf.data(), [ph, tau](int64_t j, int64_t cnt) {
@@ -529,7 +530,8 @@ void step_grad_rows(const StepArgs& a, int64_t rb, int64_t re) {
       }
       V mu(T(0)), lam(T(0));
       if (cov) row.cov_base(W::load(row.phi, j, cnt), t.base, mu, lam);
-      const V gx = k == 1 ? chain_gx1(cov, t.s.c, lam, rv) : chain_gx(cov, t.s.c, lam, rv, t.s.b, g);
+      const V gx = k == 1 ? chain_gx1(cov, t.s.c, lam, rv)
+                          : chain_gx(cov, t.s.c, lam, rv, t.s.b, g);
       W::store(gx, o_x, j, cnt);
       if (cov) {
         const V x = W::load(row.x, j, cnt);

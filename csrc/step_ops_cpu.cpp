@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "philox.h"
+#include "redge_cpu.h"
 #include "row_kernels.h"
 #include "step_kernels.h"
 
@@ -74,8 +75,9 @@ struct Call {
   void noise(int64_t seed, int64_t col_start, int64_t row_start, const char* op) {
     TORCH_CHECK_VALUE(col_start >= 0 && row_start >= 0, "redge_kernels::", op,
                       ": col_start and row_start must be >= 0");
-    TORCH_CHECK_VALUE(static_cast<uint64_t>(col_start) + static_cast<uint64_t>(a.K) <= kMaxColumns,
-                      "redge_kernels::", op, ": columns must stay below 2^34");
+    const uint64_t end = static_cast<uint64_t>(col_start) + static_cast<uint64_t>(a.K);
+    TORCH_CHECK_VALUE(end <= kMaxColumns, "redge_kernels::", op,
+                      ": columns must stay below 2^34");
     const uint64_t s = static_cast<uint64_t>(seed);
     a.key0 = static_cast<uint32_t>(s);
     a.key1 = static_cast<uint32_t>(s >> 32);
@@ -99,14 +101,17 @@ struct Call {
     if (used) a.x = hold(check_like(x, phi, phi.sizes(), "x", op)).data_ptr();
   }
   void run() {
-    const StepRowsFn fn = step_kernels().fn[a.op][keep[0].scalar_type() == at::kDouble];  // keep[0]: phi
+    // keep[0] is phi: its dtype picks the float or the double kernel.
+    const StepRowsFn fn = step_kernels().fn[a.op][keep[0].scalar_type() == at::kDouble];
     if (a.rows == 0) return;
     const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(a.K, 1));
     at::parallel_for(0, a.rows, grain, [&](int64_t b, int64_t e) { fn(a, b, e); });
   }
 };
 
-bool chain(int64_t method) { return method == kReDGE || method == kReDGECov || method == kReDGEMax; }
+bool chain(int64_t method) {
+  return method == kReDGE || method == kReDGECov || method == kReDGEMax;
+}
 
 Tensor step_init(const Tensor& phi_in, const Tensor& stats, int64_t method, int64_t seed,
                  int64_t col_start, int64_t row_start) {
@@ -115,7 +120,7 @@ Tensor step_init(const Tensor& phi_in, const Tensor& stats, int64_t method, int6
   Call c(kStepInit, phi, method, 0);
   c.stats_only(stats, phi, "step_init");
   c.noise(seed, col_start, row_start, "step_init");
-  Tensor x = at::empty(phi.sizes(), phi.options());
+  Tensor x = empty_output(phi.sizes(), phi.options());
   c.a.out[0] = x.data_ptr();
   c.run();
   return x;
@@ -142,7 +147,7 @@ Tensor step_next(const Tensor& phi_in, const Tensor& x, const Tensor& coefs, con
   Call c(kStepNext, phi, method, k);
   c.table(coefs, stats, phi, "step_next");
   c.state(x, phi, true, "step_next");
-  Tensor out = at::empty(phi.sizes(), phi.options());
+  Tensor out = empty_output(phi.sizes(), phi.options());
   c.a.out[0] = out.data_ptr();
   c.run();
   return out;
@@ -197,7 +202,7 @@ Tensor step_output(const Tensor& phi_in, const Tensor& x, const Tensor& coefs, c
                         kinds.scalar_type() == at::kBool && kinds.device().is_cpu(),
                     "redge_kernels::step_output: kinds must be a bool CPU tensor [R, 2]");
   c.a.kinds = c.hold(kinds.contiguous()).data_ptr<bool>();
-  Tensor y = at::empty(phi.sizes(), phi.options());
+  Tensor y = empty_output(phi.sizes(), phi.options());
   c.a.out[0] = y.data_ptr();
   c.run();
   return y;
@@ -216,7 +221,9 @@ void backward_inputs(Call& c, const Tensor& g, const Tensor& phi, const Tensor& 
   c.a.g = c.hold(check_like(g, phi, phi.sizes(), "g", op)).data_ptr();
   check_index(c, index, phi.size(0), op);
   if (gmu.has_value()) c.a.gmu = c.hold(check_like(*gmu, phi, phi.sizes(), "gmu", op)).data_ptr();
-  if (glam.has_value()) c.a.glam = c.hold(check_like(*glam, phi, phi.sizes(), "glam", op)).data_ptr();
+  if (glam.has_value()) {
+    c.a.glam = c.hold(check_like(*glam, phi, phi.sizes(), "glam", op)).data_ptr();
+  }
   c.a.n_dots = (method == kReinMax || (method == kReDGEMax && k == 1)) ? 2 : 1;
 }
 
@@ -245,13 +252,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> step_grad(
   Call c(kStepGrad, phi, method, k);
   backward_inputs(c, g, phi, x, coefs, stats, index, gmu, glam, method, k, tau, seed, col_start,
                   row_start, "step_grad");
-  c.a.dots = c.hold(check_like(dots, phi, {phi.size(0), c.a.n_dots}, "dots", "step_grad")).data_ptr();
-  if (gphi.has_value()) c.a.gphi = c.hold(check_like(*gphi, phi, phi.sizes(), "gphi", "step_grad")).data_ptr();
+  const Tensor d = check_like(dots, phi, {phi.size(0), c.a.n_dots}, "dots", "step_grad");
+  c.a.dots = c.hold(d).data_ptr();
+  if (gphi.has_value()) {
+    c.a.gphi = c.hold(check_like(*gphi, phi, phi.sizes(), "gphi", "step_grad")).data_ptr();
+  }
   const bool has_x = chain(method) && k >= 1, cov = method == kReDGECov && k >= 1;
   Tensor out[4];
   for (int i = 0; i < 4; ++i) {
     const bool want = i == 0 || (i == 1 && has_x) || (i >= 2 && cov);
-    out[i] = want ? at::empty(phi.sizes(), phi.options()) : at::empty({0}, phi.options());
+    out[i] = want ? empty_output(phi.sizes(), phi.options()) : at::empty({0}, phi.options());
     c.a.out[i] = want ? out[i].data_ptr() : nullptr;
   }
   c.run();

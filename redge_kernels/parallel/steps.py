@@ -200,5 +200,7 @@ def backward(plan: Plan, g, phi, stats, index, poisoned, empty) -> torch.Tensor:
                                                  _opt(glam) if glam is not None else None)
         if mid == step_ops.REDGE_COV:
             gphi = _step_backward(plan, 0, gx, phi, none, stats, index, gphi, gmu, glam)[0]
-    gphi = torch.where(empty[:, None], torch.zeros_like(gphi), gphi)
-    return torch.where(poisoned[:, None], torch.full_like(gphi, float("nan")), gphi)
+    # Row kinds in place, one pass (gphi is the last op's fresh output): 0 on empty rows, NaN on
+    # poisoned ones.
+    fill = torch.where(poisoned, float("nan"), 0.0).to(gphi.dtype)
+    return torch.where((empty | poisoned)[:, None], fill[:, None], gphi, out=gphi)
