@@ -60,6 +60,8 @@ Row kinds of the backward are forced by the caller (``parallel.steps.backward``)
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, METHOD_IDS, V_MIN
@@ -353,14 +355,27 @@ def _register():
     for name, fn in REFERENCE.items():
         if not (_cpu_backend.available() and _has_kernel(name, "CPU")):
             LIB.impl(name, fn, "CPU")
+    for name in SCHEMAS:
+        LIB.impl(name, _cuda_kernel(name), "CUDA")
+    return {name: getattr(torch.ops.redge_kernels, name).default for name in SCHEMAS}
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_launchers() -> dict:
+    """The Triton launchers, imported at the first CUDA call (backends are imported lazily, as
+    in ``_backends``), or the plain-torch formulation without Triton."""
     try:
         from .triton import _steps
-        cuda = _steps.LAUNCHERS
     except ImportError:  # triton is optional
-        cuda = REFERENCE
-    for name in SCHEMAS:
-        LIB.impl(name, cuda[name], "CUDA")
-    return {name: getattr(torch.ops.redge_kernels, name).default for name in SCHEMAS}
+        return REFERENCE
+    return _steps.LAUNCHERS
+
+
+def _cuda_kernel(name: str):
+    def kernel(*args):
+        return _cuda_launchers()[name](*args)
+    kernel.__name__ = f"{name}_cuda"
+    return kernel
 
 
 #: The registered ops, ``torch.ops.redge_kernels.<name>.default`` by name.

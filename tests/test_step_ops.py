@@ -109,8 +109,7 @@ def _trace(method, phi, c0, ops, dtype):
         return calls
     gphi, gx, gmu, glam = None, g, None, None
     for k in range(1, n):
-        gphi, gx, gmu, glam = bwd(k, gx, traj[k], gphi, steps._opt(gmu) if gmu is not None else
-                                  None, steps._opt(glam) if glam is not None else None)
+        gphi, gx, gmu, glam = bwd(k, gx, traj[k], gphi, steps._opt(gmu), steps._opt(glam))
     if mid == step_ops.REDGE_COV:
         bwd(0, gx, none, gphi, gmu, glam)
     return calls

@@ -152,30 +152,33 @@ def forward(plan: Plan, phi: torch.Tensor):
         for k in range(coefs.shape[0] - 1, 1, -1):
             stats[:, k] = _combine(plan.ops["step_stats"](phi, x, coefs, stats, mid, k), shard)
             x = plan.ops["step_next"](phi, x, coefs, stats, mid, k)
-    parts, best, index, kinds = plan.ops["step_sample"](phi, x, coefs, stats, mid, plan.tau, seed,
-                                                     c0, r0)
+    parts, best, index, kinds = plan.ops["step_sample"](phi, x, coefs, stats, mid, plan.tau,
+                                                        seed, c0, r0)
     final, index, poisoned, empty = _final_step(parts, best, index, kinds, shard)
     first = 0 if mid in step_ops.BASELINES else 1
     stats[:, first:first + final.shape[1]] = final
     index = torch.where(empty | poisoned, torch.full_like(index, -1), index)
-    y = plan.ops["step_output"](phi, x, coefs, stats, index, torch.stack([poisoned, empty], 1), mid,
-                             plan.hard, plan.tau, seed, c0, r0)
+    kinds = torch.stack([poisoned, empty], 1)
+    y = plan.ops["step_output"](phi, x, coefs, stats, index, kinds, mid, plan.hard, plan.tau,
+                                seed, c0, r0)
     return y, index, stats, poisoned, empty
 
 
-def _opt(t: torch.Tensor):
-    """A step op's accumulated output, or None where the step produced none (a 1-D ``[0]``)."""
-    return None if t.dim() == 1 else t
+def _opt(t):
+    """A step op's accumulated output, or None where there is none yet or the step produced
+    none (a 1-D ``[0]``)."""
+    return None if t is None or t.dim() == 1 else t
 
 
 def _step_backward(plan: Plan, k: int, g, phi, x, stats, index, gphi, gmu, glam):
     """Backward step k: its partial dots, one collective, then the step's gradient update."""
     mid, coefs = plan.method_id, plan.coefs
     noise = _noise_args(plan)
-    dots = plan.ops["step_dot"](g, phi, x, coefs, stats, index, gmu, glam, mid, k, plan.tau, *noise)
+    dots = plan.ops["step_dot"](g, phi, x, coefs, stats, index, gmu, glam, mid, k, plan.tau,
+                                *noise)
     dots = rank_sum(gather_rows(dots, plan.shard))
     return plan.ops["step_grad"](g, phi, x, coefs, stats, index, dots, gphi, gmu, glam, mid, k,
-                              plan.tau, *noise)
+                                 plan.tau, *noise)
 
 
 def backward(plan: Plan, g, phi, stats, index, poisoned, empty) -> torch.Tensor:
@@ -196,8 +199,7 @@ def backward(plan: Plan, g, phi, stats, index, poisoned, empty) -> torch.Tensor:
         gphi, gx, gmu, glam = None, g, None, None
         for k in range(1, plan.coefs.shape[0]):
             gphi, gx, gmu, glam = _step_backward(plan, k, gx, phi, traj[k], stats, index, gphi,
-                                                 _opt(gmu) if gmu is not None else None,
-                                                 _opt(glam) if glam is not None else None)
+                                                 _opt(gmu), _opt(glam))
         if mid == step_ops.REDGE_COV:
             gphi = _step_backward(plan, 0, gx, phi, none, stats, index, gphi, gmu, glam)[0]
     # Row kinds in place, one pass (gphi is the last op's fresh output): 0 on empty rows, NaN on
