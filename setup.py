@@ -23,6 +23,7 @@ _AVX2 = ["-mavx2", "-mfma", "-mf16c", "-mbmi", "-mbmi2", "-mpopcnt"]
 ISA_FLAGS = {
     "kernels_cap_x86avx2.cpp": _AVX2,
     "kernels_cap_x86avx512.cpp": _AVX2 + ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"],
+    "step_kernels_cap_x86avx2.cpp": _AVX2,
 }
 if platform.machine().lower() not in ("x86_64", "amd64"):
     ISA_FLAGS = {}

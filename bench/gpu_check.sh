@@ -58,6 +58,7 @@ echo "== sample-and-embed, 4096 x 131072 x 4096 (limit 60 s)"
 timeout 60 python bench/embed_bench.py "${embed_args[@]}" >"$tmp/embed.txt" 2>&1
 rc3=$?; [ $rc3 -eq 0 ] || status=1
 tail -8 "$tmp/embed.txt"
+echo "== NCCL: sharded vs unsharded on every visible GPU (limit 120 s)"; timeout 120 python bench/nccl_check.py 2>&1 | tail -12; [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 {
   cat "$tmp/head.md"
