@@ -6,9 +6,10 @@ be set before triton decorates any kernel, hence here, before any test module im
 The case table: ``CASES`` is every (method, hard) pair the public API defines and ``CASE_KW`` the
 hyperparameters used by default; ``TABLE`` crosses them with further hyperparameters and shapes
 into ``Case`` records, each tagged by the backend path it is sized for (``TAGS``): ``small``
-(interpreter-sized), ``tiled`` (a Triton tile width forcing the tiled path), ``lanes`` (K on both
-sides of the CPU lane kernels' threshold ``LANE_MAX_K``, rows not a multiple of the lane block) and
-``rows`` (the CPU row kernels, K up to 33000). ``BACKEND_TAGS`` says which tags each backend takes.
+(interpreter-sized), ``tiled`` (a Triton tile width forcing the tiled path), ``lanes`` (K from 1 to
+one above the CPU lane kernels' threshold ``LANE_MAX_K``, row counts not a multiple of the lane
+block) and ``rows`` (the CPU row kernels, K = 64 to 33000). ``BACKEND_TAGS`` says which tags each
+backend takes.
 
 The ``backend`` fixture runs a test on every backend usable here: ``reference``, ``cpu`` (the C++
 extension) and ``triton`` (on a GPU, or on CPU tensors under the interpreter, then with the id
