@@ -1,7 +1,7 @@
-"""Shared helpers of the CPU-kernel tests (test_cpu_backend.py, test_cpu_lanes.py): the method /
-hard cases, and one call of ``rk.sample`` on the reference and on the C++ backend compared with
-identical noise (identical indices; values and gradients with ``assert_close`` defaults, fp32
-tolerances for fp64 since the noise itself is float32)."""
+"""Shared helpers of the CPU-kernel tests (test_cpu_backend.py, test_cpu_lanes.py, ...): one call
+of ``rk.sample`` on the reference and on the C++ backend compared with identical noise (identical
+indices; values and gradients with ``assert_close`` defaults, fp32 tolerances for fp64 since the
+noise itself is float32). The (method, hard) cases are ``CASES`` of tests/conftest.py."""
 
 import torch
 
@@ -9,9 +9,6 @@ import redge_kernels as rk
 from redge_kernels.schedule import Schedule, linear_schedule
 
 BASELINE = Schedule([1.0, 0.0], [0.0, 1.0])
-METHODS = ("st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max")
-# (method, hard) pairs the API allows: reinmax / redge_max are hard only.
-CASES = [(m, h) for m in METHODS for h in (True, False) if h or m not in ("reinmax", "redge_max")]
 TAU = 0.7
 
 

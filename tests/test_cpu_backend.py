@@ -1,10 +1,12 @@
 """C++ CPU kernels (csrc/, ``backend="cpu"``) against the pure-PyTorch reference with identical noise.
 
-Sampled indices must be identical; fp32 values and gradients match with
-``torch.testing.assert_close`` defaults; bf16 / fp16 errors against an fp64 reference are at most
-twice PyTorch's own error (the reference run in that dtype). Also: awkward shapes (K = 1, 2, 3, odd,
-33000), leading dims, non-contiguous and stride-0 inputs, masks, empty and NaN rows, 1 vs 2
-threads, ``torch.library.opcheck``, fp64 gradcheck, and ``torch.compile(fullgraph=True)``.
+The checks shared with the other backends (fp32 results on awkward shapes, K = 1, 2, 3, odd,
+33000; schedules; masks, empty and NaN rows) are tests/test_fused_backends.py, on the cases of
+tests/conftest.py's ``TABLE`` tagged ``rows``, ``lanes`` and ``small``. Here, the CPU's own:
+sampled indices identical and values and gradients close for fp64 and for leading dims,
+non-contiguous and stride-0 inputs; bf16 / fp16 errors against an fp64 reference at most twice
+PyTorch's own error (the reference run in that dtype); 1 vs 2 threads bitwise; the pruned
+Gumbel-max exact; ``torch.library.opcheck``, fp64 gradcheck and ``torch.compile(fullgraph=True)``.
 """
 
 import pytest
@@ -15,33 +17,11 @@ from redge_kernels import _cpu_backend, reference
 from redge_kernels._constants import METHOD_IDS
 from redge_kernels.schedule import linear_schedule
 
-from cpu_cases import CASES, TAU, _compare, _run, _schedule
+from conftest import CASES
+from cpu_cases import TAU, _compare, _run, _schedule
 
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
-
-
-@pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("rows,k", [(5, 1), (6, 2), (7, 3), (9, 17), (4, 250), (3, 33000)])
-def test_matches_reference(method, hard, rows, k):
-    torch.manual_seed(rows * 1000 + k)
-    logits = torch.randn(rows, k) * 2.0
-    _compare(method, logits, seed=1234 + k, hard=hard)
-
-
-@pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
-@pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (3, 0.1), (7, 0.9)])
-def test_schedules(method, n_steps, t_1):
-    torch.manual_seed(n_steps)
-    _compare(method, torch.randn(6, 40), seed=5, schedule=linear_schedule(n_steps, t_1))
-
-
-def test_explicit_grid_and_large_c():
-    # t_1 near 0 gives c_1 ~ 1e4: no overflow, still the reference's result.
-    torch.manual_seed(0)
-    sched = rk.grid_schedule([0.0, 0.01, 0.5, 1.0])
-    for method in ("redge", "redge_cov", "redge_max"):
-        _compare(method, torch.randn(5, 64) * 3, seed=9, schedule=sched)
 
 
 @pytest.mark.parametrize("method,hard", CASES)
@@ -82,36 +62,6 @@ def test_auto_uses_cpu_backend():
     y_cpu, i_cpu = rk.sample("redge", x, schedule=linear_schedule(3, 0.5), seed=4,
                              backend="cpu", return_index=True)
     assert torch.equal(y_auto, y_cpu) and torch.equal(i_auto, i_cpu)
-
-
-@pytest.mark.parametrize("method,hard", CASES)
-# k = 23: lane kernels / padded scratch rows; k = 64: row kernels reading the rows in place.
-@pytest.mark.parametrize("k", [23, 64])
-def test_masks_empty_and_nan_rows(method, hard, k):
-    torch.manual_seed(4)
-    logits = torch.randn(8, k)
-    logits[torch.rand(8, k) < 0.4] = float("-inf")
-    logits[0, 5] = 0.3  # at least one finite entry in row 0
-    logits[2] = float("-inf")        # empty row
-    logits[3, 7] = float("nan")      # poisoned rows
-    logits[4, 0] = float("inf")
-    logits[5, :k - 1] = float("-inf")   # a single valid entry
-    g = torch.randn(8, k)
-    y_r, i_r, g_r = _run("reference", method, logits, g, 11, hard)
-    y_c, i_c, g_c = _run("cpu", method, logits, g, 11, hard)
-    assert torch.equal(i_c, i_r)
-    assert i_c[2] == -1 and i_c[3] == -1 and i_c[4] == -1
-    assert torch.equal(y_c[2], torch.zeros(k)) and torch.equal(g_c[2], torch.zeros(k))
-    assert torch.isnan(y_c[3]).all() and torch.isnan(y_c[4]).all()
-    assert torch.isnan(g_c[3]).all() and torch.isnan(g_c[4]).all()
-    masked = torch.isinf(logits) & (logits < 0)
-    ok = torch.ones(8, dtype=torch.bool)
-    ok[[3, 4]] = False
-    assert (y_c[masked & ok[:, None]] == 0).all()
-    assert (g_c[masked & ok[:, None]] == 0).all()  # exactly zero gradient where masked
-    torch.testing.assert_close(y_c[ok], y_r[ok])
-    torch.testing.assert_close(g_c[ok], g_r[ok])
-    assert torch.isfinite(g_c[ok]).all()
 
 
 @pytest.mark.parametrize("method,hard", CASES)
@@ -187,7 +137,9 @@ def _op_samples():
             phi = torch.randn(4, 7, dtype=dtype, requires_grad=True)
             coefs = _schedule(method, 4, 0.5).table("cpu", dtype=dtype)
             seed = torch.tensor(17, dtype=torch.int64)
-            out.append((phi, seed, coefs, METHOD_IDS[method], hard, TAU))
+            out.append(pytest.param((phi, seed, coefs, METHOD_IDS[method], hard, TAU),
+                                    id=f"{method}-{'hard' if hard else 'soft'}-"
+                                       f"{str(dtype).split('.')[-1]}"))
     return out
 
 

@@ -2,12 +2,15 @@
 
 A block of 16 (fp32) or 8 (fp64) consecutive rows is processed with one SIMD lane per row (two
 AVX2 vectors per column), so these tests use row counts that are not multiples of 16, several
-blocks, special rows in the middle of a block and K on both sides of the threshold. Against the
-pure-PyTorch reference with identical noise: identical indices, values and gradients with the
-default tolerances (as tests/test_cpu_backend.py).
-Also: a row's result does not depend on R or on the thread count (bitwise), agreement with the
-per-row kernels (REDGE_KERNELS_LANE_MAX_K=0 switches the lane kernels off for a call), the stats
-layout of ops.py, and ``torch.library.opcheck``.
+blocks, special rows in the middle of a block and K on both sides of the threshold. The fp32
+results against the pure-PyTorch reference (K = 1, 2, 3, 9, the threshold and one above, 21 and 70
+rows; temperatures; masks, empty and NaN rows in the middle of a block) are the cases of
+tests/conftest.py's ``TABLE`` tagged ``lanes``, checked by tests/test_fused_backends.py.
+Here: the lane kernels forced beyond the thresholds, long and small-t_1 schedules and bf16 / fp16
+against the fp64 reference, fp64 and strided inputs against the reference, a row's result
+independent of R and of the thread count (bitwise), agreement with the per-row kernels
+(REDGE_KERNELS_LANE_MAX_K=0 switches the lane kernels off for a call), the stats layout of ops.py,
+``torch.library.opcheck`` and the portable kernel set.
 """
 
 import os
@@ -21,17 +24,15 @@ from redge_kernels import _cpu_backend, reference
 from redge_kernels._constants import METHOD_IDS
 from redge_kernels.schedule import linear_schedule
 
-from cpu_cases import CASES, METHODS, TAU, _compare, _run, _schedule
+from conftest import CASES, LANE_MAX_K, METHODS
+from cpu_cases import TAU, _compare, _run, _schedule
 
 if not _cpu_backend.available():
     pytest.skip(_cpu_backend.unavailable_reason(), allow_module_level=True)
 
-# csrc/ops_cpu.cpp kLaneMaxK*: the largest K that runs on the lane kernels, per method
-LANE_MAX_K = {"st": 32, "gumbel": 24, "reinmax": 32, "redge": 48, "redge_cov": 48, "redge_max": 48}
-SMALL_K = [1, 2, 3, 9, "max", "max+1"]  # "max": the method's threshold
-
 
 def _k(method, k):
+    """K of a method: ``k``, or "max" (the method's lane threshold ``LANE_MAX_K``), "max+1"."""
     return {"max": LANE_MAX_K[method], "max+1": LANE_MAX_K[method] + 1}.get(k, k)
 
 
@@ -47,16 +48,6 @@ def _lane_max_k(value):
             del os.environ["REDGE_KERNELS_LANE_MAX_K"]
         else:
             os.environ["REDGE_KERNELS_LANE_MAX_K"] = old
-
-
-@pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("k", SMALL_K)
-@pytest.mark.parametrize("rows", [21, 70])  # a partial block; several blocks + a partial one
-def test_matches_reference(method, hard, k, rows):
-    k = _k(method, k)
-    torch.manual_seed(rows * 100 + k)
-    logits = torch.randn(rows, k) * 2.0
-    _compare(method, logits, seed=4321 + k, hard=hard)
 
 
 def _error_vs_fp64(method, x, g, seed, hard=True, schedule=None):
@@ -100,7 +91,7 @@ def test_forced_lanes_larger_k(method, hard):
 
 @pytest.mark.parametrize("method", ["redge", "redge_cov", "redge_max"])
 @pytest.mark.parametrize("n_steps,t_1", [(2, 1.0), (3, 0.1), (20, 0.9)])
-def test_schedules(method, n_steps, t_1):
+def test_schedules_against_fp64(method, n_steps, t_1):
     # n_steps = 20 is above the row kernels' hoisted-array size (16): the per-lane stats of every
     # step are kept for the whole chain. Small t_1 (large c_1) amplifies fp32 rounding (the fp32
     # reference itself is off by ~3e-5 here), so the yardstick is the fp64 reference: at most
@@ -112,51 +103,6 @@ def test_schedules(method, n_steps, t_1):
         ours, torch_own, scale = _error_vs_fp64(method, x, g, 5, True, sched)
         _assert_error_at_most_twice_torch(ours, torch_own, torch.float32, scale)
         _compare(method, x.double(), seed=6, schedule=sched)
-
-
-@pytest.mark.parametrize("method", ["gumbel", "reinmax"])
-@pytest.mark.parametrize("tau", [0.25, 1.0, 3.0])
-def test_temperatures(method, tau):
-    torch.manual_seed(13)
-    _compare(method, torch.randn(27, 6) * 2, seed=17, tau=tau)
-
-
-@pytest.mark.parametrize("method,hard", CASES)
-@pytest.mark.parametrize("k", [3, 9])
-def test_masks_empty_and_poisoned_rows(method, hard, k):
-    # Special rows in the middle of a block (fp32 blocks are rows 0..15 and 16..20): the other
-    # rows of that block must still equal the reference.
-    torch.manual_seed(40 + k)
-    R = 21
-    logits = torch.randn(R, k)
-    logits[torch.rand(R, k) < 0.3] = float("-inf")
-    logits[:, 0] = torch.where(torch.isinf(logits).all(1), torch.tensor(0.3), logits[:, 0])
-    logits[9] = float("-inf")         # empty row
-    logits[11, k - 1] = float("nan")  # poisoned rows
-    logits[12, 0] = float("inf")
-    logits[13, : k - 1] = float("-inf")  # a single valid entry
-    logits[13, k - 1] = 0.5
-    logits[2] = float("-inf")         # another empty row
-    logits[18, 1] = float("nan")      # a poisoned row in the last, partial block
-    g = torch.randn(R, k)
-    y_r, i_r, g_r = _run("reference", method, logits, g, 11, hard)
-    y_c, i_c, g_c = _run("cpu", method, logits, g, 11, hard)
-    assert torch.equal(i_c, i_r)
-    for r in (2, 9, 11, 12, 18):
-        assert i_c[r] == -1
-    for r in (2, 9):
-        assert torch.equal(y_c[r], torch.zeros(k)) and torch.equal(g_c[r], torch.zeros(k))
-    for r in (11, 12, 18):
-        assert torch.isnan(y_c[r]).all() and torch.isnan(g_c[r]).all()
-    assert i_c[13] == k - 1
-    ok = torch.ones(R, dtype=torch.bool)
-    ok[[11, 12, 18]] = False
-    masked = torch.isinf(logits) & (logits < 0)
-    assert (y_c[masked & ok[:, None]] == 0).all()
-    assert (g_c[masked & ok[:, None]] == 0).all()  # exactly zero gradient where masked
-    torch.testing.assert_close(y_c[ok], y_r[ok])
-    torch.testing.assert_close(g_c[ok], g_r[ok])
-    assert torch.isfinite(g_c[ok]).all()
 
 
 @pytest.mark.parametrize("method", METHODS)
