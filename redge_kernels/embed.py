@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.autograd import forward_ad
 from torch.utils.checkpoint import checkpoint
@@ -100,6 +101,53 @@ def _row_kinds(phi: torch.Tensor):
     return m == float("-inf"), torch.isnan(m) | (m == float("inf"))
 
 
+def _unsampled_rows(phi, index):
+    """``(rows, poisoned)``: the rows without a sample (index -1) and which of them hold a NaN or
+    ``+inf`` logit (ops.py row conventions), as ``[B]`` int64 / bool tensors, or ``None`` when
+    every row has a sample. On the CPU only those rows of the logits are read (usually none: no
+    pass over the logits); on other devices one ``amax`` pass over all rows, ``rows`` then being
+    all of them (no host sync)."""
+    if phi.device.type != "cpu":
+        return torch.arange(phi.shape[0], device=phi.device), _row_kinds(phi)[1] & (index < 0)
+    rows = (index < 0).nonzero().flatten()
+    if rows.numel() == 0:
+        return None
+    return rows, _row_kinds(phi.index_select(0, rows))[1]
+
+
+# On the CPU the fused path's small memory-bound steps (the gather of a hard sample's rows, the
+# copy of a backward chunk back into the gradient) run serially through numpy views: each is well
+# under a millisecond of work, and as ATen ops each would be a parallel region whose second thread,
+# on a loaded machine, can take 10-30 ms to be scheduled (docs/EMBED.md "Measured").
+_AS_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _np(t: torch.Tensor):
+    """A numpy view of the bits of a contiguous CPU tensor (any dtype, bf16 included)."""
+    return t.detach().view(_AS_INT[t.element_size()]).numpy()
+
+
+def _serial(*tensors) -> bool:
+    return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def _serial_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src)``: one serial ``memcpy`` for contiguous CPU tensors of one dtype."""
+    if _serial(dst, src) and dst.dtype == src.dtype:
+        np.copyto(_np(dst), _np(src))
+    else:
+        dst.copy_(src)
+
+
+def _gather_rows(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``w.index_select(0, index)`` (``index`` in range), serial on the CPU."""
+    if _serial(w, index):
+        out = w.new_empty((index.shape[0], w.shape[1]))
+        np.take(_np(w), index.numpy(), axis=0, out=_np(out))
+        return out
+    return w.index_select(0, index)
+
+
 def _stats_dtype(phi):
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
@@ -125,10 +173,15 @@ def _embed_fwd(phi, seed, coefs, weights, backend, method, hard, tau, chunk_rows
     rows = phi.shape[0]
     if hard or method in _ONE_HOT_ALWAYS:
         _, stats, index = kfwd(phi, seed, coefs, method, hard, tau, 0, False)
-        # rows without a sample: 0 (empty) or NaN (poisoned), as one_hot(index) @ W gives
-        ok = (index >= 0)[:, None]
-        fill = torch.where(_row_kinds(phi)[1], float("nan"), 0.0).to(phi.dtype)[:, None]
-        outs = [torch.where(ok, w.index_select(0, index.clamp_min(0)), fill) for w in weights]
+        safe = index.clamp_min(0)
+        outs = [_gather_rows(w, safe) for w in weights]
+        unsampled = _unsampled_rows(phi, index)
+        if unsampled is not None:  # 0 (empty) or NaN (poisoned), as one_hot(index) @ W gives
+            rows, poisoned = unsampled
+            keep = (index[rows] >= 0)[:, None]
+            fill = torch.where(poisoned, float("nan"), 0.0).to(phi.dtype)[:, None]
+            for e in outs:
+                e[rows] = torch.where(keep, e[rows], fill)
         return outs, stats, index
     outs = [phi.new_empty((rows, w.shape[1])) for w in weights]
     stats = phi.new_empty((rows, coefs.shape[0], 2), dtype=_stats_dtype(phi))
@@ -183,7 +236,9 @@ def _weight_grads(grads, phi, seed, coefs, weights, index, kfwd, method, hard, t
             del y
     if one_hot:
         # A poisoned row's one-hot is NaN everywhere, so y^T G is NaN everywhere (as unfused).
-        flag = torch.where(_row_kinds(phi)[1].any(), float("nan"), 0.0)
+        unsampled = _unsampled_rows(phi, index)
+        poisoned = unsampled is not None and unsampled[1].any()
+        flag = torch.where(torch.as_tensor(poisoned), float("nan"), 0.0)
         for i in wanted:
             accs[i].add_(flag.to(accs[i].dtype))
     return [accs[i].to(weights[i].dtype) for i in wanted]
@@ -210,8 +265,8 @@ def _embed_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, 
         return kbwd(g, phi, seed, coefs, stats, index, method, hard, tau, 0), gws
     for r0, r1 in chunks:
         gc = g[r0:r1]
-        gc.copy_(kbwd(gc, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method, hard,
-                      tau, r0))
+        _serial_copy(gc, kbwd(gc, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method,
+                              hard, tau, r0))
     return g, gws
 
 
