@@ -394,10 +394,41 @@ def _check_weights(weight, logits, fn):
     return weights, single
 
 
+def _check_budget(memory_budget, fn: str) -> None:
+    if memory_budget is not None and (isinstance(memory_budget, bool)
+                                      or not isinstance(memory_budget, int) or memory_budget < 1):
+        raise ValueError(f"{fn}: memory_budget must be a positive int (bytes), "
+                         f"got {memory_budget!r}")
+
+
+def _any_dtensor(weight) -> bool:
+    from . import distributed
+    ws = [weight] if isinstance(weight, torch.Tensor) else weight
+    return isinstance(ws, (list, tuple)) and any(distributed.is_sharded(w) for w in ws)
+
+
+def _sharded_embed(logits, weight, sampler, hard, group, seed, generator, backend, return_index,
+                   memory_budget, hyperparameters):
+    """The vocabulary-parallel call (``distributed.sample_embed``): an argument this rank
+    rejects here travels as its local error, so that every rank raises, none hangs."""
+    from . import distributed
+    fn = "sample_embed"
+    method, schedule, tau, error = "st", None, 1.0, None
+    try:
+        method, schedule, tau = _resolve_sampler(sampler, hyperparameters, fn)
+        _check_budget(memory_budget, fn)
+    except (TypeError, ValueError) as exc:
+        method, schedule, tau, error = "st", None, 1.0, exc
+    return distributed.sample_embed(method, logits, weight, group=group, hard=hard, tau=tau,
+                                    schedule=schedule, seed=seed, generator=generator,
+                                    backend=backend, return_index=return_index,
+                                    local_error=error)
+
+
 def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Tensor],
                  sampler: str = "redge", hard: bool = True, *, seed=None, generator=None,
                  backend: str = "auto", return_index: bool = False,
-                 memory_budget: int | None = None, **hyperparameters):
+                 memory_budget: int | None = None, group=None, **hyperparameters):
     """``SAMPLERS[sampler](logits, hard=hard, **hyperparameters) @ W`` for each W, fused.
 
     Args:
@@ -411,13 +442,24 @@ def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Ten
         seed, generator, backend: as in ``api`` (same seed, same sample as the unfused call).
         return_index: also return the sampled index (``logits.shape[:-1]``, int64, -1 on empty
             or poisoned rows).
-        memory_budget: bytes for one chunk's ``[chunk, K]`` temporary (see ``chunk_rows``).
+        memory_budget: bytes for one chunk's ``[chunk, K]`` temporary (see ``chunk_rows``;
+            checked but unused with ``group``).
+        group: a ``torch.distributed`` ProcessGroup over which the vocabulary is sharded
+            (docs/DISTRIBUTED.md): ``logits`` are this rank's shard ``[..., K_r]`` and each weight
+            this rank's row shard ``[K_r, D]`` (Megatron's VocabParallelEmbedding; DTensors
+            sharded on the logits' last dim / the weight's first dim of a 1-D mesh are accepted
+            without a group). Returns the full embedding on every rank (one all-reduce of
+            ``[R, D]`` per matrix), the global index, and in the backward this rank's shards of
+            the logits' and the weights' gradients (``distributed.sample_embed``).
 
     Returns:
         ``[..., D]`` tensor of ``logits.dtype`` (a tuple of them for a sequence of weights), and
         the index when ``return_index``.
     """
     fn = "sample_embed"
+    if group is not None or _any_dtensor([logits]) or _any_dtensor(weight):
+        return _sharded_embed(logits, weight, sampler, hard, group, seed, generator, backend,
+                              return_index, memory_budget, hyperparameters)
     method, schedule, tau = _resolve_sampler(sampler, hyperparameters, fn)
     check_logits(logits, fn)
     hard = check_hard(hard, fn)
@@ -425,9 +467,7 @@ def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Ten
     if method in ("reinmax", "redge_max") and not hard:
         raise NotImplementedError(f"{fn}: hard=False is not defined for {method}; use hard=True")
     weights, single = _check_weights(weight, logits, fn)
-    if memory_budget is not None and (isinstance(memory_budget, bool)
-                                      or not isinstance(memory_budget, int) or memory_budget < 1):
-        raise ValueError(f"{fn}: memory_budget must be a positive int (bytes), got {memory_budget!r}")
+    _check_budget(memory_budget, fn)
     seed = check_seed(seed, generator, logits, fn)
     shape = logits.shape
     k = shape[-1]
