@@ -215,32 +215,38 @@ def _grad_y(grads, weights):
     return g
 
 
+def _one_hot_weight_grads(grads, phi, weights, index, wanted):
+    """``one_hot^T G_i`` for the wanted i: one ``index_add`` of G's rows over all rows (G is
+    ``[R, D]``: no chunks needed), rows without a sample adding nothing; NaN everywhere when a
+    row is poisoned (its one-hot is NaN everywhere, so ``y^T G`` is, as unfused). fp32
+    accumulation for half-precision weights."""
+    unsampled = _unsampled_rows(phi, index)
+    out = []
+    for i in wanted:
+        acc = torch.zeros(weights[i].shape, dtype=_acc_dtype(weights[i]),
+                          device=weights[i].device)
+        src = grads[i] if unsampled is None else grads[i].masked_fill((index < 0)[:, None], 0.0)
+        acc.index_add_(0, index.clamp_min(0), src.to(acc.dtype))
+        if unsampled is not None:
+            acc.add_(torch.where(unsampled[1].any(), float("nan"), 0.0).to(acc.dtype))
+        out.append(acc.to(weights[i].dtype))
+    return out
+
+
 def _weight_grads(grads, phi, seed, coefs, weights, index, kfwd, method, hard, tau, chunks,
                   wanted):
-    """``dL/dW_i = y^T G_i`` for the wanted i (docs/SPEC.md section 11), accumulated chunk by
-    chunk in fp32 for half-precision weights."""
+    """``dL/dW_i = y^T G_i`` for the wanted i (docs/SPEC.md section 11): an ``index_add`` for
+    a one-hot sample, else ``y_chunk^T G_chunk`` chunk by chunk with the chunk's soft sample
+    recomputed (same noise: ``row_start``), accumulated in fp32 for half-precision weights."""
+    if hard or method in _ONE_HOT_ALWAYS:
+        return _one_hot_weight_grads(grads, phi, weights, index, wanted)
     accs = {i: torch.zeros(weights[i].shape, dtype=_acc_dtype(weights[i]),
                            device=weights[i].device) for i in wanted}
-    one_hot = hard or method in _ONE_HOT_ALWAYS
     for r0, r1 in chunks:
-        if one_hot:  # an index_add of G's rows (empty and poisoned rows add nothing here)
-            ix = index[r0:r1]
-            keep = (ix < 0)[:, None]
-            for i in wanted:
-                src = grads[i][r0:r1].masked_fill(keep, 0.0).to(accs[i].dtype)
-                accs[i].index_add_(0, ix.clamp_min(0), src)
-        else:  # y_soft^T G, the chunk's soft sample recomputed (same noise: row_start)
-            y = kfwd(phi[r0:r1], seed, coefs, method, hard, tau, r0, True)[0]
-            for i in wanted:
-                accs[i].add_(torch.mm(y.t(), grads[i][r0:r1]))
-            del y
-    if one_hot:
-        # A poisoned row's one-hot is NaN everywhere, so y^T G is NaN everywhere (as unfused).
-        unsampled = _unsampled_rows(phi, index)
-        poisoned = unsampled is not None and unsampled[1].any()
-        flag = torch.where(torch.as_tensor(poisoned), float("nan"), 0.0)
+        y = kfwd(phi[r0:r1], seed, coefs, method, hard, tau, r0, True)[0]
         for i in wanted:
-            accs[i].add_(flag.to(accs[i].dtype))
+            accs[i].add_(torch.mm(y.t(), grads[i][r0:r1]))
+        del y
     return [accs[i].to(weights[i].dtype) for i in wanted]
 
 
