@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch.autograd import forward_ad
 from torch.utils.checkpoint import checkpoint
@@ -100,6 +101,53 @@ def _row_kinds(phi: torch.Tensor):
     return m == float("-inf"), torch.isnan(m) | (m == float("inf"))
 
 
+def _unsampled_rows(phi, index):
+    """``(rows, poisoned)``: the rows without a sample (index -1) and which of them hold a NaN or
+    ``+inf`` logit (ops.py row conventions), as ``[B]`` int64 / bool tensors, or ``None`` when
+    every row has a sample. On the CPU only those rows of the logits are read (usually none: no
+    pass over the logits); on other devices one ``amax`` pass over all rows, ``rows`` then being
+    all of them (no host sync)."""
+    if phi.device.type != "cpu":
+        return torch.arange(phi.shape[0], device=phi.device), _row_kinds(phi)[1] & (index < 0)
+    rows = (index < 0).nonzero().flatten()
+    if rows.numel() == 0:
+        return None
+    return rows, _row_kinds(phi.index_select(0, rows))[1]
+
+
+# On the CPU the fused path's small memory-bound steps (the gather of a hard sample's rows, the
+# copy of a backward chunk back into the gradient) run serially through numpy views: each is well
+# under a millisecond of work, and as ATen ops each would be a parallel region whose second thread,
+# on a loaded machine, can take 10-30 ms to be scheduled (docs/EMBED.md "Measured").
+_AS_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _np(t: torch.Tensor):
+    """A numpy view of the bits of a contiguous CPU tensor (any dtype, bf16 included)."""
+    return t.detach().view(_AS_INT[t.element_size()]).numpy()
+
+
+def _serial(*tensors) -> bool:
+    return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
+
+
+def _serial_copy(dst: torch.Tensor, src: torch.Tensor) -> None:
+    """``dst.copy_(src)``: one serial ``memcpy`` for contiguous CPU tensors of one dtype."""
+    if _serial(dst, src) and dst.dtype == src.dtype:
+        np.copyto(_np(dst), _np(src))
+    else:
+        dst.copy_(src)
+
+
+def _gather_rows(w: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``w.index_select(0, index)`` (``index`` in range), serial on the CPU."""
+    if _serial(w, index):
+        out = w.new_empty((index.shape[0], w.shape[1]))
+        np.take(_np(w), index.numpy(), axis=0, out=_np(out))
+        return out
+    return w.index_select(0, index)
+
+
 def _stats_dtype(phi):
     return torch.float64 if phi.dtype == torch.float64 else torch.float32
 
@@ -125,10 +173,15 @@ def _embed_fwd(phi, seed, coefs, weights, backend, method, hard, tau, chunk_rows
     rows = phi.shape[0]
     if hard or method in _ONE_HOT_ALWAYS:
         _, stats, index = kfwd(phi, seed, coefs, method, hard, tau, 0, False)
-        # rows without a sample: 0 (empty) or NaN (poisoned), as one_hot(index) @ W gives
-        ok = (index >= 0)[:, None]
-        fill = torch.where(_row_kinds(phi)[1], float("nan"), 0.0).to(phi.dtype)[:, None]
-        outs = [torch.where(ok, w.index_select(0, index.clamp_min(0)), fill) for w in weights]
+        safe = index.clamp_min(0)
+        outs = [_gather_rows(w, safe) for w in weights]
+        unsampled = _unsampled_rows(phi, index)
+        if unsampled is not None:  # 0 (empty) or NaN (poisoned), as one_hot(index) @ W gives
+            rows, poisoned = unsampled
+            keep = (index[rows] >= 0)[:, None]
+            fill = torch.where(poisoned, float("nan"), 0.0).to(phi.dtype)[:, None]
+            for e in outs:
+                e[rows] = torch.where(keep, e[rows], fill)
         return outs, stats, index
     outs = [phi.new_empty((rows, w.shape[1])) for w in weights]
     stats = phi.new_empty((rows, coefs.shape[0], 2), dtype=_stats_dtype(phi))
@@ -162,30 +215,38 @@ def _grad_y(grads, weights):
     return g
 
 
+def _one_hot_weight_grads(grads, phi, weights, index, wanted):
+    """``one_hot^T G_i`` for the wanted i: one ``index_add`` of G's rows over all rows (G is
+    ``[R, D]``: no chunks needed), rows without a sample adding nothing; NaN everywhere when a
+    row is poisoned (its one-hot is NaN everywhere, so ``y^T G`` is, as unfused). fp32
+    accumulation for half-precision weights."""
+    unsampled = _unsampled_rows(phi, index)
+    out = []
+    for i in wanted:
+        acc = torch.zeros(weights[i].shape, dtype=_acc_dtype(weights[i]),
+                          device=weights[i].device)
+        src = grads[i] if unsampled is None else grads[i].masked_fill((index < 0)[:, None], 0.0)
+        acc.index_add_(0, index.clamp_min(0), src.to(acc.dtype))
+        if unsampled is not None:
+            acc.add_(torch.where(unsampled[1].any(), float("nan"), 0.0).to(acc.dtype))
+        out.append(acc.to(weights[i].dtype))
+    return out
+
+
 def _weight_grads(grads, phi, seed, coefs, weights, index, kfwd, method, hard, tau, chunks,
                   wanted):
-    """``dL/dW_i = y^T G_i`` for the wanted i (docs/SPEC.md section 11), accumulated chunk by
-    chunk in fp32 for half-precision weights."""
+    """``dL/dW_i = y^T G_i`` for the wanted i (docs/SPEC.md section 11): an ``index_add`` for
+    a one-hot sample, else ``y_chunk^T G_chunk`` chunk by chunk with the chunk's soft sample
+    recomputed (same noise: ``row_start``), accumulated in fp32 for half-precision weights."""
+    if hard or method in _ONE_HOT_ALWAYS:
+        return _one_hot_weight_grads(grads, phi, weights, index, wanted)
     accs = {i: torch.zeros(weights[i].shape, dtype=_acc_dtype(weights[i]),
                            device=weights[i].device) for i in wanted}
-    one_hot = hard or method in _ONE_HOT_ALWAYS
     for r0, r1 in chunks:
-        if one_hot:  # an index_add of G's rows (empty and poisoned rows add nothing here)
-            ix = index[r0:r1]
-            keep = (ix < 0)[:, None]
-            for i in wanted:
-                src = grads[i][r0:r1].masked_fill(keep, 0.0).to(accs[i].dtype)
-                accs[i].index_add_(0, ix.clamp_min(0), src)
-        else:  # y_soft^T G, the chunk's soft sample recomputed (same noise: row_start)
-            y = kfwd(phi[r0:r1], seed, coefs, method, hard, tau, r0, True)[0]
-            for i in wanted:
-                accs[i].add_(torch.mm(y.t(), grads[i][r0:r1]))
-            del y
-    if one_hot:
-        # A poisoned row's one-hot is NaN everywhere, so y^T G is NaN everywhere (as unfused).
-        flag = torch.where(_row_kinds(phi)[1].any(), float("nan"), 0.0)
+        y = kfwd(phi[r0:r1], seed, coefs, method, hard, tau, r0, True)[0]
         for i in wanted:
-            accs[i].add_(flag.to(accs[i].dtype))
+            accs[i].add_(torch.mm(y.t(), grads[i][r0:r1]))
+        del y
     return [accs[i].to(weights[i].dtype) for i in wanted]
 
 
@@ -210,8 +271,8 @@ def _embed_bwd(grads, phi, seed, coefs, weights, stats, index, backend, method, 
         return kbwd(g, phi, seed, coefs, stats, index, method, hard, tau, 0), gws
     for r0, r1 in chunks:
         gc = g[r0:r1]
-        gc.copy_(kbwd(gc, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method, hard,
-                      tau, r0))
+        _serial_copy(gc, kbwd(gc, phi[r0:r1], seed, coefs, stats[r0:r1], index[r0:r1], method,
+                              hard, tau, r0))
     return g, gws
 
 
@@ -339,10 +400,41 @@ def _check_weights(weight, logits, fn):
     return weights, single
 
 
+def _check_budget(memory_budget, fn: str) -> None:
+    if memory_budget is not None and (isinstance(memory_budget, bool)
+                                      or not isinstance(memory_budget, int) or memory_budget < 1):
+        raise ValueError(f"{fn}: memory_budget must be a positive int (bytes), "
+                         f"got {memory_budget!r}")
+
+
+def _any_dtensor(weight) -> bool:
+    from . import distributed
+    ws = [weight] if isinstance(weight, torch.Tensor) else weight
+    return isinstance(ws, (list, tuple)) and any(distributed.is_sharded(w) for w in ws)
+
+
+def _sharded_embed(logits, weight, sampler, hard, group, seed, generator, backend, return_index,
+                   memory_budget, hyperparameters):
+    """The vocabulary-parallel call (``distributed.sample_embed``): an argument this rank
+    rejects here travels as its local error, so that every rank raises, none hangs."""
+    from . import distributed
+    fn = "sample_embed"
+    method, schedule, tau, error = "st", None, 1.0, None
+    try:
+        method, schedule, tau = _resolve_sampler(sampler, hyperparameters, fn)
+        _check_budget(memory_budget, fn)
+    except (TypeError, ValueError) as exc:
+        method, schedule, tau, error = "st", None, 1.0, exc
+    return distributed.sample_embed(method, logits, weight, group=group, hard=hard, tau=tau,
+                                    schedule=schedule, seed=seed, generator=generator,
+                                    backend=backend, return_index=return_index,
+                                    local_error=error)
+
+
 def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Tensor],
                  sampler: str = "redge", hard: bool = True, *, seed=None, generator=None,
                  backend: str = "auto", return_index: bool = False,
-                 memory_budget: int | None = None, **hyperparameters):
+                 memory_budget: int | None = None, group=None, **hyperparameters):
     """``SAMPLERS[sampler](logits, hard=hard, **hyperparameters) @ W`` for each W, fused.
 
     Args:
@@ -356,13 +448,24 @@ def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Ten
         seed, generator, backend: as in ``api`` (same seed, same sample as the unfused call).
         return_index: also return the sampled index (``logits.shape[:-1]``, int64, -1 on empty
             or poisoned rows).
-        memory_budget: bytes for one chunk's ``[chunk, K]`` temporary (see ``chunk_rows``).
+        memory_budget: bytes for one chunk's ``[chunk, K]`` temporary (see ``chunk_rows``;
+            checked but unused with ``group``).
+        group: a ``torch.distributed`` ProcessGroup over which the vocabulary is sharded
+            (docs/DISTRIBUTED.md): ``logits`` are this rank's shard ``[..., K_r]`` and each weight
+            this rank's row shard ``[K_r, D]`` (Megatron's VocabParallelEmbedding; DTensors
+            sharded on the logits' last dim / the weight's first dim of a 1-D mesh are accepted
+            without a group). Returns the full embedding on every rank (one all-reduce of
+            ``[R, D]`` per matrix), the global index, and in the backward this rank's shards of
+            the logits' and the weights' gradients (``distributed.sample_embed``).
 
     Returns:
         ``[..., D]`` tensor of ``logits.dtype`` (a tuple of them for a sequence of weights), and
         the index when ``return_index``.
     """
     fn = "sample_embed"
+    if group is not None or _any_dtensor([logits]) or _any_dtensor(weight):
+        return _sharded_embed(logits, weight, sampler, hard, group, seed, generator, backend,
+                              return_index, memory_budget, hyperparameters)
     method, schedule, tau = _resolve_sampler(sampler, hyperparameters, fn)
     check_logits(logits, fn)
     hard = check_hard(hard, fn)
@@ -370,9 +473,7 @@ def sample_embed(logits: torch.Tensor, weight: torch.Tensor | Sequence[torch.Ten
     if method in ("reinmax", "redge_max") and not hard:
         raise NotImplementedError(f"{fn}: hard=False is not defined for {method}; use hard=True")
     weights, single = _check_weights(weight, logits, fn)
-    if memory_budget is not None and (isinstance(memory_budget, bool)
-                                      or not isinstance(memory_budget, int) or memory_budget < 1):
-        raise ValueError(f"{fn}: memory_budget must be a positive int (bytes), got {memory_budget!r}")
+    _check_budget(memory_budget, fn)
     seed = check_seed(seed, generator, logits, fn)
     shape = logits.shape
     k = shape[-1]

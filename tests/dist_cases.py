@@ -41,6 +41,8 @@ class Case:
     tie: bool = False  # every row's best Gumbel-max score tied exactly on ranks 0 and 1
     vs_fp64: bool = False  # values and grads judged by their error against the fp64 reference
     via_api: bool = False  # through the public redge_kernels.sample(..., group=) entry point
+    embed: tuple = ()  # widths D_i: rk.sample_embed(..., group=) with row-sharded [K, D_i] weights
+    weight_grad: bool = True  # (embed) the weights require grad
 
 
 def cases(world: int) -> list[Case]:
@@ -81,6 +83,29 @@ def cases(world: int) -> list[Case]:
     if world == 4:
         out += [Case("empty-shard-st", "st", False, sizes=(10, 0, 5, 3)),
                 Case("empty-shard-redge_cov", "redge_cov", sizes=(10, 0, 5, 3))]
+    return out + embed_cases(world, combos)
+
+
+def embed_cases(world: int, combos) -> list[Case]:
+    """``rk.sample_embed(..., group=)`` with the weights sharded by rows like the logits' columns
+    (VocabParallelEmbedding), against the unsharded ``sample_embed``."""
+    out = [Case(f"embed-{m}-{'hard' if h else 'soft'}", m, h, embed=(6,) if h else (6, 3))
+           for m, h in combos]
+    out += [Case("embed-shard-masked-st", "st", False, masks="shard", embed=(4,)),
+            Case("embed-shard-masked-redge_max", "redge_max", masks="shard", embed=(4,)),
+            Case("embed-poison-redge", "redge", False, poison=True, embed=(4, 2)),
+            Case("embed-poison-st", "st", True, poison=True, embed=(4,)),
+            Case("embed-bf16-redge", "redge", dtype=torch.bfloat16, embed=(4,)),
+            Case("embed-fp64-redge_cov", "redge_cov", False, dtype=torch.float64, embed=(4,)),
+            Case("embed-frozen-redge", "redge", embed=(5,), weight_grad=False),
+            Case("embed-dtensor-redge", "redge", False, seed_mode="dtensor", masks="none",
+                 embed=(5,)),
+            Case("embed-no-rows-st", "st", lead=(0, 3), masks="none", embed=(4,)),
+            Case("embed-error-rows", "redge", error="rows", embed=(4,)),
+            Case("embed-error-width", "st", error="width", embed=(4, 3)),
+            Case("embed-after-errors-gumbel", "gumbel", False, embed=(4,))]
+    if world == 4:
+        out += [Case("embed-empty-shard-redge", "redge", False, sizes=(10, 0, 5, 3), embed=(4,))]
     return out
 
 
@@ -170,17 +195,23 @@ def _compare_vs_fp64(case, phi, grad, cols, y, g, y_ref, g_ref):
 
 
 class Counter:
-    """Counts the all-gathers of ``redge_kernels.parallel`` (its one collective primitive)."""
+    """Counts the all-gathers (``n``) and all-reduces (``reduces``) of
+    ``redge_kernels.parallel`` (its two collective primitives)."""
 
     def __init__(self):
         from redge_kernels.parallel import collectives
-        self.n = 0
-        inner = collectives._ALL_GATHER
+        self.n = self.reduces = 0
+        gather, reduce = collectives._ALL_GATHER, collectives._ALL_REDUCE
 
         def counted(out, inp, group=None):
             self.n += 1
-            return inner(out, inp, group=group)
+            return gather(out, inp, group=group)
+
+        def counted_reduce(buf, op=None, group=None):
+            self.reduces += 1
+            return reduce(buf, op=op, group=group)
         collectives._ALL_GATHER = counted
+        collectives._ALL_REDUCE = counted_reduce
 
 
 def _shard_sizes(case: Case, world: int, k_dtensor: int | None):
@@ -231,6 +262,8 @@ def _sharded(case: Case, local, grad_local, group, mesh, counter):
 
 def run_case(case: Case, rank: int, world: int, group, mesh, counter) -> None:
     """Raises AssertionError (or the unexpected error) when the case fails on this rank."""
+    if case.embed:
+        return run_embed_case(case, rank, world, group, mesh, counter)
     if case.error:
         return _run_error(case, rank, group)
     phi, grad = build(case, K_SIZES[world] if case.seed_mode == "dtensor" else
@@ -289,6 +322,134 @@ def _run_error(case: Case, rank: int, group) -> None:
         expect = (ValueError, "tau must be") if rank == 0 else (RuntimeError, "rank(s) [0]")
     try:
         distributed.sample(case.method, local, group=group, **kwargs)
+    except expect[0] as exc:
+        assert expect[1] in str(exc), f"unclear message: {exc}"
+        return
+    raise AssertionError(f"no {expect[0].__name__} raised")
+
+
+def _embed_inputs(case: Case, k: int):
+    """The global weights ``[K, D_i]`` and upstream gradients ``[*lead, D_i]`` (the same on
+    every rank: the gradient of a replicated embedding)."""
+    gen = torch.Generator().manual_seed(sum(map(ord, case.name)) + 1)
+    ws = [torch.randn(k, d, generator=gen, dtype=torch.float64).to(case.dtype)
+          for d in case.embed]
+    gs = [torch.randn(case.lead + (d,), generator=gen, dtype=torch.float64).to(case.dtype)
+          for d in case.embed]
+    return ws, gs
+
+
+def _embed_call(case: Case, logits, weights, grads, group, counter, backend="auto"):
+    """``(values, index, logits' grad, weights' grads, counts)`` of ``rk.sample_embed`` forward
+    and backward; ``counts = (all-gathers fwd, bwd, all-reduces fwd, bwd)`` when ``counter``."""
+    import redge_kernels as rk
+    kw = dict(n_steps=case.schedule[1], t_1=case.schedule[2], tau=case.tau)
+    if group is not None:
+        kw["group"] = group
+    else:
+        kw["backend"] = backend
+    n0, r0 = (counter.n, counter.reduces) if counter else (0, 0)
+    es, index = rk.sample_embed(logits, list(weights), case.method, case.hard, seed=1234,
+                                return_index=True, **kw)
+    n1, r1 = (counter.n, counter.reduces) if counter else (0, 0)
+    local = [e.to_local() if hasattr(e, "to_local") else e for e in es]
+    sum((e * g).sum() for e, g in zip(local, grads)).backward()
+    counts = (n1 - n0, counter.n - n1, r1 - r0, counter.reduces - r1) if counter else None
+    unwrap = lambda t: t.to_local() if hasattr(t, "to_local") else t  # noqa: E731
+    return ([e.detach() for e in local], unwrap(index), unwrap(logits.grad),
+            [unwrap(w.grad) if w.grad is not None else None for w in weights], counts)
+
+
+def _same_on_every_rank(name, t: torch.Tensor, world: int) -> None:
+    import torch.distributed as dist
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    out = t.new_empty((world, t.numel()))
+    gather(out.view(-1), t.contiguous().view(-1))  # the test's own (uncounted) collective
+    for r in range(world):
+        _compare(f"{name} of rank {r} vs rank 0", out[r], out[0], exact=True)
+
+
+def run_embed_case(case: Case, rank: int, world: int, group, mesh, counter) -> None:
+    """``rk.sample_embed(..., group=)`` on this rank's logits shard and weight row shards against
+    the unsharded ``sample_embed`` (reference backend and the default one) with the same seed:
+    the index exactly, the hard value bitwise, soft values and both gradients to the dtype's
+    tolerance, the value bitwise the same on every rank, the collective counts. (Against the
+    default backend's fused kernels, fp64 is judged at fp32 tolerance: those kernels agree with
+    the fp64 reference to about 1e-7 in the ReDGE chains, the sharded path to about 1e-15.)"""
+    if case.error:
+        return _run_embed_error(case, rank, world, group)
+    sizes = tuple(case.sizes or K_SIZES[world])
+    if case.seed_mode == "dtensor":
+        sizes = _shard_sizes(case, world, sum(sizes))
+    phi, _ = build(case, sizes)
+    ws, gs = _embed_inputs(case, phi.shape[-1])
+    c0 = sum(sizes[:rank])
+    cols = slice(c0, c0 + sizes[rank])
+    if case.seed_mode == "dtensor":
+        from torch.distributed.tensor import Shard, distribute_tensor
+        local = distribute_tensor(phi, mesh, [Shard(-1)]).requires_grad_()
+        wl = [distribute_tensor(w, mesh, [Shard(0)]).requires_grad_(case.weight_grad)
+              for w in ws]
+        grp = None
+    else:
+        local = phi[..., cols].clone().requires_grad_()
+        wl = [w[cols].clone().requires_grad_(case.weight_grad) for w in ws]
+        grp = group
+    es, index, g, gws, counts = _embed_call(case, local, wl, gs, grp, counter)
+    for backend in ("reference", "auto"):
+        wr = [w.clone().requires_grad_(case.weight_grad) for w in ws]
+        ref_es, ref_i, ref_g, ref_gws, _ = _embed_call(
+            case, phi.clone().requires_grad_(), wr, gs, None, None, backend)
+        tag = f"[{backend}]"
+        as32 = backend == "auto" and case.dtype == torch.float64
+        def close(n, a, b, as32=as32):
+            if as32:
+                a, b = a.float(), b.float()
+            _compare(n, a, b)
+        _compare(f"index {tag}", index, ref_i, exact=True)
+        for i, (e, ref) in enumerate(zip(es, ref_es)):
+            if case.hard:  # W[index] on one rank, zeros on the others: bitwise the gather
+                _compare(f"value {i} {tag}", e, ref, exact=True)
+            else:
+                close(f"value {i} {tag}", e, ref)
+        close(f"logits grad {tag}", g, ref_g[..., cols])
+        for i, (gw, ref) in enumerate(zip(gws, ref_gws)):
+            assert (gw is None) == (not case.weight_grad), "weight grad presence"
+            if gw is not None:
+                close(f"weight {i} grad {tag}", gw, ref[cols])
+    for i, e in enumerate(es):
+        _same_on_every_rank(f"value {i}", e, world)
+    rows = 0 not in case.lead
+    fwd, bwd = _expected_collectives(case)
+    want = (fwd + 1, bwd, len(case.embed) if rows else 0, 0)
+    assert counts == want, f"(all-gathers fwd, bwd, all-reduces fwd, bwd) {counts} != {want}"
+    if case.poison:
+        flat = [e.reshape(-1, e.shape[-1]) for e in es]
+        assert all(f[[1, 3]].isnan().all() and not f[[0, 2, 4, 5]].isnan().any() for f in flat), \
+            "a poisoned row must be NaN on every rank, the others never"
+
+
+def _run_embed_error(case: Case, rank: int, world: int, group) -> None:
+    """A weight shard whose rows are not the logits shard's columns (on rank 0), or whose width
+    D differs across ranks, raises a clear error on every rank instead of hanging."""
+    import redge_kernels as rk
+    sizes = K_SIZES[world]
+    phi, _ = build(dataclasses.replace(case, error=""), sizes)
+    ws, _ = _embed_inputs(case, phi.shape[-1])
+    cols = slice(sum(sizes[:rank]), sum(sizes[:rank + 1]))
+    local = phi[..., cols]
+    wl = [w[cols] for w in ws]
+    if case.error == "rows":
+        if rank == 0:
+            wl[0] = ws[0][:cols.stop + 1]
+        expect = ((ValueError, "row shard [K_r, D] with K_r = ") if rank == 0
+                  else (RuntimeError, "rank(s) [0]"))
+    else:
+        if rank == 1:
+            wl[1] = torch.cat([wl[1], wl[1][:, :1]], 1)
+        expect = (ValueError, "widths D differ across the ranks")
+    try:
+        rk.sample_embed(local, wl, case.method, case.hard, seed=1234, group=group)
     except expect[0] as exc:
         assert expect[1] in str(exc), f"unclear message: {exc}"
         return

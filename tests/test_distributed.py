@@ -77,7 +77,8 @@ def test_sharded_call_matches_unsharded(world, name, tmp_path_factory):
 
 
 def test_argument_errors_without_a_group():
-    """Errors that need no collective: no group and no DTensor, a group of the wrong type."""
+    """Errors that need no collective: no group and no DTensor, a group of the wrong type (also
+    through ``sample_embed`` and ``SamplerConfig.embed``)."""
     import torch
 
     from redge_kernels import distributed
@@ -87,3 +88,8 @@ def test_argument_errors_without_a_group():
         distributed.sample("st", logits)
     with pytest.raises(TypeError, match="group must be a torch.distributed ProcessGroup"):
         distributed.sample("st", logits, group="world")
+    import redge_kernels as rk
+    with pytest.raises(TypeError, match="group must be a torch.distributed ProcessGroup"):
+        rk.sample_embed(logits, torch.zeros(5, 3), "st", group="world")
+    with pytest.raises(TypeError, match="group must be a torch.distributed ProcessGroup"):
+        rk.SamplerConfig("redge").embed(logits, torch.zeros(5, 3), group="world")

@@ -188,6 +188,28 @@ def run_one(cfg, tok, model, target, *, seed: int, steps: int, lr: float, batch:
             "step_peak_mb": max(peaks) if peaks else float("nan")}, curve, texts, r_am.tolist()
 
 
+def savings_table(summ: list[dict], with_memory: bool) -> list[str]:
+    """Markdown lines: per sampler and setting run both ways, the fused embedding's time and
+    memory against ``sampler(theta) @ E`` (ratios fused / unfused, and the megabytes saved)."""
+    by = {(r["sampler"], r["setting"], r["embed"]): r for r in summ}
+    head = "| sampler | setting | step time fused / unfused | sampler + embed fwd fused / unfused"
+    head += " | step peak MB fused / unfused (saved) |" if with_memory else " |"
+    lines = ["## Time and memory saved by the fused embedding", "", head,
+             "|---|---|---|---|" + ("---|" if with_memory else "")]
+    for (name, setting, mode), f in by.items():
+        u = by.get((name, setting, "unfused"))
+        if mode != "fused" or u is None:
+            continue
+        cells = [C.PRETTY.get(name, name), setting,
+                 f"{f['ms_per_step_mean'] / u['ms_per_step_mean']:.2f}",
+                 f"{f['sampler_fwd_ms_mean'] / u['sampler_fwd_ms_mean']:.2f}"]
+        if with_memory:
+            fm, um = f["step_peak_mb_mean"], u["step_peak_mb_mean"]
+            cells.append(f"{fm:.0f} / {um:.0f} ({um - fm:.0f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def main(argv=None):
     ap = C.base_parser(__doc__.splitlines()[0], steps=200, seeds=2, lr=0.1)
     ap.add_argument("--target", default=TARGET, help="target sentence")
@@ -254,7 +276,10 @@ def main(argv=None):
                             digits={"reward_last10pct": 3, "reward_best": 3, "reward_argmax": 3,
                                     "ms_per_step": 1, "sampler_fwd_ms": 1,
                                     "step_peak_mb": 0}),
-           "", "![](curves.png)", "", "## Argmax decodes at the end", "",
+           ""]
+    if len(modes) == 2:
+        md += savings_table(summ, probe is not None)
+    md += ["![](curves.png)", "", "## Argmax decodes at the end", "",
            "| sampler | seed | reward | text |", "|---|---|---|---|"]
     md += [f"| {s} | {sd} | {r:.3f} | `{t.replace('|', '/')}` |" for s, sd, t, r in examples]
     C.write_text(out / "results.md", "\n".join(md))

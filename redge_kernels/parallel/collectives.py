@@ -30,12 +30,14 @@ import dataclasses
 import torch
 import torch.distributed as dist
 
-__all__ = ["Shard", "gather_rows", "local_softmax_stats", "combine_softmax", "rank_sum",
-           "local_argmax", "combine_argmax", "INDEX_DTYPES"]
+__all__ = ["Shard", "gather_rows", "sum_rows", "local_softmax_stats", "combine_softmax",
+           "rank_sum", "local_argmax", "combine_argmax", "INDEX_DTYPES"]
 
 # torch >= 2.8 names it all_gather_single; earlier releases all_gather_into_tensor (same contract:
 # the output is the inputs concatenated along dim 0 in rank order).
 _ALL_GATHER = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+# The one all-reduce: the sum of the per-rank partial embeddings of a vocabulary-sharded weight.
+_ALL_REDUCE = dist.all_reduce
 
 #: The integer type whose bits carry a global column index inside a gathered float buffer.
 INDEX_DTYPES = {torch.float32: torch.int32, torch.float64: torch.int64}
@@ -76,6 +78,19 @@ def gather_rows(buf: torch.Tensor, shard: Shard) -> torch.Tensor:
     out = buf.new_empty((shard.world * buf.shape[0],) + tuple(buf.shape[1:]))
     _ALL_GATHER(out, buf, group=shard.group)
     return out.view((shard.world,) + tuple(buf.shape))
+
+
+def sum_rows(buf: torch.Tensor, shard: Shard) -> torch.Tensor:
+    """``buf [R, D]`` summed over the group, on every rank (one all-reduce, in place on a
+    contiguous ``buf``; returned). Unlike the statistics, this payload is ``R x D`` (an
+    embedding), so it is reduced, not gathered: the summation order is the communication
+    library's (every rank receives the same bits: gloo's ring and NCCL's ring and tree reduce
+    each element once and broadcast it). Where at most one rank's term of an element is nonzero
+    (a hard sample's row lives on one shard) the sum is exact whatever the order."""
+    buf = buf.contiguous()
+    if shard.world > 1:
+        _ALL_REDUCE(buf, op=dist.ReduceOp.SUM, group=shard.group)
+    return buf
 
 
 def _safe_max(m: torch.Tensor) -> torch.Tensor:
