@@ -15,9 +15,9 @@ from bench import compile_check as cc  # noqa: E402
 
 #: Configurations with a stack frame or spills in today's kernels (bench.compile_check output).
 SPILLING = {
-    "redge bwd 4096x64 n=5 fp32": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
-    "redge_cov bwd 4096x64 n=5 fp32": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
-    "redge_max bwd 4096x64 n=5 fp32": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
+    "redge_cov bwd 4096x8192 n=5 fp32": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
+    "redge_cov bwd 4096x32768 n=5 fp32": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
+    "redge_cov bwd 4096x32768 n=5 bf16": "_diffusion_bwd_kernel: stack 32 B, spill stores 0 B, loads 0 B",
     "redge_cov fwd 4096x8192 n=5 fp32": "_diffusion_fwd_kernel: stack 8 B, spill stores 4 B, loads 4 B",
     "redge_cov soft fwd 4096x8192 n=5 fp32": "_diffusion_fwd_kernel: stack 24 B, spill stores 28 B, loads 40 B",
     "redge_cov no-y fwd 4096x8192 n=5 fp32": "_diffusion_fwd_kernel: stack 8 B, spill stores 4 B, loads 4 B",

@@ -67,16 +67,64 @@ TILED_PROGRAMS_PER_SM = 2
 INTERPRETER_PROGRAMS = 2
 
 
+#: Multiprocessors the launcher plans for off a GPU (None: the interpreter's grid); set by
+#: ``planned_sms`` so that launches recorded on ``meta`` / CPU tensors (the performance model,
+#: ``bench.kernel_compile``) get the grid a GPU of that many SMs gets.
+_PLANNED_SMS: int | None = None
+
+
+@contextlib.contextmanager
+def planned_sms(sms: int | None):
+    """Plan grids for a GPU of ``sms`` multiprocessors whatever the tensors' device."""
+    global _PLANNED_SMS
+    old, _PLANNED_SMS = _PLANNED_SMS, sms
+    try:
+        yield
+    finally:
+        _PLANNED_SMS = old
+
+
+def sm_count(device) -> int | None:
+    """Multiprocessors of the GPU the grid is planned for (None under the interpreter)."""
+    if _PLANNED_SMS is not None:
+        return _PLANNED_SMS
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return None
+
+
 def tiled_programs(rows: int, device) -> int:
     """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
 
     Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
-    ``grid x 3 K`` (``5 K`` for redge_cov, backward), e.g. 264 x 5 x 32768 x 4 B = 173 MB for the
-    redge_cov backward at K = 32768 on a 132-SM GPU; nothing of it is kept between calls."""
-    if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+    ``grid x bwd_slot_rows(n) x K`` (backward); nothing of it is kept between calls."""
+    sms = sm_count(device)
+    if sms is not None:
         return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
     return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
+#: Warps per SM the persistent single-block backward fills with programs (its scratch slot,
+#: float32 [n-1 or 2(n-1), BLOCK] per program, is written and read back by the same threads).
+SINGLE_WARPS_PER_SM = 64
+
+
+def single_programs(rows: int, warps: int, device) -> int:
+    """Grid of the persistent single-block backward: ``min(rows, programs that fill the SMs'
+    warp slots)``, so its scratch (``grid x bwd_slot_rows x BLOCK`` float32) stays small."""
+    sms = sm_count(device)
+    if sms is not None:
+        return max(1, min(rows, sms * max(1, SINGLE_WARPS_PER_SM // warps)))
+    return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
+def bwd_slot_rows(n: int, single: bool, cov: bool) -> int:
+    """Scratch rows per program of the diffusion backward (``_diffusion._slot_rows``): the
+    trajectory p_1 .. p_{n-1} (ReDGE-Cov also x_1 .. x_{n-1}); tiled also the carried gradients
+    (gx, gphi; ReDGE-Cov gmu, glam and z). Rows of BLOCK (single block) or K (tiled) float32,
+    e.g. 264 x 6 x 32768 x 4 B = 208 MB for the tiled redge backward at K = 32768, n = 5 on a
+    132-SM GPU; nothing of it is kept between calls."""
+    return (0 if single else (5 if cov else 2)) + (n - 1) * (2 if cov else 1)
 
 
 def _stats_dtype(phi):
@@ -187,10 +235,10 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     steps_p2 = triton.next_power_of_2(n)
     if method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
-        grid = rows if single else tiled_programs(rows, phi.device)
-        arrays = 5 if method == _COV else 3
-        scratch = torch.empty((1,) if single else (grid, arrays, k), dtype=torch.float32,
-                              device=phi.device)
+        grid = (single_programs(rows, warps, phi.device) if single
+                else tiled_programs(rows, phi.device))
+        slot = (bwd_slot_rows(n, single, method == _COV), blk if single else k)
+        scratch = torch.empty((grid, *slot), dtype=torch.float32, device=phi.device)
         _diffusion_bwd_kernel[(grid,)](
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
