@@ -19,6 +19,10 @@ import torch
 from .noise import MAX_SEED
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
+#: Accepted temperatures: the normal float32 range. The kernels compute in float32, where a
+#: smaller tau is a subnormal or 0 and a larger one inf (NaN samples and gradients).
+MIN_TAU = 2.0 ** -126  # 1.1754944e-38
+MAX_TAU = float(torch.finfo(torch.float32).max)  # 3.4028235e38
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -63,12 +67,21 @@ def check_tau(tau, fn: str) -> float:
     tau = as_float(tau, f"{fn}: tau")
     if not (tau > 0.0) or math.isinf(tau):
         raise ValueError(f"{fn}: tau must be a finite float > 0, got {tau}")
+    if not (MIN_TAU <= tau <= MAX_TAU):
+        raise ValueError(f"{fn}: tau must be in [MIN_TAU, MAX_TAU] = [{MIN_TAU:.8g}, "
+                         f"{MAX_TAU:.8g}] (a normal float32: the kernels compute in float32), "
+                         f"got {tau}")
     return tau
 
 
 def check_hard(hard, fn: str, what: str = "hard") -> bool:
+    """``hard`` (or another flag) as a Python bool: a bool or a numpy bool."""
     if not isinstance(hard, bool):
-        raise TypeError(f"{fn}: {what} must be a bool, got {type(hard).__name__}")
+        if _is_bool(hard) and not isinstance(hard, torch.Tensor):
+            return bool(hard)  # numpy.bool_
+        kind = type(hard)
+        name = kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+        raise TypeError(f"{fn}: {what} must be a bool, got {name}")
     return hard
 
 

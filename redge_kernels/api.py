@@ -115,8 +115,8 @@ def sample(method: str, logits: torch.Tensor, *, hard: bool = True, tau: float =
     hard = check_hard(hard, fn)
     tau = check_tau(tau, fn)
     check_backend(backend, fn)
-    check_hard(return_index, fn, "return_index")
-    check_hard(return_soft, fn, "return_soft")
+    return_index = check_hard(return_index, fn, "return_index")
+    return_soft = check_hard(return_soft, fn, "return_soft")
     if method in ("reinmax", "redge_max") and not hard:
         raise NotImplementedError(f"{fn}: hard=False is not defined for {method} (its gradient "
                                   "is tied to the hard sample); use hard=True")

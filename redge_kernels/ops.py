@@ -33,6 +33,9 @@ Arguments (R rows, K vocabulary, n = n_steps):
   ``stats[r, k] = (m, s)`` with ``m`` the row max of the logits of softmax number k and
   ``s = sum_j exp(l_j - m)`` (so ``lse = m + log s``): slot 0 is the base softmax (``phi`` for st,
   reinmax, redge_cov; ``(phi + G) / tau`` for gumbel), slots 1..n-1 the denoisers of step k.
+  A softmax with a temperature, ``softmax(v / tau)``, may keep its stats unscaled (the Triton
+  backend does): ``m = max_j v_j`` and ``s = sum_j exp((v_j - m) / tau)``, the max subtracted
+  before the division, since ``v / tau`` overflows for finite logits near the fp32 limit.
   Slots a method does not define are backend scratch (e.g. the Triton backend keeps
   ``softmax(phi / tau)`` of reinmax in slot 1); their content is not part of the contract. On an
   empty row ``m`` is 0 (a safe max), on a poisoned row ``s`` may be NaN. Vocabulary-parallel
@@ -57,7 +60,14 @@ register_autograd`` puts its own (whose generated Function has neither a setup_c
   (``reference.sample`` on the op's own seed, table and index), whose transpose is what ``bwd``
   applies. Since ``J^T u`` is linear in ``u``, ``J v`` is the vjp of ``u -> J^T u`` along ``v``
   (reverse mode only: forward AD does not nest inside a forward rule). Exact to fp32 rounding,
-  computed in the reference's unfused passes. Nested forward mode is refused by name.
+  computed in the reference's unfused passes.
+* nested forward mode (``torch.func.jacfwd`` of ``jacfwd``, ``jvp`` of ``jvp``): ``torch.func`` runs
+  a tangent rule with forward mode off, so an outer forward level would see the inner tangent
+  as a constant. ``call_fwd`` therefore gives the kernel's values with every derivative taken
+  from the reference's estimator map at the kernel's sample (``_nested_forward``); for reinmax
+  and redge_max, whose reference tangents are hand-written rules too, it is refused by name
+  (on every backend). Reverse over forward (``jacrev`` of ``jacfwd``) and forward over reverse
+  (``hessian``) need neither.
 * double backward: ``bwd`` has an autograd kernel too. ``grad_phi = F(phi, grad_y)`` with
   ``F`` the reference's vector-Jacobian product on the same noise and index; its derivatives
   (and its tangents) are those of ``F``, taken with ``torch.func`` and themselves differentiable.
@@ -161,23 +171,31 @@ def _linear_jvp(F, phi, v):
     ``u``, so ``J v`` is the vjp of ``u -> F(u, phi)`` with cotangent ``v`` (at ``u = 0``); no
     forward-mode level is opened inside a forward-mode rule (forward AD does not nest)."""
     _check_no_functorch_jvp()
-    # Under torch.func (``call_fwd``'s path) phi keeps the outer levels' tangents, so nested
-    # forward mode (jacfwd of jacfwd) differentiates this tangent too; plain forward AD does not
-    # nest, and its dual phi is detached.
+    # Under torch.func (``call_fwd``'s path) phi keeps the outer levels' wrappers, so an outer
+    # reverse level (jacrev of jacfwd) differentiates this tangent too (an outer forward level
+    # would not: ``_nested_forward``); plain forward AD does not nest, and its dual phi is
+    # detached.
     phi0 = phi if torch._C._are_functorch_transforms_active() else phi.detach()
     _, pull = torch.func.vjp(lambda u: F(u, phi0), torch.zeros_like(phi0))
     return pull(v)[0]
 
 
+def _jvp_levels() -> int:
+    """How many ``torch.func`` forward-mode levels (``jvp`` / ``jacfwd``) are active."""
+    if _interpreters is None or not torch._C._are_functorch_transforms_active():
+        return 0
+    return sum(type(i).__name__ == "JvpInterpreter" for i in _interpreters())
+
+
 def _check_no_nested_forward_mode():
-    """Forward over forward (``jacfwd(jacfwd(f))``): the rules below give the first-order tangent
-    only, so a second forward level would see it as a constant; refused by name."""
-    if _interpreters is not None and torch._C._are_functorch_transforms_active():
-        if sum(type(i).__name__ == "JvpInterpreter" for i in _interpreters()) >= 2:
-            raise NotImplementedError(
-                "redge_kernels: nested forward mode (e.g. torch.func.jacfwd of jacfwd) is not "
-                "supported on the fused backends ('cpu', 'triton'); use torch.func.hessian "
-                "(forward over reverse), a double backward, or backend='reference'")
+    """Forward over forward reaching the rules below (the op called directly, not through
+    ``call_fwd``): they give the first-order tangent only, so a second forward level would see it
+    as a constant; refused by name."""
+    if _jvp_levels() >= 2:
+        raise NotImplementedError(
+            "redge_kernels: nested forward mode (e.g. torch.func.jacfwd of jacfwd) of a "
+            "redge_kernels op called directly is not supported; call it through the public "
+            "functions (or ops.call_fwd), or use torch.func.hessian (forward over reverse)")
 
 
 def _check_no_functorch_jvp():
@@ -219,7 +237,10 @@ class _Fwd(torch.autograd.Function):
         _, stats, index = output
         ctx.save_for_backward(phi, seed, coefs, stats, index)
         if _forward_mode_possible():
-            ctx.save_for_forward(phi, seed, coefs, index)
+            # The same tensors as for the backward: functorch's generated vmap rule keeps one
+            # list of batch dims for both (the last save wins), so jacrev(jacfwd(f)) needs them
+            # equal.
+            ctx.save_for_forward(phi, seed, coefs, stats, index)
         ctx.args = (method, hard, tau, row_start, write_y, pair)
         ctx.mark_non_differentiable(stats, index)
 
@@ -235,7 +256,7 @@ class _Fwd(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, phi_t, *_):
-        phi, seed, coefs, index = ctx.saved_tensors
+        phi, seed, coefs, _stats, index = ctx.saved_tensors
         method, hard, tau, row_start, write_y, _pair = ctx.args
         if phi_t is None:
             return None, None, None
@@ -334,8 +355,23 @@ def call_fwd(pair: "OpPair", phi, seed, coefs, method: int, hard: bool, tau: flo
     where the same Function is applied through ``Function.apply`` so that functorch runs its
     rules level by level (``torch.func.jvp``, ``jacfwd`` and nested transforms need that)."""
     if torch._C._are_functorch_transforms_active():
+        if _jvp_levels() >= 2:
+            return _nested_forward(pair, phi, seed, coefs, method, hard, tau, row_start, write_y)
         return _Fwd.apply(phi, seed, coefs, method, hard, tau, row_start, write_y, pair)
     return pair.fwd(phi, seed, coefs, method, hard, tau, row_start, write_y)
+
+
+def _nested_forward(pair, phi, seed, coefs, method, hard, tau, row_start, write_y):
+    """``pair.fwd`` under nested forward mode: the kernel's outputs (run on ``phi.detach()``) with
+    the derivatives of every order of the reference's estimator map at the kernel's sample,
+    ``y + (y_ref - y_ref.detach())`` (an exact 0 added: the values stay the kernel's). The
+    reference refuses reinmax and redge_max here (``reference._check_tangent_rule_order``)."""
+    y, stats, index = _Fwd.apply(phi.detach(), seed, coefs, method, hard, tau, row_start,
+                                 write_y, pair)
+    if not write_y:
+        return y, stats, index
+    y_ref = _estimator_map(phi, seed, coefs, method, hard, tau, row_start, index)(phi)
+    return y + (y_ref - y_ref.detach()), stats, index
 
 
 def call_bwd(pair: "OpPair", grad_y, phi, seed, coefs, stats, index, method: int, hard: bool,

@@ -17,7 +17,7 @@ from ._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, V_MIN
 from .noise import gumbel_noise, normal_noise
 from .schedule import Schedule
 
-__all__ = ["sample", "masked_softmax"]
+__all__ = ["sample", "masked_softmax", "tempered_softmax"]
 
 
 def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -27,6 +27,15 @@ def masked_softmax(logits: torch.Tensor) -> torch.Tensor:
     e = torch.exp(logits - m)
     s = e.sum(-1, keepdim=True)
     return e / torch.where(s == 0, torch.ones_like(s), s)
+
+
+def tempered_softmax(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """``masked_softmax(scores / tau)`` with the row max subtracted before the division (softmax
+    is shift invariant): for finite scores near the fp32 limit, ``scores / tau`` itself would
+    overflow to inf for tau < 1."""
+    top = scores.detach().amax(-1, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    return masked_softmax((scores - top) / tau)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -126,7 +135,7 @@ class _ReinMax(torch.autograd.Function):
     @staticmethod
     def _parts(phi, d, tau):
         p0 = masked_softmax(phi)
-        p1 = 0.5 * (masked_softmax(phi / tau) + d)
+        p1 = 0.5 * (tempered_softmax(phi, tau) + d)
         valid = phi != float("-inf")
         return p0, p1, valid
 
@@ -162,6 +171,28 @@ def _traceable(cls):
 _StraightThroughTraced = _traceable(_StraightThrough)
 _ReinMaxCorrectionTraced = _traceable(_ReinMaxCorrection)
 _ReinMaxTraced = _traceable(_ReinMax)
+
+
+def _jvp_levels() -> int:
+    """How many ``torch.func`` forward-mode levels (``jvp`` / ``jacfwd``) are active."""
+    if torch.compiler.is_compiling() or not torch._C._are_functorch_transforms_active():
+        return 0
+    try:
+        from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+    except ImportError:  # pragma: no cover (other torch versions)
+        return 0
+    return sum(type(i).__name__ == "JvpInterpreter" for i in retrieve_all_functorch_interpreters())
+
+
+def _check_tangent_rule_order(method: str) -> None:
+    """ReinMax's and ReDGE-Max's tangents come from hand-written rules that an outer forward
+    level does not differentiate (``torch.func`` runs a tangent rule with forward mode off), so
+    forward over forward would give a silently wrong second derivative: refused by name."""
+    if method in ("reinmax", "redge_max") and _jvp_levels() >= 2:
+        raise NotImplementedError(
+            f"redge_kernels: nested forward mode (e.g. torch.func.jacfwd of jacfwd) is not "
+            f"supported for {method} (its tangent rule is first order); use torch.func.hessian "
+            "(forward over reverse), jacrev of jacfwd or a double backward")
 
 
 def _functions():
@@ -224,6 +255,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         (-1 on empty or poisoned rows).
     """
     rows, k = phi.shape
+    _check_tangent_rule_order(method)
     st_fn, correction_fn, reinmax_fn = _functions()
     cdtype = torch.float64 if phi.dtype == torch.float64 else torch.float32
     x_phi = phi.to(cdtype)
@@ -238,12 +270,7 @@ def sample(method: str, phi: torch.Tensor, seed, schedule: Schedule | None = Non
         else:
             y = reinmax_fn.apply(x_phi, y_hard, float(tau))
     elif method == "gumbel":
-        # The row max is taken before dividing by tau (softmax is shift invariant): with finite
-        # logits near the fp32 limit, (phi + G) / tau itself would overflow to inf for tau < 1.
-        scores = x_phi + gumbel
-        top = scores.detach().amax(-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        s = masked_softmax((scores - top) / tau)
+        s = tempered_softmax(x_phi + gumbel, tau)
         index = _gumbel_argmax(x_phi, gumbel) if index is None else index
         y = st_fn.apply(_one_hot(index, s.detach()), s) if hard else s
     elif method in ("redge", "redge_cov", "redge_max"):

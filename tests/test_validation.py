@@ -14,9 +14,10 @@ import pytest
 import torch
 
 import redge_kernels as rk
-from redge_kernels import _backends
+from redge_kernels import _backends, reference
+from redge_kernels._validation import MAX_TAU, MIN_TAU
 from redge_kernels.schedule import MAX_N_STEPS, MIN_T1
-from conftest import device_of, run
+from conftest import CASE_KW, device_of
 
 X = torch.randn(3, 5)
 
@@ -40,6 +41,11 @@ BAD = [
     (lambda **g: rk.reinmax(X, tau=float("inf"), **g), ValueError, "tau must be a finite"),
     (lambda **g: rk.gumbel_softmax(X, tau=float("nan"), **g), ValueError, "tau must be a finite"),
     (lambda **g: rk.gumbel_softmax(X, tau=None, **g), TypeError, "tau must be a float"),
+    (lambda **g: rk.gumbel_softmax(X, tau=1e-39, **g), ValueError, r"tau must be in \[MIN_TAU"),
+    (lambda **g: rk.gumbel_softmax(X, tau=1e-300, **g), ValueError, "a normal float32"),
+    (lambda **g: rk.reinmax(X, tau=1e39, **g), ValueError, r"MAX_TAU\] = \[1.1754944e-38"),
+    (lambda **g: rk.redge(X, hard=torch.tensor(True), **g), TypeError,
+     "hard must be a bool, got torch.Tensor"),
     (lambda **g: rk.redge(X, hard="yes", **g), TypeError, "hard must be a bool"),
     (lambda **g: rk.redge(X, return_soft=1, **g), TypeError, "return_soft must be a bool"),
     (lambda **g: rk.redge(X, backend="cuda", **g), ValueError, "unknown backend"),
@@ -104,6 +110,30 @@ def test_limits_are_accepted_at_the_boundary():
     assert bool((y.sum(-1) == 1).all()) and time.perf_counter() - t0 < 30
 
 
+@pytest.mark.parametrize("method,hard", [("gumbel", True), ("gumbel", False), ("reinmax", True)])
+def test_tau_limits_give_finite_values_and_gradients(backend, method, hard):
+    """The extreme accepted temperatures (``MIN_TAU``, ``MAX_TAU``) on every backend: finite,
+    and equal to the reference."""
+    x = torch.randn(3, 7, generator=torch.Generator().manual_seed(2))
+    for tau in (MIN_TAU, MAX_TAU):
+        kw = {"tau": tau}
+        y, g = _value_and_grad(method, x.to(device_of(backend)), hard, backend, kw)
+        assert bool(torch.isfinite(y).all() and torch.isfinite(g).all()), tau
+        y_ref, g_ref = _value_and_grad(method, x, hard, "reference", kw)
+        assert torch.equal(y.argmax(-1).cpu(), y_ref.argmax(-1))
+        torch.testing.assert_close(y.cpu(), y_ref)
+        torch.testing.assert_close(g.cpu(), g_ref)
+
+
+def test_numpy_bools_are_flags():
+    for flag in (np.bool_(True), np.bool_(False)):
+        assert torch.equal(rk.redge(X, hard=flag, seed=1), rk.redge(X, hard=bool(flag), seed=1))
+    y, soft, index = rk.sample("st", X, seed=1, return_soft=np.bool_(True),
+                               return_index=np.bool_(True))
+    assert torch.equal(soft, rk.straight_through(X, hard=False, seed=1))
+    assert torch.equal(index, y.argmax(-1))
+
+
 def test_unavailable_backend_leaves_the_rng_and_generator_unchanged(monkeypatch):
     monkeypatch.setattr(_backends, "_usable", lambda name: (False, "not built in this test"))
     before = _states()
@@ -143,10 +173,28 @@ def _extreme_logits():
             "1e-38": torch.randn(2, 6, generator=g) * 1e-38}
 
 
-# The fused Gumbel-Softmax kernels form (phi + G) / tau before the row max: it overflows to inf
-# for tau < 1 at |phi| near 3e38 (then inf - inf). The fix belongs in the kernels (csrc/,
-# redge_kernels/triton/); the reference subtracts the max first. Strict: fixed kernels fail here.
-_KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("triton", "gumbel")}
+#: A temperature below 1 per tempered method, run beside the case table's: there ``v / tau``
+#: overflows to inf near the fp32 limit unless the row max of ``v`` is subtracted first.
+_LOW_TAU = {"gumbel": 0.3, "reinmax": 0.5}
+# The fused CPU kernels form (phi + G) / tau (gumbel) and phi / tau (reinmax) before the row max:
+# it overflows to inf for tau < 1 at |phi| near 3e38 (then inf - inf). The fix belongs in csrc/;
+# the reference and the Triton kernels subtract the max first. Strict: fixed kernels fail here.
+_KNOWN_KERNEL_NAN = {("cpu", "gumbel"), ("cpu", "reinmax")}
+
+
+def _extreme_kwargs(method):
+    """The case table's hyperparameters, and the low temperature for the tempered methods."""
+    kws = [CASE_KW[method]]
+    if method in _LOW_TAU:
+        kws.append({**CASE_KW[method], "tau": _LOW_TAU[method]})
+    return kws
+
+
+def _value_and_grad(method, x, hard, backend, kw):
+    xx = x.detach().clone().requires_grad_(True)
+    y = rk.SAMPLERS[method](xx, hard=hard, backend=backend, seed=3, **kw)
+    (g,) = torch.autograd.grad((y * torch.ones_like(y)).sum() + (y[:, 0] * 2).sum(), xx)
+    return y.detach(), g
 
 
 def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
@@ -154,12 +202,52 @@ def test_finite_logits_give_finite_values_and_gradients(backend, case, request):
     if (backend, method) in _KNOWN_KERNEL_NAN:
         request.applymarker(pytest.mark.xfail(strict=True, reason="kernel fix pending"))
     dev = device_of(backend)
-    for label, x in _extreme_logits().items():
-        xx = x.to(dev).requires_grad_(True)
-        y = run(method, xx, hard=hard, backend=backend, seed=3)
-        (g,) = torch.autograd.grad((y * torch.ones_like(y)).sum() + (y[:, 0] * 2).sum(), xx)
-        assert bool(torch.isfinite(y).all()), (label, "value")
-        assert bool(torch.isfinite(g).all()), (label, "gradient")
+    for kw in _extreme_kwargs(method):
+        for label, x in _extreme_logits().items():
+            y, g = _value_and_grad(method, x.to(dev), hard, backend, kw)
+            assert bool(torch.isfinite(y).all()), (label, kw, "value")
+            assert bool(torch.isfinite(g).all()), (label, kw, "gradient")
+            if backend != "reference":
+                y_ref, g_ref = _value_and_grad(method, x, hard, "reference", kw)
+                torch.testing.assert_close(y.cpu(), y_ref)
+                torch.testing.assert_close(g.cpu(), g_ref)
+
+
+@pytest.mark.skipif("triton" not in rk.available_backends(), reason="needs Triton")
+@pytest.mark.parametrize("method", ["st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max"])
+def test_triton_kernels_at_the_fp32_extremes_on_both_paths(method):
+    """Both Triton paths (one block per row; tiles of 16 columns), forward and backward, every
+    hard / soft variant, against the reference at the fp32 extremes (K = 40: three tiles)."""
+    from redge_kernels import triton as tk
+    from redge_kernels._constants import METHOD_IDS
+    dev = device_of("triton")
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(2, 40, generator=g) * 2 - 1) * 3e38
+    x[:, 5], x[:, 33] = 3e38, -3e38
+    inputs = {"pm3e38": x, "all+3e38": torch.full((2, 40), 3e38),
+              "1e-38": torch.randn(2, 40, generator=g) * 1e-38}
+    gy = torch.randn(2, 40, generator=g)
+    seed = torch.tensor(3, device=dev)
+    for kw in _extreme_kwargs(method):
+        tau = kw.get("tau", 1.0)
+        sched = (rk.make_schedule(kw["n_steps"], kw["t_1"]) if "n_steps" in kw
+                 else rk.Schedule([1.0, 0.0], [0.0, 1.0]))
+        coefs = sched.table(dev)
+        for hard in (True, False) if method not in ("reinmax", "redge_max") else (True,):
+            for label, phi in inputs.items():
+                p = phi.clone().requires_grad_(True)
+                y_ref, i_ref = reference.sample(method, p, 3, sched, hard, tau)
+                (g_ref,) = torch.autograd.grad(y_ref, p, gy)
+                for block in (None, 16):
+                    y, stats, index = tk.fwd(phi.to(dev), seed, coefs, METHOD_IDS[method], hard,
+                                             tau, block=block)
+                    gphi = tk.bwd(gy.to(dev), phi.to(dev), seed, coefs, stats, index,
+                                  METHOD_IDS[method], hard, tau, block=block)
+                    where = (label, tau, hard, block)
+                    assert torch.equal(index.cpu(), i_ref), where
+                    assert bool(torch.isfinite(y).all() and torch.isfinite(gphi).all()), where
+                    torch.testing.assert_close(y.cpu(), y_ref.detach(), msg=str(where))
+                    torch.testing.assert_close(gphi.cpu(), g_ref, msg=str(where))
 
 
 # ----------------------------------------------------------------------------- pool variable

@@ -7,6 +7,10 @@ Forward, G = Gumbel noise of stream 1, i = argmax_j (phi + G)_j for every method
     gumbel:  b = (phi + G) / tau,  y = one_hot(i) (HARD) or softmax(b)
     reinmax: b = phi,              y = one_hot(i);  also the stats of softmax(phi / tau) (slot 1)
 stats[row, 0] = (m, s) of softmax(b); slot 1 = stats of softmax(phi / tau) for reinmax, else (0, 0).
+A softmax with a temperature (gumbel's b, reinmax's phi / tau) keeps the stats of its scores v
+(phi + G, phi) unscaled: m = max v, s = sum exp((v - m) / tau), entries exp((v - m) / tau) / s.
+Subtracting the max before dividing keeps finite logits finite for tau < 1 (v / tau itself
+overflows to inf near the fp32 limit, as the reference's ``(scores - top) / tau``).
 
 Backward, g = dL/dy:
     st / gumbel: gphi = s (g - <g, s>) (/ tau for gumbel), s = softmax(b)
@@ -33,31 +37,66 @@ REINMAX: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
-def _tile_base_logits(phi, seed, grow, c0, cols, tau, METHOD: tl.constexpr, BLOCK: tl.constexpr,
-                      GROUPED: tl.constexpr):
-    """``b`` of a tile of global columns ``cols = c0 + arange(BLOCK)``; only Gumbel-Softmax draws
-    the noise (stream 1) here."""
-    if METHOD == GUMBEL:
-        b = (phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)) / tau
-    else:
-        b = phi
-    return b
+def _scaled_row_stats(v, tau):
+    """``(m, s)`` of ``softmax(v / tau)`` for a whole row in one block: ``m`` = safe max of ``v``
+    (unscaled), ``s = sum exp((v - m) / tau)``."""
+    m = safe_max(tl.max(v, axis=0))
+    s = tl.sum(tl.exp((v - m) / tau), axis=0)
+    return m, s
 
 
 @triton.jit
-def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, tau, METHOD: tl.constexpr,
-                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
-    """``(b, best, best_idx)``: the tile's ``b`` and the Gumbel-max ``argmax (phi + G)`` folded in.
-    Gumbel-Softmax needs every G; st / reinmax evaluate G only for the candidates (``fold``)."""
+def _scaled_online_stats(m_raw, s, v, tau):
+    """Fold the tile ``v`` into the running ``(m_raw, s)`` of ``softmax(v / tau)`` (as
+    ``online_stats``, with the shift subtracted before the division)."""
+    m_new = tl.maximum(m_raw, tl.max(v, axis=0))
+    shift = safe_max(m_new)
+    s_new = s * tl.exp((m_raw - shift) / tau) + tl.sum(tl.exp((v - shift) / tau), axis=0)
+    return m_new, s_new
+
+
+@triton.jit
+def _scaled_probs(v, m, s, tau):
+    """Entries of ``softmax(v / tau)`` from its stats: ``exp((v - m) / tau) / s``."""
+    return tl.exp((v - m) / tau) / tl.where(s == 0.0, 1.0, s)
+
+
+@triton.jit
+def _base_probs(v, m, s, tau, METHOD: tl.constexpr):
+    """``softmax(b)`` entries from the scores ``v`` and the slot-0 stats."""
     if METHOD == GUMBEL:
-        gum = _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)
-        b = (phi + gum) / tau
-        best, best_idx = tile_argmax(best, best_idx, phi + gum, start)
+        p = _scaled_probs(v, m, s, tau)
     else:
-        b = phi
+        p = probs(v, m, s)
+    return p
+
+
+@triton.jit
+def _tile_scores(phi, seed, grow, c0, cols, METHOD: tl.constexpr, BLOCK: tl.constexpr,
+                 GROUPED: tl.constexpr):
+    """The scores ``v`` of ``b`` on a tile of global columns ``cols = c0 + arange(BLOCK)``:
+    ``phi + G`` for Gumbel-Softmax (the only method drawing the noise here), else ``phi``."""
+    if METHOD == GUMBEL:
+        v = phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)
+    else:
+        v = phi
+    return v
+
+
+@triton.jit
+def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, METHOD: tl.constexpr,
+                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """``(v, best, best_idx)``: the tile's scores ``v`` (``_tile_scores``) and the Gumbel-max
+    ``argmax (phi + G)`` folded in. Gumbel-Softmax needs every G; st / reinmax evaluate G only for
+    the candidates (``fold``)."""
+    if METHOD == GUMBEL:
+        v = phi + _gumbel_noise(seed, grow, c0, cols, BLOCK, GROUPED)
+        best, best_idx = tile_argmax(best, best_idx, v, start)
+    else:
+        v = phi
         w = gumbel_words(seed, grow, c0, cols, BLOCK, GROUPED)
         best, best_idx = fold(best, best_idx, phi, w, start, seed, grow, c0, BLOCK)
-    return b, best, best_idx
+    return v, best, best_idx
 
 
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
@@ -84,14 +123,17 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         n_bad, n_valid = row_flags(phi, cmask)
-        b, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
-                                      tau, METHOD, BLOCK, GROUPED)
-        m0, s0 = row_stats(b)
-        mt, st = row_stats(phi / tau)
+        v, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
+                                      METHOD, BLOCK, GROUPED)
+        if METHOD == GUMBEL:
+            m0, s0 = _scaled_row_stats(v, tau)
+        else:
+            m0, s0 = row_stats(v)
+        mt, st = _scaled_row_stats(phi, tau)
         if HARD or METHOD == REINMAX:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
-            y = probs(b, m0, s0)
+            y = _base_probs(v, m0, s0, tau, METHOD)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
         if WRITE_Y:
@@ -112,11 +154,14 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             nb, nv = row_flags(phi, cmask)
             n_bad += nb
             n_valid += nv
-            b, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
-                                             coff + cols, start, tau, METHOD, BLOCK, GROUPED)
-            m0, s0 = online_stats(m0, s0, b)
+            v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
+                                             coff + cols, start, METHOD, BLOCK, GROUPED)
+            if METHOD == GUMBEL:
+                m0, s0 = _scaled_online_stats(m0, s0, v, tau)
+            else:
+                m0, s0 = online_stats(m0, s0, v)
             if METHOD == REINMAX:
-                mt, st = online_stats(mt, st, phi / tau)
+                mt, st = _scaled_online_stats(mt, st, phi, tau)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0
@@ -130,9 +175,9 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                 else:
                     phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
                                   other=NEG_INF).to(tl.float32)
-                    b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                          BLOCK, GROUPED)
-                    y = probs(b, m0, s0)
+                    v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
+                                     GROUPED)
+                    y = _base_probs(v, m0, s0, tau, METHOD)
                 tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
@@ -181,7 +226,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
         g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
         if METHOD == REINMAX:
             p0 = probs(phi, m0, s0)
-            p1 = 0.5 * (probs(phi / tau, mt, st) + (lanes == idx).to(tl.float32))
+            p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (lanes == idx).to(tl.float32))
             u = 2.0 * g * p1
             u = u - p1 * tl.sum(u, axis=0)
             w = -0.5 * g * p0
@@ -192,9 +237,8 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             mean = tl.sum(tl.where(valid, gphi, 0.0), axis=0) / n_valid
             gphi = tl.where(valid, gphi - mean, 0.0)
         else:
-            b = _tile_base_logits(phi, seed, grow, coff, coff + lanes, tau, METHOD, BLOCK,
-                                  GROUPED)
-            s = probs(b, m0, s0)
+            v = _tile_scores(phi, seed, grow, coff, coff + lanes, METHOD, BLOCK, GROUPED)
+            s = _base_probs(v, m0, s0, tau, METHOD)
             gphi = s * (g - tl.sum(g * s, axis=0))
             if METHOD == GUMBEL:
                 gphi = gphi / tau
@@ -213,16 +257,16 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
             if METHOD == REINMAX:
                 p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (probs(phi / tau, mt, st) + (cols == idx).to(tl.float32))
+                p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
                 a_sum += tl.sum(2.0 * g * p1, axis=0)
                 c_sum += tl.sum(-0.5 * g * p0, axis=0)
                 p1_sum += tl.sum(p1, axis=0)
                 p0_sum += tl.sum(p0, axis=0)
                 n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
             else:
-                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, GROUPED)
-                s = probs(b, m0, s0)
+                v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
+                                 GROUPED)
+                s = _base_probs(v, m0, s0, tau, METHOD)
                 a_sum += tl.sum(g * s, axis=0)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
             tl.maximum(n_valid, 1).to(tl.float32)
@@ -234,13 +278,13 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
             if METHOD == REINMAX:
                 p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (probs(phi / tau, mt, st) + (cols == idx).to(tl.float32))
+                p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
                 gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
                 gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
             else:
-                b = _tile_base_logits(phi, seed, grow, coff + start, coff + cols, tau, METHOD,
-                                      BLOCK, GROUPED)
-                s = probs(b, m0, s0)
+                v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
+                                 GROUPED)
+                s = _base_probs(v, m0, s0, tau, METHOD)
                 gphi = s * (g - a_sum)
                 if METHOD == GUMBEL:
                     gphi = gphi / tau
