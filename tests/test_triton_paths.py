@@ -20,11 +20,14 @@ from redge_kernels.schedule import linear_schedule  # noqa: E402
 tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
-from redge_kernels.triton import _diffusion  # noqa: E402
-from redge_kernels.triton._launch import INTERPRETER_PROGRAMS  # noqa: E402
+from redge_kernels.triton import _diffusion, _diffusion_rows  # noqa: E402
+from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, ROWS_TILE  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DIFFUSION = ("redge", "redge_cov", "redge_max")
+#: block=None: the several-rows block at these small K; 64: one row per program (path a);
+#: 16: the tiled path (b).
+PATHS = pytest.mark.parametrize("block", [None, 64, 16], ids=["rows", "single", "tiled"])
 
 
 def _logits(rows, k, seed=0, scale=2.0):
@@ -57,7 +60,7 @@ def _compare(method, phi, schedule, *, hard=True, seed=3, block=None, row_offset
 # ---- the O(n) backward of the diffusion kernels ----------------------------------------------
 
 @pytest.mark.parametrize("method", DIFFUSION)
-@pytest.mark.parametrize("block", [None, 16], ids=["single", "tiled"])
+@PATHS
 @pytest.mark.parametrize("n_steps", [2, 5])
 def test_backward_matches_reference(method, block, n_steps):
     """More rows than programs (each program's scratch slot reused by its next row)."""
@@ -66,7 +69,7 @@ def test_backward_matches_reference(method, block, n_steps):
 
 
 @pytest.mark.parametrize("method", DIFFUSION)
-@pytest.mark.parametrize("block", [None, 16], ids=["single", "tiled"])
+@PATHS
 def test_backward_recomputes_the_forward_bitwise_at_large_c(method, block):
     """t_1 = 0.01 gives c_1 ~ 1e4: a p_k one ulp off the forward's moves l_1 by ~1e-3 and the
     gradient visibly, so this passes only if the walk repeats the forward's operations."""
@@ -74,7 +77,7 @@ def test_backward_recomputes_the_forward_bitwise_at_large_c(method, block):
 
 
 @pytest.mark.parametrize("method", DIFFUSION)
-@pytest.mark.parametrize("block", [None, 16], ids=["single", "tiled"])
+@PATHS
 def test_backward_masks_empty_and_poisoned_rows(method, block):
     phi = _logits(5, 21, seed=5)
     phi[0, ::3] = float("-inf")   # masked entries
@@ -91,7 +94,7 @@ def test_backward_masks_empty_and_poisoned_rows(method, block):
 
 
 @pytest.mark.parametrize("method", DIFFUSION)
-@pytest.mark.parametrize("block", [None, 16], ids=["single", "tiled"])
+@PATHS
 def test_backward_int64_row_offset(method, block):
     """A global row past 2**32 (the counter's high word, int64 row arithmetic), as a row-sharded
     caller passes it: the reference with the same row_start."""
@@ -100,7 +103,7 @@ def test_backward_int64_row_offset(method, block):
 
 
 @pytest.mark.parametrize("method", DIFFUSION)
-@pytest.mark.parametrize("block", [None, 16], ids=["single", "tiled"])
+@PATHS
 def test_backward_walks_the_chain_once(monkeypatch, method, block):
     """docs/SPEC.md "Throughput budget on a GPU" (c): the backward evaluates each denoiser's
     softmax once per element (n - 1 per element), not once per step of each step. Counted by
@@ -125,15 +128,67 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
             seen.append(1)
             return real(l, m, s)
 
-        monkeypatch.setattr(_diffusion, "probs", counting)
+        for module in (_diffusion, _diffusion_rows):
+            monkeypatch.setattr(module, "probs", counting)
         tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], True, 1.0, block=block)
-        monkeypatch.setattr(_diffusion, "probs", real)
+        for module in (_diffusion, _diffusion_rows):
+            monkeypatch.setattr(module, "probs", real)
         counts[n] = len(seen)
     for n, c in counts.items():
-        chain = rows * tiles * (n - 1)
+        # one call per tile of rows: a row per program, or ROWS rows per block
+        units = -(-rows // (ROWS_TILE // 64)) if block is None else rows * tiles
+        chain = units * (n - 1)
         if method == "redge_cov":
             # mu in the walk, then in every later pass (n - 1 of them) and the output pass
-            mu = rows * tiles * (1 if block is None else 1 + (n - 1) + 1)
+            mu = units * (1 if block != 16 else 1 + (n - 1) + 1)
         else:
             mu = 0
         assert c == chain + mu, (n, c, chain, mu)
+
+
+# ---- several rows per program (small K) -------------------------------------------------------
+
+@pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_cov", True),
+                                         ("redge_cov", False), ("redge_max", True)])
+@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+def test_rows_block_matches_reference(method, hard, k):
+    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
+    lanes masked), 9 and the largest K of the path."""
+    rows = ROWS_TILE // max(4, k) + 3
+    _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_rows_block_equals_one_row_per_program(method):
+    """Same noise whatever the path: identical indices, values and gradients within rounding."""
+    phi = _logits(7, 9, seed=3)
+    sched = linear_schedule(5, 0.3)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    a = _run(method, phi, 11, sched, True, g)
+    b = _run(method, phi, 11, sched, True, g, block=16)
+    assert torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[2], b[2])
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_rows_block_vocabulary_shard(method):
+    """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
+    the whole row's sample and gradient when every other column is -inf."""
+    c0, width = 6, 9
+    full = torch.full((5, c0 + width + 3), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + width] = _logits(5, width, seed=c0)
+    shard = full[:, c0:c0 + width].contiguous()
+    sched = linear_schedule(3, 0.5)
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
+    g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
+    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], True, 1.0, col_offset=c0)
+    gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
+                  METHOD_IDS[method], True, 1.0, col_offset=c0)
+    p = full.clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 9, sched, True, 1.0)
+    y_ref.backward(g)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])
+    torch.testing.assert_close(gphi, p.grad[:, c0:c0 + width])

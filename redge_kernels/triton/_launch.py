@@ -24,6 +24,7 @@ import triton
 
 from .._constants import METHOD_IDS
 from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
+from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
@@ -42,6 +43,21 @@ TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onep
 #: (Chosen with the ptxas spill report of sm_90 under the runtime specialization: no spill for
 #: these at any K; 16 per thread spilled up to 800 bytes in the single-block 8192 / 16384 rows.)
 ELEMS_PER_THREAD = {"diffusion_fwd": 4, "diffusion_bwd": 4, "onepass_fwd": 8, "onepass_bwd": 8}
+
+
+#: Rows of at most this many entries go several to a program (a [ROWS, BLOCK] block, the
+#: ``_diffusion_rows`` kernels) unless ``block=`` is given.
+ROWS_MAX_K = 128
+#: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps.
+ROWS_TILE = 256
+ROWS_WARPS = 4
+
+
+def rows_config(k: int) -> tuple[int, int, int]:
+    """``(ROWS, BLOCK, num_warps)`` of the several-rows block for rows of ``k <= ROWS_MAX_K``
+    entries: BLOCK = next_pow2(k), at least 4 (one noise call per four columns)."""
+    block = max(4, triton.next_power_of_2(k))
+    return ROWS_TILE // block, block, ROWS_WARPS
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
@@ -202,7 +218,14 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
         return y, stats, index
     coefs = coefs.contiguous()
     steps_p2 = triton.next_power_of_2(n)
-    if method in _DIFFUSION:
+    if method in _DIFFUSION and block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        _diffusion_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
+            phi, seed, coefs, y, stats, index, rows, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
+            ROWS=nrows, BLOCK=blk, GROUPED=col_offset % 4 == 0, WRITE_Y=write_y,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
         grid = rows if single else tiled_programs(rows, phi.device)
         scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
@@ -233,7 +256,17 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     stats = stats.contiguous()
     index = index.contiguous()
     steps_p2 = triton.next_power_of_2(n)
-    if method in _DIFFUSION:
+    if method in _DIFFUSION and block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        grid = triton.cdiv(rows, nrows)
+        scratch = torch.empty((grid, bwd_slot_rows(n, True, method == _COV), nrows, blk),
+                              dtype=torch.float32, device=phi.device)
+        _diffusion_rows_bwd_kernel[(grid,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
+            col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
+            GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
         grid = (single_programs(rows, warps, phi.device) if single
                 else tiled_programs(rows, phi.device))
