@@ -19,16 +19,18 @@ Design notes (docs/SPEC.md "Memory and passes"):
 * Between forward and backward only ``stats [R, n, 2]`` (per-step row max and normaliser), the
   index and the seed are kept; z and G are regenerated in-kernel from the seed.
 * Path (a), the row in one block: phi (and g) read once, y / grad_phi written once. The backward
-  needs p_k in the order k = 1 .. n-1 while the forward produces them from n-1 down, so each p_k is
-  recomputed from x_{n-1} with the saved stats (O(n^2) elementwise denoiser evaluations for n
-  steps, no extra memory traffic).
+  needs p_k in the order k = 1 .. n-1 while the chain produces them from n-1 down, so it walks the
+  chain once with the saved stats (bitwise the forward's p_k) and keeps p_k in a per-program
+  scratch slot [n-1, BLOCK] that each thread reads back (O(n) exps per element; a persistent grid
+  that fills the SMs' warp slots keeps the slots few).
 * Path (b), tiled, persistent: ``min(R, 2 per SM)`` programs loop over the rows, each with a
   float32 scratch slot that stays in L2. Forward: one pass per denoiser (+1 for redge_cov's base
   softmax), z drawn in the first and the trajectory x_k kept in the slot, so each pass takes one
   DDIM step (O(n) work per element), folding l_k into an online (m, s); then an output pass
-  (write-only for hard samples). Backward: z and the carried (gx, gphi[, gmu, glam]) kept in the
-  slot; pass j finishes backward step j-1 and reduces d_j = <gp_j, p_j>, recomputing only the
-  chain x_{n-1} -> x_j (O(n^2) steps per element in all), +1 pass for redge_cov, then the output.
+  (write-only for hard samples). Backward: pass 1 walks the chain once and keeps p_1 .. p_{n-1}
+  (redge_cov also x_k and z) with the carried (gx, gphi[, gmu, glam]) in the slot; pass j
+  finishes backward step j-1 from the slot and reduces d_j = <gp_j, p_j> (O(n) exps per element),
+  +1 pass for redge_cov, then the output.
   Per-row scalars of finished passes live in a small register vector (``STEPS_P2`` = next power
   of two of n; n itself is a runtime loop bound).
 * The Gumbel-max sample (``_gumbel_max``) draws the stream-1 words (a quarter of a Philox call per
@@ -39,8 +41,9 @@ Design notes (docs/SPEC.md "Memory and passes"):
 * Not done: several rows per program for tiny K (today one program per row, at least one warp,
   so K = 2 uses 2 of 32 lanes); a 2-D (row x vocab chunk) grid for few rows with huge K (each
   denoiser needs the full-row reduction before the next one, so it means one launch per pass with
-  partial (m, s) combined in a fixed order, or a grid-wide barrier); an O(n) tiled backward (it
-  needs the n-1 trajectory arrays per row in flight, more than L2 holds at large K).
+  partial (m, s) combined in a fixed order, or a grid-wide barrier). The tiled backward's slot is
+  (n + 1) K floats per program (2 n + 3 for redge_cov): at large K it is more than L2 holds for
+  all programs, so its passes move bytes beyond the floor.
 """
 
 from __future__ import annotations

@@ -20,9 +20,13 @@ Gumbel-max (``_gumbel_max``).
 
 Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
-gphi = sum_k r_k. In the tiled path the scratch slot keeps z and the carried (gx, gphi[, gmu,
-glam]); pass j finishes step j-1 with the d_{j-1} already reduced and reduces d_j, recomputing only
-the chain x_{n-1} -> x_j; a last pass finishes step n-1 and writes gphi.
+gphi = sum_k r_k. The backward needs p_1 first, the chain yields p_{n-1} first: each program walks
+the chain once per row with the saved stats (``_walk``, the forward's own operations, so every p_k
+is bitwise the forward's) and keeps p_k (ReDGE-Cov also x_k) in its scratch slot, n - 1 exps per
+element in all. Single block: the steps then run on the row in registers, reading p_k back (each
+thread its own entries). Tiled: pass 1 is the walk (and d_1); pass j finishes step j-1 from the
+scratch (p_{j-1}, the carried gx, gphi[, gmu, glam]) and reduces d_j; a last pass finishes step
+n-1 and writes gphi (ReDGE-Cov: reduces d_0 = <gp_0, mu>, one more pass writes).
 """
 
 import triton
@@ -38,14 +42,19 @@ V_MIN: tl.constexpr = tl.constexpr(_V_MIN_PY)
 
 
 @triton.jit
+def _cov_v(mu):
+    """ReDGE-Cov's ``(lam, sqrt(v), q)`` of mu: q = mu (1 - mu), v = max(q, V_MIN), lam = 1 / v."""
+    q = mu * (1.0 - mu)
+    v = tl.maximum(q, V_MIN)
+    return 1.0 / v, tl.sqrt_rn(v), q
+
+
+@triton.jit
 def _base(phi, z, m0, s0, COV: tl.constexpr):
     """``(x_{n-1}, mu, lam, sqrt(v), q)``; for ReDGE only ``x_{n-1} = z`` is meaningful."""
     if COV:
         mu = probs(phi, m0, s0)
-        q = mu * (1.0 - mu)
-        v = tl.maximum(q, V_MIN)
-        lam = 1.0 / v
-        sv = tl.sqrt_rn(v)
+        lam, sv, q = _cov_v(mu)
         x = mu + sv * z
     else:
         mu = tl.zeros_like(z)
@@ -66,25 +75,6 @@ def _logits(phi, x, mu, lam, coefs_ptr, k, COV: tl.constexpr):
     else:
         l = phi + c * x
     return l
-
-
-@triton.jit
-def _chain(phi, x, mu, lam, coefs_ptr, mvec, svec, steps, n, k_stop, COV: tl.constexpr):
-    """``x_{k_stop}`` from ``x = x_{n-1}``: DDIM steps k = n-1 .. k_stop+1 with the saved stats."""
-    for i in range(0, n - 1 - k_stop):
-        k = n - 1 - i
-        l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
-        p = probs(l, pick(mvec, steps, k), pick(svec, steps, k))
-        x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
-    return x
-
-
-@triton.jit
-def _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV: tl.constexpr):
-    """``(x_k, p_k)`` recomputed from ``x0 = x_{n-1}``."""
-    xk = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
-    l = _logits(phi, xk, mu, lam, coefs_ptr, k, COV)
-    return xk, probs(l, pick(mvec, steps, k), pick(svec, steps, k))
 
 
 @triton.jit
@@ -110,24 +100,6 @@ def _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, is_idx, g_idx, coef
     else:
         cl = c
     gx = cl * r + tl.where(k == 1, 0.0, coef_b(coefs_ptr, k)) * gx
-    return gphi, gx, gmu, glam
-
-
-@triton.jit
-def _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, is_idx, g_idx,
-               COV: tl.constexpr, MAX: tl.constexpr):
-    """Path (a): backward steps k = 1 .. n-1 with the whole row in the block; p_k is recomputed
-    from x0 = x_{n-1} and d_k = <gp_k, p_k> reduced here. Returns ``(gphi, gx, gmu, glam)``."""
-    gx = tl.zeros_like(g)
-    gphi = tl.zeros_like(g)
-    gmu = tl.zeros_like(g)
-    glam = tl.zeros_like(g)
-    for k in range(1, n):
-        xk, p = _step_p(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, k, COV)
-        gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
-        d = tl.sum(gp * p, axis=0)
-        gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, is_idx,
-                                        g_idx, coefs_ptr, COV, MAX)
     return gphi, gx, gmu, glam
 
 
@@ -317,68 +289,162 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
 
 
+# ---- backward: the trajectory recomputed once per call into the program's scratch ------------
+#
+# Scratch slot of a program (float32, rows of ``W`` entries: W = BLOCK in the single-block path,
+# W = K in the tiled path). Single-block: p_1 .. p_{n-1} (rows 0 .. n-2), COV also x_1 .. x_{n-1}
+# (rows n-1 .. 2n-3). Tiled: row 0 gx, row 1 gphi, COV rows 2 gmu, 3 glam, 4 z, then
+# p_1 .. p_{n-1} from row ``_p_row0`` and, COV, x_1 .. x_{n-1} after them.
+
+
 @triton.jit
-def _bwd_carry(ws_row, cols, cmask, K, k_done, g, COV: tl.constexpr):
-    """The carried state ``(gphi, gx, gmu, glam)`` after the backward steps 1 .. k_done, from the
-    scratch (zeros when k_done = 0)."""
-    have = cmask & ((cols * 0 + k_done) > 0)
-    gphi = tl.load(ws_row + 2 * K + cols, mask=have, other=0.0)
-    gx = tl.load(ws_row + K + cols, mask=have, other=0.0)
+def _i64(v):
+    """A runtime integer (or loop index) as int64, for scratch offsets."""
+    return v + tl.zeros([], dtype=tl.int64)
+
+
+@triton.jit
+def _p_row0(SINGLE: tl.constexpr, COV: tl.constexpr):
+    """First scratch row of p_1 (module comment above)."""
+    return 0 if SINGLE else (5 if COV else 2)
+
+
+@triton.jit
+def _slot_rows(n, SINGLE: tl.constexpr, COV: tl.constexpr):
+    """Scratch rows per program (``_launch`` allocates the same)."""
+    return _p_row0(SINGLE, COV) + (n - 1) * (2 if COV else 1)
+
+
+@triton.jit
+def _walk(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, p_ptr, x_ptr, width, offs, cmask,
+          COV: tl.constexpr):
+    """The forward's chain from ``x0 = x_{n-1}`` with the saved stats, by the forward's own
+    operations (so each p_k is bitwise the forward's): stores p_k (COV: also x_k) in row k - 1 of
+    ``p_ptr`` (``x_ptr``), rows of ``width`` entries, at the columns ``offs``, for
+    k = n-1 .. 1; n - 1 exps per element. Returns p_1."""
+    x = x0
+    p = tl.zeros_like(x0)
+    for i in range(0, n - 1):
+        k = n - 1 - i
+        row = _i64(k - 1) * width
+        l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
+        p = probs(l, pick(mvec, steps, k), pick(svec, steps, k))
+        tl.store(p_ptr + row + offs, p, mask=cmask)
+        if COV:
+            tl.store(x_ptr + row + offs, x, mask=cmask)
+        x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
+    return p
+
+
+@triton.jit
+def _bwd_single(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow, coff, K,
+                m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned, empty,
+                COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
+                GROUPED: tl.constexpr):
+    """Path (a): one walk down the chain stores p_k (and x_k) in the scratch slot ``ws_row``
+    (float32 [n-1 or 2(n-1), BLOCK], each thread reading back its own entries), then the backward
+    steps k = 1 .. n-1 run on the row held in registers, one reduction d_k each."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    cmask = lanes < K
+    phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+    g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+    z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
+    x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    x_ptr = ws_row + _i64(n - 1) * BLOCK
+    _walk(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, ws_row, x_ptr, BLOCK, lanes, cmask,
+          COV)
+    tl.debug_barrier()
+    gx = tl.zeros_like(g)
+    gphi = tl.zeros_like(g)
+    gmu = tl.zeros_like(g)
+    glam = tl.zeros_like(g)
+    for k in range(1, n):
+        row = _i64(k - 1) * BLOCK
+        p = tl.load(ws_row + row + lanes, mask=cmask, other=0.0)
+        if COV:
+            xk = tl.load(x_ptr + row + lanes, mask=cmask, other=0.0)
+        else:
+            xk = p
+        gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
+        d = tl.sum(gp * p, axis=0)
+        gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam,
+                                        lanes == idx, g_idx, coefs_ptr, COV, MAX)
     if COV:
-        gmu = tl.load(ws_row + 3 * K + cols, mask=have, other=0.0)
-        glam = tl.load(ws_row + 4 * K + cols, mask=have, other=0.0)
-    else:
-        gmu = tl.zeros_like(g)
-        glam = gmu
-    return gphi, gx, gmu, glam
+        gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
+        gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=0))
+    tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
+    tl.debug_barrier()  # the program's next row overwrites the scratch
 
 
 @triton.jit
-def _bwd_tiled_tile(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start,
-                    K, m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx,
-                    COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
-                    GROUPED: tl.constexpr):
-    """One tile of pass j of the tiled backward (2 <= j <= n; j = 1 is the same without a step to
-    finish): finish step j-1 (its d_{j-1} is reduced) from the carried state in the scratch, store
-    the new state, and return ``(gp_j, p_j, the tile's state and base)`` for the caller's reduction
-    (j < n) or output (j = n). z is drawn in pass 1 and kept in the scratch (row 0 of
-    ``ws_row``)."""
+def _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, K, m0, s0,
+                coefs_ptr, mvec, svec, steps, n, COV: tl.constexpr, BLOCK: tl.constexpr,
+                GROUPED: tl.constexpr):
+    """Pass 1 of path (b): per tile, z drawn (kept in the scratch for COV) and the chain walked
+    once, storing p_k (and x_k); returns d_1 = <g, p_1>."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    p_ptr = ws_row + _p_row0(False, COV) * K
+    x_ptr = p_ptr + _i64(n - 1) * K
+    acc = 0.0
+    for start in range(0, K, BLOCK):
+        cols = start + lanes
+        cmask = cols < K
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+        if COV:
+            tl.store(ws_row + 4 * K + cols, z, mask=cmask)
+        x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+        p1 = _walk(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, p_ptr, x_ptr, K, cols,
+                   cmask, COV)
+        acc += tl.sum(g * p1, axis=0)
+    return acc
+
+
+@triton.jit
+def _tiled_step(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, start, K, m0, s0, coefs_ptr,
+                n, k, d, idx, g_idx, COV: tl.constexpr, MAX: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """One tile of backward step k of path (b), its d_k reduced: p_k (COV: x_k, and mu, lam from
+    phi) from the scratch, the carried (gx, gphi[, gmu, glam]) (zeros before step 1; g only for
+    step 1). Returns ``(gphi, gx, gmu, glam, phi, mu, lam, cols, cmask)``."""
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     cols = start + lanes
     cmask = cols < K
-    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-    g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-    if j == 1:
-        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
-        tl.store(ws_row + cols, z, mask=cmask)
+    p_ptr = ws_row + _p_row0(False, COV) * K
+    row = _i64(k - 1) * K
+    p = tl.load(p_ptr + row + cols, mask=cmask, other=0.0)
+    first = (cols * 0 + k) == 1
+    have = cmask & (~first)
+    g = tl.load(gy_row + cols * gy_stride_c, mask=cmask & first, other=0.0).to(tl.float32)
+    gx = tl.load(ws_row + cols, mask=have, other=0.0)
+    gphi = tl.load(ws_row + K + cols, mask=have, other=0.0)
+    if COV:
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        mu, lam = _mu_lam(phi, m0, s0, COV)
+        xk = tl.load(p_ptr + _i64(n - 1) * K + row + cols, mask=cmask, other=0.0)
+        gmu = tl.load(ws_row + 2 * K + cols, mask=have, other=0.0)
+        glam = tl.load(ws_row + 3 * K + cols, mask=have, other=0.0)
     else:
-        z = tl.load(ws_row + cols, mask=cmask, other=0.0)
-    x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-    jj = tl.minimum(j, n - 1)  # the step whose (x, p) this pass needs last
-    xj = _chain(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, jj, COV)
-    pj = probs(_logits(phi, xj, mu, lam, coefs_ptr, jj, COV), pick(mvec, steps, jj),
-               pick(svec, steps, jj))
-    gphi, gx, gmu, glam = _bwd_carry(ws_row, cols, cmask, K, j - 2, g, COV)
-    if j >= 2:
-        k = j - 1  # finish step k = j - 1 with x_k, p_k one DDIM step below x_j (or x_j itself)
-        if j <= n - 1:
-            xk = coef_a(coefs_ptr, j) * pj + coef_b(coefs_ptr, j) * xj
-            pk = probs(_logits(phi, xk, mu, lam, coefs_ptr, k, COV), pick(mvec, steps, k),
-                       pick(svec, steps, k))
-        else:
-            xk = xj
-            pk = pj
-        gpk = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
-        gphi, gx, gmu, glam = _bwd_step(k, pk, xk, gpk, pick(dvec, steps, k), gphi, gx, gmu, glam,
-                                        mu, lam, cols == idx, g_idx, coefs_ptr, COV, MAX)
-        if j <= n - 1:
-            tl.store(ws_row + K + cols, gx, mask=cmask)
-            tl.store(ws_row + 2 * K + cols, gphi, mask=cmask)
-            if COV:
-                tl.store(ws_row + 3 * K + cols, gmu, mask=cmask)
-                tl.store(ws_row + 4 * K + cols, glam, mask=cmask)
-    gp = tl.where(j == 1, g, coef_a(coefs_ptr, jj) * gx)
-    return gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask
+        phi = p
+        mu = tl.zeros_like(p)
+        lam = mu
+        xk = p
+        gmu = mu
+        glam = mu
+    gp = tl.where(first, g, coef_a(coefs_ptr, k) * gx)
+    gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, cols == idx,
+                                    g_idx, coefs_ptr, COV, MAX)
+    return gphi, gx, gmu, glam, phi, mu, lam, cols, cmask
+
+
+@triton.jit
+def _store_carry(ws_row, K, cols, cmask, gphi, gx, gmu, glam, COV: tl.constexpr):
+    tl.store(ws_row + cols, gx, mask=cmask)
+    tl.store(ws_row + K + cols, gphi, mask=cmask)
+    if COV:
+        tl.store(ws_row + 2 * K + cols, gmu, mask=cmask)
+        tl.store(ws_row + 3 * K + cols, glam, mask=cmask)
 
 
 @triton.jit
@@ -386,42 +452,51 @@ def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, see
                m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned, empty,
                COV: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
-    """Path (b): pass j = 1 .. n-1 finishes step j-1 and reduces d_j = <gp_j, p_j>; the carried
-    (gx, gphi[, gmu, glam]) and z live in the program's scratch ``ws_row`` (float32 [3 or 5, K]),
-    so z is drawn once and each pass recomputes only the chain x_{n-1} -> x_j (O(n^2) steps per
-    element in all). ReDGE-Cov reduces d_0 = <gp_0, mu> in one more pass; the last pass writes."""
-    dvec = tl.zeros([STEPS_P2], dtype=tl.float32)
-    for j in range(1, n):
+    """Path (b), O(n) work per element: pass 1 walks the chain once and keeps p_k (and x_k, z) in
+    the program's scratch ``ws_row`` (float32 [_slot_rows, K]) and reduces d_1; pass j = 2 .. n-1
+    finishes step j-1 tile by tile from the scratch and reduces d_j; the last pass finishes step
+    n-1 and writes gphi (COV: reduces d_0 = <gp_0, mu> and one more pass writes)."""
+    dvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 1,
+               _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff,
+                           K, m0, s0, coefs_ptr, mvec, svec, steps, n, COV, BLOCK, GROUPED))
+    tl.debug_barrier()  # the next pass reads this pass's scratch tiles
+    p_ptr = ws_row + _p_row0(False, COV) * K
+    for j in range(2, n):
         acc = 0.0
         for start in range(0, K, BLOCK):
-            gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
-                phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
-                m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, j, idx, g_idx, COV, MAX, BLOCK,
-                GROUPED)
-            acc += tl.sum(gp * pj, axis=0)
+            gphi, gx, gmu, glam, phi, mu, lam, cols, cmask = _tiled_step(
+                phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, start, K, m0, s0, coefs_ptr,
+                n, j - 1, pick(dvec, steps, j - 1), idx, g_idx, COV, MAX, BLOCK)
+            _store_carry(ws_row, K, cols, cmask, gphi, gx, gmu, glam, COV)
+            pj = tl.load(p_ptr + _i64(j - 1) * K + cols, mask=cmask, other=0.0)
+            acc += tl.sum((coef_a(coefs_ptr, j) * gx) * pj, axis=0)
         dvec = put(dvec, steps, j, acc)
-        tl.debug_barrier()  # the next pass reads this pass's scratch tiles
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
-    if COV:
-        acc0 = 0.0
-        for start in range(0, K, BLOCK):
-            gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
-                phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
-                m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
-                GROUPED)
+        tl.debug_barrier()
+    acc0 = 0.0
+    for start in range(0, K, BLOCK):
+        gphi, gx, gmu, glam, phi, mu, lam, cols, cmask = _tiled_step(
+            phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, start, K, m0, s0, coefs_ptr, n,
+            n - 1, pick(dvec, steps, n - 1), idx, g_idx, COV, MAX, BLOCK)
+        if COV:
+            z = tl.load(ws_row + 4 * K + cols, mask=cmask, other=0.0)
+            lam, sv, q = _cov_v(mu)
             gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
             acc0 += tl.sum(gp0 * mu, axis=0)
-        dvec = put(dvec, steps, 0, acc0)
-    d0 = pick(dvec, steps, 0)
-    for start in range(0, K, BLOCK):
-        gp, pj, phi, z, x0, mu, lam, sv, q, gphi, gx, gmu, glam, cmask = _bwd_tiled_tile(
-            phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, start, K,
-            m0, s0, coefs_ptr, mvec, svec, dvec, steps, n, n, idx, g_idx, COV, MAX, BLOCK,
-            GROUPED)
-        if COV:
-            gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
-            gphi += mu * (gp0 - d0)
-        tl.store(gphi_row + start + lanes, finish(gphi, poisoned, empty), mask=cmask)
+            tl.store(ws_row + cols, gp0, mask=cmask)
+            tl.store(ws_row + K + cols, gphi, mask=cmask)
+        else:
+            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+    if COV:
+        tl.debug_barrier()
+        lanes = tl.arange(0, BLOCK).to(tl.int64)
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            mu = probs(phi, m0, s0)
+            gp0 = tl.load(ws_row + cols, mask=cmask, other=0.0)
+            gphi = tl.load(ws_row + K + cols, mask=cmask, other=0.0) + mu * (gp0 - acc0)
+            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
     tl.debug_barrier()  # the program's next row overwrites the scratch
 
 
@@ -431,8 +506,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
                           phi_stride_c, gy_stride_r, gy_stride_c, COV: tl.constexpr,
                           MAX: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr,
                           STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
-    """Backward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
-    rows ``pid, pid + nprog, ...`` (tiled: with its scratch ``scratch[pid]``, float32 [3 or 5, K]).
+    """Backward of redge / redge_cov / redge_max (see module docstring); a persistent program
+    ``pid`` takes the rows ``pid, pid + nprog, ...`` with its scratch slot ``scratch[pid]``
+    (float32 [_slot_rows(n), BLOCK] single-block, [_slot_rows(n), K] tiled).
 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2] and index [R] from the forward
     -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Draws stream 0 only.
@@ -442,9 +518,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
     seed = tl.load(seed_ptr)
     coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
     smask = steps < n
-    ws_row = scratch_ptr + pid.to(tl.int64) * (5 if COV else 3) * K
+    width = BLOCK if SINGLE else K
+    ws_row = scratch_ptr + pid.to(tl.int64) * _slot_rows(n, SINGLE, COV) * width
     for r in range(pid, R, nprog):
         row = r + tl.zeros([], dtype=tl.int64)  # int64 row offsets
         phi_row = phi_ptr + row * phi_stride_r
@@ -463,17 +539,9 @@ def _diffusion_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index
         m0 = pick(mvec, steps, 0)
         s0 = pick(svec, steps, 0)
         if SINGLE:
-            cmask = lanes < K
-            phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
-            x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-            gphi, gx, gmu, glam = _bwd_steps(phi, g, x0, mu, lam, coefs_ptr, mvec, svec, steps, n,
-                                             lanes == idx, g_idx, COV, MAX)
-            if COV:
-                gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
-                gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=0))
-            tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
+            _bwd_single(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow,
+                        coff, K, m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned,
+                        empty, COV, MAX, BLOCK, GROUPED)
         else:
             _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, seed, grow,
                        coff, K, m0, s0, coefs_ptr, mvec, svec, steps, n, idx, g_idx, poisoned,

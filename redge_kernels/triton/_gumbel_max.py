@@ -66,3 +66,33 @@ def fold(best, best_idx, l, w, start, seed, grow, gstart, BLOCK: tl.constexpr):
         bound = tl.where(hit, NEG_INF, bound)
         top = tl.max(bound, axis=0)
     return best, best_idx
+
+
+@triton.jit
+def fold_rows(l, w, seed, grows, gstart, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """``fold`` for a ``[ROWS, BLOCK]`` tile of whole rows (columns ``0 .. BLOCK - 1``, global
+    ``gstart + j``; global rows ``grows`` int64 [ROWS]): each row's first argmax of ``l + G``
+    (int64 [ROWS]). Every row evaluates its candidates largest bound first, as ``fold`` does; the
+    loop runs while any row has one left."""
+    cols = tl.arange(0, BLOCK)[None, :]
+    l = tl.where(l != l, NEG_INF, l)
+    bound = l + gumbel_upper(w)
+    best = tl.full([ROWS], NEG_INF, dtype=tl.float32)
+    best_idx = tl.zeros([ROWS], dtype=tl.int64)
+    top = tl.max(bound, axis=1)
+    active = top > NEG_INF
+    while tl.max(active.to(tl.int32), axis=0) > 0:
+        j = tl.argmax(bound, axis=1, tie_break_left=True)
+        hit = cols == j[:, None]
+        l_j = tl.max(tl.where(hit, l, NEG_INF), axis=1)
+        gcol = gstart + j.to(tl.int64)
+        w0, w1, w2, w3 = philox_words(seed, gcol >> 2, grows, 1)
+        score = l_j + gumbel_from_word(lane_word(w0, w1, w2, w3, gcol & 3))
+        col = j.to(tl.int64)
+        better = active & ((score > best) | ((score == best) & (col < best_idx)))
+        best = tl.where(better, score, best)
+        best_idx = tl.where(better, col, best_idx)
+        bound = tl.where(hit & active[:, None], NEG_INF, bound)
+        top = tl.max(bound, axis=1)
+        active = (top >= best) & (top > NEG_INF)
+    return best_idx

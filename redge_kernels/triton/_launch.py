@@ -25,6 +25,7 @@ import triton
 
 from .._constants import METHOD_IDS
 from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
+from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
@@ -45,6 +46,21 @@ TILE = {"diffusion_fwd": 2048, "diffusion_bwd": 2048, "onepass_fwd": 4096, "onep
 #: 4 and 8 elements per thread at 64 registers with 4 to 40 bytes of spills; 8 warps of 8 and 16
 #: elements take up to 119 registers and spill nothing.)
 ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "onepass_bwd": 16}
+
+
+#: Rows of at most this many entries go several to a program (a [ROWS, BLOCK] block, the
+#: ``_diffusion_rows`` kernels) unless ``block=`` is given.
+ROWS_MAX_K = 128
+#: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps.
+ROWS_TILE = 256
+ROWS_WARPS = 4
+
+
+def rows_config(k: int) -> tuple[int, int, int]:
+    """``(ROWS, BLOCK, num_warps)`` of the several-rows block for rows of ``k <= ROWS_MAX_K``
+    entries: BLOCK = next_pow2(k), at least 4 (one noise call per four columns)."""
+    block = max(4, triton.next_power_of_2(k))
+    return ROWS_TILE // block, block, ROWS_WARPS
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
@@ -106,12 +122,34 @@ def tiled_programs(rows: int, device) -> int:
     """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
 
     Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
-    ``grid x 3 K`` (``5 K`` for redge_cov, backward), e.g. 264 x 5 x 32768 x 4 B = 173 MB for the
-    redge_cov backward at K = 32768 on a 132-SM GPU; nothing of it is kept between calls."""
+    ``grid x bwd_slot_rows(n) x K`` (backward); nothing of it is kept between calls."""
     sms = sm_count(device)
     if sms is not None:
         return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
     return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
+#: Warps per SM the persistent single-block backward fills with programs (its scratch slot,
+#: float32 [n-1 or 2(n-1), BLOCK] per program, is written and read back by the same threads).
+SINGLE_WARPS_PER_SM = 64
+
+
+def single_programs(rows: int, warps: int, device) -> int:
+    """Grid of the persistent single-block backward: ``min(rows, programs that fill the SMs'
+    warp slots)``, so its scratch (``grid x bwd_slot_rows x BLOCK`` float32) stays small."""
+    sms = sm_count(device)
+    if sms is not None:
+        return max(1, min(rows, sms * max(1, SINGLE_WARPS_PER_SM // warps)))
+    return max(1, min(rows, INTERPRETER_PROGRAMS))
+
+
+def bwd_slot_rows(n: int, single: bool, cov: bool) -> int:
+    """Scratch rows per program of the diffusion backward (``_diffusion._slot_rows``): the
+    trajectory p_1 .. p_{n-1} (ReDGE-Cov also x_1 .. x_{n-1}); tiled also the carried gradients
+    (gx, gphi; ReDGE-Cov gmu, glam and z). Rows of BLOCK (single block) or K (tiled) float32,
+    e.g. 264 x 6 x 32768 x 4 B = 208 MB for the tiled redge backward at K = 32768, n = 5 on a
+    132-SM GPU; nothing of it is kept between calls."""
+    return (0 if single else (5 if cov else 2)) + (n - 1) * (2 if cov else 1)
 
 
 def _stats_dtype(phi):
@@ -189,7 +227,14 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
         return y, stats, index
     coefs = coefs.contiguous()
     steps_p2 = triton.next_power_of_2(n)
-    if method in _DIFFUSION:
+    if method in _DIFFUSION and block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        _diffusion_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
+            phi, seed, coefs, y, stats, index, rows, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
+            ROWS=nrows, BLOCK=blk, GROUPED=col_offset % 4 == 0, WRITE_Y=write_y,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
         grid = rows if single else tiled_programs(rows, phi.device)
         scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
@@ -221,12 +266,22 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     stats = stats.contiguous()
     index = index.contiguous()
     steps_p2 = triton.next_power_of_2(n)
-    if method in _DIFFUSION:
+    if method in _DIFFUSION and block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        grid = triton.cdiv(rows, nrows)
+        scratch = torch.empty((grid, bwd_slot_rows(n, True, method == _COV), nrows, blk),
+                              dtype=torch.float32, device=phi.device)
+        _diffusion_rows_bwd_kernel[(grid,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
+            col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
+            GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
-        grid = rows if single else tiled_programs(rows, phi.device)
-        arrays = 5 if method == _COV else 3
-        scratch = torch.empty((1,) if single else (grid, arrays, k), dtype=torch.float32,
-                              device=phi.device)
+        grid = (single_programs(rows, warps, phi.device) if single
+                else tiled_programs(rows, phi.device))
+        slot = (bwd_slot_rows(n, single, method == _COV), blk if single else k)
+        scratch = torch.empty((grid, *slot), dtype=torch.float32, device=phi.device)
         _diffusion_bwd_kernel[(grid,)](
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),

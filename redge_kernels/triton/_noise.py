@@ -138,3 +138,68 @@ def gumbel_from_word(w):
                        -tl.log(one_minus_a) * a / tl.where(denom == 0.0, 1.0, denom))
     e = tl.where(a < 0.5, e_small, -tl.log(b))
     return -tl.log(e)
+
+
+# ---- [ROWS, BLOCK] tiles of whole rows (several rows per program, small K) -------------------
+
+@triton.jit
+def _interleave4_rows(a0, a1, a2, a3):
+    """``[R, N]`` blocks -> ``[R, 4N]`` with ``out[r, 4j + i] = a_i[r, j]``."""
+    lo = tl.join(a0, a2)  # [R, N, 2]
+    hi = tl.join(a1, a3)
+    return tl.reshape(tl.join(lo, hi), [a0.shape[0], a0.shape[1] * 4])
+
+
+@triton.jit
+def _words_rows(seed, rows, c0, cols, stream: tl.constexpr, ROWS: tl.constexpr,
+                BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """The four words of each column's call for the tile ``[ROWS, BLOCK]`` of global rows
+    ``rows`` (int64 [ROWS, 1]) and global columns ``cols = c0 + arange(BLOCK)`` (int64 [1, BLOCK]).
+    ``GROUPED`` (``c0`` a multiple of 4): ``[ROWS, BLOCK // 4]`` calls; else one call per element."""
+    if GROUPED:
+        j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
+        j = j[None, :] + tl.zeros([ROWS, BLOCK // 4], dtype=tl.int64)
+    else:
+        j = (cols >> 2) + tl.zeros([ROWS, BLOCK], dtype=tl.int64)
+    return philox_words(seed, j, rows, stream)
+
+
+@triton.jit
+def normal_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+                GROUPED: tl.constexpr):
+    """Stream 0 of a ``[ROWS, BLOCK]`` tile (see ``_words_rows``); the same values as ``normal``
+    draws for each of its rows."""
+    w0, w1, w2, w3 = _words_rows(seed, rows, c0, cols, 0, ROWS, BLOCK, GROUPED)
+    if GROUPED:
+        rho0 = _rho(w0)
+        rho2 = _rho(w2)
+        t1 = _theta(w1)
+        t3 = _theta(w3)
+        z = _interleave4_rows(rho0 * tl.cos(t1), rho0 * tl.sin(t1), rho2 * tl.cos(t3),
+                              rho2 * tl.sin(t3))
+    else:
+        lane = (cols & 3) + tl.zeros([ROWS, BLOCK], dtype=tl.int64)
+        second = lane >= 2
+        rho = _rho(tl.where(second, w2, w0))
+        theta = _theta(tl.where(second, w3, w1))
+        z = rho * tl.where((lane & 1) == 1, tl.sin(theta), tl.cos(theta))
+    return z
+
+
+@triton.jit
+def gumbel_words_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+                      GROUPED: tl.constexpr):
+    """The raw stream-1 words of a ``[ROWS, BLOCK]`` tile (see ``gumbel_words``)."""
+    w0, w1, w2, w3 = _words_rows(seed, rows, c0, cols, 1, ROWS, BLOCK, GROUPED)
+    if GROUPED:
+        w = _interleave4_rows(w0, w1, w2, w3)
+    else:
+        w = lane_word(w0, w1, w2, w3, (cols & 3) + tl.zeros([ROWS, BLOCK], dtype=tl.int64))
+    return w
+
+
+@triton.jit
+def gumbel_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+                GROUPED: tl.constexpr):
+    """Stream 1 (G) of a ``[ROWS, BLOCK]`` tile."""
+    return gumbel_from_word(gumbel_words_rows(seed, rows, c0, cols, ROWS, BLOCK, GROUPED))

@@ -1,0 +1,181 @@
+"""The diffusion family (docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max") for small K: a program
+holds ``ROWS`` whole rows as one ``[ROWS, BLOCK]`` block, so K = 2 or 9 fills the lanes that a
+program per row leaves idle (docs/SPEC.md "Throughput budget on a GPU" (d)). Same math, same
+operations per element and the same noise as the single-block path of ``_diffusion`` (whose
+helpers it calls with per-row scalars as ``[ROWS, 1]`` columns); every row reduction is along
+axis 1.
+
+Forward: per row, k = n-1 .. 1: m_k, s_k of l_k, x_{k-1} = a_k p_k + b_k x_k; the Gumbel-max over
+the row (``fold_rows``); stats written per step. Backward: one walk down the chain with the saved
+stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch slot ``[n-1 or 2(n-1), ROWS, BLOCK]``
+(each thread reads back its own entries), then the steps k = 1 .. n-1 with d_k per row.
+"""
+
+import triton
+import triton.language as tl
+
+from ._common import NEG_INF, POS_INF, coef_a, coef_b, finish, probs, safe_max
+from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
+from ._gumbel_max import fold_rows
+from ._noise import gumbel_words_rows, normal_rows
+
+
+@triton.jit
+def _row_block(pid, R, K, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """``(rows int64 [ROWS], lanes int64 [BLOCK], rmask, mask [ROWS, BLOCK])`` of block ``pid``."""
+    rows = pid.to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    rmask = rows < R
+    return rows, lanes, rmask, rmask[:, None] & (lanes[None, :] < K)
+
+
+@triton.jit
+def _stats_rows(l):
+    """Per-row ``(m, s)`` of ``[ROWS, BLOCK]`` logits as ``[ROWS, 1]`` (``row_stats`` per row)."""
+    m = safe_max(tl.max(l, axis=1))[:, None]
+    s = tl.sum(tl.exp(l - m), axis=1)[:, None]
+    return m, s
+
+
+@triton.jit
+def _put_stats(stats_ptr, rows, rmask, n, k, m, s, poisoned):
+    """stats[row, k] = (m, s) (s = NaN on poisoned rows)."""
+    base = stats_ptr + rows * n * 2 + k * 2
+    tl.store(base, tl.reshape(m, [m.shape[0]]), mask=rmask)
+    tl.store(base + 1, finish(tl.reshape(s, [s.shape[0]]), poisoned, False), mask=rmask)
+
+
+@triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
+def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_ptr,
+                               R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
+                               COV: tl.constexpr, HARD: tl.constexpr, ROWS: tl.constexpr,
+                               BLOCK: tl.constexpr, GROUPED: tl.constexpr,
+                               WRITE_Y: tl.constexpr = True):
+    """Forward of redge / redge_cov / redge_max for the rows ``pid * ROWS ..`` (K <= BLOCK).
+
+    phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K]
+    contiguous, stats [R, n, 2] (as ``_diffusion_fwd_kernel``), index [R] int64.
+    """
+    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
+    seed = tl.load(seed_ptr)
+    coff = col_offset.to(tl.int64)
+    grows = rows + row_offset
+    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
+                  mask=mask, other=NEG_INF).to(tl.float32)
+    n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
+    n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
+    poisoned = n_bad > 0
+    empty = (n_valid == 0) & (n_bad == 0)
+    z = normal_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK, GROUPED)
+    if COV:
+        m0, s0 = _stats_rows(phi)
+    else:  # slot 0 unused: (0, 0), NaN on poisoned rows as every s
+        m0 = tl.zeros([ROWS, 1], dtype=tl.float32)
+        s0 = m0
+    _put_stats(stats_ptr, rows, rmask, n, 0, m0, s0, poisoned)
+    x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    for i in range(0, n - 2):
+        k = n - 1 - i
+        l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
+        m, s = _stats_rows(l)
+        _put_stats(stats_ptr, rows, rmask, n, k, m, s, poisoned)
+        x = coef_a(coefs_ptr, k) * probs(l, m, s) + coef_b(coefs_ptr, k) * x
+    l = _logits(phi, x, mu, lam, coefs_ptr, 1, COV)
+    m, s = _stats_rows(l)
+    _put_stats(stats_ptr, rows, rmask, n, 1, m, s, poisoned)
+    w = gumbel_words_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK,
+                          GROUPED)
+    best_idx = fold_rows(l, w, seed, grows, coff, ROWS, BLOCK)
+    if WRITE_Y:
+        if HARD:
+            y = tl.where(lanes[None, :] == best_idx[:, None], 1.0, 0.0)
+        else:
+            y = probs(l, m, s)
+        y = finish(y, poisoned[:, None], empty[:, None])
+        tl.store(y_ptr + rows[:, None] * K + lanes[None, :], y, mask=mask)
+    tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
+
+
+@triton.jit
+def _load_stats_rows(stats_ptr, rows, rmask, n, k):
+    """``(m_k, s_k)`` of each row as ``[ROWS, 1]`` float32."""
+    base = stats_ptr + rows * n * 2 + k * 2
+    m = tl.load(base, mask=rmask, other=0.0).to(tl.float32)
+    s = tl.load(base + 1, mask=rmask, other=0.0).to(tl.float32)
+    return m[:, None], s[:, None]
+
+
+@triton.jit
+def _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, mask,
+               COV: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """``_diffusion._walk`` for the block: p_k (and x_k) of k = n-1 .. 1 into the slot ``ws``
+    (rows of ROWS x BLOCK entries, p_k at row k - 1, x_k at row n - 2 + k)."""
+    x = x0
+    for i in range(0, n - 1):
+        k = n - 1 - i
+        m, s = _load_stats_rows(stats_ptr, rows, rmask, n, k)
+        p = probs(_logits(phi, x, mu, lam, coefs_ptr, k, COV), m, s)
+        at = ws + (k - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK) + offs
+        tl.store(at, p, mask=mask)
+        if COV:
+            tl.store(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), x, mask=mask)
+        x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
+
+
+@triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
+def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr,
+                               gphi_ptr, scratch_ptr, R, K, n, row_offset, col_offset,
+                               phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+                               COV: tl.constexpr, MAX: tl.constexpr, ROWS: tl.constexpr,
+                               BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """Backward of redge / redge_cov / redge_max for the rows ``pid * ROWS ..`` (K <= BLOCK);
+    scratch float32 [programs, n-1 or 2(n-1), ROWS, BLOCK].
+
+    grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2], index [R] from the forward
+    -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Stream 0 only.
+    """
+    pid = tl.program_id(0)
+    rows, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK)
+    seed = tl.load(seed_ptr)
+    coff = col_offset.to(tl.int64)
+    offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + lanes[None, :]
+    ws = scratch_ptr + pid.to(tl.int64) * ((n - 1) * (2 if COV else 1)) * (ROWS * BLOCK)
+    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
+                  mask=mask, other=NEG_INF).to(tl.float32)
+    g = tl.load(gy_ptr + rows[:, None] * gy_stride_r + lanes[None, :] * gy_stride_c, mask=mask,
+                other=0.0).to(tl.float32)
+    idx = tl.load(index_ptr + rows, mask=rmask, other=0)
+    s1 = tl.load(stats_ptr + rows * n * 2 + 3, mask=rmask, other=0.0).to(tl.float32)
+    poisoned = ((idx < 0) & (s1 != s1))[:, None]
+    empty = ((idx < 0) & (s1 == s1))[:, None]
+    g_idx = tl.load(gy_ptr + rows * gy_stride_r + tl.maximum(idx, 0) * gy_stride_c,
+                    mask=rmask & (idx >= 0), other=0.0).to(tl.float32)[:, None]
+    m0, s0 = _load_stats_rows(stats_ptr, rows, rmask, n, 0)
+    z = normal_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes[None, :], ROWS, BLOCK,
+                    GROUPED)
+    x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, mask, COV, ROWS,
+               BLOCK)
+    tl.debug_barrier()
+    gx = tl.zeros_like(g)
+    gphi = tl.zeros_like(g)
+    gmu = tl.zeros_like(g)
+    glam = tl.zeros_like(g)
+    for k in range(1, n):
+        at = ws + (k - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK) + offs
+        p = tl.load(at, mask=mask, other=0.0)
+        if COV:
+            xk = tl.load(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), mask=mask,
+                         other=0.0)
+        else:
+            xk = p
+        gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
+        d = tl.sum(gp * p, axis=1)[:, None]
+        gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam,
+                                        lanes[None, :] == idx[:, None], g_idx, coefs_ptr, COV,
+                                        MAX)
+    if COV:
+        gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
+        gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=1)[:, None])
+    tl.store(gphi_ptr + rows[:, None] * K + lanes[None, :], finish(gphi, poisoned, empty),
+             mask=mask)

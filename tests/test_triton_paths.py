@@ -1,0 +1,194 @@
+"""The Triton kernels' execution paths against the pure-PyTorch reference with identical noise
+(docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max", "Memory and passes", "Throughput budget on a
+GPU"): the O(n) backward of the diffusion kernels (the chain walked once per call, its p_k kept in
+the program's scratch) and the several-rows-per-program blocks for small K.
+
+Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (conftest.py) on CPU tensors; shapes are
+small. Indices must be identical; values and gradients match to fp32 tolerance
+(``torch.testing.assert_close`` defaults). ``block=16`` forces the tiled path.
+"""
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from redge_kernels import reference  # noqa: E402
+from redge_kernels._constants import METHOD_IDS  # noqa: E402
+from redge_kernels.schedule import linear_schedule  # noqa: E402
+
+tk = pytest.importorskip("redge_kernels.triton")
+if not tk.available():
+    pytest.skip(tk.unavailable_reason(), allow_module_level=True)
+from redge_kernels.triton import _diffusion, _diffusion_rows  # noqa: E402
+from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, ROWS_TILE  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DIFFUSION = ("redge", "redge_cov", "redge_max")
+#: block=None: the several-rows block at these small K; 64: one row per program (path a);
+#: 16: the tiled path (b).
+PATHS = pytest.mark.parametrize("block", [None, 64, 16], ids=["rows", "single", "tiled"])
+
+
+def _logits(rows, k, seed=0, scale=2.0):
+    gen = torch.Generator().manual_seed(seed)
+    return (scale * torch.randn(rows, k, generator=gen)).to(DEVICE)
+
+
+def _run(method, phi, seed, schedule, hard, g, block=None, row_offset=0):
+    coefs = schedule.table(phi.device)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
+    y, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, row_offset,
+                             block=block)
+    gphi = tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], hard, 1.0, row_offset,
+                  block=block)
+    return y, index, gphi
+
+
+def _compare(method, phi, schedule, *, hard=True, seed=3, block=None, row_offset=0):
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(seed + 1)).to(phi)
+    y, index, gphi = _run(method, phi, seed, schedule, hard, g, block, row_offset)
+    p = phi.detach().clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, seed, schedule, hard, 1.0, row_offset)
+    y_ref.backward(g)
+    assert torch.equal(index, index_ref)
+    torch.testing.assert_close(y, y_ref.detach(), equal_nan=True)
+    torch.testing.assert_close(gphi, p.grad, equal_nan=True)
+    return y, index, gphi
+
+
+# ---- the O(n) backward of the diffusion kernels ----------------------------------------------
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@PATHS
+@pytest.mark.parametrize("n_steps", [2, 5])
+def test_backward_matches_reference(method, block, n_steps):
+    """More rows than programs (each program's scratch slot reused by its next row)."""
+    rows = INTERPRETER_PROGRAMS + 1
+    _compare(method, _logits(rows, 37, seed=n_steps), linear_schedule(n_steps, 0.4), block=block)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@PATHS
+def test_backward_recomputes_the_forward_bitwise_at_large_c(method, block):
+    """t_1 = 0.01 gives c_1 ~ 1e4: a p_k one ulp off the forward's moves l_1 by ~1e-3 and the
+    gradient visibly, so this passes only if the walk repeats the forward's operations."""
+    _compare(method, _logits(3, 21, seed=11), linear_schedule(4, 0.01), block=block)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@PATHS
+def test_backward_masks_empty_and_poisoned_rows(method, block):
+    phi = _logits(5, 21, seed=5)
+    phi[0, ::3] = float("-inf")   # masked entries
+    phi[1, :] = float("-inf")     # empty row
+    phi[2, 1] = float("nan")      # poisoned by NaN
+    phi[3, 0] = float("inf")      # poisoned by +inf
+    phi[4, 1:] = float("-inf")    # a single valid entry
+    _, index, gphi = _compare(method, phi, linear_schedule(5, 0.5), block=block)
+    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() == 0
+    assert torch.all(gphi[1] == 0)
+    assert torch.isnan(gphi[2:4]).all()
+    assert torch.isfinite(gphi[[0, 4]]).all()
+    assert torch.all(gphi[0][phi[0] == float("-inf")] == 0)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@PATHS
+def test_backward_int64_row_offset(method, block):
+    """A global row past 2**32 (the counter's high word, int64 row arithmetic), as a row-sharded
+    caller passes it: the reference with the same row_start."""
+    _compare(method, _logits(3, 19, seed=2), linear_schedule(3, 0.5), block=block,
+             row_offset=2**33 + 5)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@PATHS
+def test_backward_walks_the_chain_once(monkeypatch, method, block):
+    """docs/SPEC.md "Throughput budget on a GPU" (c): the backward evaluates each denoiser's
+    softmax once per element (n - 1 per element), not once per step of each step. Counted by
+    wrapping the kernels' ``probs`` (the interpreter runs it as Python); ReDGE-Cov also evaluates
+    mu = softmax(phi) once per tile in the walk and (tiled) once per later pass."""
+    if DEVICE != "cpu":
+        pytest.skip("counts calls under the interpreter")
+    rows, k = 3, 37
+    tiles = 1 if block is None else -(-k // block)
+    phi = _logits(rows, k, seed=1)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(0))
+    counts = {}
+    for n in (3, 6):
+        sched = linear_schedule(n, 0.5)
+        coefs = sched.table(DEVICE)
+        seed_t = torch.tensor(4, dtype=torch.int64)
+        _, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], True, 1.0, block=block)
+        seen = []
+        real = _diffusion.probs
+
+        def counting(l, m, s):
+            seen.append(1)
+            return real(l, m, s)
+
+        for module in (_diffusion, _diffusion_rows):
+            monkeypatch.setattr(module, "probs", counting)
+        tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], True, 1.0, block=block)
+        for module in (_diffusion, _diffusion_rows):
+            monkeypatch.setattr(module, "probs", real)
+        counts[n] = len(seen)
+    for n, c in counts.items():
+        # one call per tile of rows: a row per program, or ROWS rows per block
+        units = -(-rows // (ROWS_TILE // 64)) if block is None else rows * tiles
+        chain = units * (n - 1)
+        if method == "redge_cov":
+            # mu in the walk, then in every later pass (n - 1 of them) and the output pass
+            mu = units * (1 if block != 16 else 1 + (n - 1) + 1)
+        else:
+            mu = 0
+        assert c == chain + mu, (n, c, chain, mu)
+
+
+# ---- several rows per program (small K) -------------------------------------------------------
+
+@pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_cov", True),
+                                         ("redge_cov", False), ("redge_max", True)])
+@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+def test_rows_block_matches_reference(method, hard, k):
+    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
+    lanes masked), 9 and the largest K of the path."""
+    rows = ROWS_TILE // max(4, k) + 3
+    _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_rows_block_equals_one_row_per_program(method):
+    """Same noise whatever the path: identical indices, values and gradients within rounding."""
+    phi = _logits(7, 9, seed=3)
+    sched = linear_schedule(5, 0.3)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    a = _run(method, phi, 11, sched, True, g)
+    b = _run(method, phi, 11, sched, True, g, block=16)
+    assert torch.equal(a[1], b[1])
+    torch.testing.assert_close(a[0], b[0])
+    torch.testing.assert_close(a[2], b[2])
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_rows_block_vocabulary_shard(method):
+    """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
+    the whole row's sample and gradient when every other column is -inf."""
+    c0, width = 6, 9
+    full = torch.full((5, c0 + width + 3), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + width] = _logits(5, width, seed=c0)
+    shard = full[:, c0:c0 + width].contiguous()
+    sched = linear_schedule(3, 0.5)
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
+    g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
+    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], True, 1.0, col_offset=c0)
+    gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
+                  METHOD_IDS[method], True, 1.0, col_offset=c0)
+    p = full.clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 9, sched, True, 1.0)
+    y_ref.backward(g)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])
+    torch.testing.assert_close(gphi, p.grad[:, c0:c0 + width])
