@@ -35,8 +35,8 @@ from bench.kernel_compile import (HARD_ONLY, METHODS, Workload, capture, compile
 def workloads(level: str = "quick") -> list[Workload]:
     """Workloads whose launches cover the launcher's configurations at ``level``."""
     if level == "quick":
-        shapes = [(4096, k, "fp32") for k in (64, 2048, 4096, 8192, 32768)] + \
-            [(4096, 32768, "bf16")]
+        shapes = [(4096, k, "fp32") for k in (9, 64, 2048, 4096, 8192, 32768)] + \
+            [(4096, 128, "bf16"), (4096, 32768, "bf16")]
     else:
         ks = [2 ** e for e in range(1, 19)] + [3, 9, 100, 1000, 10000, 50000]
         shapes = [(r, k, dt) for r in (8, 4096) for k in ks for dt in ("fp32", "bf16", "fp16")]
