@@ -7,8 +7,9 @@ Each rank holds a contiguous shard of the vocabulary: the LM head's rows ``W_r [
 embedding's rows ``E_r [K_r, D]`` (GPT-2's K = 50257 does not split evenly; that is fine). Then
 
     logits_r = h @ W_r^T                        [R, K_r]   no rank ever holds [R, K]
-    y_r      = ReDGE sample, this rank's columns           one collective per step
-    e        = sum_r y_r @ E_r                  [R, D]     one all-reduce (differentiable)
+    e        = rk.sample_embed(logits_r, E_r, group=group)
+             = sum_r y_r @ E_r                  [R, D]     one collective per step of the
+                                                           sample, one all-reduce of [R, D]
 
 and a few SGD steps on a toy objective show the gradient reaching every shard. Rank 0 first checks
 that the sharded call samples exactly the tokens of the unsharded call with the same seed.
@@ -26,21 +27,6 @@ import redge_kernels as rk
 from redge_kernels import api, distributed
 
 K, D, ROWS = 50257, 64, 32
-
-
-class SumOverShards(torch.autograd.Function):
-    """``sum_r x_r`` on every rank (one all-reduce); backward the identity, since every rank then
-    computes the same (replicated) loss from the sum, as in Megatron-LM's row-parallel layers."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        x = x.clone()
-        dist.all_reduce(x, group=group)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
 
 
 def shard_range(k: int, world: int, rank: int) -> tuple[int, int]:
@@ -90,7 +76,7 @@ def main() -> None:
     w_full = torch.randn(K, D, generator=gen, device=device) / D**0.5
     e_full = torch.randn(K, D, generator=gen, device=device)
     target = torch.randn(ROWS, D, generator=gen, device=device)
-    schedule = rk.linear_schedule(3, 0.5)
+    schedule = rk.linear_schedule(3, 0.5)  # n_steps=3, t_1=0.5 (as passed to sample_embed below)
     torch.manual_seed(1234)  # every rank alike: the calls below draw their seeds from it
     check_against_unsharded(h, w_full, lo, hi, group, schedule)
 
@@ -98,8 +84,8 @@ def main() -> None:
     emb = e_full[lo:hi].clone().requires_grad_()
     opt = torch.optim.SGD([w, emb], lr=0.5)
     for step in range(args.steps):
-        y = distributed.sample("redge", h @ w.T, group=group, schedule=schedule)  # [R, K_r]
-        e = SumOverShards.apply(y @ emb, group)  # [R, D], the full sampled embedding
+        # the full sampled embedding [R, D] on every rank; y [R, K_r] is never formed
+        e = rk.sample_embed(h @ w.T, emb, "redge", group=group, n_steps=3, t_1=0.5)
         loss = ((e - target) ** 2).mean()
         opt.zero_grad()
         loss.backward()
