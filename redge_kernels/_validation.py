@@ -146,3 +146,16 @@ def seed_tensor(logits: torch.Tensor, seed, generator) -> torch.Tensor:
         return torch.tensor(seed, dtype=torch.int64, device=logits.device)
     return torch.randint(0, MAX_SEED - 1, (), dtype=torch.int64, device=logits.device,
                          generator=generator)
+
+
+def check_weight(fn: str, name: str, w: torch.Tensor, logits: torch.Tensor, expect: str) -> None:
+    """An embedding matrix ``w`` for ``logits [..., K]``: 2-D with ``K`` rows (``expect`` names the
+    shape for the message, e.g. ``"[K, D] with K = 5 (the logits' last dim)"``), on the logits'
+    device and in their dtype (``y @ W`` needs both)."""
+    if w.dim() != 2 or w.shape[0] != logits.shape[-1]:
+        raise ValueError(f"{fn}: {name} must be {expect}, got shape {tuple(w.shape)}")
+    if w.device != logits.device:
+        raise ValueError(f"{fn}: {name} is on {w.device} but logits are on {logits.device}")
+    if w.dtype != logits.dtype:
+        raise TypeError(f"{fn}: {name} has dtype {w.dtype} but logits have {logits.dtype}; "
+                        "pass both in one dtype (y @ W needs it)")

@@ -29,7 +29,7 @@ import torch.distributed as dist
 
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
 from ._validation import (check_backend, check_hard, check_logits, check_seed, check_tau,
-                          seed_tensor)
+                          check_weight, seed_tensor)
 from .parallel.check import check_call
 from .parallel.function import ShardedSample
 from .parallel.steps import Plan
@@ -227,15 +227,8 @@ def _local_weights(weight, local, group, fn: str):
                 raise ValueError(f"{fn}: {name} is a DTensor on another process group than the "
                                  "logits' shards")
             w = w.to_local()
-        k_r = local.shape[-1]
-        if w.dim() != 2 or w.shape[0] != k_r:
-            raise ValueError(f"{fn}: {name} must be this rank's row shard [K_r, D] with K_r = "
-                             f"{k_r} (the logits shard's last dim), got shape {tuple(w.shape)}")
-        if w.device != local.device:
-            raise ValueError(f"{fn}: {name} is on {w.device} but logits are on {local.device}")
-        if w.dtype != local.dtype:
-            raise TypeError(f"{fn}: {name} has dtype {w.dtype} but logits have {local.dtype}; "
-                            "pass both in one dtype (y @ W needs it)")
+        check_weight(fn, name, w, local, f"this rank's row shard [K_r, D] with K_r = "
+                     f"{local.shape[-1]} (the logits shard's last dim)")
         out.append(w)
     return out, single
 

@@ -46,7 +46,7 @@ from torch.utils.checkpoint import checkpoint
 from . import _backends, api, ops, reference  # noqa: F401  (ops defines fwd / bwd first)
 from ._constants import DIFFUSION_METHODS, METHOD_IDS
 from ._validation import (check_backend, check_hard, check_logits, check_seed, check_tau,
-                          seed_tensor)
+                          check_weight, seed_tensor)
 from .registry import _ALLOWED, DEFAULTS, SAMPLERS
 
 __all__ = ["sample_embed", "chunk_rows", "BUDGET_ENV"]
@@ -389,14 +389,7 @@ def _check_weights(weight, logits, fn):
         name = "weight" if single else f"weight[{i}]"
         if not isinstance(w, torch.Tensor):
             raise TypeError(f"{fn}: {name} must be a torch.Tensor, got {type(w).__name__}")
-        if w.dim() != 2 or w.shape[0] != k:
-            raise ValueError(f"{fn}: {name} must be [K, D] with K = {k} (the logits' last dim), "
-                             f"got shape {tuple(w.shape)}")
-        if w.device != logits.device:
-            raise ValueError(f"{fn}: {name} is on {w.device} but logits are on {logits.device}")
-        if w.dtype != logits.dtype:
-            raise TypeError(f"{fn}: {name} has dtype {w.dtype} but logits have {logits.dtype}; "
-                            "pass both in one dtype (y @ W needs it)")
+        check_weight(fn, name, w, logits, f"[K, D] with K = {k} (the logits' last dim)")
     return weights, single
 
 
