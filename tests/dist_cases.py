@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import sys
 import time
 import traceback
@@ -484,9 +485,17 @@ def main(argv) -> int:
                             "s": time.perf_counter() - start})
     with open(out_file, "w") as f:
         json.dump(results, f)
+    dist.barrier()  # no rank tears gloo down while another still has a collective in flight
     dist.destroy_process_group()
+    print("process group destroyed", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    code = main(sys.argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without the interpreter's finalization: gloo's worker threads can still hold
+    # references at that point and abort the process ("terminate called without an active
+    # exception") after every result was written.
+    os._exit(code)
