@@ -10,6 +10,10 @@
 // probabilities p = exp(l - M) * (1 / S) with the forward's and the backward's operations
 // identical by construction (one function, chain_p), and the noise is noise_row: the fused
 // kernels' generator at the global columns, bit-identical to the unsharded call's noise.
+// A softmax with a temperature, softmax(v / tau) (Gumbel-Softmax's v = phi + G, ReinMax's
+// v = phi), keeps its statistics unscaled, as the fused kernels: M = max v and
+// S = sum exp((v - M) / tau), p = exp((v - M) / tau) * (1 / S) (tempered_p): the max is
+// subtracted before the division, since v / tau overflows for finite v near the float limit.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -63,6 +67,15 @@ struct Softmax {
 template <typename T>
 inline Vectorized<T> chain_p(const Vectorized<T>& l, const Softmax<T>& sm) {
   return softmax_prob(vexp<T>(l - Vectorized<T>(sm.shift)), Vectorized<T>(sm.inv));
+}
+
+/// p = exp((v - M) / tau) * (1 / S): the probabilities of a softmax with a temperature from its
+/// unscaled statistics (gumbel_logit of estimator_math.h, the fused kernels' shift-then-divide).
+template <typename T>
+inline Vectorized<T> tempered_p(const Vectorized<T>& v, const Softmax<T>& sm,
+                                const Vectorized<T>& tau) {
+  return softmax_prob(vexp<T>(gumbel_logit(v, Vectorized<T>(sm.shift), tau)),
+                      Vectorized<T>(sm.inv));
 }
 
 /// One row's view of the call: row pointers, the base softmax (slot 0) and step k's scalars.
@@ -151,9 +164,10 @@ struct RowSum {
   }
 };
 
-/// (max, sum exp(l - safe max)) of f(j, cnt) over the row, f written to buf (len K).
+/// (max, sum exp((l - safe max) / tau)) of f(j, cnt) over the row, f written to buf (len K);
+/// tau = 1 (the default) is the plain softmax, without the division.
 template <typename T, typename F>
-inline void local_softmax(int64_t K, T* buf, F f, T* out) {
+inline void local_softmax(int64_t K, T* buf, F f, T* out, T tau = T(1)) {
   using W = Vec<T>;
   using V = typename W::V;
   constexpr int L = W::L;
@@ -167,11 +181,13 @@ inline void local_softmax(int64_t K, T* buf, F f, T* out) {
     m = at::vec::maximum(m, l);
   }
   const T big = hmax(m);
-  const V shift(big == ninf ? T(0) : big);
+  const V shift(big == ninf ? T(0) : big), tv(tau);
+  const bool scaled = tau != T(1);
   RowSum<T> s;
   for (int64_t j = 0; j < K; j += L) {
     const int64_t cnt = std::min<int64_t>(L, K - j);
-    V e = vexp<T>(W::load(buf, j, cnt) - shift);
+    const V l = W::load(buf, j, cnt);
+    V e = vexp<T>(scaled ? gumbel_logit(l, shift, tv) : l - shift);
     if (cnt < L) e = V::blendv(V(T(0)), e, W::valid(cnt));
     s.add(e);
   }
@@ -281,7 +297,7 @@ void step_sample_rows(const StepArgs& a, int64_t rb, int64_t re) {
   const T ninf = -std::numeric_limits<T>::infinity(), pinf = std::numeric_limits<T>::infinity();
   const int method = a.method;
   const bool chain = method == kReDGE || method == kReDGECov || method == kReDGEMax;
-  const V inv_tau(static_cast<T>(1.0 / a.tau)), tau(static_cast<T>(a.tau));
+  const T tau = static_cast<T>(a.tau);
   steps::RowNoiseT<T> noise(a);
   std::vector<T> buf(a.K), score(a.K);
   for (int64_t r = rb; r < re; ++r) {
@@ -305,19 +321,15 @@ void step_sample_rows(const StepArgs& a, int64_t rb, int64_t re) {
       steps::row_map<T>(a.K, sc, [ph, gum](int64_t j, int64_t cnt) {
         return W::load(ph, j, cnt) + W::load(gum, j, cnt);
       });
-      if (method == kGumbel) {
-        steps::local_softmax<T>(a.K, buf.data(), [sc, tau](int64_t j, int64_t cnt) {
-          return W::load(sc, j, cnt) / tau;
-        }, parts);
-      } else {
+      // Gumbel-Softmax: the unscaled scores phi + G with the temperature in the sum; else phi.
+      const T* v = method == kGumbel ? sc : ph;
+      steps::local_softmax<T>(a.K, buf.data(), [v](int64_t j, int64_t cnt) {
+        return W::load(v, j, cnt);
+      }, parts, method == kGumbel ? tau : T(1));
+      if (method == kReinMax) {  // softmax(phi / tau): (max phi, sum exp((phi - m) / tau))
         steps::local_softmax<T>(a.K, buf.data(), [ph](int64_t j, int64_t cnt) {
           return W::load(ph, j, cnt);
-        }, parts);
-      }
-      if (method == kReinMax) {
-        steps::local_softmax<T>(a.K, buf.data(), [ph, tau](int64_t j, int64_t cnt) {
-          return W::load(ph, j, cnt) / tau;
-        }, parts + 2);
+        }, parts + 2, tau);
       }
     }
     // Gumbel-max: the first argmax of the scores (NaN scores only on poisoned rows).
@@ -369,7 +381,7 @@ void step_output_rows(const StepArgs& a, int64_t rb, int64_t re) {
       const T* gum = method == kGumbel ? noise.get(a, r, false, true).second : nullptr;
       steps::row_map<T>(a.K, y, [ph, gum, sm, tau](int64_t j, int64_t cnt) {
         const V p = W::load(ph, j, cnt);
-        return steps::chain_p(gum ? (p + W::load(gum, j, cnt)) / tau : p, sm);
+        return gum ? steps::tempered_p(p + W::load(gum, j, cnt), sm, tau) : steps::chain_p(p, sm);
       });
     } else {
       const auto s = row.coefs(1);
@@ -418,12 +430,13 @@ struct BwdTerms {
         return;
       case kGumbel:
         gp = g;
-        p = steps::chain_p((ph + W::load(gum, j, cnt)) / tau, sm);
+        p = steps::tempered_p(ph + W::load(gum, j, cnt), sm, tau);
         return;
       case kReinMax:
         gp = g;
         p = steps::chain_p(ph, sm);
-        extra = reinmax_p1(vexp<T>(ph / tau - V(sm1.shift)), V(T(1) / sm1.inv), W::one_hot(j, idx));
+        extra = reinmax_p1(vexp<T>(reinmax_tempered(ph, V(sm1.shift), tau)), V(T(1) / sm1.inv),
+                           W::one_hot(j, idx));
         return;
       default:
         break;

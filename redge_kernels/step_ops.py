@@ -19,7 +19,12 @@ float64, of every float tensor):
 * ``coefs`` ``[n, 5]`` the schedule table (``schedule.Schedule.table``; 2 unused rows for the
   baselines); ``stats`` ``[R, n_slots, 2]`` the *global* ``(M, S)`` of every softmax combined so
   far (slot layout of ``parallel.steps.forward``: slot 0 the base softmax, slots 1 .. n-1 the
-  denoisers, slot 1 ReinMax's ``phi / tau``); a step reads only slots already combined.
+  denoisers, slot 1 ReinMax's ``softmax(phi / tau)``); a step reads only slots already combined.
+  A softmax with a temperature, ``softmax(v / tau)`` (gumbel's slot 0, ``v = phi + G``;
+  reinmax's slot 1, ``v = phi``), keeps its statistics *unscaled*, as the unsharded fused
+  kernels: ``M = max_j v_j``, ``S = sum_j exp((v_j - M) / tau)``, ``p = exp((v - M) / tau) / S``
+  (the max subtracted before the division: ``v / tau`` overflows for finite logits near the
+  float limit when ``tau < 1``). Every other softmax has ``tau = 1``.
 * ``method`` a ``_constants.METHOD_IDS`` id, ``k`` the step, ``tau`` the temperature.
 * ``seed`` the call's int seed, ``col_start`` the global column of local column 0,
   ``row_start`` the global row of row 0 (noise of docs/SPEC.md "Randomness (noise contract,
@@ -38,8 +43,10 @@ Ops (``redge_kernels::<name>``):
   ``p_k = exp(l_k - M_k) / S_k`` from the combined slot k.
 * ``step_sample(phi, x, coefs, stats, method, tau, seed, col_start, row_start)
   -> (parts [R, S, 2], best [R], index [R] int64, kinds [R, 2] bool)``: the last forward step:
-  the local ``(m, s)`` of its ``S`` softmaxes (st ``phi``; gumbel ``(phi + G) / tau``; reinmax
-  ``phi`` and ``phi / tau``; the chain ``l_1(x_1)``), the local Gumbel-max (best score of
+  the local ``(m, s)`` of its ``S`` softmaxes (st ``phi``; gumbel ``softmax((phi + G) / tau)``
+  as ``(max (phi + G), sum exp((phi + G - m) / tau))``; reinmax ``phi`` and ``softmax(phi / tau)``
+  as ``(max phi, sum exp((phi - m) / tau))``; the chain ``l_1(x_1)``; ``softmax_taus`` gives each
+  softmax's temperature for the combination), the local Gumbel-max (best score of
   ``phi + G`` or ``l_1 + G``, its first argmax as a global column; ``-inf`` and ``col_start``
   on an empty shard) and the local row kinds (a NaN or ``+inf``; every column ``-inf``).
 * ``step_output(phi, x, coefs, stats, index, kinds, method, hard, tau, seed, col_start,
@@ -68,7 +75,7 @@ from ._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, METHOD_I
 from .noise import gumbel_noise, normal_noise
 
 __all__ = ["OPS", "REFERENCE", "step_init", "step_stats", "step_next", "step_sample",
-           "step_output", "step_dot", "step_grad", "n_dots"]
+           "step_output", "step_dot", "step_grad", "n_dots", "softmax_taus"]
 
 ST, GUMBEL, REINMAX, REDGE, REDGE_COV, REDGE_MAX = (METHOD_IDS[m] for m in (
     "st", "gumbel", "reinmax", "redge", "redge_cov", "redge_max"))
@@ -101,6 +108,17 @@ def n_softmaxes(method: int) -> int:
     return 2 if method == REINMAX else 1
 
 
+def softmax_taus(method: int, tau: float) -> tuple:
+    """The temperature of each of ``step_sample``'s ``S`` softmaxes, in the order of its
+    ``parts``: the ``tau`` that ``collectives.combine_softmax`` takes for that slot (gumbel's
+    ``softmax((phi + G) / tau)``, reinmax's ``softmax(phi / tau)``; 1 for every other softmax)."""
+    if method == GUMBEL:
+        return (tau,)
+    if method == REINMAX:
+        return (1.0, tau)
+    return (1.0,)
+
+
 def n_dots(method: int, k: int) -> int:
     """Partial dot products of backward step k (``step_dot``'s ``D``)."""
     return 2 if (method == REINMAX or (method == REDGE_MAX and k == 1)) else 1
@@ -114,22 +132,27 @@ def grad_outputs(method: int, k: int) -> tuple[bool, bool, bool]:
 
 
 # ----------------------------------------------------------------------------- plain torch
-def probs(logits, big, total):
-    """``exp(l - M) / S`` per row, ``M = -inf`` read as 0 and ``S = 0`` as 1 (exact zeros on
-    masked columns and all-masked rows), as ``reference.masked_softmax``."""
+def probs(logits, big, total, tau=1.0):
+    """``exp((v - M) / tau) / S`` per row of ``logits [R, K]`` (``v``) from the row's global
+    ``big`` (``M``) and ``total`` (``S``) ``[R]``, ``M = -inf`` read as 0 and ``S = 0`` as 1
+    (exact zeros on masked columns and all-masked rows), as ``reference.masked_softmax``;
+    ``tau = 1`` is the plain ``exp(l - M) / S`` (no division)."""
     safe_m = torch.where(big == _NEG_INF, torch.zeros_like(big), big)
     safe_s = torch.where(total == 0, torch.ones_like(total), total)
-    return torch.exp(logits - safe_m[:, None]) / safe_s[:, None]
+    shifted = logits - safe_m[:, None]
+    return torch.exp(shifted if tau == 1.0 else shifted / tau) / safe_s[:, None]
 
 
-def local_stats(logits) -> torch.Tensor:
-    """``[R, 2]``: ``(max_j l_j, sum_j exp(l_j - safe max))`` of ``logits [R, K]``."""
+def local_stats(logits, tau=1.0) -> torch.Tensor:
+    """``[R, 2]``: ``(max_j v_j, sum_j exp((v_j - safe max) / tau))`` of ``logits [R, K]``
+    (``v``; the unscaled max of ``softmax(v / tau)``, ``tau = 1`` without the division)."""
     if logits.shape[-1] == 0:
         m = logits.new_full(logits.shape[:-1], _NEG_INF)
         return torch.stack([m, torch.zeros_like(m)], -1)
     m = logits.amax(-1)
     safe = torch.where(m == _NEG_INF, torch.zeros_like(m), m)
-    return torch.stack([m, torch.exp(logits - safe[:, None]).sum(-1)], -1)
+    shifted = logits - safe[:, None]
+    return torch.stack([m, torch.exp(shifted if tau == 1.0 else shifted / tau).sum(-1)], -1)
 
 
 def _noise(kind, seed, phi, col_start, row_start):
@@ -182,20 +205,21 @@ def ref_step_next(phi, x, coefs, stats, method, k):
     return coefs[k, COEF_A] * p + coefs[k, COEF_B] * x
 
 
-def _final_softmaxes(phi, x, coefs, stats, method, tau, gumbel):
+def _final_softmaxes(phi, x, coefs, stats, method, gumbel):
+    """The unscaled values ``v`` of the last step's softmaxes (temperatures: ``softmax_taus``)."""
     if method == ST:
         return [phi]
     if method == GUMBEL:
-        return [(phi + gumbel) / tau]
+        return [phi + gumbel]
     if method == REINMAX:
-        return [phi, phi / tau]
+        return [phi, phi]
     return [_logits(phi, x, coefs, stats, method, 1)]
 
 
 def ref_step_sample(phi, x, coefs, stats, method, tau, seed, col_start, row_start):
     gumbel = _noise("g", seed, phi, col_start, row_start)
-    soft = _final_softmaxes(phi, x, coefs, stats, method, tau, gumbel)
-    parts = torch.stack([local_stats(s) for s in soft], 1)
+    soft = _final_softmaxes(phi, x, coefs, stats, method, gumbel)
+    parts = torch.stack([local_stats(v, t) for v, t in zip(soft, softmax_taus(method, tau))], 1)
     score = (phi if method in BASELINES else soft[0]) + gumbel
     if phi.shape[1] == 0:
         best = phi.new_full((phi.shape[0],), _NEG_INF)
@@ -213,7 +237,7 @@ def ref_step_output(phi, x, coefs, stats, index, kinds, method, hard, tau, seed,
     if hard or method in (REINMAX, REDGE_MAX):
         y = _one_hot(index, col_start, phi)
     elif method == GUMBEL:
-        y = probs((phi + _noise("g", seed, phi, col_start, row_start)) / tau, *_slot(stats, 0))
+        y = probs(phi + _noise("g", seed, phi, col_start, row_start), *_slot(stats, 0), tau)
     elif method == ST:
         y = probs(phi, *_slot(stats, 0))
     else:
@@ -233,8 +257,8 @@ def _softmax_input(g, phi, x, coefs, stats, gmu, glam, method, k, tau, seed, col
     if method == ST:
         return g, probs(phi, *_slot(stats, 0))
     if method == GUMBEL:
-        return g, probs((phi + _noise("g", seed, phi, col_start, row_start)) / tau,
-                        *_slot(stats, 0))
+        return g, probs(phi + _noise("g", seed, phi, col_start, row_start), *_slot(stats, 0),
+                        tau)
     if method == REDGE_COV and k == 0:  # the tail: mu = softmax(phi), through mu and v
         mu, pv, lam, sv = _cov_base(phi, stats)
         z = _noise("z", seed, phi, col_start, row_start)
@@ -247,7 +271,7 @@ def _softmax_input(g, phi, x, coefs, stats, gmu, glam, method, k, tau, seed, col
 def _reinmax_terms(g, phi, stats, index, tau, col_start):
     """ReinMax's ``(u, w, p1, p0)``: ``u = 2 g p1``, ``w = -g p0 / 2``."""
     p0 = probs(phi, *_slot(stats, 0))
-    p1 = 0.5 * (probs(phi / tau, *_slot(stats, 1)) + _one_hot(index, col_start, p0))
+    p1 = 0.5 * (probs(phi, *_slot(stats, 1), tau) + _one_hot(index, col_start, p0))
     return 2.0 * g * p1, -0.5 * g * p0, p1, p0
 
 

@@ -33,7 +33,8 @@ class Case:
     sizes: tuple | None = None  # per-rank widths (default K_SIZES[world])
     dtype: torch.dtype = torch.float32
     masks: str = "mixed"  # "none", "mixed" (random -inf, an all-masked row, a masked shard
-    #                       in one row) or "shard" (rank 1's columns masked in every row)
+    #                       in one row), "shard" (rank 1's columns masked in every row) or
+    #                       "extreme" (finite logits of magnitude 3e38, ties across the shards)
     poison: bool = False  # NaN in row 1 on the last rank, +inf in row 3 on rank 0
     seed_mode: str = "seed"  # "seed", "generator" or "dtensor" (DTensor input, seed=)
     schedule: tuple = ("linear", 4, 0.4)
@@ -73,6 +74,9 @@ def cases(world: int) -> list[Case]:
             Case("no-rows-redge", "redge", lead=(0, 3), masks="none"),
             Case("t1-0.2-redge", "redge", False, schedule=("linear", 4, 0.2), vs_fp64=True),
             Case("t1-0.2-redge_cov", "redge_cov", schedule=("linear", 4, 0.2), vs_fp64=True),
+            Case("extreme-gumbel-hard", "gumbel", masks="extreme", tau=0.5),
+            Case("extreme-gumbel-soft", "gumbel", False, masks="extreme", tau=0.5),
+            Case("extreme-reinmax-hard", "reinmax", masks="extreme", tau=0.5),
             Case("tie-st", "st", masks="none", tie=True),
             Case("tie-gumbel", "gumbel", False, masks="none", tie=True),
             Case("error-seed", "redge", error="seed"),
@@ -132,6 +136,15 @@ def build(case: Case, sizes) -> tuple[torch.Tensor, torch.Tensor]:
             flat[2, c0[1]:c0[1] + sizes[1]] = float("-inf")  # a masked shard in one row
     elif case.masks == "shard":
         flat[:, c0[1]:c0[1] + sizes[1]] = float("-inf")
+    elif case.masks == "extreme":  # v / tau overflows fp32 at tau < 1.13
+        sign = torch.where(torch.rand(flat.shape, generator=gen) < 0.5, -1.0, 1.0).double()
+        flat[0] = -3e38  # every column tied: a uniform softmax over every shard
+        flat[1] = 3e38 * sign[1]  # ties at +3e38 on every shard: the first column wins
+        flat[2, c0[-1]] = 3e38  # ordinary logits and one +3e38 on the last shard
+        flat[3] = 3e38 * (2.0 * torch.rand(k, generator=gen, dtype=torch.float64) - 1.0)
+        flat[4, 0] = -3e38
+        flat[5] = 3e38 * sign[5]
+        flat[5, ::3] = float("-inf")
     if case.poison:
         flat[1, c0[-1] + sizes[-1] // 2] = float("nan")
         flat[3, c0[0]] = float("inf")
@@ -295,6 +308,8 @@ def run_case(case: Case, rank: int, world: int, group, mesh, counter) -> None:
         _compare("value", y[rows], y_ref[..., cols].reshape(rows.numel(), kr)[rows],
                  exact=case.hard)
         _compare("grad", g[rows], g_ref[..., cols].reshape(rows.numel(), kr)[rows])
+    if case.masks == "extreme":
+        assert torch.isfinite(y).all() and torch.isfinite(g).all(), "not finite near the limit"
     want = _expected_collectives(case)
     assert (n_fwd, n_bwd) == want, f"collectives (forward, backward) {(n_fwd, n_bwd)} != {want}"
     if case.poison:

@@ -78,7 +78,8 @@ def _trace(method, phi, c0, ops, dtype):
         out = ops[name](*args)
         calls.append((name, args, out))
         return out
-    combine = lambda ms: torch.stack(combine_softmax(ms[None, :, 0], ms[None, :, 1]), -1)  # noqa
+    combine = lambda ms, tau=1.0: torch.stack(  # noqa: E731
+        combine_softmax(ms[None, :, 0], ms[None, :, 1], tau), -1)
     chain = mid not in step_ops.BASELINES
     if chain:
         if mid == step_ops.REDGE_COV:
@@ -92,8 +93,8 @@ def _trace(method, phi, c0, ops, dtype):
         traj[1] = x
     parts, best, index, kinds = call("step_sample", phi, x, coefs, stats.clone(), mid, TAU, *noise)
     first = 1 if chain else 0
-    for i in range(parts.shape[1]):
-        stats[:, first + i] = combine(parts[:, i])
+    for i, tau in enumerate(step_ops.softmax_taus(mid, TAU)):
+        stats[:, first + i] = combine(parts[:, i], tau)
     kinds = torch.stack([kinds[:, 0], kinds[:, 1]], 1)
     index = torch.where(kinds.any(1), torch.full_like(index, -1), index)
     for hard in ((True, False) if method not in ("reinmax", "redge_max") else (True,)):
@@ -172,9 +173,10 @@ def test_shard_statistics_combine_to_the_unsharded_ones(method, sizes):
         shards.append((step_ops.step_sample(phi[:, sl].contiguous(), xs, coefs, stats, mid, TAU,
                                             SEED, c0, 0),
                        step_ops.step_stats(phi[:, sl].contiguous(), xs, coefs, stats, mid, 0)))
-    for i in range(full[0].shape[1]):
+    for i, tau in enumerate(step_ops.softmax_taus(mid, TAU)):
         ms = torch.stack([s[0][0][:, i] for s in shards])
-        _close(torch.stack(combine_softmax(ms[..., 0], ms[..., 1]), -1), full[0][:, i], "parts")
+        _close(torch.stack(combine_softmax(ms[..., 0], ms[..., 1], tau), -1), full[0][:, i],
+               "parts")
     ms = torch.stack([s[1] for s in shards])
     _close(torch.stack(combine_softmax(ms[..., 0], ms[..., 1]), -1), base, "base")
     index = combine_argmax(torch.stack([s[0][1] for s in shards]),
@@ -203,7 +205,7 @@ def _thread_all_gather(out, inp, group=None):
     tg.barrier.wait()
 
 
-def _sharded_in_threads(method, hard, phi, g, sizes, sched):
+def _sharded_in_threads(method, hard, phi, g, sizes, sched, tau=TAU):
     """``(y, index, grad)`` of ``parallel.steps`` with one thread per rank, concatenated."""
     world, tg = len(sizes), _ThreadGroup(len(sizes))
     results, errors = [None] * world, []
@@ -212,7 +214,7 @@ def _sharded_in_threads(method, hard, phi, g, sizes, sched):
         try:
             c0 = sum(sizes[:r])
             shard = Shard(tg.rank(r), r, world, tuple(sizes))
-            plan = steps.Plan(method, hard, TAU, _coefs(method, sched, "cpu", phi.dtype), SEED,
+            plan = steps.Plan(method, hard, tau, _coefs(method, sched, "cpu", phi.dtype), SEED,
                               shard)
             leaf = phi[:, c0:c0 + sizes[r]].clone().requires_grad_()
             y, index = ShardedSample.apply(leaf, plan)
@@ -249,6 +251,67 @@ def test_sharded_steps_match_the_unsharded_fused_kernels(case, monkeypatch):
                               seed=SEED, return_index=True)
     (y_ref * g).sum().backward()
     y, index, grad = _sharded_in_threads(method, hard, phi, g, (13, 7, 30), sched)
+    assert torch.equal(index, i_ref)
+    _close(y, y_ref.detach(), "value")
+    _close(grad, leaf.grad, "grad")
+
+
+def _near_the_float_limit(gen_seed=0):
+    """``[6, 20]`` fp32 logits of magnitude up to 3e38 (``v / tau`` overflows at tau = 0.5):
+    every column tied at -3e38 (a uniform softmax over every shard); random signs of 3e38 (ties
+    at +3e38 across the shards: the first wins the Gumbel-max); ordinary logits with one -3e38;
+    distinct values up to 3e38; ordinary logits with one +3e38 on the last shard; masked columns
+    among +-3e38."""
+    gen = torch.Generator().manual_seed(gen_seed)
+    phi = 2.0 * torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    sign = torch.where(torch.rand(6, 20, generator=gen) < 0.5, -1.0, 1.0).double()
+    phi[0] = -3e38
+    phi[1] = 3e38 * sign[1]
+    phi[2, 4] = -3e38
+    phi[3] = 3e38 * (2.0 * torch.rand(20, generator=gen, dtype=torch.float64) - 1.0)
+    phi[4, 17] = 3e38
+    phi[5] = 3e38 * sign[5]
+    phi[5, ::3] = float("-inf")
+    return phi.float()
+
+
+def _step_backends():
+    """The step ops usable here, by the unsharded backend that draws the same noise."""
+    out = [pytest.param(("reference", step_ops.REFERENCE), id="reference"),
+           pytest.param(("cpu", step_ops.OPS), id="cpu", marks=needs_native)]
+    return out + [pytest.param(("triton", None), id="triton-interpreter")]
+
+
+@pytest.mark.parametrize("backend", _step_backends())
+@pytest.mark.parametrize("case", [("gumbel", True), ("gumbel", False), ("reinmax", True)],
+                         ids=case_id)
+def test_tempered_softmaxes_near_the_float_limit(case, backend, monkeypatch):
+    """Finite logits of magnitude 3e38 at tau = 0.5, where ``v / tau`` overflows: the sharded
+    Gumbel-Softmax and ReinMax (2 ranks of widths 7 and 13, each backend's step ops) keep their
+    statistics unscaled, so values and gradients are finite and equal the unsharded call of the
+    backend with the same noise (the index exactly)."""
+    name, ops = backend
+    if ops is None:
+        ops = _triton_launchers()
+        from redge_kernels.triton import _steps
+        launch, lock = _steps._launch, threading.Lock()
+
+        def one_at_a_time(*args, **kw):  # the interpreter's launches are not thread-safe
+            with lock:
+                return launch(*args, **kw)
+        monkeypatch.setattr(_steps, "_launch", one_at_a_time)
+    monkeypatch.setattr(collectives, "_ALL_GATHER", _thread_all_gather)
+    monkeypatch.setattr(steps.Plan, "ops", property(lambda self: ops))
+    method, hard = case
+    phi = _near_the_float_limit()
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(3))
+    leaf = phi.clone().requires_grad_()
+    y_ref, i_ref = api.sample(method, leaf, hard=hard, tau=0.5, backend=name, seed=SEED,
+                              return_index=True)
+    (y_ref * g).sum().backward()
+    assert torch.isfinite(y_ref).all() and torch.isfinite(leaf.grad).all()
+    y, index, grad = _sharded_in_threads(method, hard, phi, g, (7, 13), None, tau=0.5)
+    assert torch.isfinite(y).all() and torch.isfinite(grad).all()
     assert torch.equal(index, i_ref)
     _close(y, y_ref.detach(), "value")
     _close(grad, leaf.grad, "grad")

@@ -4,7 +4,10 @@ Every row reduction over the sharded vocabulary is formed from per-rank partials
 ``torch.distributed`` all-gather of a small ``[R, C]`` tensor, after which every rank combines the
 gathered partials *in rank order* with the same torch operations:
 
-* softmax of a step: ``M = max_r m_r``, ``S = sum_r s_r exp(m_r - M)`` (summed r = 0, 1, ...);
+* softmax of a step: ``M = max_r m_r``, ``S = sum_r s_r exp((m_r - M) / tau)`` (summed
+  r = 0, 1, ...; ``tau`` the softmax's temperature, whose statistics stay unscaled: ``m_r`` the
+  max of the values ``v`` of ``softmax(v / tau)``, ``s_r = sum_j exp((v_j - m_r) / tau)``; 1 for
+  a softmax without one);
 * dot products of the backward: ``sum_r d_r`` in rank order;
 * Gumbel-max: the first rank, in rank order, whose best score is the largest (ties to the lower
   global index, since shards are contiguous and in rank order, and each rank sends its first
@@ -98,26 +101,33 @@ def _safe_max(m: torch.Tensor) -> torch.Tensor:
     return torch.where(m == float("-inf"), torch.zeros_like(m), m)
 
 
-def local_softmax_stats(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """This shard's ``(m_r, s_r)`` of ``logits [R, K_r]``: ``m_r = max_j l_j`` (``-inf`` on an
-    all-masked or empty shard, NaN when a NaN is present), ``s_r = sum_j exp(l_j - m_r)``
-    (0 on an all-masked shard). Both ``[R]`` in ``logits.dtype``."""
+def local_softmax_stats(logits: torch.Tensor, tau: float = 1.0
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """This shard's ``(m_r, s_r)`` of ``softmax(logits / tau)``, ``logits [R, K_r]`` (``v``):
+    ``m_r = max_j v_j`` unscaled (``-inf`` on an all-masked or empty shard, NaN when a NaN is
+    present), ``s_r = sum_j exp((v_j - m_r) / tau)`` (0 on an all-masked shard). Both ``[R]`` in
+    ``logits.dtype``."""
     if logits.shape[-1] == 0:
         m = logits.new_full(logits.shape[:-1], float("-inf"))
         return m, torch.zeros_like(m)
     m = logits.amax(-1)
-    return m, torch.exp(logits - _safe_max(m)[:, None]).sum(-1)
+    shifted = logits - _safe_max(m)[:, None]
+    return m, torch.exp(shifted if tau == 1.0 else shifted / tau).sum(-1)
 
 
-def combine_softmax(m_all: torch.Tensor, s_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Global ``(M, S)`` from the gathered ``m_all, s_all [W, R]``: ``M = max_r m_r`` (NaN
-    propagates), ``S = sum_r s_r exp(m_r - M)`` summed in rank order. On a globally all-masked row
-    ``M = -inf`` and ``S = 0``; ``probs`` turns both into zeros."""
+def combine_softmax(m_all: torch.Tensor, s_all: torch.Tensor, tau: float = 1.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global ``(M, S)`` from the gathered ``m_all, s_all [W, R]`` of a softmax with temperature
+    ``tau`` (unscaled statistics, as ``local_softmax_stats``): ``M = max_r m_r`` (NaN
+    propagates), ``S = sum_r s_r exp((m_r - M) / tau)`` summed in rank order (``tau = 1``:
+    ``exp(m_r - M)``, no division). On a globally all-masked row ``M = -inf`` and ``S = 0``;
+    ``probs`` turns both into zeros."""
     big = m_all.amax(0)
     safe = _safe_max(big)
     total = torch.zeros_like(big)
     for r in range(m_all.shape[0]):
-        total = total + s_all[r] * torch.exp(m_all[r] - safe)
+        shifted = m_all[r] - safe
+        total = total + s_all[r] * torch.exp(shifted if tau == 1.0 else shifted / tau)
     return big, total
 
 

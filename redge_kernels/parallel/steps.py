@@ -8,7 +8,10 @@ step's elementwise part and partial row statistics are one call of a step op
 
 * a softmax of logits ``l`` is ``p_j = exp(l_j - M) / S`` with the global ``(M, S)`` of its step,
   combined from the ops' local ``(m, s)`` (so ``p`` differs from the unsharded one only through
-  the rounding of ``S``);
+  the rounding of ``S``); a softmax with a temperature, ``softmax(v / tau)`` (Gumbel-Softmax's
+  ``v = phi + G``, ReinMax's ``v = phi``), keeps its statistics unscaled, as the unsharded
+  kernels: ``M = max v``, ``S = sum exp((v - M) / tau)``, ``p = exp((v - M) / tau) / S``, so
+  finite logits near the float limit stay finite for ``tau < 1``;
 * the ops draw the unsharded noise of global columns ``c0 ..`` (docs/SPEC.md "Randomness (noise
   contract, version 2)"), so the Gumbel-max scores of the baselines are bitwise those of the
   unsharded call of the same backend;
@@ -38,7 +41,8 @@ from .collectives import INDEX_DTYPES, Shard, combine_argmax, combine_softmax, g
 
 __all__ = ["Plan", "forward", "backward", "probs", "run_chain", "local_one_hot"]
 
-#: ``exp(l - M) / S`` with the masked-softmax guards (the plain-torch formulation).
+#: ``exp((v - M) / tau) / S`` (``tau = 1``: ``exp(l - M) / S``) with the masked-softmax guards
+#: (the plain-torch formulation).
 probs = step_ops.probs
 
 
@@ -77,10 +81,11 @@ def _combine(local: torch.Tensor, shard: Shard) -> torch.Tensor:
     return torch.stack(combine_softmax(parts[:, :, 0], parts[:, :, 1]), -1)
 
 
-def _final_step(parts, best, index, kinds, shard: Shard):
+def _final_step(parts, best, index, kinds, taus, shard: Shard):
     """One collective for everything the forward still needs: the ``(M, S)`` of the ``S``
-    softmaxes of the last step (``parts [R, S, 2]``), the Gumbel-max (``best``, ``index``) and the
-    row kinds (``kinds [R, 2]``: local "has NaN or +inf", "all -inf").
+    softmaxes of the last step (``parts [R, S, 2]``, combined with their temperatures ``taus``,
+    ``step_ops.softmax_taus``), the Gumbel-max (``best``, ``index``) and the row kinds
+    (``kinds [R, 2]``: local "has NaN or +inf", "all -inf").
 
     Buffer columns: ``(m, s)`` per softmax, the best score, the global index (its bits in the
     float lane), the two flags. Returns ``(global (M, S) [R, S, 2], index [R] int64,
@@ -94,7 +99,7 @@ def _final_step(parts, best, index, kinds, shard: Shard):
     buf.view(int_dtype)[:, at + 1] = index.to(int_dtype)
     gathered = gather_rows(buf, shard)
     stats = torch.stack([torch.stack(combine_softmax(gathered[:, :, 2 * i],
-                                                     gathered[:, :, 2 * i + 1]), -1)
+                                                     gathered[:, :, 2 * i + 1], taus[i]), -1)
                          for i in range(n_soft)], 1)
     index = combine_argmax(gathered[:, :, at],
                            gathered.view(int_dtype)[:, :, at + 1].to(torch.int64))
@@ -138,7 +143,9 @@ def forward(plan: Plan, phi: torch.Tensor):
     Returns ``(y [R, K_r], index [R] int64 global, stats [R, n_slots, 2], poisoned [R],
     empty [R])``.
     Slot 0 of ``stats`` is the base softmax (``phi`` for st, reinmax, redge_cov;
-    ``(phi + G) / tau`` for gumbel), slot 1 ``phi / tau`` for reinmax, slots 1 .. n-1 the denoisers.
+    ``softmax((phi + G) / tau)`` for gumbel), slot 1 ``softmax(phi / tau)`` for reinmax, slots
+    1 .. n-1 the denoisers. The two tempered slots hold unscaled statistics
+    (``(max v, sum exp((v - max v) / tau))``, ``v = phi + G`` or ``phi``).
     """
     mid, coefs, shard = plan.method_id, plan.coefs, plan.shard
     seed, c0, r0 = _noise_args(plan)
@@ -154,7 +161,8 @@ def forward(plan: Plan, phi: torch.Tensor):
             x = plan.ops["step_next"](phi, x, coefs, stats, mid, k)
     parts, best, index, kinds = plan.ops["step_sample"](phi, x, coefs, stats, mid, plan.tau,
                                                         seed, c0, r0)
-    final, index, poisoned, empty = _final_step(parts, best, index, kinds, shard)
+    final, index, poisoned, empty = _final_step(parts, best, index, kinds,
+                                                step_ops.softmax_taus(mid, plan.tau), shard)
     first = 0 if mid in step_ops.BASELINES else 1
     stats[:, first:first + final.shape[1]] = final
     index = torch.where(empty | poisoned, torch.full_like(index, -1), index)

@@ -91,6 +91,31 @@ def probs(l, m, s):
 
 
 @triton.jit
+def scaled_row_stats(v, tau):
+    """``(m, s)`` of ``softmax(v / tau)`` for a whole row in one block: ``m`` = safe max of ``v``
+    (unscaled), ``s = sum exp((v - m) / tau)``."""
+    m = safe_max(tl.max(v, axis=0))
+    s = tl.sum(tl.exp((v - m) / tau), axis=0)
+    return m, s
+
+
+@triton.jit
+def scaled_online_stats(m_raw, s, v, tau):
+    """Fold the tile ``v`` into the running ``(m_raw, s)`` of ``softmax(v / tau)`` (as
+    ``online_stats``, with the shift subtracted before the division)."""
+    m_new = tl.maximum(m_raw, tl.max(v, axis=0))
+    shift = safe_max(m_new)
+    s_new = s * tl.exp((m_raw - shift) / tau) + tl.sum(tl.exp((v - shift) / tau), axis=0)
+    return m_new, s_new
+
+
+@triton.jit
+def scaled_probs(v, m, s, tau):
+    """Entries of ``softmax(v / tau)`` from its stats: ``exp((v - m) / tau) / s``."""
+    return tl.exp((v - m) / tau) / tl.where(s == 0.0, 1.0, s)
+
+
+@triton.jit
 def row_flags(phi, cmask):
     """Per-tile counts ``(n_bad, n_valid)``: NaN / +inf logits (they poison the row) and
     entries that are not ``-inf``."""

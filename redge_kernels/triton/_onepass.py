@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_flags, row_stats,
-                      safe_max, tile_argmax)
+                      safe_max, scaled_online_stats, scaled_probs, scaled_row_stats, tile_argmax)
 from ._gumbel_max import fold
 from ._noise import gumbel as _gumbel_noise
 from ._noise import gumbel_words
@@ -37,35 +37,10 @@ REINMAX: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
-def _scaled_row_stats(v, tau):
-    """``(m, s)`` of ``softmax(v / tau)`` for a whole row in one block: ``m`` = safe max of ``v``
-    (unscaled), ``s = sum exp((v - m) / tau)``."""
-    m = safe_max(tl.max(v, axis=0))
-    s = tl.sum(tl.exp((v - m) / tau), axis=0)
-    return m, s
-
-
-@triton.jit
-def _scaled_online_stats(m_raw, s, v, tau):
-    """Fold the tile ``v`` into the running ``(m_raw, s)`` of ``softmax(v / tau)`` (as
-    ``online_stats``, with the shift subtracted before the division)."""
-    m_new = tl.maximum(m_raw, tl.max(v, axis=0))
-    shift = safe_max(m_new)
-    s_new = s * tl.exp((m_raw - shift) / tau) + tl.sum(tl.exp((v - shift) / tau), axis=0)
-    return m_new, s_new
-
-
-@triton.jit
-def _scaled_probs(v, m, s, tau):
-    """Entries of ``softmax(v / tau)`` from its stats: ``exp((v - m) / tau) / s``."""
-    return tl.exp((v - m) / tau) / tl.where(s == 0.0, 1.0, s)
-
-
-@triton.jit
 def _base_probs(v, m, s, tau, METHOD: tl.constexpr):
     """``softmax(b)`` entries from the scores ``v`` and the slot-0 stats."""
     if METHOD == GUMBEL:
-        p = _scaled_probs(v, m, s, tau)
+        p = scaled_probs(v, m, s, tau)
     else:
         p = probs(v, m, s)
     return p
@@ -126,10 +101,10 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         v, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
                                       METHOD, BLOCK, GROUPED)
         if METHOD == GUMBEL:
-            m0, s0 = _scaled_row_stats(v, tau)
+            m0, s0 = scaled_row_stats(v, tau)
         else:
             m0, s0 = row_stats(v)
-        mt, st = _scaled_row_stats(phi, tau)
+        mt, st = scaled_row_stats(phi, tau)
         if HARD or METHOD == REINMAX:
             y = tl.where(lanes == best_idx, 1.0, 0.0)
         else:
@@ -157,11 +132,11 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
             v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
                                              coff + cols, start, METHOD, BLOCK, GROUPED)
             if METHOD == GUMBEL:
-                m0, s0 = _scaled_online_stats(m0, s0, v, tau)
+                m0, s0 = scaled_online_stats(m0, s0, v, tau)
             else:
                 m0, s0 = online_stats(m0, s0, v)
             if METHOD == REINMAX:
-                mt, st = _scaled_online_stats(mt, st, phi, tau)
+                mt, st = scaled_online_stats(mt, st, phi, tau)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0
@@ -226,7 +201,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
         g = tl.load(gy_row + lanes * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
         if METHOD == REINMAX:
             p0 = probs(phi, m0, s0)
-            p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (lanes == idx).to(tl.float32))
+            p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (lanes == idx).to(tl.float32))
             u = 2.0 * g * p1
             u = u - p1 * tl.sum(u, axis=0)
             w = -0.5 * g * p0
@@ -257,7 +232,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
             if METHOD == REINMAX:
                 p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
+                p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
                 a_sum += tl.sum(2.0 * g * p1, axis=0)
                 c_sum += tl.sum(-0.5 * g * p0, axis=0)
                 p1_sum += tl.sum(p1, axis=0)
@@ -278,7 +253,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
             if METHOD == REINMAX:
                 p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
+                p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
                 gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
                 gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
             else:

@@ -8,7 +8,11 @@ sum). The noise is ``_noise``'s at the global columns ``col_start + j``, the gen
 fused Triton kernels (grouped form when ``col_start`` is a multiple of 4, per element otherwise):
 a shard draws bitwise the unsharded noise of this backend. The probabilities are
 ``exp(l - M) * (1 / S)`` in every op, so a backward step recomputes the forward's ``p_k`` and
-``x_k`` bitwise. float32 only: float64 tensors take the plain-torch formulation.
+``x_k`` bitwise. A softmax with a temperature, ``softmax(v / tau)`` (Gumbel-Softmax's
+``v = phi + G``, ReinMax's ``v = phi``), keeps its statistics unscaled, as the fused kernels:
+``m = max v``, ``s = sum exp((v - m) / tau)`` (``_common.scaled_online_stats``),
+``p = exp((v - M) / tau) * (1 / S)`` (``_tempered``). float32 only: float64 tensors take the
+plain-torch formulation.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import triton.language as tl
 from .. import step_ops
 from .._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, V_MIN
 from . import _noise
-from ._common import NEG_INF, POS_INF, nan_like, online_stats, tile_argmax
+from ._common import NEG_INF, POS_INF, nan_like, online_stats, scaled_online_stats, tile_argmax
 from ._launch import FP_FUSION
 
 __all__ = ["LAUNCHERS", "BLOCK"]
@@ -49,6 +53,12 @@ def _softmax(stats_ptr, row, n_slots, k):
     m = tl.load(stats_ptr + (row * n_slots + k) * 2)
     s = tl.load(stats_ptr + (row * n_slots + k) * 2 + 1)
     return tl.where(m == NEG_INF, 0.0, m), 1.0 / tl.where(s == 0.0, 1.0, s)
+
+
+@triton.jit
+def _tempered(v, shift, inv, tau):
+    """``exp((v - M) / tau) * (1 / S)``: ``softmax(v / tau)`` from its unscaled combined slot."""
+    return tl.exp((v - shift) / tau) * inv
 
 
 @triton.jit
@@ -161,12 +171,15 @@ def _sample_kernel(phi_ptr, x_ptr, coefs_ptr, stats_ptr, parts_ptr, best_ptr, in
         else:
             base = ph
             if METHOD == _GUMBEL:
-                soft = (ph + gum) / tau
+                soft = ph + gum
             else:
                 soft = ph
-        m0, s0 = online_stats(m0, s0, tl.where(mask, soft, NEG_INF))
-        if METHOD == _REINMAX:
-            m1, s1 = online_stats(m1, s1, tl.where(mask, ph / tau, NEG_INF))
+        if METHOD == _GUMBEL:  # softmax((phi + G) / tau), unscaled statistics
+            m0, s0 = scaled_online_stats(m0, s0, tl.where(mask, soft, NEG_INF), tau)
+        else:
+            m0, s0 = online_stats(m0, s0, tl.where(mask, soft, NEG_INF))
+        if METHOD == _REINMAX:  # softmax(phi / tau), unscaled statistics
+            m1, s1 = scaled_online_stats(m1, s1, tl.where(mask, ph, NEG_INF), tau)
         best, best_idx = tile_argmax(best, best_idx, tl.where(mask, base + gum, NEG_INF), t)
         n_bad += tl.sum((((ph != ph) | (ph == POS_INF)) & mask).to(tl.int32), axis=0)
         n_valid += tl.sum(((ph != NEG_INF) & mask).to(tl.int32), axis=0)
@@ -204,11 +217,14 @@ def _output_kernel(phi_ptr, x_ptr, coefs_ptr, stats_ptr, index_ptr, kinds_ptr, o
                 lk = _logit(ph, tl.load(x_ptr + off, mask=mask, other=0.0), coefs_ptr, 1, shift0,
                             inv0, METHOD == _COV)
             elif METHOD == _GUMBEL:
-                lk = (ph + _noise.gumbel(seed, row + row_start, col_start + t, col_start + cols,
-                                         BLOCK, GROUPED)) / tau
+                lk = ph + _noise.gumbel(seed, row + row_start, col_start + t, col_start + cols,
+                                        BLOCK, GROUPED)
             else:
                 lk = ph
-            y = tl.exp(lk - shift1) * inv1
+            if METHOD == _GUMBEL:
+                y = _tempered(lk, shift1, inv1, tau)
+            else:
+                y = tl.exp(lk - shift1) * inv1
         y = tl.where(poisoned, nan_like(y), tl.where(empty, 0.0, y))
         tl.store(out_ptr + off, y, mask=mask)
 
@@ -231,13 +247,13 @@ def _bwd_terms(phi_ptr, x_ptr, g_ptr, gmu_ptr, glam_ptr, coefs_ptr, stats_ptr, r
     elif METHOD == _GUMBEL:
         gum = _noise.gumbel(seed, row + row_start, col_start + t, col_start + cols, BLOCK, GROUPED)
         gp = g
-        p = tl.exp((ph + gum) / tau - shift0) * inv0
+        p = _tempered(ph + gum, shift0, inv0, tau)
     elif METHOD == _REINMAX:
         m1 = tl.load(stats_ptr + (row * n_slots + 1) * 2)
         s1 = tl.load(stats_ptr + (row * n_slots + 1) * 2 + 1)
         gp = g
         p = tl.exp(ph - shift0) * inv0
-        extra = 0.5 * (tl.exp(ph / tau - tl.where(m1 == NEG_INF, 0.0, m1))
+        extra = 0.5 * (tl.exp((ph - tl.where(m1 == NEG_INF, 0.0, m1)) / tau)
                        / tl.where(s1 == 0.0, 1.0, s1) + onehot)
     elif TAIL:
         mu, lam = _cov_base(ph, shift0, inv0)
