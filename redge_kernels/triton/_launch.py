@@ -52,8 +52,9 @@ ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "
 
 
 #: Rows of at most this many entries go several to a program (a [ROWS, BLOCK] block, the
-#: ``_diffusion_rows`` and ``_onepass_rows`` kernels) unless ``block=`` is given. (At K = 128 the bf16 backward's
-#: [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128 take one row per program.)
+#: ``_diffusion_rows`` and ``_onepass_rows`` kernels) unless ``block=`` is given. (At K = 128 the
+#: bf16 diffusion backward's [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128
+#: take one row per program.)
 ROWS_MAX_K = 64
 #: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps.
 ROWS_TILE = 256
