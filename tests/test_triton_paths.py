@@ -1,7 +1,8 @@
 """The Triton kernels' execution paths against the pure-PyTorch reference with identical noise
 (docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max", "Memory and passes", "Throughput budget on a
 GPU"): the O(n) backward of the diffusion kernels (the chain walked once per call, its p_k kept in
-the program's scratch) and the several-rows-per-program blocks for small K.
+the program's scratch) and the several-rows-per-program blocks for small K, of the diffusion
+kernels and of the one-pass baselines (docs/SPEC.md "Baselines").
 
 Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (conftest.py) on CPU tensors; shapes are
 small. Indices must be identical; values and gradients match to fp32 tolerance
@@ -35,21 +36,21 @@ def _logits(rows, k, seed=0, scale=2.0):
     return (scale * torch.randn(rows, k, generator=gen)).to(DEVICE)
 
 
-def _run(method, phi, seed, schedule, hard, g, block=None, row_offset=0):
+def _run(method, phi, seed, schedule, hard, g, block=None, row_offset=0, tau=1.0, stats=False):
     coefs = schedule.table(phi.device)
     seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
-    y, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, row_offset,
-                             block=block)
-    gphi = tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], hard, 1.0, row_offset,
+    y, st, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, tau, row_offset,
+                          block=block)
+    gphi = tk.bwd(g, phi, seed_t, coefs, st, index, METHOD_IDS[method], hard, tau, row_offset,
                   block=block)
-    return y, index, gphi
+    return (y, index, gphi, st) if stats else (y, index, gphi)
 
 
-def _compare(method, phi, schedule, *, hard=True, seed=3, block=None, row_offset=0):
+def _compare(method, phi, schedule, *, hard=True, seed=3, block=None, row_offset=0, tau=1.0):
     g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(seed + 1)).to(phi)
-    y, index, gphi = _run(method, phi, seed, schedule, hard, g, block, row_offset)
+    y, index, gphi = _run(method, phi, seed, schedule, hard, g, block, row_offset, tau)
     p = phi.detach().clone().requires_grad_(True)
-    y_ref, index_ref = reference.sample(method, p, seed, schedule, hard, 1.0, row_offset)
+    y_ref, index_ref = reference.sample(method, p, seed, schedule, hard, tau, row_offset)
     y_ref.backward(g)
     assert torch.equal(index, index_ref)
     torch.testing.assert_close(y, y_ref.detach(), equal_nan=True)
@@ -188,6 +189,100 @@ def test_rows_block_vocabulary_shard(method):
                   METHOD_IDS[method], True, 1.0, col_offset=c0)
     p = full.clone().requires_grad_(True)
     y_ref, index_ref = reference.sample(method, p, 9, sched, True, 1.0)
+    y_ref.backward(g)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])
+    torch.testing.assert_close(gphi, p.grad[:, c0:c0 + width])
+
+
+# ---- several rows per program (small K): the one-pass baselines -------------------------------
+
+ONEPASS = ("st", "gumbel", "reinmax")
+#: tau != 1 where the estimator has one (the tempered softmax's unscaled-max stats).
+ONEPASS_TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
+
+
+@pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
+                                         ("gumbel", False), ("reinmax", True)])
+@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+def test_onepass_rows_block_matches_reference(method, hard, k):
+    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
+    lanes masked), 9 and the largest K of the path; identical indices."""
+    rows = ROWS_TILE // max(4, k) + 3
+    _compare(method, _logits(rows, k, seed=k), linear_schedule(3, 0.5), hard=hard,
+             tau=ONEPASS_TAU[method])
+
+
+@pytest.mark.parametrize("method,hard", [("st", False), ("gumbel", False), ("reinmax", True)])
+def test_onepass_rows_block_masks_empty_and_poisoned_rows(method, hard):
+    """Masked entries, an empty row, NaN / +inf rows and a single valid entry in one block."""
+    phi = _logits(7, 9, seed=5)
+    phi[0, ::3] = float("-inf")   # masked entries
+    phi[1, :] = float("-inf")     # empty row
+    phi[2, 1] = float("nan")      # poisoned by NaN
+    phi[3, 0] = float("inf")      # poisoned by +inf
+    phi[4, :8] = float("-inf")    # a single valid entry, the last
+    y, index, gphi = _compare(method, phi, linear_schedule(3, 0.5), hard=hard,
+                              tau=ONEPASS_TAU[method])
+    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() == 8
+    assert torch.all(y[1] == 0) and torch.all(gphi[1] == 0)
+    assert torch.isnan(y[2:4]).all() and torch.isnan(gphi[2:4]).all()
+    assert torch.isfinite(gphi[[0, 4, 5, 6]]).all()
+    assert torch.all(y[0][phi[0] == float("-inf")] == 0)
+    assert torch.all(gphi[0][phi[0] == float("-inf")] == 0)
+
+
+@pytest.mark.parametrize("method", ONEPASS)
+def test_onepass_rows_block_equals_one_row_per_program(method):
+    """Same noise and the same stats layout whatever the path: identical indices, values, stats
+    (slot 1 of reinmax, the zero slots, NaN on a poisoned row) and gradients within rounding."""
+    phi = _logits(7, 9, seed=3)
+    phi[2, 4] = float("nan")
+    sched = linear_schedule(4, 0.3)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    a = _run(method, phi, 11, sched, False, g, tau=ONEPASS_TAU[method], stats=True)
+    b = _run(method, phi, 11, sched, False, g, block=16, tau=ONEPASS_TAU[method], stats=True)
+    assert torch.equal(a[1], b[1])
+    for x, z in zip((a[0], a[2], a[3]), (b[0], b[2], b[3])):
+        torch.testing.assert_close(x, z, equal_nan=True)
+    assert torch.isnan(a[3][2, :, 1]).all() and torch.all(a[3][:, 2:, 0] == 0)
+
+
+@pytest.mark.parametrize("method", ONEPASS)
+def test_onepass_rows_block_int64_row_offset_and_no_y(method):
+    """A global row past 2**32 (the counter's high word, int64 row arithmetic), and the forward
+    without y (WRITE_Y off): the same index and stats."""
+    phi = _logits(5, 9, seed=2)
+    row_offset = 2**33 + 5
+    _compare(method, phi, linear_schedule(3, 0.5), row_offset=row_offset,
+             tau=ONEPASS_TAU[method])
+    coefs = linear_schedule(3, 0.5).table(DEVICE)
+    seed_t = torch.tensor(3, dtype=torch.int64, device=DEVICE)
+    args = (phi, seed_t, coefs, METHOD_IDS[method], True, ONEPASS_TAU[method], row_offset)
+    _, stats, index = tk.fwd(*args)
+    y0, stats0, index0 = tk.fwd(*args, write_y=False)
+    assert y0.shape == (0, 9) and torch.equal(index0, index) and torch.equal(stats0, stats)
+
+
+@pytest.mark.parametrize("method", ONEPASS)
+def test_onepass_rows_block_vocabulary_shard(method):
+    """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
+    the whole row's sample and gradient when every other column is -inf."""
+    c0, width = 6, 9
+    tau = ONEPASS_TAU[method]
+    full = torch.full((5, c0 + width + 3), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + width] = _logits(5, width, seed=c0)
+    shard = full[:, c0:c0 + width].contiguous()
+    sched = linear_schedule(3, 0.5)
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
+    g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
+    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], False, tau,
+                             col_offset=c0)
+    gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
+                  METHOD_IDS[method], False, tau, col_offset=c0)
+    p = full.clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 9, sched, False, tau)
     y_ref.backward(g)
     assert torch.equal(index + c0, index_ref)
     torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])

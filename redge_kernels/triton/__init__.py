@@ -7,7 +7,8 @@ kernels of ``redge_kernels::fwd`` / ``::bwd`` (the op's fake implementation and 
 ``ops``), so ``torch.compile(fullgraph=True)`` sees one opaque op per call.
 
 Kernels: ``_diffusion`` (redge, redge_cov, redge_max) and ``_onepass`` (st, gumbel, reinmax), one
-body per family with constexpr variant flags; ``_noise`` (in-kernel Philox, noise version 2,
+body per family with constexpr variant flags, and for K <= ``_launch.ROWS_MAX_K`` their
+several-rows-per-program forms ``_diffusion_rows`` and ``_onepass_rows``; ``_noise`` (in-kernel Philox, noise version 2,
 bit-identical in the words to ``redge_kernels.noise``); ``_gumbel_max`` (the exact sample, G
 evaluated only for candidates of a log-free bound); ``_launch`` (path / block / warps from K). The
 ahead-of-time compile check (registers, stack and spills with the runtime specialization) and the
@@ -38,8 +39,7 @@ Design notes (docs/SPEC.md "Memory and passes"):
 * Runtime floats (tau, the schedule table) and n, row_offset, col_offset are kernel arguments,
   never constexprs; floating-point contraction is pinned (``_launch.FP_FUSION``).
 * Offsets are int64 (row index, columns, Philox counter).
-* Not done: several rows per program for tiny K (today one program per row, at least one warp,
-  so K = 2 uses 2 of 32 lanes); a 2-D (row x vocab chunk) grid for few rows with huge K (each
+* Not done: a 2-D (row x vocab chunk) grid for few rows with huge K (each
   denoiser needs the full-row reduction before the next one, so it means one launch per pass with
   partial (m, s) combined in a fixed order, or a grid-wide barrier). The tiled backward's slot is
   (n + 1) K floats per program (2 n + 3 for redge_cov): at large K it is more than L2 holds for

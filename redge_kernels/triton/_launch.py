@@ -7,6 +7,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
   (at least 32), ``num_warps = clamp(BLOCK // ELEMS_PER_THREAD[kind] // 32, 1, 16)`` so that every
   thread holds at most ``ELEMS_PER_THREAD`` elements of each live row vector;
 * path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule;
+* rows of K <= ``ROWS_MAX_K`` (and ``block=None``) go several to a program, one
+  ``[ROWS, BLOCK]`` block (``rows_config``; the ``_diffusion_rows`` and ``_onepass_rows`` kernels);
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
@@ -27,6 +29,7 @@ from .._constants import METHOD_IDS
 from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
+from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
 
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
 _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
@@ -49,8 +52,9 @@ ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "
 
 
 #: Rows of at most this many entries go several to a program (a [ROWS, BLOCK] block, the
-#: ``_diffusion_rows`` kernels) unless ``block=`` is given. (At K = 128 the bf16 backward's
-#: [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128 take one row per program.)
+#: ``_diffusion_rows`` and ``_onepass_rows`` kernels) unless ``block=`` is given. (At K = 128 the
+#: bf16 diffusion backward's [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128
+#: take one row per program.)
 ROWS_MAX_K = 64
 #: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps.
 ROWS_TILE = 256
@@ -245,6 +249,13 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
             WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION,
             maxnreg=DIFFUSION_FWD_MAXNREG)
+    elif block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        _onepass_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
+            phi, seed, y, stats, index, float(tau), rows, k, n, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), METHOD=int(method), HARD=bool(hard), ROWS=nrows,
+            BLOCK=blk, STEPS_P2=steps_p2, GROUPED=col_offset % 4 == 0, WRITE_Y=write_y,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
@@ -288,6 +299,13 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
             GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif block is None and k <= ROWS_MAX_K:
+        nrows, blk, warps = rows_config(k)
+        _onepass_rows_bwd_kernel[(triton.cdiv(rows, nrows),)](
+            grad_y, phi, seed, stats, index, grad_phi, float(tau), rows, k, n, row_offset,
+            col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
+            METHOD=int(method), ROWS=nrows, BLOCK=blk, GROUPED=col_offset % 4 == 0,
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
