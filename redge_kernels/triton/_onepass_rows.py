@@ -17,16 +17,16 @@ one-row-per-program kernels evaluate for st / reinmax only the candidates of the
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, finish, probs, safe_max
+from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
 from ._diffusion_rows import _row_block, _stats_rows
 from ._noise import gumbel_rows
-from ._onepass import GUMBEL, REINMAX, _base_probs, _scaled_probs
+from ._onepass import GUMBEL, REINMAX, _base_probs
 
 
 @triton.jit
 def _scaled_stats_rows(v, tau):
     """Per-row ``(m, s)`` of ``softmax(v / tau)`` of a ``[ROWS, BLOCK]`` block as ``[ROWS, 1]``:
-    ``m`` = safe max of ``v`` (unscaled), ``s = sum exp((v - m) / tau)`` (``_scaled_row_stats``
+    ``m`` = safe max of ``v`` (unscaled), ``s = sum exp((v - m) / tau)`` (``scaled_row_stats``
     per row)."""
     m = safe_max(tl.max(v, axis=1))[:, None]
     s = tl.sum(tl.exp((v - m) / tau), axis=1)[:, None]
@@ -123,7 +123,7 @@ def _reinmax_grad_rows(phi, g, m0, s0, mt, st, hit, mask, tau):
     """ReinMax's gphi of a ``[ROWS, BLOCK]`` block (``hit``: the sampled entry of each row),
     centred over the unmasked entries, exactly 0 where masked."""
     p0 = probs(phi, m0, s0)
-    p1 = 0.5 * (_scaled_probs(phi, mt, st, tau) + hit.to(tl.float32))
+    p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + hit.to(tl.float32))
     u = 2.0 * g * p1
     u = u - p1 * tl.sum(u, axis=1)[:, None]
     w = -0.5 * g * p0
