@@ -30,6 +30,17 @@ def _row_block(pid, R, K, ROWS: tl.constexpr, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(phi_ptr, rows, lanes, mask, stride_r, stride_c):
+    """The ``[ROWS, BLOCK]`` block of logits as float32 (``-inf`` outside ``mask``) and per row
+    ``poisoned`` (a NaN or ``+inf`` entry) and ``empty`` (every entry ``-inf``), ``[ROWS]`` bool."""
+    phi = tl.load(phi_ptr + rows[:, None] * stride_r + lanes[None, :] * stride_c,
+                  mask=mask, other=NEG_INF).to(tl.float32)
+    n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
+    n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
+    return phi, n_bad > 0, (n_valid == 0) & (n_bad == 0)
+
+
+@triton.jit
 def _stats_rows(l):
     """Per-row ``(m, s)`` of ``[ROWS, BLOCK]`` logits as ``[ROWS, 1]`` (``row_stats`` per row)."""
     m = safe_max(tl.max(l, axis=1))[:, None]
@@ -60,12 +71,7 @@ def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, i
     seed = tl.load(seed_ptr)
     coff = col_offset.to(tl.int64)
     grows = rows + row_offset
-    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
-    n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
-    n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
-    poisoned = n_bad > 0
-    empty = (n_valid == 0) & (n_bad == 0)
+    phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
     z = normal_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK, GROUPED)
     if COV:
         m0, s0 = _stats_rows(phi)

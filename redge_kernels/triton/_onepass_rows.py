@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
-from ._diffusion_rows import _row_block, _stats_rows
+from ._diffusion_rows import _load_rows, _row_block, _stats_rows
 from ._noise import gumbel_rows
 from ._onepass import GUMBEL, REINMAX, _base_probs
 
@@ -89,12 +89,7 @@ def _onepass_rows_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau
     rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
     coff = col_offset.to(tl.int64)
-    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
-    n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
-    n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
-    poisoned = n_bad > 0
-    empty = (n_valid == 0) & (n_bad == 0)
+    phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
     v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes[None, :], METHOD,
                                ROWS, BLOCK, GROUPED)
     if METHOD == GUMBEL:
