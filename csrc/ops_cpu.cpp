@@ -26,16 +26,32 @@
 
 namespace redge_kernels {
 
+bool cpu_runs_avx2() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+#else
+  return false;
+#endif
+}
+
+bool cpu_runs_avx512() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  return cpu_runs_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
 const KernelTable& select_kernels() {
   static const KernelTable* chosen = [] {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     // ATen's capability ("DEFAULT", "AVX2", "AVX512", ...; honours ATEN_CPU_CAPABILITY).
     const std::string aten_cap = at::get_cpu_capability();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                      __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
-    const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
-                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-                        __builtin_cpu_supports("avx512vl");
+    const bool avx2 = cpu_runs_avx2();
+    const bool avx512 = cpu_runs_avx512();
     if (aten_cap.rfind("AVX512", 0) == 0 && avx512) return &kernels_avx512();
     if ((aten_cap.rfind("AVX2", 0) == 0 || aten_cap.rfind("AVX512", 0) == 0) && avx2) {
       return &kernels_avx2();

@@ -83,6 +83,10 @@ struct KernelTable {
 const KernelTable& kernels_default();  // portable (ATen DEFAULT vectors)
 const KernelTable& kernels_avx2();     // x86-64 AVX2 + FMA (the portable ones where not built)
 const KernelTable& kernels_avx512();   // x86-64 AVX-512 F/DQ/BW/VL (else the AVX2 ones)
+// Whether this CPU can run the AVX2 (AVX2, FMA, F16C, BMI2) and the AVX-512 (F/DQ/BW/VL on top)
+// kernel sets; false off x86-64. Calling a set the CPU cannot run is an illegal instruction.
+bool cpu_runs_avx2();
+bool cpu_runs_avx512();
 
 /// The table for this CPU: AVX-512 when ATen's capability is AVX512 and the CPU has F, DQ, BW and
 /// VL; AVX2 when it is AVX2 or higher and the CPU has AVX2, FMA, F16C and BMI2; else the portable
