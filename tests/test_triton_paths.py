@@ -77,14 +77,19 @@ def test_backward_recomputes_the_forward_bitwise_at_large_c(method, block):
     _compare(method, _logits(3, 21, seed=11), linear_schedule(4, 0.01), block=block)
 
 
+def _mask_empty_poison(phi):
+    """Rows 0-3 in place: masked entries, an empty row, a NaN and a +inf (poisoned rows)."""
+    phi[0, ::3] = float("-inf")
+    phi[1, :] = float("-inf")
+    phi[2, 1] = float("nan")
+    phi[3, 0] = float("inf")
+
+
 @pytest.mark.parametrize("method", DIFFUSION)
 @PATHS
 def test_backward_masks_empty_and_poisoned_rows(method, block):
     phi = _logits(5, 21, seed=5)
-    phi[0, ::3] = float("-inf")   # masked entries
-    phi[1, :] = float("-inf")     # empty row
-    phi[2, 1] = float("nan")      # poisoned by NaN
-    phi[3, 0] = float("inf")      # poisoned by +inf
+    _mask_empty_poison(phi)
     phi[4, 1:] = float("-inf")    # a single valid entry
     _, index, gphi = _compare(method, phi, linear_schedule(5, 0.5), block=block)
     assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() == 0
@@ -172,8 +177,7 @@ def test_rows_block_equals_one_row_per_program(method):
     torch.testing.assert_close(a[2], b[2])
 
 
-@pytest.mark.parametrize("method", DIFFUSION)
-def test_rows_block_vocabulary_shard(method):
+def _check_vocabulary_shard(method, hard, tau):
     """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
     the whole row's sample and gradient when every other column is -inf."""
     c0, width = 6, 9
@@ -184,15 +188,21 @@ def test_rows_block_vocabulary_shard(method):
     coefs = sched.table(DEVICE)
     seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
     g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
-    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], True, 1.0, col_offset=c0)
+    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], hard, tau, col_offset=c0)
     gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
-                  METHOD_IDS[method], True, 1.0, col_offset=c0)
+                  METHOD_IDS[method], hard, tau, col_offset=c0)
     p = full.clone().requires_grad_(True)
-    y_ref, index_ref = reference.sample(method, p, 9, sched, True, 1.0)
+    y_ref, index_ref = reference.sample(method, p, 9, sched, hard, tau)
     y_ref.backward(g)
     assert torch.equal(index + c0, index_ref)
     torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])
     torch.testing.assert_close(gphi, p.grad[:, c0:c0 + width])
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_rows_block_vocabulary_shard(method):
+    """A vocabulary shard at column 6 of a diffusion estimator, hard, tau = 1."""
+    _check_vocabulary_shard(method, True, 1.0)
 
 
 # ---- several rows per program (small K): the one-pass baselines -------------------------------
@@ -217,10 +227,7 @@ def test_onepass_rows_block_matches_reference(method, hard, k):
 def test_onepass_rows_block_masks_empty_and_poisoned_rows(method, hard):
     """Masked entries, an empty row, NaN / +inf rows and a single valid entry in one block."""
     phi = _logits(7, 9, seed=5)
-    phi[0, ::3] = float("-inf")   # masked entries
-    phi[1, :] = float("-inf")     # empty row
-    phi[2, 1] = float("nan")      # poisoned by NaN
-    phi[3, 0] = float("inf")      # poisoned by +inf
+    _mask_empty_poison(phi)
     phi[4, :8] = float("-inf")    # a single valid entry, the last
     y, index, gphi = _compare(method, phi, linear_schedule(3, 0.5), hard=hard,
                               tau=ONEPASS_TAU[method])
@@ -266,24 +273,5 @@ def test_onepass_rows_block_int64_row_offset_and_no_y(method):
 
 @pytest.mark.parametrize("method", ONEPASS)
 def test_onepass_rows_block_vocabulary_shard(method):
-    """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
-    the whole row's sample and gradient when every other column is -inf."""
-    c0, width = 6, 9
-    tau = ONEPASS_TAU[method]
-    full = torch.full((5, c0 + width + 3), float("-inf"), device=DEVICE)
-    full[:, c0:c0 + width] = _logits(5, width, seed=c0)
-    shard = full[:, c0:c0 + width].contiguous()
-    sched = linear_schedule(3, 0.5)
-    coefs = sched.table(DEVICE)
-    seed_t = torch.tensor(9, dtype=torch.int64, device=DEVICE)
-    g = torch.randn(full.shape, generator=torch.Generator().manual_seed(2)).to(full)
-    y, stats, index = tk.fwd(shard, seed_t, coefs, METHOD_IDS[method], False, tau,
-                             col_offset=c0)
-    gphi = tk.bwd(g[:, c0:c0 + width].contiguous(), shard, seed_t, coefs, stats, index,
-                  METHOD_IDS[method], False, tau, col_offset=c0)
-    p = full.clone().requires_grad_(True)
-    y_ref, index_ref = reference.sample(method, p, 9, sched, False, tau)
-    y_ref.backward(g)
-    assert torch.equal(index + c0, index_ref)
-    torch.testing.assert_close(y, y_ref.detach()[:, c0:c0 + width])
-    torch.testing.assert_close(gphi, p.grad[:, c0:c0 + width])
+    """A vocabulary shard at column 6 of a one-pass estimator, soft, its tau."""
+    _check_vocabulary_shard(method, False, ONEPASS_TAU[method])
