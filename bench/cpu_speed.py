@@ -44,7 +44,9 @@ Before / after: ``--compare-extension OLD.so`` times ``redge_kernels (cpu)`` onl
 processes that alternate between a copy of an older build of the extension (``redge_kernels/_C``,
 kept under another path) and the current one, ``--rounds`` rounds of ``--reps`` samples each, so
 that both see the same load; ``--compare-capabilities avx2,avx512`` does the same with the current
-build's kernel sets (``ATEN_CPU_CAPABILITY``). The table gives the medians over all samples and
+build's kernel sets (``REDGE_KERNELS_CPU_KERNELS``: only this project's kernels change; ATen's
+own capability, which the ops around the call use, stays the machine's, since
+``ATEN_CPU_CAPABILITY=avx2`` would also move PyTorch's own kernels). The table gives the medians over all samples and
 the ratio new / old (below 1: faster); ``--clock thread --threads 1`` times the calling thread's
 CPU time, which a loaded shared machine disturbs far less than the wall clock.
 """
@@ -197,8 +199,18 @@ def memory_peaks(shapes, with_authors: bool) -> dict:
     return out
 
 
+#: The checkout this file belongs to: a child process imports its redge_kernels, not whichever
+#: copy the interpreter would find first from bench/ (an installed one, another checkout).
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _child_env(**extra) -> dict:
+    path = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def memory_peaks_in_child(args, with_authors: bool) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
+    env = _child_env(MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="65536")
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-json", "--shapes", args.shapes]
     if not with_authors:
         cmd.append("--no-authors")
@@ -226,6 +238,10 @@ def ours_times(shapes, reps: int, clock=time.perf_counter) -> dict:
                 fn()
             ts.append((clock() - t0) / inner)
         out[f"{rows}x{k}"] = ts
+    try:
+        out["kernel set"] = torch.ops.redge_kernels_cpu._kernel_set()
+    except AttributeError:  # an older build (--compare-extension) without the hook
+        out["kernel set"] = None
     return out
 
 
@@ -238,9 +254,15 @@ def compare(args, variants) -> None:
                    args.shapes, "--reps", str(args.reps), "--clock", args.clock]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
-            res = subprocess.run(cmd, env=dict(os.environ, **extra), capture_output=True,
+            res = subprocess.run(cmd, env=_child_env(**extra), capture_output=True,
                                  text=True, check=True)
-            for shape, ts in json.loads(res.stdout.strip().splitlines()[-1]).items():
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            want = extra.get("REDGE_KERNELS_CPU_KERNELS")
+            if want is not None and got["kernel set"] != want:
+                sys.exit(f"asked for the kernel set {want!r}, the child ran {got['kernel set']!r}"
+                         " (a set this CPU cannot run?)")
+            del got["kernel set"]
+            for shape, ts in got.items():
                 times[label].setdefault(shape, []).extend(ts)
     (old, _), (new, _) = variants
     print(f"| shape | {old} median ms | {new} median ms | {new} / {old} |")
@@ -303,7 +325,7 @@ def main(argv=None):
         return
     if args.compare_capabilities:
         a, b = args.compare_capabilities.split(",")
-        compare(args, [(a, {"ATEN_CPU_CAPABILITY": a}), (b, {"ATEN_CPU_CAPABILITY": b})])
+        compare(args, [(a, {"REDGE_KERNELS_CPU_KERNELS": a}), (b, {"REDGE_KERNELS_CPU_KERNELS": b})])
         return
     if args.memory_json:
         print(json.dumps(memory_peaks(shapes, with_authors)))

@@ -2,8 +2,10 @@
 // (256-bit vectors, the same operations in the same order, so bit-identical results), encoded
 // with AVX-512VL, which gives the compiler 32 vector registers instead of 16 for the interleaved
 // Philox and polynomial blocks. The build system compiles this translation unit, and only this
-// one, with the AVX2 flags plus -mavx512f -mavx512dq -mavx512bw -mavx512vl (setup.py ISA_FLAGS,
-// CMakeLists.txt); ops_cpu.cpp select_kernels calls it only after a runtime check of the CPU.
+// one, with the AVX2 flags plus -mavx512f -mavx512dq -mavx512bw -mavx512vl and the flags that
+// keep GCC from emitting any 512-bit (zmm) instruction (setup.py ISA_FLAGS and _NO_ZMM,
+// CMakeLists.txt; tests/test_cpu_isa.py checks the built unit); ops_cpu.cpp select_kernels
+// calls it only after a runtime check of the CPU.
 // Everything it defines lives in its own namespaces redge_kernels::AVX512VL and at::vec::AVX512VL
 // (not libtorch's AVX512, whose vectors are 512 bits wide).
 #include "row_kernels.h"

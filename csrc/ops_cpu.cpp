@@ -45,8 +45,29 @@ bool cpu_runs_avx512() {
 #endif
 }
 
+namespace {
+
+// The set REDGE_KERNELS_CPU_KERNELS names ("default", "avx2", "avx512"), or nullptr when the
+// variable is unset; a name this CPU cannot run, or an unknown one, warns once and gives nullptr
+// (the usual choice). Lets a benchmark compare the kernel sets under one ATen capability.
+const KernelTable* kernels_from_env() {
+  const char* e = std::getenv("REDGE_KERNELS_CPU_KERNELS");
+  if (e == nullptr || *e == '\0') return nullptr;
+  const std::string name(e);
+  if (name == "default") return &kernels_default();
+  if (name == "avx2" && cpu_runs_avx2()) return &kernels_avx2();
+  if (name == "avx512" && cpu_runs_avx512()) return &kernels_avx512();
+  TORCH_WARN_ONCE("redge_kernels: REDGE_KERNELS_CPU_KERNELS=\"", name,
+                  "\" is not a kernel set this CPU runs (default, avx2, avx512); using the "
+                  "one chosen from the CPU and ATen's capability");
+  return nullptr;
+}
+
+}  // namespace
+
 const KernelTable& select_kernels() {
   static const KernelTable* chosen = [] {
+    if (const KernelTable* forced = kernels_from_env()) return forced;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     // ATen's capability ("DEFAULT", "AVX2", "AVX512", ...; honours ATEN_CPU_CAPABILITY).
     const std::string aten_cap = at::get_cpu_capability();
@@ -254,3 +275,10 @@ TORCH_LIBRARY_IMPL(redge_kernels, CPU, m) {
   m.impl("fwd", &redge_kernels::fwd_cpu);
   m.impl("bwd", &redge_kernels::bwd_cpu);
 }
+
+namespace {
+std::string kernel_set() { return redge_kernels::kernel_set_name(); }
+}  // namespace
+
+// Development hook: the name of the kernel set this process runs ("default", "avx2", "avx512").
+TORCH_LIBRARY_FRAGMENT(redge_kernels_cpu, m) { m.def("_kernel_set() -> str", &kernel_set); }
