@@ -111,8 +111,8 @@ class _ReinMax(torch.autograd.Function):
     """ReinMax with temperature tau (Liu et al. 2023; docs/SPEC.md "Baselines"): value ``D``;
     gradient ``gphi = C (A + B) g`` with
 
-        p1 = (softmax(phi / tau) + D) / 2,  A g = 2 p1 ⊙ (g - <g, p1>)    (u in SPEC)
-        p0 = softmax(phi),                  B g = -1/2 p0 ⊙ (g - <g, p0>) (w in SPEC)
+        p1 = (softmax(phi / tau) + D) / 2,  A g = 2 p1 ⊙ (g - <g, p1>)    (u in docs/SPEC.md)
+        p0 = softmax(phi),                  B g = -1/2 p0 ⊙ (g - <g, p0>) (w in docs/SPEC.md)
         C  = centring over the unmasked entries (masked entries stay exactly 0).
 
     ``A``, ``B`` and ``C`` are symmetric, so the forward-mode tangent is ``(A + B) C v``. Both are
