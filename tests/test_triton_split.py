@@ -5,8 +5,9 @@ rounding, and the row conventions (masks, empty and poisoned rows, offsets, no y
 
 Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (conftest.py). The launcher splits when
 the rows fill fewer than half the programs of the planned SMs; the tests plan a small GPU
-(``planned_sms(SMS)``) and a small tile (``block=BLOCK``), so that a row of K = 2000 has several
-chunks: 3 rows on 6 SMs give 4 chunks of 2 tiles each (the last with the row's tail).
+(``planned_sms(SMS)``) and a small tile (``block=``), so that a row of K = 2000 has several
+chunks: 3 rows on 6 SMs give 4 chunks of one 512-wide tile (the last with the row's tail), 5 rows
+2 chunks of two tiles.
 """
 
 import pytest
@@ -24,7 +25,7 @@ if not tk.available():
 from redge_kernels.triton import _launch  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ROWS, K, BLOCK, SMS = 3, 2000, 256, 6
+ROWS, K, BLOCK, SMS = 3, 2000, 512, 6
 #: tau != 1 where the estimator has one (the tempered softmax's unscaled-max stats).
 TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
 VARIANTS = pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
@@ -36,12 +37,13 @@ def _logits(rows=ROWS, k=K, seed=0, dtype=torch.float32):
     return (2.0 * torch.randn(rows, k, generator=gen)).to(DEVICE, dtype)
 
 
-def _run(method, phi, hard, g, *, split, seed=3, row_offset=0, col_offset=0, write_y=True):
+def _run(method, phi, hard, g, *, split, seed=3, row_offset=0, col_offset=0, write_y=True,
+         block=BLOCK):
     """``(y, stats, index, grad_phi)`` of the Triton backend, split or not (planned SMs)."""
     coefs = linear_schedule(3, 0.5).table(phi.device)
     seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
     args = (seed_t, coefs, METHOD_IDS[method], hard, TAU[method], row_offset)
-    kw = {"block": BLOCK, "col_offset": col_offset}
+    kw = {"block": block, "col_offset": col_offset}
     # one planned SM: the 3 rows fill it, one program per row
     with _launch.planned_sms(SMS if split else 1):
         y, stats, index = tk.fwd(phi, *args, write_y=write_y, **kw)
@@ -68,7 +70,8 @@ def test_the_rows_are_split_into_chunks():
     planned GPU (the interpreter) or with enough rows to fill it."""
     with _launch.planned_sms(SMS):
         n_chunks, chunk, blk, _ = _launch.split_plan(ROWS, K, "onepass_fwd", BLOCK, None)
-        assert (n_chunks, chunk, blk) == (4, 2 * BLOCK, BLOCK)
+        assert (n_chunks, chunk, blk) == (4, BLOCK, BLOCK)
+        assert _launch.split_plan(5, K, "onepass_bwd", BLOCK, None)[:3] == (2, 2 * BLOCK, BLOCK)
         assert _launch.split_plan(2 * SMS, K, "onepass_fwd", BLOCK, None) is None
         assert _launch.split_plan(ROWS, BLOCK, "onepass_bwd", BLOCK, None) is None
     assert _launch.split_plan(ROWS, K, "onepass_fwd", BLOCK, torch.device("cpu")) is None
@@ -79,8 +82,8 @@ def test_the_rows_are_split_into_chunks():
 
 
 def _mask_empty_poison(phi):
-    """Rows 0-4 in place: masked entries, an empty row, a NaN and a +inf (poisoned rows), a single
-    valid entry in the last chunk."""
+    """Rows 0-4 in place: masked entries, an empty row, a NaN (second chunk) and a +inf (first
+    chunk; poisoned rows), a single valid entry at the end of the row."""
     phi[0, ::3] = float("-inf")
     phi[1, :] = float("-inf")
     phi[2, 1500] = float("nan")
@@ -90,9 +93,10 @@ def _mask_empty_poison(phi):
 
 @VARIANTS
 def test_split_matches_reference_and_unsplit(method, hard):
-    """Masks, an empty row, poisoned rows and a single valid entry: identical indices to the
-    reference and to the unsplit kernels; y, stats and gradients within rounding."""
-    phi = _logits(6, seed=7)
+    """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles):
+    identical indices to the reference and to the unsplit kernels; y, stats and gradients within
+    rounding."""
+    phi = _logits(5, seed=7)
     _mask_empty_poison(phi)
     g = _grad_out(phi)
     y, stats, index, gphi = _run(method, phi, hard, g, split=True)
@@ -145,8 +149,9 @@ def test_split_vocabulary_shard(method, hard):
     torch.testing.assert_close(gphi, gphi_ref[:, c0:c0 + K])
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("method,hard", [("gumbel", False), ("reinmax", True)])
+@pytest.mark.parametrize("method,hard,dtype", [("gumbel", False, torch.bfloat16),
+                                               ("reinmax", True, torch.float16)],
+                         ids=["gumbel-soft-bf16", "reinmax-fp16"])
 def test_split_half_inputs(method, hard, dtype):
     """bf16 / fp16 logits and gradients read as such: the unsplit kernels' index, y and stats
     within rounding and the reference's index for the same values in float32."""
