@@ -10,6 +10,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * rows of K <= ``ROWS_MAX_K`` (and ``block=None``) go several to a program, one
   ``[ROWS, BLOCK]`` block (``rows_config``; the ``_diffusion_rows`` and ``_onepass_rows`` kernels);
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
+* the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
+  split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
 ``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
