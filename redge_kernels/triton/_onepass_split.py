@@ -54,7 +54,10 @@ def _chunk_bounds(K, CHUNK):
 def _split_fwd_part_kernel(phi_ptr, seed_ptr, part_f_ptr, part_i_ptr, tau, K, CHUNK, n_chunks,
                            row_offset, col_offset, phi_stride_r, phi_stride_c,
                            METHOD: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
-    """Forward partials of chunk ``program_id(1)`` of row ``program_id(0)`` (module docstring).
+    """Forward partials of chunk ``program_id(1)`` of row ``program_id(0)`` (module docstring):
+    m_c = max v, s_c = sum exp(v - safe_max(m_c)) (gumbel: exp((v - safe_max(m_c)) / tau)) over
+    the chunk's scores v; reinmax also (mt_c, st_c) of softmax(phi / tau); best_c = max fl(phi + G)
+    and idx_c its first column.
 
     phi [R, K] (strided, fp32 / bf16 / fp16), seed 0-dim int64 -> part_f [R, C, 5] float32
     (m0, s0, mt, st, best), part_i [R, C, 3] int64 (best index local to the block, n_bad,
