@@ -135,13 +135,13 @@ def test_split_int64_row_offset_and_no_y(method):
 @pytest.mark.parametrize("method,hard", [("st", False), ("gumbel", False), ("reinmax", True)])
 def test_split_vocabulary_shard(method, hard):
     """A shard starting at column 6 (the per-element noise form) of a row whose other columns
-    are -inf: the whole row's sample and gradient."""
+    are -inf: the whole row's sample and gradient. The shard and its grad_y are strided views
+    (row stride K + 9)."""
     c0 = 6
     full = torch.full((ROWS, c0 + K + 3), float("-inf"), device=DEVICE)
     full[:, c0:c0 + K] = _logits(seed=c0)
-    shard = full[:, c0:c0 + K].contiguous()
     g = _grad_out(full)
-    y, _, index, gphi = _run(method, shard, hard, g[:, c0:c0 + K].contiguous(), split=True,
+    y, _, index, gphi = _run(method, full[:, c0:c0 + K], hard, g[:, c0:c0 + K], split=True,
                              col_offset=c0)
     y_ref, index_ref, gphi_ref = _reference(method, full, hard, g)
     assert torch.equal(index + c0, index_ref)
