@@ -53,6 +53,24 @@ def workloads(level: str = "quick") -> list[Workload]:
             # the forward without y (WRITE_Y off): the hard sample's index only, as the fused
             # sample-and-embed runs it; soft samples always write y
             out.append(Workload(method, "fwd", rows, k, 5, dtype, True, write_y=False))
+    if level == "quick":
+        out += [w for dtype in ("fp32", "bf16") for w in _split_workloads(8, 262144, dtype)]
+    return out
+
+
+#: The one-pass estimators, whose few long rows the launcher splits into vocabulary chunks.
+ONEPASS = ("st", "gumbel", "reinmax")
+
+
+def _split_workloads(rows: int, k: int, dtype: str) -> list[Workload]:
+    """Every variant of the one-pass estimators at ``rows x k``: hard and soft forwards, the
+    forward without y, the backward."""
+    out = []
+    for method in ONEPASS:
+        for hard in (True, False) if method not in HARD_ONLY else (True,):
+            out.append(Workload(method, "fwd", rows, k, 5, dtype, hard))
+        out.append(Workload(method, "fwd", rows, k, 5, dtype, True, write_y=False))
+        out.append(Workload(method, "bwd", rows, k, 5, dtype, True))
     return out
 
 

@@ -10,6 +10,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * rows of K <= ``ROWS_MAX_K`` (and ``block=None``) go several to a program, one
   ``[ROWS, BLOCK]`` block (``rows_config``; the ``_diffusion_rows`` and ``_onepass_rows`` kernels);
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
+* the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
+  split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
 ``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
@@ -30,6 +32,8 @@ from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
+from ._onepass_split import (_split_bwd_out_kernel, _split_bwd_part_kernel,
+                             _split_fwd_out_kernel, _split_fwd_part_kernel)
 
 _COV, _MAX = METHOD_IDS["redge_cov"], METHOD_IDS["redge_max"]
 _DIFFUSION = {METHOD_IDS["redge"], _COV, _MAX}
@@ -256,6 +260,9 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi.stride(0), phi.stride(1), METHOD=int(method), HARD=bool(hard), ROWS=nrows,
             BLOCK=blk, STEPS_P2=steps_p2, GROUPED=col_offset % 4 == 0, WRITE_Y=write_y,
             num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif split_plan(rows, k, "onepass_fwd", block, phi.device) is not None:
+        _onepass_split_fwd(phi, seed, y, stats, index, method, hard, tau, block, row_offset,
+                           col_offset, write_y)
     else:
         single, blk, warps = config("onepass_fwd", k, block)
         _onepass_fwd_kernel[(rows,)](
@@ -306,6 +313,9 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), ROWS=nrows, BLOCK=blk, GROUPED=col_offset % 4 == 0,
             num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif split_plan(rows, k, "onepass_bwd", block, phi.device) is not None:
+        _onepass_split_bwd(grad_y, phi, seed, stats, index, grad_phi, method, tau, block,
+                           row_offset, col_offset)
     else:
         single, blk, warps = config("onepass_bwd", k, block)
         _onepass_bwd_kernel[(rows,)](
@@ -314,3 +324,78 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
             GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
     return grad_phi
+
+
+# ---- the one-pass estimators with rows split into vocabulary chunks (few long rows) ------------
+
+#: Programs per SM the split grid aims at (rows x chunks <= SMs x this, one wave): the tiled
+#: one-pass forward takes ~100 registers at 8 warps, so two of its programs are resident per SM.
+SPLIT_PROGRAMS_PER_SM = 2
+
+
+def split_plan(rows: int, k: int, kind: str, block: int | None, device) -> tuple | None:
+    """``(n_chunks, CHUNK, BLOCK, num_warps)`` of the (row x vocabulary chunk) grid of the one-pass
+    kernels (``_onepass_split``), or None for one program per row: split when the row is tiled
+    (``config``) and the rows fill fewer than half the planned programs (``sm_count`` SMs x
+    ``SPLIT_PROGRAMS_PER_SM``; under the interpreter only within ``planned_sms``). The chunks,
+    CHUNK = a whole number of tiles, are as many as fit that budget, at least two."""
+    single, blk, warps = config(kind, k, block)
+    sms = sm_count(device)
+    if single or sms is None:
+        return None
+    per_row = sms * SPLIT_PROGRAMS_PER_SM // rows
+    tiles = triton.cdiv(k, blk)
+    if per_row < 2 or tiles < 2:
+        return None
+    tiles_per_chunk = triton.cdiv(tiles, min(per_row, tiles))
+    n_chunks = triton.cdiv(tiles, tiles_per_chunk)
+    return n_chunks, tiles_per_chunk * blk, blk, warps
+
+
+def _split_parts(rows, n_chunks, device):
+    """Transient partials of the split kernels: float32 [R, C, 5] and int64 [R, C, 3]."""
+    return (torch.empty((rows, n_chunks, 5), dtype=torch.float32, device=device),
+            torch.empty((rows, n_chunks, 3), dtype=torch.int64, device=device))
+
+
+def _onepass_split_fwd(phi, seed, y, stats, index, method, hard, tau, block, row_offset,
+                       col_offset, write_y):
+    """The split forward (``_onepass_split``): partials over (row, chunk), then y per (row,
+    chunk) and the row's stats / index from chunk 0 (one chunk column without y)."""
+    rows, k = phi.shape
+    n = stats.shape[1]
+    n_chunks, chunk, blk, warps = split_plan(rows, k, "onepass_fwd", block, phi.device)
+    part_f, part_i = _split_parts(rows, n_chunks, phi.device)
+    grouped = _grouped(col_offset, blk, warps)
+    _split_fwd_part_kernel[(rows, n_chunks)](
+        phi, seed, part_f, part_i, float(tau), k, chunk, n_chunks, row_offset, col_offset,
+        phi.stride(0), phi.stride(1), METHOD=int(method), BLOCK=blk, GROUPED=grouped,
+        num_warps=warps, enable_fp_fusion=FP_FUSION)
+    _split_fwd_out_kernel[(rows, n_chunks if write_y else 1)](
+        phi, seed, part_f, part_i, y, stats, index, float(tau), k, chunk, n_chunks, n,
+        row_offset, col_offset, phi.stride(0), phi.stride(1), METHOD=int(method),
+        HARD=bool(hard), CHUNKS_P2=triton.next_power_of_2(n_chunks), BLOCK=blk,
+        STEPS_P2=triton.next_power_of_2(n), GROUPED=grouped, WRITE_Y=write_y, num_warps=warps,
+        enable_fp_fusion=FP_FUSION)
+
+
+def _onepass_split_bwd(grad_y, phi, seed, stats, index, grad_phi, method, tau, block, row_offset,
+                       col_offset):
+    """The split backward (``_onepass_split``): row-sum partials over (row, chunk), then grad_phi
+    per (row, chunk)."""
+    rows, k = phi.shape
+    n = stats.shape[1]
+    n_chunks, chunk, blk, warps = split_plan(rows, k, "onepass_bwd", block, phi.device)
+    part_f, part_i = _split_parts(rows, n_chunks, phi.device)
+    grouped = _grouped(col_offset, blk, warps)
+    args = (tau, k, chunk, n_chunks, n, row_offset, col_offset, phi.stride(0), phi.stride(1),
+            grad_y.stride(0), grad_y.stride(1))
+    _split_bwd_part_kernel[(rows, n_chunks)](
+        grad_y, phi, seed, stats, index, part_f, part_i, *args, METHOD=int(method), BLOCK=blk,
+        STEPS_P2=triton.next_power_of_2(n), GROUPED=grouped, num_warps=warps,
+        enable_fp_fusion=FP_FUSION)
+    _split_bwd_out_kernel[(rows, n_chunks)](
+        grad_y, phi, seed, stats, index, part_f, part_i, grad_phi, *args, METHOD=int(method),
+        CHUNKS_P2=triton.next_power_of_2(n_chunks), BLOCK=blk,
+        STEPS_P2=triton.next_power_of_2(n), GROUPED=grouped, num_warps=warps,
+        enable_fp_fusion=FP_FUSION)

@@ -1,0 +1,167 @@
+"""The one-pass baselines (st, gumbel, reinmax; docs/SPEC.md "Baselines") with few long rows split
+into vocabulary chunks (``redge_kernels.triton._onepass_split``): the same indices as the unsplit
+tiled kernels and the pure-PyTorch reference for the same seed, values and gradients within
+rounding, and the row conventions (masks, empty and poisoned rows, offsets, no y).
+
+Without a GPU the kernels run under ``TRITON_INTERPRET=1`` (conftest.py). The launcher splits when
+the rows fill fewer than half the programs of the planned SMs; the tests plan a small GPU
+(``planned_sms(SMS)``) and a small tile (``block=``), so that a row of K = 2000 has several
+chunks: 3 rows on 6 SMs give 4 chunks of one 512-wide tile (the last with the row's tail), 5 rows
+2 chunks of two tiles.
+"""
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+from redge_kernels import reference  # noqa: E402
+from redge_kernels._constants import METHOD_IDS  # noqa: E402
+from redge_kernels.schedule import linear_schedule  # noqa: E402
+
+tk = pytest.importorskip("redge_kernels.triton")
+if not tk.available():
+    pytest.skip(tk.unavailable_reason(), allow_module_level=True)
+from redge_kernels.triton import _launch  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ROWS, K, BLOCK, SMS = 3, 2000, 512, 6
+#: tau != 1 where the estimator has one (the tempered softmax's unscaled-max stats).
+TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
+VARIANTS = pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
+                                                   ("gumbel", False), ("reinmax", True)])
+
+
+def _logits(rows=ROWS, k=K, seed=0, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(seed)
+    return (2.0 * torch.randn(rows, k, generator=gen)).to(DEVICE, dtype)
+
+
+def _run(method, phi, hard, g, *, split, seed=3, row_offset=0, col_offset=0, write_y=True,
+         block=BLOCK):
+    """``(y, stats, index, grad_phi)`` of the Triton backend, split or not (planned SMs)."""
+    coefs = linear_schedule(3, 0.5).table(phi.device)
+    seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
+    args = (seed_t, coefs, METHOD_IDS[method], hard, TAU[method], row_offset)
+    kw = {"block": block, "col_offset": col_offset}
+    # one planned SM: the 3 rows fill it, one program per row
+    with _launch.planned_sms(SMS if split else 1):
+        y, stats, index = tk.fwd(phi, *args, write_y=write_y, **kw)
+        gphi = None
+        if write_y:
+            gphi = tk.bwd(g, phi, seed_t, coefs, stats, index, *args[2:], **kw)
+    return y, stats, index, gphi
+
+
+def _reference(method, phi, hard, g, seed=3, row_offset=0):
+    p = phi.detach().clone().requires_grad_(True)
+    y, index = reference.sample(method, p, seed, linear_schedule(3, 0.5), hard, TAU[method],
+                                row_offset)
+    y.backward(g)
+    return y.detach(), index, p.grad
+
+
+def _grad_out(phi, seed=1):
+    return torch.randn(phi.shape, generator=torch.Generator().manual_seed(seed)).to(phi)
+
+
+def test_the_rows_are_split_into_chunks():
+    """The plan the tests run under: several chunks, the last one shorter; none without a
+    planned GPU (the interpreter) or with enough rows to fill it."""
+    with _launch.planned_sms(SMS):
+        n_chunks, chunk, blk, _ = _launch.split_plan(ROWS, K, "onepass_fwd", BLOCK, None)
+        assert (n_chunks, chunk, blk) == (4, BLOCK, BLOCK)
+        assert _launch.split_plan(5, K, "onepass_bwd", BLOCK, None)[:3] == (2, 2 * BLOCK, BLOCK)
+        assert _launch.split_plan(2 * SMS, K, "onepass_fwd", BLOCK, None) is None
+        assert _launch.split_plan(ROWS, BLOCK, "onepass_bwd", BLOCK, None) is None
+    assert _launch.split_plan(ROWS, K, "onepass_fwd", BLOCK, torch.device("cpu")) is None
+    with _launch.planned_sms(132):
+        assert _launch.split_plan(8, 262144, "onepass_fwd", None, None)[:2] == (32, 8192)
+        assert _launch.split_plan(64, 131072, "onepass_bwd", None, None)[:2] == (4, 32768)
+        assert _launch.split_plan(4096, 32768, "onepass_fwd", None, None) is None
+
+
+def _mask_empty_poison(phi):
+    """Rows 0-4 in place: masked entries, an empty row, a NaN (second chunk) and a +inf (first
+    chunk; poisoned rows), a single valid entry at the end of the row."""
+    phi[0, ::3] = float("-inf")
+    phi[1, :] = float("-inf")
+    phi[2, 1500] = float("nan")
+    phi[3, 7] = float("inf")
+    phi[4, :-5] = float("-inf")
+
+
+@VARIANTS
+def test_split_matches_reference_and_unsplit(method, hard):
+    """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles):
+    identical indices to the reference and to the unsplit kernels; y, stats and gradients within
+    rounding."""
+    phi = _logits(5, seed=7)
+    _mask_empty_poison(phi)
+    g = _grad_out(phi)
+    y, stats, index, gphi = _run(method, phi, hard, g, split=True)
+    y_ref, index_ref, gphi_ref = _reference(method, phi, hard, g)
+    assert torch.equal(index, index_ref)
+    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() >= K - 5
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(gphi, gphi_ref, equal_nan=True)
+    y1, stats1, index1, gphi1 = _run(method, phi, hard, g, split=False)
+    assert torch.equal(index, index1)
+    for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
+        torch.testing.assert_close(a, b, equal_nan=True)
+    assert torch.all(y[1] == 0) and torch.all(gphi[1] == 0)
+    assert torch.isnan(y[2:4]).all() and torch.isnan(gphi[2:4]).all()
+    assert torch.isnan(stats[2:4, 0, 1]).all() and torch.all(stats[:, 2:, 0] == 0)
+    assert torch.all(gphi[0][phi[0] == float("-inf")] == 0)
+
+
+@pytest.mark.parametrize("method", ["st", "gumbel", "reinmax"])
+def test_split_int64_row_offset_and_no_y(method):
+    """A global row past 2**32 (the counter's high word) against the reference; the forward
+    without y: the same stats and index, an empty y."""
+    phi = _logits(seed=2)
+    g = _grad_out(phi)
+    row_offset = 2**33 + 5
+    y, stats, index, gphi = _run(method, phi, True, g, split=True, row_offset=row_offset)
+    y_ref, index_ref, gphi_ref = _reference(method, phi, True, g, row_offset=row_offset)
+    assert torch.equal(index, index_ref)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(gphi, gphi_ref)
+    y0, stats0, index0, _ = _run(method, phi, True, g, split=True, row_offset=row_offset,
+                                 write_y=False)
+    assert y0.shape == (0, K) and torch.equal(index0, index) and torch.equal(stats0, stats)
+
+
+@pytest.mark.parametrize("method,hard", [("st", False), ("gumbel", False), ("reinmax", True)])
+def test_split_vocabulary_shard(method, hard):
+    """A shard starting at column 6 (the per-element noise form) of a row whose other columns
+    are -inf: the whole row's sample and gradient. The shard and its grad_y are strided views
+    (row stride K + 9)."""
+    c0 = 6
+    full = torch.full((ROWS, c0 + K + 3), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + K] = _logits(seed=c0)
+    g = _grad_out(full)
+    y, _, index, gphi = _run(method, full[:, c0:c0 + K], hard, g[:, c0:c0 + K], split=True,
+                             col_offset=c0)
+    y_ref, index_ref, gphi_ref = _reference(method, full, hard, g)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref[:, c0:c0 + K])
+    torch.testing.assert_close(gphi, gphi_ref[:, c0:c0 + K])
+
+
+@pytest.mark.parametrize("method,hard,dtype", [("gumbel", False, torch.bfloat16),
+                                               ("reinmax", True, torch.float16)],
+                         ids=["gumbel-soft-bf16", "reinmax-fp16"])
+def test_split_half_inputs(method, hard, dtype):
+    """bf16 / fp16 logits and gradients read as such: the unsplit kernels' index, y and stats
+    within rounding and the reference's index for the same values in float32."""
+    phi = _logits(seed=4, dtype=dtype)
+    g = _grad_out(phi)
+    y, stats, index, gphi = _run(method, phi, hard, g, split=True)
+    y1, stats1, index1, gphi1 = _run(method, phi, hard, g, split=False)
+    assert y.dtype == gphi.dtype == dtype
+    assert torch.equal(index, index1)
+    for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
+        torch.testing.assert_close(a, b)
+    _, index_ref, _ = _reference(method, phi.float(), hard, g.float())
+    assert torch.equal(index, index_ref)
