@@ -22,7 +22,7 @@ tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
 from redge_kernels.triton import _diffusion, _diffusion_rows  # noqa: E402
-from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, ROWS_TILE  # noqa: E402
+from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, rows_config  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DIFFUSION = ("redge", "redge_cov", "redge_max")
@@ -142,7 +142,7 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
         counts[n] = len(seen)
     for n, c in counts.items():
         # one call per tile of rows: a row per program, or ROWS rows per block
-        units = -(-rows // (ROWS_TILE // 64)) if block is None else rows * tiles
+        units = -(-rows // rows_config(k)[0]) if block is None else rows * tiles
         chain = units * (n - 1)
         if method == "redge_cov":
             # mu in the walk, then in every later pass (n - 1 of them) and the output pass
@@ -156,11 +156,12 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
 
 @pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_cov", True),
                                          ("redge_cov", False), ("redge_max", True)])
-@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
 def test_rows_block_matches_reference(method, hard, k):
-    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
-    lanes masked), 9 and the largest K of the path."""
-    rows = ROWS_TILE // max(4, k) + 3
+    """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
+    noise call per element), 3 (BLOCK = 4, one grouped call per row, a lane masked), 9 and the
+    largest K of the path."""
+    rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
 
 
@@ -214,11 +215,12 @@ ONEPASS_TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
 
 @pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
                                          ("gumbel", False), ("reinmax", True)])
-@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
 def test_onepass_rows_block_matches_reference(method, hard, k):
-    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
-    lanes masked), 9 and the largest K of the path; identical indices."""
-    rows = ROWS_TILE // max(4, k) + 3
+    """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
+    noise call per element), 3 (BLOCK = 4, grouped, a lane masked), 9 and the largest K of the
+    path; identical indices."""
+    rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(3, 0.5), hard=hard,
              tau=ONEPASS_TAU[method])
 

@@ -6,7 +6,7 @@ helpers it calls with per-row scalars as ``[ROWS, 1]`` columns); every row reduc
 axis 1.
 
 Forward: per row, k = n-1 .. 1: m_k, s_k of l_k, x_{k-1} = a_k p_k + b_k x_k; the Gumbel-max over
-the row (``fold_rows``); stats written per step. Backward: one walk down the chain with the saved
+the row (``argmax_rows`` of ``l_1 + G``, every G evaluated); stats written per step. Backward: one walk down the chain with the saved
 stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch slot ``[n-1 or 2(n-1), ROWS, BLOCK]``
 (each thread reads back its own entries), then the steps k = 1 .. n-1 with d_k per row.
 """
@@ -16,8 +16,7 @@ import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, coef_a, coef_b, finish, probs, safe_max
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
-from ._gumbel_max import fold_rows
-from ._noise import gumbel_words_rows, normal_rows
+from ._noise import gumbel_rows, normal_rows
 
 
 @triton.jit
@@ -38,6 +37,16 @@ def _load_rows(phi_ptr, rows, lanes, mask, stride_r, stride_c):
     n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
     n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
     return phi, n_bad > 0, (n_valid == 0) & (n_bad == 0)
+
+
+@triton.jit
+def argmax_rows(score):
+    """Each row's first argmax of the ``[ROWS, BLOCK]`` scores ``l + G`` (int64 [ROWS]; NaN read as
+    ``-inf``, as ``tile_argmax``): the Gumbel-max sample, every G of the block evaluated (at
+    K <= 64 the candidates' loop of ``_gumbel_max.fold_rows``, a scalar Philox call and the logs
+    per candidate while any of the block's rows has one left, costs more than the block's G)."""
+    return tl.argmax(tl.where(score != score, NEG_INF, score), axis=1,
+                     tie_break_left=True).to(tl.int64)
 
 
 @triton.jit
@@ -89,9 +98,8 @@ def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, i
     l = _logits(phi, x, mu, lam, coefs_ptr, 1, COV)
     m, s = _stats_rows(l)
     _put_stats(stats_ptr, rows, rmask, n, 1, m, s, poisoned)
-    w = gumbel_words_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK,
-                          GROUPED)
-    best_idx = fold_rows(l, w, seed, grows, coff, ROWS, BLOCK)
+    best_idx = argmax_rows(l + gumbel_rows(seed, grows[:, None], coff, coff + lanes[None, :],
+                                           ROWS, BLOCK, GROUPED))
     if WRITE_Y:
         if HARD:
             y = tl.where(lanes[None, :] == best_idx[:, None], 1.0, 0.0)

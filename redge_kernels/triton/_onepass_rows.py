@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
-from ._diffusion_rows import _load_rows, _row_block, _stats_rows
+from ._diffusion_rows import _load_rows, _row_block, _stats_rows, argmax_rows
 from ._noise import gumbel_rows
 from ._onepass import GUMBEL, REINMAX, _base_probs
 
@@ -38,13 +38,11 @@ def _sample_rows(phi, seed, grows, coff, cols, METHOD: tl.constexpr, ROWS: tl.co
                  BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """``(v, best_idx)``: the scores ``v`` of ``b`` (``phi + G`` for Gumbel-Softmax, else
     ``phi``; float32 [ROWS, BLOCK]) and each row's first argmax of ``phi + G`` (int64 [ROWS];
-    NaN read as ``-inf``, as ``tile_argmax``). ``grows`` int64 [ROWS] global rows, ``cols`` int64
-    [1, BLOCK] global columns ``coff + j``. Every method evaluates every G here: at K <= 64 the
-    candidates' loop of ``fold_rows`` (a scalar Philox call and three logs per candidate, run
-    while any of the block's rows has one left) costs more than the block's G."""
+    NaN read as ``-inf``, ``argmax_rows``). ``grows`` int64 [ROWS] global rows, ``cols`` int64
+    [1, BLOCK] global columns ``coff + j``. Every method evaluates every G here (``argmax_rows``).
+    """
     score = phi + gumbel_rows(seed, grows[:, None], coff, cols, ROWS, BLOCK, GROUPED)
-    best_idx = tl.argmax(tl.where(score != score, NEG_INF, score), axis=1,
-                         tie_break_left=True).to(tl.int64)
+    best_idx = argmax_rows(score)
     if METHOD == GUMBEL:
         v = score
     else:
