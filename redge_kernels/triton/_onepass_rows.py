@@ -4,7 +4,9 @@ fills the lanes that a program per row leaves idle (docs/SPEC.md "Throughput bud
 (d)), as ``_diffusion_rows`` does for the diffusion family. Same math, same operations per element
 and the same noise as the single-block path of ``_onepass`` (whose elementwise helpers it calls
 with per-row scalars as ``[ROWS, 1]`` columns); every row reduction is along axis 1. The constexpr
-METHOD (0 st, 1 gumbel, 2 reinmax, as ``_constants.METHOD_IDS``) picks the variant.
+METHOD (0 st, 1 gumbel, 2 reinmax, as ``_constants.METHOD_IDS``) picks the variant. Blocks of
+BLOCK = 2 (K <= 2) hold each row as its two columns instead, a row per thread
+(``_onepass_pairs``: one noise call per row, the row reductions one operation each).
 
 Noise: stream 1 of the global rows ``row_offset + r`` and columns ``col_offset + j``
 (``_noise.gumbel_rows``, the values ``_noise.gumbel`` draws for each row),
@@ -21,6 +23,7 @@ from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
 from ._diffusion_rows import _load_rows, _row_block, _stats_rows, argmax_rows
 from ._noise import gumbel_rows
 from ._onepass import GUMBEL, REINMAX, _base_probs
+from ._onepass_pairs import pairs_bwd, pairs_fwd
 
 
 @triton.jit
@@ -84,8 +87,23 @@ def _onepass_rows_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau
     #   gumbel:  b = (phi + G) / tau, y = one_hot(i) (HARD) or softmax(b)
     #   reinmax: b = phi,             y = one_hot(i); slot 1 = stats of softmax(phi / tau)
     # stats of a tempered softmax of scores v: m = max v, s = sum exp((v - m) / tau) (unscaled max)
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_onepass_pairs)
+        pairs_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset, col_offset,
+                  phi_stride_r, phi_stride_c, METHOD, HARD, ROWS, STEPS_P2, GROUPED, WRITE_Y)
+    else:
+        _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset,
+                   col_offset, phi_stride_r, phi_stride_c, METHOD, HARD, ROWS, BLOCK, STEPS_P2,
+                   GROUPED, WRITE_Y)
+
+
+@triton.jit
+def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset, col_offset,
+               phi_stride_r, phi_stride_c, METHOD: tl.constexpr, HARD: tl.constexpr,
+               ROWS: tl.constexpr, BLOCK: tl.constexpr, STEPS_P2: tl.constexpr,
+               GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
+    """``_onepass_rows_fwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     coff = col_offset.to(tl.int64)
     phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
     v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes[None, :], METHOD,
@@ -143,8 +161,24 @@ def _onepass_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gp
     #   reinmax:     p0 = softmax(phi), p1 = (softmax(phi / tau) + D) / 2, D = one_hot(i)
     #                u = 2 g p1 - p1 A, A = sum(2 g p1);  w = -g/2 p0 - p0 C, C = sum(-g/2 p0)
     #                gphi = u + w, centred over the unmasked entries (masked entries exactly 0)
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_onepass_pairs)
+        pairs_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n, row_offset,
+                  col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c, METHOD, ROWS,
+                  GROUPED)
+    else:
+        _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n,
+                   row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+                   METHOD, ROWS, BLOCK, GROUPED)
+
+
+@triton.jit
+def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n, row_offset,
+               col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+               METHOD: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+               GROUPED: tl.constexpr):
+    """``_onepass_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     coff = col_offset.to(tl.int64)
     stats_row = stats_ptr + rows * n * 2
     m0 = tl.load(stats_row, mask=rmask, other=0.0).to(tl.float32)[:, None]
