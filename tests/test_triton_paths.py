@@ -349,3 +349,43 @@ def test_rows_blocks_low_precision(dtype, method, k):
     assert torch.equal(index, index_ref)
     torch.testing.assert_close(y, y_ref.detach())
     torch.testing.assert_close(gphi, p.grad)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@pytest.mark.parametrize("n_steps", [2, 5])
+def test_diffusion_pairs_masks_empty_and_poisoned_rows(method, n_steps):
+    """K = 2 for the diffusion family (_diffusion_pairs): a masked entry (either column), an empty
+    row, NaN / +inf rows, n = 2 (no step between the base and the last denoiser) and 5; the same
+    index, values, stats and gradients as one row per program."""
+    phi = _logits(9, 2, seed=6)
+    phi[0, 1] = float("-inf")
+    phi[1, :] = float("-inf")
+    phi[2, 0] = float("nan")
+    phi[3, 1] = float("inf")
+    phi[4, 0] = float("-inf")
+    sched = linear_schedule(n_steps, 0.5)
+    y, index, gphi = _compare(method, phi, sched, hard=method == "redge_max")
+    assert index[:5].tolist() == [0, -1, -1, -1, 1]
+    assert torch.all(gphi[1] == 0) and torch.isnan(gphi[2:4]).all()
+    assert gphi[0, 1] == 0 and gphi[4, 0] == 0
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    a = _run(method, phi, 11, sched, True, g, stats=True)
+    b = _run(method, phi, 11, sched, True, g, block=16, stats=True)
+    assert torch.equal(a[1], b[1])
+    for x, z in zip((a[0], a[2], a[3]), (b[0], b[2], b[3])):
+        torch.testing.assert_close(x, z, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@pytest.mark.parametrize("c0,width", [(3, 2), (6, 2), (5, 1)])
+def test_diffusion_pairs_vocabulary_shard(method, c0, width):
+    """Diffusion shards of K <= 2 at columns 3 (two noise calls per stream), 6 (words 2 and 3 of
+    one call) and 5 (K = 1)."""
+    _check_vocabulary_shard(method, True, 1.0, c0=c0, width=width)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_diffusion_pairs_int64_row_offset(method):
+    """K = 2 past global row 2**32, over more than one block of rows."""
+    phi = _logits(rows_config(2)[0] + 5, 2, seed=8)
+    _compare(method, phi, linear_schedule(4, 0.5), row_offset=2**33 + 5)

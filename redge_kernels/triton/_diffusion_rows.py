@@ -8,7 +8,9 @@ axis 1.
 Forward: per row, k = n-1 .. 1: m_k, s_k of l_k, x_{k-1} = a_k p_k + b_k x_k; the Gumbel-max over
 the row (``argmax_rows`` of ``l_1 + G``, every G evaluated); stats written per step. Backward: one walk down the chain with the saved
 stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch slot ``[n-1 or 2(n-1), ROWS, BLOCK]``
-(each thread reads back its own entries), then the steps k = 1 .. n-1 with d_k per row.
+(each thread reads back its own entries), then the steps k = 1 .. n-1 with d_k per row. Blocks of
+BLOCK = 2 (K <= 2) hold each row as its two columns instead, a row per thread
+(``_diffusion_pairs``).
 """
 
 import triton
@@ -16,6 +18,7 @@ import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, coef_a, coef_b, finish, probs, safe_max
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
+from ._diffusion_pairs import diffusion_pairs_bwd, diffusion_pairs_fwd
 from ._noise import gumbel_rows, normal_rows
 
 
@@ -76,8 +79,24 @@ def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, i
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K]
     contiguous, stats [R, n, 2] (as ``_diffusion_fwd_kernel``), index [R] int64.
     """
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_diffusion_pairs)
+        diffusion_pairs_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n,
+                            row_offset, col_offset, phi_stride_r, phi_stride_c, COV, HARD, ROWS,
+                            GROUPED, WRITE_Y)
+    else:
+        _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, row_offset,
+                   col_offset, phi_stride_r, phi_stride_c, COV, HARD, ROWS, BLOCK, GROUPED,
+                   WRITE_Y)
+
+
+@triton.jit
+def _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, row_offset,
+               col_offset, phi_stride_r, phi_stride_c, COV: tl.constexpr, HARD: tl.constexpr,
+               ROWS: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr,
+               WRITE_Y: tl.constexpr):
+    """``_diffusion_rows_fwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     coff = col_offset.to(tl.int64)
     grows = rows + row_offset
     phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
@@ -148,9 +167,25 @@ def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2], index [R] from the forward
     -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Stream 0 only.
     """
+    seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_diffusion_pairs)
+        diffusion_pairs_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
+                            scratch_ptr, R, K, n, row_offset, col_offset, phi_stride_r,
+                            phi_stride_c, gy_stride_r, gy_stride_c, COV, MAX, ROWS, GROUPED)
+    else:
+        _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr,
+                   R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+                   gy_stride_c, COV, MAX, ROWS, BLOCK, GROUPED)
+
+
+@triton.jit
+def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr, R,
+               K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+               gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr, ROWS: tl.constexpr,
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """``_diffusion_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
     pid = tl.program_id(0)
     rows, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK)
-    seed = tl.load(seed_ptr)
     coff = col_offset.to(tl.int64)
     offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + lanes[None, :]
     ws = scratch_ptr + pid.to(tl.int64) * ((n - 1) * (2 if COV else 1)) * (ROWS * BLOCK)
