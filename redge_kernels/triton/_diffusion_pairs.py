@@ -1,9 +1,9 @@
 """The diffusion family (docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max") for rows of K <= 2, the
 ``BLOCK = 2`` case of the ``_diffusion_rows`` kernels: each row held as its two columns (float32
 ``[ROWS]`` vectors), a row per thread, as ``_onepass_pairs`` does for the one-pass baselines. The
-same math, helpers (``_diffusion._base``, ``_logits``, ``_bwd_step``, ``_cov_base_grad``, called once
-per column) and noise as the ``[ROWS, BLOCK]`` block; every row reduction is one operation on the
-two columns; the backward keeps p_k (ReDGE-Cov also x_k) in the same scratch slot
+same math, helpers (``_diffusion._base``, ``_logits``, ``_bwd_step``, ``_cov_base_grad``, called
+once per column) and noise as the ``[ROWS, BLOCK]`` block; every row reduction is one operation on
+the two columns; the backward keeps p_k (ReDGE-Cov also x_k) in the same scratch slot
 ``[n-1 or 2(n-1), ROWS, 2]``, masked entries stored nowhere and read back as 0 as there.
 
 Noise: stream 0 (z, Box-Muller) and stream 1 (G) of the global columns ``col_offset`` and

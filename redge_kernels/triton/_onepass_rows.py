@@ -5,8 +5,10 @@ fills the lanes that a program per row leaves idle (docs/SPEC.md "Throughput bud
 and the same noise as the single-block path of ``_onepass`` (whose elementwise helpers it calls
 with per-row scalars as ``[ROWS, 1]`` columns); every row reduction is along axis 1. The constexpr
 METHOD (0 st, 1 gumbel, 2 reinmax, as ``_constants.METHOD_IDS``) picks the variant. Blocks of
-BLOCK = 2 (K <= 2) hold each row as its two columns instead, a row per thread
-(``_onepass_pairs``: one noise call per row, the row reductions one operation each).
+BLOCK <= ``_diffusion_rows.GROUPS_MAX_BLOCK`` are laid out as their column groups of four, as the
+grouped noise is (``_diffusion_rows._row_block``); blocks of BLOCK = 2 (K <= 2) hold each row as
+its two columns instead, a row per thread (``_onepass_pairs``: one noise call per row, the row
+reductions one operation each).
 
 Noise: stream 1 of the global rows ``row_offset + r`` and columns ``col_offset + j``
 (``_noise.gumbel_rows``, the values ``_noise.gumbel`` draws for each row),
@@ -20,7 +22,8 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
-from ._diffusion_rows import _load_rows, _row_block, _stats_rows, argmax_rows
+from ._diffusion_rows import (GROUPS_MAX_BLOCK, _load_block, _load_rows, _row_block, _stats_rows,
+                             _store_block, argmax_rows)
 from ._noise import gumbel_rows
 from ._onepass import GUMBEL, REINMAX, _base_probs
 from ._onepass_pairs import pairs_bwd, pairs_fwd
@@ -103,10 +106,12 @@ def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_off
                ROWS: tl.constexpr, BLOCK: tl.constexpr, STEPS_P2: tl.constexpr,
                GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
     """``_onepass_rows_fwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
+    GROUPS: tl.constexpr = BLOCK <= GROUPS_MAX_BLOCK
+    rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
-    phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
-    v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes[None, :], METHOD,
+    phi, poisoned, empty = _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r,
+                                      phi_stride_c, GROUPS)
+    v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes, METHOD,
                                ROWS, BLOCK, GROUPED)
     if METHOD == GUMBEL:
         m0, s0 = _scaled_stats_rows(v, tau)
@@ -119,11 +124,11 @@ def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_off
         st = s0
     if WRITE_Y:
         if HARD or METHOD == REINMAX:
-            y = tl.where(lanes[None, :] == best_idx[:, None], 1.0, 0.0)
+            y = tl.where(lanes == best_idx[:, None], 1.0, 0.0)
         else:
             y = _base_probs(v, m0, s0, tau, METHOD)
-        y = finish(y, poisoned[:, None], empty[:, None])
-        tl.store(y_ptr + rows[:, None] * K + lanes[None, :], y, mask=mask)
+        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K,
+                     finish(y, poisoned[:, None], empty[:, None]), GROUPS)
     _put_stats_rows(stats_ptr, rows, rmask, n, m0, s0, mt, st, poisoned[:, None], METHOD,
                     STEPS_P2)
     tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
@@ -178,7 +183,8 @@ def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K,
                METHOD: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
                GROUPED: tl.constexpr):
     """``_onepass_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
+    GROUPS: tl.constexpr = BLOCK <= GROUPS_MAX_BLOCK
+    rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
     stats_row = stats_ptr + rows * n * 2
     m0 = tl.load(stats_row, mask=rmask, other=0.0).to(tl.float32)[:, None]
@@ -186,17 +192,17 @@ def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K,
     idx = tl.load(index_ptr + rows, mask=rmask, other=0)[:, None]
     poisoned = (idx < 0) & (s0 != s0)
     empty = (idx < 0) & (s0 == s0)
-    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
-    g = tl.load(gy_ptr + rows[:, None] * gy_stride_r + lanes[None, :] * gy_stride_c, mask=mask,
-                other=0.0).to(tl.float32)
+    phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r, phi_stride_c,
+                      NEG_INF, GROUPS)
+    g = _load_block(gy_ptr, rows, j4, lanes, rmask, mask, K, gy_stride_r, gy_stride_c, 0.0,
+                    GROUPS)
     if METHOD == REINMAX:
         mt = tl.load(stats_row + 2, mask=rmask, other=0.0).to(tl.float32)[:, None]
         st = tl.load(stats_row + 3, mask=rmask, other=0.0).to(tl.float32)[:, None]
-        gphi = _reinmax_grad_rows(phi, g, m0, s0, mt, st, lanes[None, :] == idx, mask, tau)
+        gphi = _reinmax_grad_rows(phi, g, m0, s0, mt, st, lanes == idx, mask, tau)
     else:
         if METHOD == GUMBEL:
-            v = phi + gumbel_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes[None, :],
+            v = phi + gumbel_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes,
                                   ROWS, BLOCK, GROUPED)
         else:
             v = phi
@@ -204,5 +210,4 @@ def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K,
         gphi = s * (g - tl.sum(g * s, axis=1)[:, None])
         if METHOD == GUMBEL:
             gphi = gphi / tau
-    tl.store(gphi_ptr + rows[:, None] * K + lanes[None, :], finish(gphi, poisoned, empty),
-             mask=mask)
+    _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), GROUPS)
