@@ -14,9 +14,10 @@ Box-Muller's angle in [0, 2 pi] never takes (it is reported beside the row). Pri
 table and the run time; exits 1 if any configuration fails.
 
 ``--level quick`` (the test suite) covers every estimator, direction and hard/soft variant, and
-the hard forward without y (``write_y=False``), at K = 64 (one block, small), 2048 and 4096 (the
-largest single blocks of the backward and forward kinds), 8192 and 32768 (tiled) in fp32, and
-32768 in bf16, on sm_90; ``full`` adds K from 2 to 262144
+the hard forward without y (``write_y=False``), at K = 2 (the several-rows block of BLOCK = 2),
+9 and 64 (several-rows blocks of the grouped noise), 2048 and 4096 (the largest single blocks of
+the backward and forward kinds), 8192 and 32768 (tiled) in fp32, and 2, 128 and 32768 in bf16, on
+sm_90; ``full`` adds K from 2 to 262144
 (powers of two and odd sizes), fp16 and two row counts.
 """
 
@@ -35,8 +36,8 @@ from bench.kernel_compile import (HARD_ONLY, METHODS, Workload, capture, compile
 def workloads(level: str = "quick") -> list[Workload]:
     """Workloads whose launches cover the launcher's configurations at ``level``."""
     if level == "quick":
-        shapes = [(4096, k, "fp32") for k in (9, 64, 2048, 4096, 8192, 32768)] + \
-            [(4096, 128, "bf16"), (4096, 32768, "bf16")]
+        shapes = [(4096, k, "fp32") for k in (2, 9, 64, 2048, 4096, 8192, 32768)] + \
+            [(4096, 2, "bf16"), (4096, 128, "bf16"), (4096, 32768, "bf16")]
     else:
         ks = [2 ** e for e in range(1, 19)] + [3, 9, 100, 1000, 10000, 50000]
         shapes = [(r, k, dt) for r in (8, 4096) for k in ks for dt in ("fp32", "bf16", "fp16")]

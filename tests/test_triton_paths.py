@@ -22,7 +22,7 @@ tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
 from redge_kernels.triton import _diffusion, _diffusion_rows  # noqa: E402
-from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, ROWS_TILE  # noqa: E402
+from redge_kernels.triton._launch import INTERPRETER_PROGRAMS, ROWS_MAX_K, rows_config  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 DIFFUSION = ("redge", "redge_cov", "redge_max")
@@ -142,7 +142,7 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
         counts[n] = len(seen)
     for n, c in counts.items():
         # one call per tile of rows: a row per program, or ROWS rows per block
-        units = -(-rows // (ROWS_TILE // 64)) if block is None else rows * tiles
+        units = -(-rows // rows_config(k)[0]) if block is None else rows * tiles
         chain = units * (n - 1)
         if method == "redge_cov":
             # mu in the walk, then in every later pass (n - 1 of them) and the output pass
@@ -156,11 +156,12 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
 
 @pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_cov", True),
                                          ("redge_cov", False), ("redge_max", True)])
-@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
 def test_rows_block_matches_reference(method, hard, k):
-    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
-    lanes masked), 9 and the largest K of the path."""
-    rows = ROWS_TILE // max(4, k) + 3
+    """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
+    noise call per element), 3 (BLOCK = 4, one grouped call per row, a lane masked), 9 and the
+    largest K of the path."""
+    rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
 
 
@@ -177,10 +178,9 @@ def test_rows_block_equals_one_row_per_program(method):
     torch.testing.assert_close(a[2], b[2])
 
 
-def _check_vocabulary_shard(method, hard, tau):
+def _check_vocabulary_shard(method, hard, tau, c0=6, width=9):
     """A shard starting at a column that is not a multiple of 4 (the per-element noise form):
     the whole row's sample and gradient when every other column is -inf."""
-    c0, width = 6, 9
     full = torch.full((5, c0 + width + 3), float("-inf"), device=DEVICE)
     full[:, c0:c0 + width] = _logits(5, width, seed=c0)
     shard = full[:, c0:c0 + width].contiguous()
@@ -214,11 +214,12 @@ ONEPASS_TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
 
 @pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
                                          ("gumbel", False), ("reinmax", True)])
-@pytest.mark.parametrize("k", [2, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
 def test_onepass_rows_block_matches_reference(method, hard, k):
-    """Rows not a multiple of the block's ROWS (a partial last block), K = 2 (half the block's
-    lanes masked), 9 and the largest K of the path; identical indices."""
-    rows = ROWS_TILE // max(4, k) + 3
+    """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
+    noise call per element), 3 (BLOCK = 4, grouped, a lane masked), 9 and the largest K of the
+    path; identical indices."""
+    rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(3, 0.5), hard=hard,
              tau=ONEPASS_TAU[method])
 
@@ -275,3 +276,116 @@ def test_onepass_rows_block_int64_row_offset_and_no_y(method):
 def test_onepass_rows_block_vocabulary_shard(method):
     """A vocabulary shard at column 6 of a one-pass estimator, soft, its tau."""
     _check_vocabulary_shard(method, False, ONEPASS_TAU[method])
+
+
+# ---- rows of K <= 2: a row per thread (the BLOCK = 2 block, _onepass_pairs) --------------------
+
+@pytest.mark.parametrize("method,hard", [("st", False), ("gumbel", False), ("reinmax", True)])
+def test_onepass_pairs_masks_empty_and_poisoned_rows(method, hard):
+    """K = 2: a masked entry (either column), an empty row, NaN / +inf rows; the same index,
+    values, stats (NaN s on the poisoned rows) and gradients as one row per program."""
+    phi = _logits(9, 2, seed=4)
+    phi[0, 1] = float("-inf")
+    phi[1, :] = float("-inf")
+    phi[2, 0] = float("nan")
+    phi[3, 1] = float("inf")
+    phi[4, 0] = float("-inf")
+    y, index, gphi = _compare(method, phi, linear_schedule(3, 0.5), hard=hard,
+                              tau=ONEPASS_TAU[method])
+    assert index[:5].tolist() == [0, -1, -1, -1, 1]
+    assert torch.all(y[1] == 0) and torch.all(gphi[1] == 0)
+    assert torch.isnan(y[2:4]).all() and torch.isnan(gphi[2:4]).all()
+    assert y[0, 1] == 0 and gphi[0, 1] == 0 and y[4, 0] == 0 and gphi[4, 0] == 0
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    sched = linear_schedule(4, 0.3)
+    a = _run(method, phi, 11, sched, hard, g, tau=ONEPASS_TAU[method], stats=True)
+    b = _run(method, phi, 11, sched, hard, g, block=16, tau=ONEPASS_TAU[method], stats=True)
+    assert torch.equal(a[1], b[1])
+    for x, z in zip((a[0], a[2], a[3]), (b[0], b[2], b[3])):
+        torch.testing.assert_close(x, z, equal_nan=True)
+    assert torch.isnan(a[3][2:4, :, 1]).all()
+
+
+@pytest.mark.parametrize("method", ONEPASS)
+@pytest.mark.parametrize("c0,width", [(3, 2), (6, 2), (5, 1)])
+def test_onepass_pairs_vocabulary_shard(method, c0, width):
+    """Shards of K <= 2 at columns 3 (its two columns in two noise calls), 6 (one call, words 2
+    and 3) and 5 (K = 1)."""
+    _check_vocabulary_shard(method, False, ONEPASS_TAU[method], c0=c0, width=width)
+
+
+@pytest.mark.parametrize("method", ONEPASS)
+@pytest.mark.parametrize("k", [1, 2])
+def test_onepass_pairs_int64_row_offset_and_no_y(method, k):
+    """K <= 2 past global row 2**32, and without y: the same index and stats."""
+    phi = _logits(rows_config(k)[0] + 5, k, seed=2)
+    row_offset = 2**33 + 5
+    _compare(method, phi, linear_schedule(3, 0.5), row_offset=row_offset,
+             tau=ONEPASS_TAU[method])
+    coefs = linear_schedule(3, 0.5).table(DEVICE)
+    seed_t = torch.tensor(3, dtype=torch.int64, device=DEVICE)
+    args = (phi, seed_t, coefs, METHOD_IDS[method], True, ONEPASS_TAU[method], row_offset)
+    _, stats, index = tk.fwd(*args)
+    y0, stats0, index0 = tk.fwd(*args, write_y=False)
+    assert y0.shape == (0, k) and torch.equal(index0, index) and torch.equal(stats0, stats)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("method", ONEPASS + ("redge", "redge_cov"))
+@pytest.mark.parametrize("k", [2, 9])
+def test_rows_blocks_low_precision(dtype, method, k):
+    """fp16 / bf16 logits and gradients on the several-rows blocks (K = 2: a row per thread for
+    the one-pass estimators; 9: a [ROWS, 16] block): fp32 math against the reference on the same
+    low-precision input, identical indices, outputs in the input's dtype."""
+    phi = _logits(13, k, seed=k).to(dtype)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    tau = ONEPASS_TAU.get(method, 1.0)
+    sched = linear_schedule(3, 0.5)
+    y, index, gphi = _run(method, phi, 5, sched, method != "st", g, tau=tau)
+    p = phi.detach().clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 5, sched, method != "st", tau)
+    y_ref.backward(g)
+    assert y.dtype == dtype and gphi.dtype == dtype
+    assert torch.equal(index, index_ref)
+    torch.testing.assert_close(y, y_ref.detach())
+    torch.testing.assert_close(gphi, p.grad)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@pytest.mark.parametrize("n_steps", [2, 5])
+def test_diffusion_pairs_masks_empty_and_poisoned_rows(method, n_steps):
+    """K = 2 for the diffusion family (_diffusion_pairs): a masked entry (either column), an empty
+    row, NaN / +inf rows, n = 2 (no step between the base and the last denoiser) and 5; the same
+    index, values, stats and gradients as one row per program."""
+    phi = _logits(9, 2, seed=6)
+    phi[0, 1] = float("-inf")
+    phi[1, :] = float("-inf")
+    phi[2, 0] = float("nan")
+    phi[3, 1] = float("inf")
+    phi[4, 0] = float("-inf")
+    sched = linear_schedule(n_steps, 0.5)
+    y, index, gphi = _compare(method, phi, sched, hard=method == "redge_max")
+    assert index[:5].tolist() == [0, -1, -1, -1, 1]
+    assert torch.all(gphi[1] == 0) and torch.isnan(gphi[2:4]).all()
+    assert gphi[0, 1] == 0 and gphi[4, 0] == 0
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(1)).to(phi)
+    a = _run(method, phi, 11, sched, True, g, stats=True)
+    b = _run(method, phi, 11, sched, True, g, block=16, stats=True)
+    assert torch.equal(a[1], b[1])
+    for x, z in zip((a[0], a[2], a[3]), (b[0], b[2], b[3])):
+        torch.testing.assert_close(x, z, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+@pytest.mark.parametrize("c0,width", [(3, 2), (6, 2), (5, 1)])
+def test_diffusion_pairs_vocabulary_shard(method, c0, width):
+    """Diffusion shards of K <= 2 at columns 3 (two noise calls per stream), 6 (words 2 and 3 of
+    one call) and 5 (K = 1)."""
+    _check_vocabulary_shard(method, True, 1.0, c0=c0, width=width)
+
+
+@pytest.mark.parametrize("method", DIFFUSION)
+def test_diffusion_pairs_int64_row_offset(method):
+    """K = 2 past global row 2**32, over more than one block of rows."""
+    phi = _logits(rows_config(2)[0] + 5, 2, seed=8)
+    _compare(method, phi, linear_schedule(4, 0.5), row_offset=2**33 + 5)

@@ -6,9 +6,12 @@ helpers it calls with per-row scalars as ``[ROWS, 1]`` columns); every row reduc
 axis 1.
 
 Forward: per row, k = n-1 .. 1: m_k, s_k of l_k, x_{k-1} = a_k p_k + b_k x_k; the Gumbel-max over
-the row (``fold_rows``); stats written per step. Backward: one walk down the chain with the saved
-stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch slot ``[n-1 or 2(n-1), ROWS, BLOCK]``
-(each thread reads back its own entries), then the steps k = 1 .. n-1 with d_k per row.
+the row (``argmax_rows`` of ``l_1 + G``, every G evaluated); stats written per step. Backward: one
+walk down the chain with the saved stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch
+slot ``[n-1 or 2(n-1), ROWS, BLOCK]`` (each thread reads back its own entries), then the steps
+k = 1 .. n-1 with d_k per row. Blocks of BLOCK <= ``GROUPS_MAX_BLOCK`` of the forward (and of the
+one-pass kernels) are laid out as their column groups of four (``_row_block``); blocks of BLOCK = 2
+(K <= 2) hold each row as its two columns instead, a row per thread (``_diffusion_pairs``).
 """
 
 import triton
@@ -16,28 +19,96 @@ import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, coef_a, coef_b, finish, probs, safe_max
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
-from ._gumbel_max import fold_rows
-from ._noise import gumbel_words_rows, normal_rows
+from ._diffusion_pairs import diffusion_pairs_bwd, diffusion_pairs_fwd
+from ._noise import _interleave4_rows, gumbel_rows, normal_rows
+
+
+#: Largest BLOCK whose block is laid out as its column groups (``_row_block``). (bench.gpu_model,
+#: sm_90: at 5184 x 9 the column-group layout took the st forward from 424 to 284 instructions per
+#: element and the redge forward from 905 to 615; at 6400 x 64, whose rows are 16-byte aligned and
+#: loaded as vectors of four in the plain layout, it took 166 against 162 for st and made the
+#: redge backward's scratch walk twice as dear; the diffusion backward never takes it.)
+GROUPS_MAX_BLOCK: tl.constexpr = tl.constexpr(16)
 
 
 @triton.jit
-def _row_block(pid, R, K, ROWS: tl.constexpr, BLOCK: tl.constexpr):
-    """``(rows int64 [ROWS], lanes int64 [BLOCK], rmask, mask [ROWS, BLOCK])`` of block ``pid``."""
+def _row_block(pid, R, K, ROWS: tl.constexpr, BLOCK: tl.constexpr, GROUPS: tl.constexpr):
+    """``(rows int64 [ROWS], j4, lanes, rmask [ROWS], mask [ROWS, BLOCK])`` of block ``pid``
+    (BLOCK >= 4): ``j4`` int64 [ROWS, BLOCK // 4] the first column of each group of four,
+    ``lanes`` int64 the column of each entry. ``GROUPS``: the block is laid out as the grouped
+    noise is (``_noise._interleave4_rows``: the four columns of a group in one thread), so that
+    the noise joins it with no data movement: loaded and stored as its four column groups
+    (``_load_block``, ``_store_block``), ``lanes`` [ROWS, BLOCK] an interleave of four
+    ``[ROWS, BLOCK // 4]`` ones; else ``lanes`` = ``arange(BLOCK)`` as [1, BLOCK]."""
     rows = pid.to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
     rmask = rows < R
-    return rows, lanes, rmask, rmask[:, None] & (lanes[None, :] < K)
+    j4 = 4 * tl.arange(0, BLOCK // 4).to(tl.int64)[None, :] + \
+        tl.zeros([ROWS, BLOCK // 4], dtype=tl.int64)
+    if GROUPS:
+        lanes = _interleave4_rows(j4, j4 + 1, j4 + 2, j4 + 3)
+    else:
+        lanes = tl.arange(0, BLOCK).to(tl.int64)[None, :]
+    return rows, j4, lanes, rmask, rmask[:, None] & (lanes < K)
 
 
 @triton.jit
-def _load_rows(phi_ptr, rows, lanes, mask, stride_r, stride_c):
+def _load_block(ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c, other,
+                GROUPS: tl.constexpr):
+    """The ``[ROWS, BLOCK]`` block ``ptr[row, col]`` (``other`` outside ``mask``) as float32;
+    ``GROUPS``: loaded as its four column groups ``4j + i`` (``_row_block``)."""
+    if GROUPS:
+        base = ptr + rows[:, None] * stride_r
+        rm = rmask[:, None]
+        a0 = tl.load(base + j4 * stride_c, mask=rm & (j4 < K), other=other)
+        a1 = tl.load(base + (j4 + 1) * stride_c, mask=rm & (j4 + 1 < K), other=other)
+        a2 = tl.load(base + (j4 + 2) * stride_c, mask=rm & (j4 + 2 < K), other=other)
+        a3 = tl.load(base + (j4 + 3) * stride_c, mask=rm & (j4 + 3 < K), other=other)
+        v = _interleave4_rows(a0.to(tl.float32), a1.to(tl.float32), a2.to(tl.float32),
+                              a3.to(tl.float32))
+    else:
+        v = tl.load(ptr + rows[:, None] * stride_r + lanes * stride_c, mask=mask,
+                    other=other).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _store_block(ptr, rows, j4, lanes, rmask, mask, K, v, GROUPS: tl.constexpr):
+    """Store the ``[ROWS, BLOCK]`` block ``v`` at ``ptr[row * K + col]`` where ``mask``;
+    ``GROUPS``: as its four column groups (the inverse of the interleave: two ``tl.split``)."""
+    if GROUPS:
+        lo, hi = tl.split(tl.reshape(v, [v.shape[0], v.shape[1] // 4, 2, 2]))
+        v0, v2 = tl.split(lo)
+        v1, v3 = tl.split(hi)
+        base = ptr + rows[:, None] * K
+        rm = rmask[:, None]
+        tl.store(base + j4, v0, mask=rm & (j4 < K))
+        tl.store(base + j4 + 1, v1, mask=rm & (j4 + 1 < K))
+        tl.store(base + j4 + 2, v2, mask=rm & (j4 + 2 < K))
+        tl.store(base + j4 + 3, v3, mask=rm & (j4 + 3 < K))
+    else:
+        tl.store(ptr + rows[:, None] * K + lanes, v, mask=mask)
+
+
+@triton.jit
+def _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c,
+               GROUPS: tl.constexpr):
     """The ``[ROWS, BLOCK]`` block of logits as float32 (``-inf`` outside ``mask``) and per row
     ``poisoned`` (a NaN or ``+inf`` entry) and ``empty`` (every entry ``-inf``), ``[ROWS]`` bool."""
-    phi = tl.load(phi_ptr + rows[:, None] * stride_r + lanes[None, :] * stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
+    phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c, NEG_INF,
+                      GROUPS)
     n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
     n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
     return phi, n_bad > 0, (n_valid == 0) & (n_bad == 0)
+
+
+@triton.jit
+def argmax_rows(score):
+    """Each row's first argmax of the ``[ROWS, BLOCK]`` scores ``l + G`` (int64 [ROWS]; NaN read as
+    ``-inf``, as ``tile_argmax``): the Gumbel-max sample, every G of the block evaluated (at
+    K <= 64 the candidates' loop of ``_gumbel_max.fold_rows``, a scalar Philox call and the logs
+    per candidate while any of the block's rows has one left, costs more than the block's G)."""
+    return tl.argmax(tl.where(score != score, NEG_INF, score), axis=1,
+                     tie_break_left=True).to(tl.int64)
 
 
 @triton.jit
@@ -67,12 +138,30 @@ def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, i
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K]
     contiguous, stats [R, n, 2] (as ``_diffusion_fwd_kernel``), index [R] int64.
     """
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_diffusion_pairs)
+        diffusion_pairs_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n,
+                            row_offset, col_offset, phi_stride_r, phi_stride_c, COV, HARD, ROWS,
+                            GROUPED, WRITE_Y)
+    else:
+        _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, row_offset,
+                   col_offset, phi_stride_r, phi_stride_c, COV, HARD, ROWS, BLOCK, GROUPED,
+                   WRITE_Y)
+
+
+@triton.jit
+def _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, row_offset,
+               col_offset, phi_stride_r, phi_stride_c, COV: tl.constexpr, HARD: tl.constexpr,
+               ROWS: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr,
+               WRITE_Y: tl.constexpr):
+    """``_diffusion_rows_fwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    GROUPS: tl.constexpr = BLOCK <= GROUPS_MAX_BLOCK
+    rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
     grows = rows + row_offset
-    phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
-    z = normal_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK, GROUPED)
+    phi, poisoned, empty = _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r,
+                                      phi_stride_c, GROUPS)
+    z = normal_rows(seed, grows[:, None], coff, coff + lanes, ROWS, BLOCK, GROUPED)
     if COV:
         m0, s0 = _stats_rows(phi)
     else:  # slot 0 unused: (0, 0), NaN on poisoned rows as every s
@@ -89,16 +178,15 @@ def _diffusion_rows_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, i
     l = _logits(phi, x, mu, lam, coefs_ptr, 1, COV)
     m, s = _stats_rows(l)
     _put_stats(stats_ptr, rows, rmask, n, 1, m, s, poisoned)
-    w = gumbel_words_rows(seed, grows[:, None], coff, coff + lanes[None, :], ROWS, BLOCK,
-                          GROUPED)
-    best_idx = fold_rows(l, w, seed, grows, coff, ROWS, BLOCK)
+    best_idx = argmax_rows(l + gumbel_rows(seed, grows[:, None], coff, coff + lanes,
+                                           ROWS, BLOCK, GROUPED))
     if WRITE_Y:
         if HARD:
-            y = tl.where(lanes[None, :] == best_idx[:, None], 1.0, 0.0)
+            y = tl.where(lanes == best_idx[:, None], 1.0, 0.0)
         else:
             y = probs(l, m, s)
-        y = finish(y, poisoned[:, None], empty[:, None])
-        tl.store(y_ptr + rows[:, None] * K + lanes[None, :], y, mask=mask)
+        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K,
+                     finish(y, poisoned[:, None], empty[:, None]), GROUPS)
     tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
 
 
@@ -140,16 +228,32 @@ def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2], index [R] from the forward
     -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Stream 0 only.
     """
-    pid = tl.program_id(0)
-    rows, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_diffusion_pairs)
+        diffusion_pairs_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
+                            scratch_ptr, R, K, n, row_offset, col_offset, phi_stride_r,
+                            phi_stride_c, gy_stride_r, gy_stride_c, COV, MAX, ROWS, GROUPED)
+    else:
+        _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr,
+                   R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+                   gy_stride_c, COV, MAX, ROWS, BLOCK, GROUPED)
+
+
+@triton.jit
+def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr, R,
+               K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+               gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr, ROWS: tl.constexpr,
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """``_diffusion_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    pid = tl.program_id(0)
+    rows, j4, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK, False)
     coff = col_offset.to(tl.int64)
-    offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + lanes[None, :]
+    offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + lanes
     ws = scratch_ptr + pid.to(tl.int64) * ((n - 1) * (2 if COV else 1)) * (ROWS * BLOCK)
-    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
-    g = tl.load(gy_ptr + rows[:, None] * gy_stride_r + lanes[None, :] * gy_stride_c, mask=mask,
-                other=0.0).to(tl.float32)
+    phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r, phi_stride_c,
+                      NEG_INF, False)
+    g = _load_block(gy_ptr, rows, j4, lanes, rmask, mask, K, gy_stride_r, gy_stride_c, 0.0,
+                    False)
     idx = tl.load(index_ptr + rows, mask=rmask, other=0)
     s1 = tl.load(stats_ptr + rows * n * 2 + 3, mask=rmask, other=0.0).to(tl.float32)
     poisoned = ((idx < 0) & (s1 != s1))[:, None]
@@ -157,7 +261,7 @@ def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, 
     g_idx = tl.load(gy_ptr + rows * gy_stride_r + tl.maximum(idx, 0) * gy_stride_c,
                     mask=rmask & (idx >= 0), other=0.0).to(tl.float32)[:, None]
     m0, s0 = _load_stats_rows(stats_ptr, rows, rmask, n, 0)
-    z = normal_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes[None, :], ROWS, BLOCK,
+    z = normal_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes, ROWS, BLOCK,
                     GROUPED)
     x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
     _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, mask, COV, ROWS,
@@ -178,10 +282,9 @@ def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, 
         gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)
         d = tl.sum(gp * p, axis=1)[:, None]
         gphi, gx, gmu, glam = _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam,
-                                        lanes[None, :] == idx[:, None], g_idx, coefs_ptr, COV,
+                                        lanes == idx[:, None], g_idx, coefs_ptr, COV,
                                         MAX)
     if COV:
         gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
         gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=1)[:, None])
-    tl.store(gphi_ptr + rows[:, None] * K + lanes[None, :], finish(gphi, poisoned, empty),
-             mask=mask)
+    _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), False)

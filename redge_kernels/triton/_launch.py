@@ -60,15 +60,27 @@ ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "
 #: bf16 diffusion backward's [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128
 #: take one row per program.)
 ROWS_MAX_K = 64
-#: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps.
+#: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps: four entries per
+#: thread, so that the four columns of a noise call (the grouped form, BLOCK >= 4) sit in one
+#: thread and their interleave stays in registers (bench.gpu_model: at 6400 x 64 the 256-entry
+#: block of 4 warps, two entries per thread, took 258 instructions per element for st and 902 for
+#: redge, four entries per thread 162 and 354); 256 entries of 2 warps rather than 512 of 4 (the
+#: same instructions per element) spread the small shapes more evenly over the SMs (5184 x 9:
+#: 324 programs, at most 3 of 2 warps per SM, against 162, at most 2 of 4 warps). Rows of K <= 2
+#: (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
 ROWS_TILE = 256
-ROWS_WARPS = 4
+ROWS_WARPS = 2
+ROWS_TILE_PAIRS = 256
+ROWS_WARPS_PAIRS = 4
 
 
 def rows_config(k: int) -> tuple[int, int, int]:
     """``(ROWS, BLOCK, num_warps)`` of the several-rows block for rows of ``k <= ROWS_MAX_K``
-    entries: BLOCK = next_pow2(k), at least 4 (one noise call per four columns)."""
-    block = max(4, triton.next_power_of_2(k))
+    entries: BLOCK = next_pow2(k), at least 2 (no lane masked at K = 2; BLOCK >= 4 takes the
+    grouped noise form, one call per four columns; BLOCK = 2 a row per thread, one call per row)."""
+    block = max(2, triton.next_power_of_2(k))
+    if block == 2:
+        return ROWS_TILE_PAIRS // block, block, ROWS_WARPS_PAIRS
     return ROWS_TILE // block, block, ROWS_WARPS
 
 

@@ -13,9 +13,9 @@ global columns 4j .. 4j+3 of a row; every word is used once:
 The blocks come in two forms with the same values, picked by the constexpr ``GROUPED``: a tile that
 starts at a global column that is a multiple of 4 takes BLOCK // 4 calls, interleaved into column
 order with ``tl.join`` + ``tl.reshape`` (the launcher picks it when the tile also has at least one
-call per thread); any other tile (a vocabulary shard whose first column is not a multiple of 4, or
-a block of fewer than four columns per thread) takes one call per element and keeps the lane
-``col & 3`` it needs. ``gumbel_words`` returns the raw
+call per thread); any other tile (a vocabulary shard whose first column is not a multiple of 4, a
+block of fewer than four columns per thread, or a ``[ROWS, BLOCK]`` block of fewer than four lanes)
+takes one call per element and keeps the lane ``col & 3`` it needs. ``gumbel_words`` returns the raw
 stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_gumbel_max``).
 
 ``tl.log`` / ``tl.cos`` / ``tl.sin`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` /
@@ -134,9 +134,12 @@ def gumbel_from_word(w):
     b = w.to(tl.float32) * _TWO_M32 + _TWO_M33  # u, exact near 0
     one_minus_a = 1.0 - a
     denom = 1.0 - one_minus_a  # exact (Sterbenz) for a < 1/2
-    e_small = tl.where(one_minus_a == 1.0, a,
-                       -tl.log(one_minus_a) * a / tl.where(denom == 0.0, 1.0, denom))
-    e = tl.where(a < 0.5, e_small, -tl.log(b))
+    small = a < 0.5
+    # one log for E: log(1 - a) where a < 1/2 (Goldberg), else log(b); the same values as
+    # evaluating both logs and selecting, with a log fewer per element
+    log_e = tl.log(tl.where(small, one_minus_a, b))
+    e_small = tl.where(one_minus_a == 1.0, a, -log_e * a / tl.where(denom == 0.0, 1.0, denom))
+    e = tl.where(small, e_small, -log_e)
     return -tl.log(e)
 
 
@@ -155,8 +158,9 @@ def _words_rows(seed, rows, c0, cols, stream: tl.constexpr, ROWS: tl.constexpr,
                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """The four words of each column's call for the tile ``[ROWS, BLOCK]`` of global rows
     ``rows`` (int64 [ROWS, 1]) and global columns ``cols = c0 + arange(BLOCK)`` (int64 [1, BLOCK]).
-    ``GROUPED`` (``c0`` a multiple of 4): ``[ROWS, BLOCK // 4]`` calls; else one call per element."""
-    if GROUPED:
+    ``GROUPED`` (``c0`` a multiple of 4) with ``BLOCK >= 4``: ``[ROWS, BLOCK // 4]`` calls; else
+    (also every block of fewer than four lanes) one call per element."""
+    if GROUPED and BLOCK >= 4:
         j = (c0.to(tl.int64) >> 2) + tl.arange(0, BLOCK // 4).to(tl.int64)
         j = j[None, :] + tl.zeros([ROWS, BLOCK // 4], dtype=tl.int64)
     else:
@@ -170,7 +174,7 @@ def normal_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.constexpr,
     """Stream 0 of a ``[ROWS, BLOCK]`` tile (see ``_words_rows``); the same values as ``normal``
     draws for each of its rows."""
     w0, w1, w2, w3 = _words_rows(seed, rows, c0, cols, 0, ROWS, BLOCK, GROUPED)
-    if GROUPED:
+    if GROUPED and BLOCK >= 4:
         rho0 = _rho(w0)
         rho2 = _rho(w2)
         t1 = _theta(w1)
@@ -191,7 +195,7 @@ def gumbel_words_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.conste
                       GROUPED: tl.constexpr):
     """The raw stream-1 words of a ``[ROWS, BLOCK]`` tile (see ``gumbel_words``)."""
     w0, w1, w2, w3 = _words_rows(seed, rows, c0, cols, 1, ROWS, BLOCK, GROUPED)
-    if GROUPED:
+    if GROUPED and BLOCK >= 4:
         w = _interleave4_rows(w0, w1, w2, w3)
     else:
         w = lane_word(w0, w1, w2, w3, (cols & 3) + tl.zeros([ROWS, BLOCK], dtype=tl.int64))

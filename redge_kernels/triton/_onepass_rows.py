@@ -4,7 +4,11 @@ fills the lanes that a program per row leaves idle (docs/SPEC.md "Throughput bud
 (d)), as ``_diffusion_rows`` does for the diffusion family. Same math, same operations per element
 and the same noise as the single-block path of ``_onepass`` (whose elementwise helpers it calls
 with per-row scalars as ``[ROWS, 1]`` columns); every row reduction is along axis 1. The constexpr
-METHOD (0 st, 1 gumbel, 2 reinmax, as ``_constants.METHOD_IDS``) picks the variant.
+METHOD (0 st, 1 gumbel, 2 reinmax, as ``_constants.METHOD_IDS``) picks the variant. Blocks of
+BLOCK <= ``_diffusion_rows.GROUPS_MAX_BLOCK`` are laid out as their column groups of four, as the
+grouped noise is (``_diffusion_rows._row_block``); blocks of BLOCK = 2 (K <= 2) hold each row as
+its two columns instead, a row per thread (``_onepass_pairs``: one noise call per row, the row
+reductions one operation each).
 
 Noise: stream 1 of the global rows ``row_offset + r`` and columns ``col_offset + j``
 (``_noise.gumbel_rows``, the values ``_noise.gumbel`` draws for each row),
@@ -18,9 +22,11 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
-from ._diffusion_rows import _load_rows, _row_block, _stats_rows
+from ._diffusion_rows import (GROUPS_MAX_BLOCK, _load_block, _load_rows, _row_block, _stats_rows,
+                             _store_block, argmax_rows)
 from ._noise import gumbel_rows
 from ._onepass import GUMBEL, REINMAX, _base_probs
+from ._onepass_pairs import pairs_bwd, pairs_fwd
 
 
 @triton.jit
@@ -38,13 +44,11 @@ def _sample_rows(phi, seed, grows, coff, cols, METHOD: tl.constexpr, ROWS: tl.co
                  BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """``(v, best_idx)``: the scores ``v`` of ``b`` (``phi + G`` for Gumbel-Softmax, else
     ``phi``; float32 [ROWS, BLOCK]) and each row's first argmax of ``phi + G`` (int64 [ROWS];
-    NaN read as ``-inf``, as ``tile_argmax``). ``grows`` int64 [ROWS] global rows, ``cols`` int64
-    [1, BLOCK] global columns ``coff + j``. Every method evaluates every G here: at K <= 64 the
-    candidates' loop of ``fold_rows`` (a scalar Philox call and three logs per candidate, run
-    while any of the block's rows has one left) costs more than the block's G."""
+    NaN read as ``-inf``, ``argmax_rows``). ``grows`` int64 [ROWS] global rows, ``cols`` int64
+    [1, BLOCK] global columns ``coff + j``. Every method evaluates every G here (``argmax_rows``).
+    """
     score = phi + gumbel_rows(seed, grows[:, None], coff, cols, ROWS, BLOCK, GROUPED)
-    best_idx = tl.argmax(tl.where(score != score, NEG_INF, score), axis=1,
-                         tie_break_left=True).to(tl.int64)
+    best_idx = argmax_rows(score)
     if METHOD == GUMBEL:
         v = score
     else:
@@ -86,11 +90,28 @@ def _onepass_rows_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau
     #   gumbel:  b = (phi + G) / tau, y = one_hot(i) (HARD) or softmax(b)
     #   reinmax: b = phi,             y = one_hot(i); slot 1 = stats of softmax(phi / tau)
     # stats of a tempered softmax of scores v: m = max v, s = sum exp((v - m) / tau) (unscaled max)
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_onepass_pairs)
+        pairs_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset, col_offset,
+                  phi_stride_r, phi_stride_c, METHOD, HARD, ROWS, STEPS_P2, GROUPED, WRITE_Y)
+    else:
+        _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset,
+                   col_offset, phi_stride_r, phi_stride_c, METHOD, HARD, ROWS, BLOCK, STEPS_P2,
+                   GROUPED, WRITE_Y)
+
+
+@triton.jit
+def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offset, col_offset,
+               phi_stride_r, phi_stride_c, METHOD: tl.constexpr, HARD: tl.constexpr,
+               ROWS: tl.constexpr, BLOCK: tl.constexpr, STEPS_P2: tl.constexpr,
+               GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
+    """``_onepass_rows_fwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    GROUPS: tl.constexpr = BLOCK <= GROUPS_MAX_BLOCK
+    rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
-    phi, poisoned, empty = _load_rows(phi_ptr, rows, lanes, mask, phi_stride_r, phi_stride_c)
-    v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes[None, :], METHOD,
+    phi, poisoned, empty = _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r,
+                                      phi_stride_c, GROUPS)
+    v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes, METHOD,
                                ROWS, BLOCK, GROUPED)
     if METHOD == GUMBEL:
         m0, s0 = _scaled_stats_rows(v, tau)
@@ -103,11 +124,11 @@ def _onepass_rows_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau
         st = s0
     if WRITE_Y:
         if HARD or METHOD == REINMAX:
-            y = tl.where(lanes[None, :] == best_idx[:, None], 1.0, 0.0)
+            y = tl.where(lanes == best_idx[:, None], 1.0, 0.0)
         else:
             y = _base_probs(v, m0, s0, tau, METHOD)
-        y = finish(y, poisoned[:, None], empty[:, None])
-        tl.store(y_ptr + rows[:, None] * K + lanes[None, :], y, mask=mask)
+        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K,
+                     finish(y, poisoned[:, None], empty[:, None]), GROUPS)
     _put_stats_rows(stats_ptr, rows, rmask, n, m0, s0, mt, st, poisoned[:, None], METHOD,
                     STEPS_P2)
     tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
@@ -145,8 +166,25 @@ def _onepass_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gp
     #   reinmax:     p0 = softmax(phi), p1 = (softmax(phi / tau) + D) / 2, D = one_hot(i)
     #                u = 2 g p1 - p1 A, A = sum(2 g p1);  w = -g/2 p0 - p0 C, C = sum(-g/2 p0)
     #                gphi = u + w, centred over the unmasked entries (masked entries exactly 0)
-    rows, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK)
     seed = tl.load(seed_ptr)
+    if BLOCK == 2:  # K <= 2: a row per thread (_onepass_pairs)
+        pairs_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n, row_offset,
+                  col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c, METHOD, ROWS,
+                  GROUPED)
+    else:
+        _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n,
+                   row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+                   METHOD, ROWS, BLOCK, GROUPED)
+
+
+@triton.jit
+def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, n, row_offset,
+               col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+               METHOD: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+               GROUPED: tl.constexpr):
+    """``_onepass_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
+    GROUPS: tl.constexpr = BLOCK <= GROUPS_MAX_BLOCK
+    rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
     stats_row = stats_ptr + rows * n * 2
     m0 = tl.load(stats_row, mask=rmask, other=0.0).to(tl.float32)[:, None]
@@ -154,17 +192,17 @@ def _onepass_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gp
     idx = tl.load(index_ptr + rows, mask=rmask, other=0)[:, None]
     poisoned = (idx < 0) & (s0 != s0)
     empty = (idx < 0) & (s0 == s0)
-    phi = tl.load(phi_ptr + rows[:, None] * phi_stride_r + lanes[None, :] * phi_stride_c,
-                  mask=mask, other=NEG_INF).to(tl.float32)
-    g = tl.load(gy_ptr + rows[:, None] * gy_stride_r + lanes[None, :] * gy_stride_c, mask=mask,
-                other=0.0).to(tl.float32)
+    phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r, phi_stride_c,
+                      NEG_INF, GROUPS)
+    g = _load_block(gy_ptr, rows, j4, lanes, rmask, mask, K, gy_stride_r, gy_stride_c, 0.0,
+                    GROUPS)
     if METHOD == REINMAX:
         mt = tl.load(stats_row + 2, mask=rmask, other=0.0).to(tl.float32)[:, None]
         st = tl.load(stats_row + 3, mask=rmask, other=0.0).to(tl.float32)[:, None]
-        gphi = _reinmax_grad_rows(phi, g, m0, s0, mt, st, lanes[None, :] == idx, mask, tau)
+        gphi = _reinmax_grad_rows(phi, g, m0, s0, mt, st, lanes == idx, mask, tau)
     else:
         if METHOD == GUMBEL:
-            v = phi + gumbel_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes[None, :],
+            v = phi + gumbel_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes,
                                   ROWS, BLOCK, GROUPED)
         else:
             v = phi
@@ -172,5 +210,4 @@ def _onepass_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gp
         gphi = s * (g - tl.sum(g * s, axis=1)[:, None])
         if METHOD == GUMBEL:
             gphi = gphi / tau
-    tl.store(gphi_ptr + rows[:, None] * K + lanes[None, :], finish(gphi, poisoned, empty),
-             mask=mask)
+    _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), GROUPS)
