@@ -74,6 +74,41 @@ def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, METHOD: tl.co
     return v, best, best_idx
 
 
+@triton.jit
+def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, METHOD: tl.constexpr,
+                BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """One pass over the columns ``[c0, c1)`` of a row in tiles of BLOCK: the online stats of the
+    scores ``v`` (slot 0: ``m = max v``, ``s = sum exp(v - m)``; Gumbel-Softmax ``exp((v - m) /
+    tau)``), ReinMax's ``softmax(phi / tau)`` stats, the Gumbel-max ``(best, best_idx)`` (first
+    argmax of fl(phi + G), index relative to the row) and the counts of bad / valid entries.
+    Returns ``(m0, s0, mt, st, best, best_idx, n_bad, n_valid)``; the maxima are raw (-inf
+    where every entry is -inf)."""
+    n_bad = 0
+    n_valid = 0
+    m0 = NEG_INF
+    s0 = 0.0
+    mt = NEG_INF
+    st = 0.0
+    best = NEG_INF
+    best_idx = grow * 0
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        nb, nv = row_flags(phi, cmask)
+        n_bad += nb
+        n_valid += nv
+        v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
+                                         coff + cols, start, METHOD, BLOCK, GROUPED)
+        if METHOD == GUMBEL:
+            m0, s0 = scaled_online_stats(m0, s0, v, tau)
+        else:
+            m0, s0 = online_stats(m0, s0, v)
+        if METHOD == REINMAX:
+            mt, st = scaled_online_stats(mt, st, phi, tau)
+    return m0, s0, mt, st, best, best_idx, n_bad, n_valid
+
+
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
@@ -114,29 +149,8 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         if WRITE_Y:
             tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
     else:
-        n_bad = 0
-        n_valid = 0
-        m0 = NEG_INF
-        s0 = 0.0
-        mt = NEG_INF
-        st = 0.0
-        best = NEG_INF
-        best_idx = row * 0
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            nb, nv = row_flags(phi, cmask)
-            n_bad += nb
-            n_valid += nv
-            v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
-                                             coff + cols, start, METHOD, BLOCK, GROUPED)
-            if METHOD == GUMBEL:
-                m0, s0 = scaled_online_stats(m0, s0, v, tau)
-            else:
-                m0, s0 = online_stats(m0, s0, v)
-            if METHOD == REINMAX:
-                mt, st = scaled_online_stats(mt, st, phi, tau)
+        m0, s0, mt, st, best, best_idx, n_bad, n_valid = _scan_range(
+            phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, tau, METHOD, BLOCK, GROUPED)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0

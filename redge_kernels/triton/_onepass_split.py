@@ -33,9 +33,8 @@ the same seed, as the Gumbel-max is decided on the same exact float32 scores.
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_flags, safe_max,
-                      scaled_online_stats, scaled_probs)
-from ._onepass import GUMBEL, REINMAX, _base_probs, _sample_tile, _tile_scores
+from ._common import NEG_INF, finish, pick, probs, put, safe_max, scaled_probs
+from ._onepass import GUMBEL, REINMAX, _base_probs, _scan_range, _tile_scores
 
 #: Fields of a chunk's partials: float32 ``part_f[r, c, :]`` and int64 ``part_i[r, c, :]``.
 NF: tl.constexpr = tl.constexpr(5)
@@ -70,29 +69,8 @@ def _split_fwd_part_kernel(phi_ptr, seed_ptr, part_f_ptr, part_i_ptr, tau, K, CH
     grow = row + row_offset
     coff = col_offset.to(tl.int64)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
-    n_bad = 0
-    n_valid = 0
-    m0 = NEG_INF
-    s0 = 0.0
-    mt = NEG_INF
-    st = 0.0
-    best = NEG_INF
-    best_idx = row * 0
-    for start in range(c0, c1, BLOCK):
-        cols = start + lanes
-        cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        nb, nv = row_flags(phi, cmask)
-        n_bad += nb
-        n_valid += nv
-        v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
-                                         coff + cols, start, METHOD, BLOCK, GROUPED)
-        if METHOD == GUMBEL:
-            m0, s0 = scaled_online_stats(m0, s0, v, tau)
-        else:
-            m0, s0 = online_stats(m0, s0, v)
-        if METHOD == REINMAX:
-            mt, st = scaled_online_stats(mt, st, phi, tau)
+    m0, s0, mt, st, best, best_idx, n_bad, n_valid = _scan_range(
+        phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, METHOD, BLOCK, GROUPED)
     f = tl.arange(0, 8)
     pf = part_f_ptr + (row * n_chunks + chunk) * NF
     fvec = tl.where(f == 0, m0, tl.where(f == 1, s0, tl.where(f == 2, mt,
