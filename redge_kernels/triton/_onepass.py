@@ -109,6 +109,25 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
     return m0, s0, mt, st, best, best_idx, n_bad, n_valid
 
 
+@triton.jit
+def _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, best_idx, m0, s0,
+                 tau, poisoned, empty, METHOD: tl.constexpr, HARD: tl.constexpr,
+                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """y on the columns ``[c0, c1)`` of a row (contiguous ``y_row``): ``one_hot(best_idx)`` for
+    hard samples and ReinMax, else ``softmax(b)`` from the slot-0 stats ``(m0, s0)``; NaN on a
+    poisoned row, 0 on an empty one (``finish``)."""
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        if HARD or METHOD == REINMAX:
+            y = tl.where(cols == best_idx, 1.0, 0.0)
+        else:
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
+            y = _base_probs(v, m0, s0, tau, METHOD)
+        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+
+
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
@@ -156,18 +175,8 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
         if WRITE_Y:
-            for start in range(0, K, BLOCK):
-                cols = start + lanes
-                cmask = cols < K
-                if HARD or METHOD == REINMAX:
-                    y = tl.where(cols == best_idx, 1.0, 0.0)
-                else:
-                    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                                  other=NEG_INF).to(tl.float32)
-                    v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
-                                     GROUPED)
-                    y = _base_probs(v, m0, s0, tau, METHOD)
-                tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+            _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, best_idx,
+                         m0, s0, tau, poisoned, empty, METHOD, HARD, BLOCK, GROUPED)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
     if METHOD == REINMAX:

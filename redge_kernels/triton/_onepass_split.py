@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, finish, pick, probs, put, safe_max, scaled_probs
-from ._onepass import GUMBEL, REINMAX, _base_probs, _scan_range, _tile_scores
+from ._onepass import GUMBEL, REINMAX, _base_probs, _scan_range, _tile_scores, _write_range
 
 #: Fields of a chunk's partials: float32 ``part_f[r, c, :]`` and int64 ``part_i[r, c, :]``.
 NF: tl.constexpr = tl.constexpr(5)
@@ -136,18 +136,8 @@ def _split_fwd_out_kernel(phi_ptr, seed_ptr, part_f_ptr, part_i_ptr, y_ptr, stat
         grow = row + row_offset
         coff = col_offset.to(tl.int64)
         lanes = tl.arange(0, BLOCK).to(tl.int64)
-        for start in range(c0, c1, BLOCK):
-            cols = start + lanes
-            cmask = cols < c1
-            if HARD or METHOD == REINMAX:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
-                                 GROUPED)
-                y = _base_probs(v, m0, s0, tau, METHOD)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+        _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, best_idx, m0,
+                     s0, tau, poisoned, empty, METHOD, HARD, BLOCK, GROUPED)
     steps = tl.arange(0, STEPS_P2)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
