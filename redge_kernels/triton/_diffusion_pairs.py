@@ -18,7 +18,7 @@ import triton.language as tl
 from ._common import NEG_INF, coef_a, coef_b, finish, probs
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
 from ._noise import _rho, _theta, philox_words
-from ._onepass_pairs import _bad, _pair_gumbel, _pair_stats
+from ._onepass_pairs import _bad, _load_pair, _pair_gumbel, _pair_rows, _pair_stats
 
 
 @triton.jit
@@ -59,14 +59,6 @@ def _put_stats(stats_ptr, rows, rmask, n, k, m, s, poisoned):
 
 
 @triton.jit
-def _pair_rows(R, K, ROWS: tl.constexpr):
-    """``(rows int64 [ROWS], rmask, has1)``: the block's rows, those < R, those with a column 1."""
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
-    rmask = rows < R
-    return rows, rmask, rmask & ((tl.zeros_like(rows) + K) > 1)
-
-
-@triton.jit
 def diffusion_pairs_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n,
                         row_offset, col_offset, phi_stride_r, phi_stride_c, COV: tl.constexpr,
                         HARD: tl.constexpr, ROWS: tl.constexpr, GROUPED: tl.constexpr,
@@ -75,9 +67,7 @@ def diffusion_pairs_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R
     rows, rmask, has1 = _pair_rows(R, K, ROWS)
     coff = col_offset.to(tl.int64)
     grows = rows + row_offset
-    at = phi_ptr + rows * phi_stride_r
-    p0 = tl.load(at, mask=rmask, other=NEG_INF).to(tl.float32)
-    p1 = tl.load(at + phi_stride_c, mask=has1, other=NEG_INF).to(tl.float32)
+    p0, p1 = _load_pair(phi_ptr, rows, phi_stride_r, phi_stride_c, rmask, has1, NEG_INF)
     poisoned = (_bad(p0) & rmask) | (_bad(p1) & has1)
     empty = (p0 == NEG_INF) & (p1 == NEG_INF)  # a NaN is neither -inf nor empty
     z0, z1 = _pair_normal(seed, grows, coff, GROUPED)
@@ -151,12 +141,8 @@ def diffusion_pairs_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, 
     rows, rmask, has1 = _pair_rows(R, K, ROWS)
     offs = tl.arange(0, ROWS).to(tl.int64) * 2
     ws = scratch_ptr + pid.to(tl.int64) * ((n - 1) * (2 if COV else 1)) * (ROWS * 2)
-    at = phi_ptr + rows * phi_stride_r
-    p0 = tl.load(at, mask=rmask, other=NEG_INF).to(tl.float32)
-    p1 = tl.load(at + phi_stride_c, mask=has1, other=NEG_INF).to(tl.float32)
-    g_at = gy_ptr + rows * gy_stride_r
-    g0 = tl.load(g_at, mask=rmask, other=0.0).to(tl.float32)
-    g1 = tl.load(g_at + gy_stride_c, mask=has1, other=0.0).to(tl.float32)
+    p0, p1 = _load_pair(phi_ptr, rows, phi_stride_r, phi_stride_c, rmask, has1, NEG_INF)
+    g0, g1 = _load_pair(gy_ptr, rows, gy_stride_r, gy_stride_c, rmask, has1, 0.0)
     idx = tl.load(index_ptr + rows, mask=rmask, other=0)
     s1 = tl.load(stats_ptr + rows * n * 2 + 3, mask=rmask, other=0.0).to(tl.float32)
     poisoned = (idx < 0) & (s1 != s1)

@@ -52,6 +52,24 @@ def _pair_stats(v0, v1, tau, SCALED: tl.constexpr):
 
 
 @triton.jit
+def _pair_rows(R, K, ROWS: tl.constexpr):
+    """``(rows int64 [ROWS], rmask, has1)``: the block's rows, those < R, those with a column 1."""
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
+    rmask = rows < R
+    return rows, rmask, rmask & ((tl.zeros_like(rows) + K) > 1)
+
+
+@triton.jit
+def _load_pair(ptr, rows, stride_r, stride_c, rmask, has1, other):
+    """Columns 0 and 1 of the block's rows of a [R, K <= 2] tensor as float32 [ROWS] each
+    (``other`` where a row or its column 1 is absent)."""
+    at = ptr + rows * stride_r
+    a0 = tl.load(at, mask=rmask, other=other).to(tl.float32)
+    a1 = tl.load(at + stride_c, mask=has1, other=other).to(tl.float32)
+    return a0, a1
+
+
+@triton.jit
 def _bad(p):
     return (p != p) | (p == POS_INF)
 
@@ -62,12 +80,8 @@ def pairs_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_offs
               ROWS: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
               WRITE_Y: tl.constexpr):
     """``_onepass_rows_fwd_kernel`` for K <= 2 (its arguments and outputs; ``seed`` loaded)."""
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
-    rmask = rows < R
-    has1 = rmask & ((tl.zeros_like(rows) + K) > 1)
-    at = phi_ptr + rows * phi_stride_r
-    p0 = tl.load(at, mask=rmask, other=NEG_INF).to(tl.float32)
-    p1 = tl.load(at + phi_stride_c, mask=has1, other=NEG_INF).to(tl.float32)
+    rows, rmask, has1 = _pair_rows(R, K, ROWS)
+    p0, p1 = _load_pair(phi_ptr, rows, phi_stride_r, phi_stride_c, rmask, has1, NEG_INF)
     poisoned = (_bad(p0) & rmask) | (_bad(p1) & has1)
     empty = (p0 == NEG_INF) & (p1 == NEG_INF)  # a NaN is neither -inf nor empty
     g0, g1 = _pair_gumbel(seed, rows + row_offset, col_offset.to(tl.int64), GROUPED)
@@ -119,21 +133,15 @@ def pairs_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, 
               col_offset, phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
               METHOD: tl.constexpr, ROWS: tl.constexpr, GROUPED: tl.constexpr):
     """``_onepass_rows_bwd_kernel`` for K <= 2 (its arguments and outputs; ``seed`` loaded)."""
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS).to(tl.int64)
-    rmask = rows < R
-    has1 = rmask & ((tl.zeros_like(rows) + K) > 1)
+    rows, rmask, has1 = _pair_rows(R, K, ROWS)
     stats_row = stats_ptr + rows * n * 2
     m0 = tl.load(stats_row, mask=rmask, other=0.0).to(tl.float32)
     s0 = tl.load(stats_row + 1, mask=rmask, other=0.0).to(tl.float32)
     idx = tl.load(index_ptr + rows, mask=rmask, other=0)
     poisoned = (idx < 0) & (s0 != s0)
     empty = (idx < 0) & (s0 == s0)
-    at = phi_ptr + rows * phi_stride_r
-    p0 = tl.load(at, mask=rmask, other=NEG_INF).to(tl.float32)
-    p1 = tl.load(at + phi_stride_c, mask=has1, other=NEG_INF).to(tl.float32)
-    g_at = gy_ptr + rows * gy_stride_r
-    g0 = tl.load(g_at, mask=rmask, other=0.0).to(tl.float32)
-    g1 = tl.load(g_at + gy_stride_c, mask=has1, other=0.0).to(tl.float32)
+    p0, p1 = _load_pair(phi_ptr, rows, phi_stride_r, phi_stride_c, rmask, has1, NEG_INF)
+    g0, g1 = _load_pair(gy_ptr, rows, gy_stride_r, gy_stride_c, rmask, has1, 0.0)
     if METHOD == REINMAX:
         # as _reinmax_grad_rows, the row sums over the two columns
         mt = tl.load(stats_row + 2, mask=rmask, other=0.0).to(tl.float32)
