@@ -128,6 +128,68 @@ def _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, 
         tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
 
 
+@triton.jit
+def _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau):
+    """ReinMax's ``p0 = softmax(phi)`` and ``p1 = (softmax(phi / tau) + one_hot(idx)) / 2``."""
+    p0 = probs(phi, m0, s0)
+    p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
+    return p0, p1
+
+
+@triton.jit
+def _bwd_sums_range(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes, c0, c1,
+                    idx, m0, s0, mt, st, tau, METHOD: tl.constexpr, BLOCK: tl.constexpr,
+                    GROUPED: tl.constexpr):
+    """The backward's row sums over the columns ``[c0, c1)``: st / gumbel ``a = <g, s>``;
+    reinmax ``(a, c, sum p1, sum p0, valid entries)`` with ``a = <2 g, p1>``, ``c = <-g / 2,
+    p0>``. Returns ``(a, c, p1_sum, p0_sum, n_valid)`` (zeros where the method has none)."""
+    a_sum = 0.0
+    c_sum = 0.0
+    p1_sum = 0.0
+    p0_sum = 0.0
+    n_valid = 0
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        if METHOD == REINMAX:
+            p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
+            a_sum += tl.sum(2.0 * g * p1, axis=0)
+            c_sum += tl.sum(-0.5 * g * p0, axis=0)
+            p1_sum += tl.sum(p1, axis=0)
+            p0_sum += tl.sum(p0, axis=0)
+            n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
+        else:
+            v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
+            a_sum += tl.sum(g * _base_probs(v, m0, s0, tau, METHOD), axis=0)
+    return a_sum, c_sum, p1_sum, p0_sum, n_valid
+
+
+@triton.jit
+def _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes,
+                     c0, c1, idx, m0, s0, mt, st, tau, a_sum, c_sum, mean, poisoned, empty,
+                     METHOD: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """grad_phi on the columns ``[c0, c1)`` from the row sums: st / gumbel ``s (g - a)`` (gumbel
+    ``/ tau``); reinmax ``(2 g p1 - p1 a) + (-g p0 / 2 - p0 c) - mean`` on the valid entries, 0
+    elsewhere; NaN on a poisoned row, 0 on an empty one (``finish``)."""
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        if METHOD == REINMAX:
+            p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
+            gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
+            gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
+        else:
+            v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
+            gphi = _base_probs(v, m0, s0, tau, METHOD) * (g - a_sum)
+            if METHOD == GUMBEL:
+                gphi = gphi / tau
+        tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+
+
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
@@ -242,48 +304,12 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
                 gphi = gphi / tau
         tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
     else:
-        # pass 1: the row scalars
-        a_sum = 0.0
-        c_sum = 0.0
-        p1_sum = 0.0
-        p0_sum = 0.0
-        n_valid = 0
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            if METHOD == REINMAX:
-                p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
-                a_sum += tl.sum(2.0 * g * p1, axis=0)
-                c_sum += tl.sum(-0.5 * g * p0, axis=0)
-                p1_sum += tl.sum(p1, axis=0)
-                p0_sum += tl.sum(p0, axis=0)
-                n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
-            else:
-                v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
-                                 GROUPED)
-                s = _base_probs(v, m0, s0, tau, METHOD)
-                a_sum += tl.sum(g * s, axis=0)
+        # pass 1: the row scalars; pass 2: write gphi
+        a_sum, c_sum, p1_sum, p0_sum, n_valid = _bwd_sums_range(
+            phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes, 0, K, idx, m0, s0,
+            mt, st, tau, METHOD, BLOCK, GROUPED)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
             tl.maximum(n_valid, 1).to(tl.float32)
-        # pass 2: write gphi
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-            if METHOD == REINMAX:
-                p0 = probs(phi, m0, s0)
-                p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
-                gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
-                gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
-            else:
-                v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK,
-                                 GROUPED)
-                s = _base_probs(v, m0, s0, tau, METHOD)
-                gphi = s * (g - a_sum)
-                if METHOD == GUMBEL:
-                    gphi = gphi / tau
-            tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+        _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff,
+                         lanes, 0, K, idx, m0, s0, mt, st, tau, a_sum, c_sum, mean, poisoned,
+                         empty, METHOD, BLOCK, GROUPED)

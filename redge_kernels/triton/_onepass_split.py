@@ -33,8 +33,9 @@ the same seed, as the Gumbel-max is decided on the same exact float32 scores.
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, finish, pick, probs, put, safe_max, scaled_probs
-from ._onepass import GUMBEL, REINMAX, _base_probs, _scan_range, _tile_scores, _write_range
+from ._common import NEG_INF, finish, pick, put, safe_max
+from ._onepass import (GUMBEL, REINMAX, _bwd_sums_range, _bwd_write_range, _scan_range,
+                       _write_range)
 
 #: Fields of a chunk's partials: float32 ``part_f[r, c, :]`` and int64 ``part_i[r, c, :]``.
 NF: tl.constexpr = tl.constexpr(5)
@@ -166,14 +167,6 @@ def _row_state(stats_ptr, index_ptr, row, n, STEPS_P2: tl.constexpr):
             (idx < 0) & (s0 != s0), (idx < 0) & (s0 == s0))
 
 
-@triton.jit
-def _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau):
-    """ReinMax's ``p0 = softmax(phi)`` and ``p1 = (softmax(phi / tau) + one_hot(idx)) / 2``."""
-    p0 = probs(phi, m0, s0)
-    p1 = 0.5 * (scaled_probs(phi, mt, st, tau) + (cols == idx).to(tl.float32))
-    return p0, p1
-
-
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
 def _split_bwd_part_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, part_f_ptr,
                            part_i_ptr, tau, K, CHUNK, n_chunks, n, row_offset, col_offset,
@@ -192,26 +185,9 @@ def _split_bwd_part_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, part
     coff = col_offset.to(tl.int64)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     m0, s0, mt, st, idx, _, _ = _row_state(stats_ptr, index_ptr, row, n, STEPS_P2)
-    a_sum = 0.0
-    c_sum = 0.0
-    p1_sum = 0.0
-    p0_sum = 0.0
-    n_valid = 0
-    for start in range(c0, c1, BLOCK):
-        cols = start + lanes
-        cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        if METHOD == REINMAX:
-            p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
-            a_sum += tl.sum(2.0 * g * p1, axis=0)
-            c_sum += tl.sum(-0.5 * g * p0, axis=0)
-            p1_sum += tl.sum(p1, axis=0)
-            p0_sum += tl.sum(p0, axis=0)
-            n_valid += tl.sum(((phi != NEG_INF) & cmask).to(tl.int32), axis=0)
-        else:
-            v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
-            a_sum += tl.sum(g * _base_probs(v, m0, s0, tau, METHOD), axis=0)
+    a_sum, c_sum, p1_sum, p0_sum, n_valid = _bwd_sums_range(
+        phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes, c0, c1, idx, m0, s0,
+        mt, st, tau, METHOD, BLOCK, GROUPED)
     f = tl.arange(0, 8)
     fvec = tl.where(f == 0, a_sum, tl.where(f == 1, c_sum, tl.where(f == 2, p1_sum, p0_sum)))
     tl.store(part_f_ptr + (row * n_chunks + chunk) * NF + f, fvec, mask=f < 4)
@@ -242,6 +218,8 @@ def _split_bwd_out_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, part_
     cm = ch < n_chunks
     pf = part_f_ptr + (row * n_chunks + ch) * NF
     a_sum = tl.sum(tl.load(pf, mask=cm, other=0.0), axis=0)
+    c_sum = 0.0
+    mean = 0.0
     if METHOD == REINMAX:
         c_sum = tl.sum(tl.load(pf + 1, mask=cm, other=0.0), axis=0)
         p1_sum = tl.sum(tl.load(pf + 2, mask=cm, other=0.0), axis=0)
@@ -250,18 +228,6 @@ def _split_bwd_out_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, part_
                          axis=0)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
             tl.maximum(n_valid, 1).to(tl.float32)
-    for start in range(c0, c1, BLOCK):
-        cols = start + lanes
-        cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        if METHOD == REINMAX:
-            p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
-            gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
-            gphi = tl.where((phi != NEG_INF) & cmask, gphi - mean, 0.0)
-        else:
-            v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
-            gphi = _base_probs(v, m0, s0, tau, METHOD) * (g - a_sum)
-            if METHOD == GUMBEL:
-                gphi = gphi / tau
-        tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+    _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes,
+                     c0, c1, idx, m0, s0, mt, st, tau, a_sum, c_sum, mean, poisoned, empty, METHOD,
+                     BLOCK, GROUPED)
