@@ -27,7 +27,10 @@ from redge_kernels.triton import _launch  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ROWS, K, BLOCK, SMS = 3, 2000, 512, 6
 #: tau != 1 where the estimator has one (the tempered softmax's unscaled-max stats).
-TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
+TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3, "redge": 1.0, "redge_cov": 1.0,
+       "redge_max": 1.0}
+#: Diffusion steps of the schedule: 5 for the diffusion estimators (middle denoisers), else 3.
+STEPS = {"redge": 5, "redge_cov": 5, "redge_max": 5}
 VARIANTS = pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
                                                    ("gumbel", False), ("reinmax", True)])
 
@@ -40,7 +43,7 @@ def _logits(rows=ROWS, k=K, seed=0, dtype=torch.float32):
 def _run(method, phi, hard, g, *, split, seed=3, row_offset=0, col_offset=0, write_y=True,
          block=BLOCK):
     """``(y, stats, index, grad_phi)`` of the Triton backend, split or not (planned SMs)."""
-    coefs = linear_schedule(3, 0.5).table(phi.device)
+    coefs = linear_schedule(STEPS.get(method, 3), 0.5).table(phi.device)
     seed_t = torch.tensor(seed, dtype=torch.int64, device=phi.device)
     args = (seed_t, coefs, METHOD_IDS[method], hard, TAU[method], row_offset)
     kw = {"block": block, "col_offset": col_offset}
@@ -55,7 +58,8 @@ def _run(method, phi, hard, g, *, split, seed=3, row_offset=0, col_offset=0, wri
 
 def _reference(method, phi, hard, g, seed=3, row_offset=0):
     p = phi.detach().clone().requires_grad_(True)
-    y, index = reference.sample(method, p, seed, linear_schedule(3, 0.5), hard, TAU[method],
+    y, index = reference.sample(method, p, seed, linear_schedule(STEPS.get(method, 3), 0.5), hard,
+                                TAU[method],
                                 row_offset)
     y.backward(g)
     return y.detach(), index, p.grad
@@ -164,4 +168,79 @@ def test_split_half_inputs(method, hard, dtype):
     for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
         torch.testing.assert_close(a, b)
     _, index_ref, _ = _reference(method, phi.float(), hard, g.float())
+    assert torch.equal(index, index_ref)
+
+
+# ---- the diffusion forward split into chunks (``_diffusion_split``) ---------------------------
+
+DIFFUSION = pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False),
+                                                    ("redge_cov", True), ("redge_cov", False),
+                                                    ("redge_max", True)])
+
+
+def test_diffusion_rows_are_split_into_chunks():
+    """The diffusion forward's plan: 4 chunks of one tile under the tests' plan, 32 chunks of
+    four 2048-wide tiles for 8 x 262144 on 132 SMs, none for 4096 x 32768."""
+    with _launch.planned_sms(SMS):
+        assert _launch.split_plan(ROWS, K, "diffusion_fwd", BLOCK, None)[:3] == (4, BLOCK, BLOCK)
+    with _launch.planned_sms(132):
+        assert _launch.split_plan(8, 262144, "diffusion_fwd", None, None)[:2] == (32, 8192)
+        assert _launch.split_plan(4096, 32768, "diffusion_fwd", None, None) is None
+
+
+@DIFFUSION
+def test_diffusion_split_matches_reference_and_unsplit(method, hard):
+    """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles, 5
+    steps): identical indices to the reference and to the unsplit kernels; y, stats and the
+    (unsplit) backward on the split forward's stats within rounding."""
+    phi = _logits(5, seed=7)
+    _mask_empty_poison(phi)
+    g = _grad_out(phi)
+    y, stats, index, gphi = _run(method, phi, hard, g, split=True)
+    y_ref, index_ref, gphi_ref = _reference(method, phi, hard, g)
+    assert torch.equal(index, index_ref)
+    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() >= K - 5
+    torch.testing.assert_close(y, y_ref, equal_nan=True)
+    torch.testing.assert_close(gphi, gphi_ref, equal_nan=True)
+    y1, stats1, index1, gphi1 = _run(method, phi, hard, g, split=False)
+    assert torch.equal(index, index1)
+    for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
+        torch.testing.assert_close(a, b, equal_nan=True)
+    assert torch.all(y[1] == 0) and torch.isnan(y[2:4]).all()
+    assert torch.isnan(stats[2:4, 1, 1]).all()
+
+
+@pytest.mark.parametrize("method", ["redge", "redge_cov"])
+def test_diffusion_split_int64_row_offset_shard_and_no_y(method):
+    """A global row past 2**32 and a strided shard starting at column 6 (the per-element noise
+    form) of a row whose other columns are -inf, against the reference; without y: the same
+    stats and index, an empty y."""
+    c0, row_offset = 6, 2**33 + 5
+    full = torch.full((ROWS, c0 + K + 3), float("-inf"), device=DEVICE)
+    full[:, c0:c0 + K] = _logits(seed=c0)
+    g = _grad_out(full)
+    y, stats, index, gphi = _run(method, full[:, c0:c0 + K], False, g[:, c0:c0 + K],
+                                 split=True, col_offset=c0, row_offset=row_offset)
+    y_ref, index_ref, gphi_ref = _reference(method, full, False, g, row_offset=row_offset)
+    assert torch.equal(index + c0, index_ref)
+    torch.testing.assert_close(y, y_ref[:, c0:c0 + K])
+    torch.testing.assert_close(gphi, gphi_ref[:, c0:c0 + K])
+    y0, stats0, index0, _ = _run(method, full[:, c0:c0 + K], False, g[:, c0:c0 + K],
+                                 split=True, col_offset=c0, row_offset=row_offset,
+                                 write_y=False)
+    assert y0.shape == (0, K) and torch.equal(index0, index) and torch.equal(stats0, stats)
+
+
+def test_diffusion_split_bf16():
+    """bf16 logits read as such: the unsplit kernels' index, y and stats within rounding and
+    the reference's index for the same values in float32."""
+    phi = _logits(seed=4, dtype=torch.bfloat16)
+    g = _grad_out(phi)
+    y, stats, index, gphi = _run("redge_cov", phi, False, g, split=True)
+    y1, stats1, index1, gphi1 = _run("redge_cov", phi, False, g, split=False)
+    assert y.dtype == gphi.dtype == torch.bfloat16
+    assert torch.equal(index, index1)
+    for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
+        torch.testing.assert_close(a, b)
+    _, index_ref, _ = _reference("redge_cov", phi.float(), False, g.float())
     assert torch.equal(index, index_ref)

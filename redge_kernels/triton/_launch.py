@@ -29,6 +29,7 @@ import triton
 
 from .._constants import METHOD_IDS
 from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
+from ._diffusion_split import _dsplit_base_kernel, _dsplit_out_kernel, _dsplit_step_kernel
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
@@ -255,6 +256,10 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             ROWS=nrows, BLOCK=blk, GROUPED=col_offset % 4 == 0, WRITE_Y=write_y,
             num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION and split_plan(rows, k, "diffusion_fwd", block,
+                                             phi.device) is not None:
+        _diffusion_split_fwd(phi, seed, coefs, y, stats, index, method, hard, block, row_offset,
+                             col_offset, write_y)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
         grid = rows if single else tiled_programs(rows, phi.device)
@@ -411,3 +416,36 @@ def _onepass_split_bwd(grad_y, phi, seed, stats, index, grad_phi, method, tau, b
         CHUNKS_P2=triton.next_power_of_2(n_chunks), BLOCK=blk,
         STEPS_P2=triton.next_power_of_2(n), GROUPED=grouped, num_warps=warps,
         enable_fp_fusion=FP_FUSION)
+
+
+def _diffusion_split_fwd(phi, seed, coefs, y, stats, index, method, hard, block, row_offset,
+                         col_offset, write_y):
+    """The split diffusion forward (``_diffusion_split``): ReDGE-Cov's slot 0 partials, one
+    launch per denoiser k = n-1 .. 1 over (row, chunk) on the trajectory scratch x [R, K]
+    float32, then y per (row, chunk) and the row's stats / index from chunk 0."""
+    rows, k = phi.shape
+    n = coefs.shape[0]
+    cov, hard = method == _COV, bool(hard) or method == _MAX
+    n_chunks, chunk, blk, warps = split_plan(rows, k, "diffusion_fwd", block, phi.device)
+    dev = phi.device
+    x = torch.empty((rows, k), dtype=torch.float32, device=dev)
+    part_s = torch.empty((n, rows, n_chunks, 2), dtype=torch.float32, device=dev)
+    part_i = torch.empty((rows, n_chunks, 3), dtype=torch.int64, device=dev)
+    part_g = torch.empty((rows, n_chunks), dtype=torch.float32, device=dev)
+    grouped = _grouped(col_offset, blk, warps)
+    chunks_p2 = triton.next_power_of_2(n_chunks)
+    strides = (phi.stride(0), phi.stride(1))
+    meta = {"num_warps": warps, "enable_fp_fusion": FP_FUSION}
+    if cov:
+        _dsplit_base_kernel[(rows, n_chunks)](phi, part_s, rows, k, chunk, n_chunks, *strides,
+                                              BLOCK=blk, **meta)
+    for step in range(n - 1, 0, -1):
+        _dsplit_step_kernel[(rows, n_chunks)](
+            phi, seed, coefs, x, part_s, part_i, part_g, rows, k, chunk, n_chunks, step,
+            row_offset, col_offset, *strides, COV=cov, HARD=hard, FIRST=step == n - 1,
+            LAST=step == 1, CHUNKS_P2=chunks_p2, BLOCK=blk, GROUPED=grouped,
+            maxnreg=DIFFUSION_FWD_MAXNREG, **meta)
+    _dsplit_out_kernel[(rows, n_chunks if write_y else 1)](
+        phi, coefs, x, part_s, part_i, part_g, y, stats, index, rows, k, chunk, n_chunks, n,
+        *strides, COV=cov, HARD=hard, CHUNKS_P2=chunks_p2, BLOCK=blk,
+        STEPS_P2=triton.next_power_of_2(n), WRITE_Y=write_y, **meta)
