@@ -352,7 +352,8 @@ SPLIT_PROGRAMS_PER_SM = 2
 
 def split_plan(rows: int, k: int, kind: str, block: int | None, device) -> tuple | None:
     """``(n_chunks, CHUNK, BLOCK, num_warps)`` of the (row x vocabulary chunk) grid of the one-pass
-    kernels (``_onepass_split``), or None for one program per row: split when the row is tiled
+    kernels (``_onepass_split``; ``kind`` "diffusion_fwd": the diffusion forward,
+    ``_diffusion_split``), or None for one program per row: split when the row is tiled
     (``config``) and the rows fill fewer than half the planned programs (``sm_count`` SMs x
     ``SPLIT_PROGRAMS_PER_SM``; under the interpreter only within ``planned_sms``). The chunks,
     CHUNK = a whole number of tiles, are as many as fit that budget, at least two."""
