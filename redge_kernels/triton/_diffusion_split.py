@@ -151,7 +151,7 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
 
 
 @triton.jit
-def _row_result(part_i_ptr, part_g_ptr, row, n_chunks, CHUNKS_P2: tl.constexpr):
+def _row_result(part_i_ptr, part_g_ptr, row, K, n_chunks, CHUNKS_P2: tl.constexpr):
     """``(best_idx, poisoned, empty)`` of the row from its chunks' counts and Gumbel-max."""
     ch = tl.arange(0, CHUNKS_P2).to(tl.int64)
     cm = ch < n_chunks
@@ -162,6 +162,9 @@ def _row_result(part_i_ptr, part_g_ptr, row, n_chunks, CHUNKS_P2: tl.constexpr):
     idx_c = tl.load(pi + 2, mask=cm, other=0)
     win = tl.argmax(best_c, axis=0, tie_break_left=True)
     best_idx = tl.sum(tl.where(ch == win, idx_c, 0), axis=0)
+    # a column of the row even where some chunks' partials were never written (a trace that
+    # runs only the first program): the backward gathers grad_y at the index
+    best_idx = tl.minimum(tl.maximum(best_idx, 0), K - 1)
     return best_idx, n_bad > 0, (n_valid == 0) & (n_bad == 0)
 
 
@@ -175,7 +178,7 @@ def _dsplit_out_kernel(phi_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_ptr, part_g
     writes stats [R, n, 2] (slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned rows)
     and index [R] int64 (-1 on empty / poisoned rows). Without y the grid has one chunk column."""
     row, chunk, c0, c1 = _bounds(K, CHUNK)
-    best_idx, poisoned, empty = _row_result(part_i_ptr, part_g_ptr, row, n_chunks, CHUNKS_P2)
+    best_idx, poisoned, empty = _row_result(part_i_ptr, part_g_ptr, row, K, n_chunks, CHUNKS_P2)
     m0 = 0.0
     s0 = 0.0
     if COV:
