@@ -179,12 +179,14 @@ DIFFUSION = pytest.mark.parametrize("method,hard", [("redge", True), ("redge", F
 
 
 def test_diffusion_rows_are_split_into_chunks():
-    """The diffusion forward's plan: 4 chunks of one tile under the tests' plan, 32 chunks of
-    four 2048-wide tiles for 8 x 262144 on 132 SMs, none for 4096 x 32768."""
+    """The diffusion plans: 4 chunks of one tile (5 rows: 2 of two tiles) under the tests' plan,
+    32 chunks of four 2048-wide tiles for 8 x 262144 on 132 SMs, none for 4096 x 32768."""
     with _launch.planned_sms(SMS):
         assert _launch.split_plan(ROWS, K, "diffusion_fwd", BLOCK, None)[:3] == (4, BLOCK, BLOCK)
+        assert _launch.split_plan(5, K, "diffusion_bwd", BLOCK, None)[:3] == (2, 2 * BLOCK, BLOCK)
     with _launch.planned_sms(132):
         assert _launch.split_plan(8, 262144, "diffusion_fwd", None, None)[:2] == (32, 8192)
+        assert _launch.split_plan(8, 262144, "diffusion_bwd", None, None)[:2] == (32, 8192)
         assert _launch.split_plan(4096, 32768, "diffusion_fwd", None, None) is None
 
 
@@ -192,7 +194,7 @@ def test_diffusion_rows_are_split_into_chunks():
 def test_diffusion_split_matches_reference_and_unsplit(method, hard):
     """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles, 5
     steps): identical indices to the reference and to the unsplit kernels; y, stats and the
-    (unsplit) backward on the split forward's stats within rounding."""
+    gradients (the split backward on the split forward's stats) within rounding."""
     phi = _logits(5, seed=7)
     _mask_empty_poison(phi)
     g = _grad_out(phi)

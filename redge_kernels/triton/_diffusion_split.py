@@ -28,9 +28,10 @@ the unsplit kernels' to rounding.
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, coef_a, coef_b, finish, online_stats, probs, put, row_flags,
-                      safe_max)
-from ._diffusion import _base, _logits, _mu_lam
+from ._common import (NEG_INF, coef_a, coef_b, finish, online_stats, pick, probs, put,
+                      row_flags, safe_max)
+from ._diffusion import (_base, _cov_base_grad, _cov_v, _i64, _logits, _mu_lam, _p_row0,
+                         _slot_rows, _store_carry, _tiled_step, _walk)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -217,3 +218,144 @@ def _dsplit_out_kernel(phi_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_ptr, part_g
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))
+
+
+# ---- backward: the unsplit tiled backward's passes, one launch each over (row, chunk) ---------
+#
+# Scratch ``ws [R, _slot_rows(n, False, COV), K]`` float32: the tiled backward's slot, one per row
+# (``_diffusion``: gx, gphi, COV gmu, glam, z, then p_1 .. p_{n-1}, COV x_1 .. x_{n-1}).
+# ``part_d [n, R, C]`` float32: the chunks' partial dot products d_j (slot 0: COV's d_0).
+
+
+@triton.jit
+def _bwd_row(gy_ptr, stats_ptr, index_ptr, row, n, gy_stride_r, gy_stride_c,
+             STEPS_P2: tl.constexpr):
+    """The row's saved ``(mvec, svec, idx, g_idx, poisoned, empty)`` as the unsplit backward
+    reads them (stats [R, n, 2], index [R])."""
+    steps = tl.arange(0, STEPS_P2)
+    smask = steps < n
+    stats_row = stats_ptr + row * n * 2
+    mvec = tl.load(stats_row + steps * 2, mask=smask, other=0.0).to(tl.float32)
+    svec = tl.load(stats_row + steps * 2 + 1, mask=smask, other=0.0).to(tl.float32)
+    idx = tl.load(index_ptr + row)
+    s1 = pick(svec, steps, 1)
+    g_idx = tl.load(gy_ptr + row * gy_stride_r + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
+                    other=0.0).to(tl.float32)
+    return mvec, svec, idx, g_idx, (idx < 0) & (s1 != s1), (idx < 0) & (s1 == s1)
+
+
+@triton.jit
+def _sum_d(part_d_ptr, slot, row, R, n_chunks, CHUNKS_P2: tl.constexpr):
+    """d of ``slot``: the sum of the row's chunk partials, in chunk order."""
+    ch = tl.arange(0, CHUNKS_P2).to(tl.int64)
+    p = part_d_ptr + (slot * R + row) * n_chunks + ch
+    return tl.sum(tl.load(p, mask=ch < n_chunks, other=0.0), axis=0)
+
+
+@triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
+def _dsplit_bwd_walk_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, ws_ptr,
+                            part_d_ptr, R, K, CHUNK, n_chunks, n, row_offset, col_offset,
+                            phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
+                            COV: tl.constexpr, BLOCK: tl.constexpr, STEPS_P2: tl.constexpr,
+                            GROUPED: tl.constexpr):
+    """Pass 1 on the chunk: z drawn (COV: kept), the chain walked from the saved stats storing
+    p_k (COV: x_k) in the row's scratch slot; d_1 partial = sum g p_1 -> part_d[1, r, c]."""
+    row, chunk, c0, c1 = _bounds(K, CHUNK)
+    seed = tl.load(seed_ptr)
+    steps = tl.arange(0, STEPS_P2)
+    mvec, svec, idx, g_idx, poisoned, empty = _bwd_row(gy_ptr, stats_ptr, index_ptr, row, n,
+                                                       gy_stride_r, gy_stride_c, STEPS_P2)
+    m0 = pick(mvec, steps, 0)
+    s0 = pick(svec, steps, 0)
+    ws_row = ws_ptr + row * _slot_rows(n, False, COV) * K
+    phi_row = phi_ptr + row * phi_stride_r
+    gy_row = gy_ptr + row * gy_stride_r
+    grow = row + row_offset
+    coff = col_offset.to(tl.int64)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    p_ptr = ws_row + _p_row0(False, COV) * K
+    x_ptr = p_ptr + _i64(n - 1) * K
+    acc = 0.0
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+        if COV:
+            tl.store(ws_row + 4 * K + cols, z, mask=cmask)
+        x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+        p1 = _walk(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, p_ptr, x_ptr, K, cols,
+                   cmask, COV)
+        acc += tl.sum(g * p1, axis=0)
+    tl.store(part_d_ptr + (R + row) * n_chunks + chunk, acc)
+
+
+@triton.jit(do_not_specialize=["R", "n", "j"])
+def _dsplit_bwd_step_kernel(gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, ws_ptr,
+                            part_d_ptr, R, K, CHUNK, n_chunks, n, j, phi_stride_r, phi_stride_c,
+                            gy_stride_r, gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr,
+                            LAST: tl.constexpr, CHUNKS_P2: tl.constexpr, BLOCK: tl.constexpr,
+                            STEPS_P2: tl.constexpr):
+    """Pass j on the chunk (``_diffusion._bwd_tiled``): finishes step j-1 with d_{j-1} (the sum
+    of its partials) and stores the carry; not LAST (j < n): d_j partial = sum a_j gx p_j ->
+    part_d[j]; LAST (j = n): writes gphi (COV: stores gp_0, gphi, and d_0 partial =
+    sum gp_0 mu -> part_d[0] for ``_dsplit_bwd_cov_kernel``)."""
+    row, chunk, c0, c1 = _bounds(K, CHUNK)
+    steps = tl.arange(0, STEPS_P2)
+    mvec, svec, idx, g_idx, poisoned, empty = _bwd_row(gy_ptr, stats_ptr, index_ptr, row, n,
+                                                       gy_stride_r, gy_stride_c, STEPS_P2)
+    m0 = pick(mvec, steps, 0)
+    s0 = pick(svec, steps, 0)
+    d = _sum_d(part_d_ptr, j - 1, row, R, n_chunks, CHUNKS_P2)
+    ws_row = ws_ptr + row * _slot_rows(n, False, COV) * K
+    phi_row = phi_ptr + row * phi_stride_r
+    gy_row = gy_ptr + row * gy_stride_r
+    p_ptr = ws_row + _p_row0(False, COV) * K
+    acc = 0.0
+    for start in range(c0, c1, BLOCK):
+        gphi, gx, gmu, glam, phi, mu, lam, cols, cmask = _tiled_step(
+            phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, start, K, m0, s0, coefs_ptr, n,
+            j - 1, d, idx, g_idx, COV, MAX, BLOCK)
+        if not LAST:
+            _store_carry(ws_row, K, cols, cmask, gphi, gx, gmu, glam, COV)
+            pj = tl.load(p_ptr + _i64(j - 1) * K + cols, mask=cmask, other=0.0)
+            acc += tl.sum((coef_a(coefs_ptr, j) * gx) * pj, axis=0)
+        elif COV:
+            z = tl.load(ws_row + 4 * K + cols, mask=cmask, other=0.0)
+            lam, sv, q = _cov_v(mu)
+            gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
+            acc += tl.sum(gp0 * mu, axis=0)
+            tl.store(ws_row + cols, gp0, mask=cmask)
+            tl.store(ws_row + K + cols, gphi, mask=cmask)
+        else:
+            tl.store(gphi_ptr + row * K + cols, finish(gphi, poisoned, empty), mask=cmask)
+    if (not LAST) or COV:
+        tl.store(part_d_ptr + ((0 if LAST else j) * R + row) * n_chunks + chunk, acc)
+
+
+@triton.jit(do_not_specialize=["R", "n"])
+def _dsplit_bwd_cov_kernel(gy_ptr, phi_ptr, stats_ptr, index_ptr, gphi_ptr, ws_ptr, part_d_ptr,
+                           R, K, CHUNK, n_chunks, n, phi_stride_r, phi_stride_c, gy_stride_r,
+                           gy_stride_c, CHUNKS_P2: tl.constexpr, BLOCK: tl.constexpr,
+                           STEPS_P2: tl.constexpr):
+    """ReDGE-Cov's last pass on the chunk: gphi += mu (gp_0 - d_0), d_0 the sum of its
+    partials, written with the row conventions."""
+    row, chunk, c0, c1 = _bounds(K, CHUNK)
+    steps = tl.arange(0, STEPS_P2)
+    mvec, svec, idx, g_idx, poisoned, empty = _bwd_row(gy_ptr, stats_ptr, index_ptr, row, n,
+                                                       gy_stride_r, gy_stride_c, STEPS_P2)
+    m0 = pick(mvec, steps, 0)
+    s0 = pick(svec, steps, 0)
+    d0 = _sum_d(part_d_ptr, 0, row, R, n_chunks, CHUNKS_P2)
+    ws_row = ws_ptr + row * _slot_rows(n, False, True) * K
+    phi_row = phi_ptr + row * phi_stride_r
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        mu = probs(phi, m0, s0)
+        gp0 = tl.load(ws_row + cols, mask=cmask, other=0.0)
+        gphi = tl.load(ws_row + K + cols, mask=cmask, other=0.0) + mu * (gp0 - d0)
+        tl.store(gphi_ptr + row * K + cols, finish(gphi, poisoned, empty), mask=cmask)

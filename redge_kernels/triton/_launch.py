@@ -29,7 +29,8 @@ import triton
 
 from .._constants import METHOD_IDS
 from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
-from ._diffusion_split import _dsplit_base_kernel, _dsplit_out_kernel, _dsplit_step_kernel
+from ._diffusion_split import (_dsplit_base_kernel, _dsplit_bwd_cov_kernel, _dsplit_bwd_step_kernel,
+                               _dsplit_bwd_walk_kernel, _dsplit_out_kernel, _dsplit_step_kernel)
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
@@ -312,6 +313,10 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
             GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif method in _DIFFUSION and split_plan(rows, k, "diffusion_bwd", block,
+                                             phi.device) is not None:
+        _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block,
+                             row_offset, col_offset)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
         grid = (single_programs(rows, warps, phi.device) if single
@@ -450,3 +455,33 @@ def _diffusion_split_fwd(phi, seed, coefs, y, stats, index, method, hard, block,
         phi, coefs, x, part_s, part_i, part_g, y, stats, index, rows, k, chunk, n_chunks, n,
         *strides, COV=cov, HARD=hard, CHUNKS_P2=chunks_p2, BLOCK=blk,
         STEPS_P2=triton.next_power_of_2(n), WRITE_Y=write_y, **meta)
+
+
+def _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block,
+                         row_offset, col_offset):
+    """The split diffusion backward (``_diffusion_split``): the walk, then one launch per pass
+    j = 2 .. n of the tiled backward over (row, chunk) on a scratch slot per row (ReDGE-Cov: one
+    more launch for the d_0 term), the dot products summed over the chunks in chunk order."""
+    rows, k = phi.shape
+    n = coefs.shape[0]
+    cov = method == _COV
+    n_chunks, chunk, blk, warps = split_plan(rows, k, "diffusion_bwd", block, phi.device)
+    dev = phi.device
+    ws = torch.empty((rows, bwd_slot_rows(n, False, cov), k), dtype=torch.float32, device=dev)
+    part_d = torch.empty((n, rows, n_chunks), dtype=torch.float32, device=dev)
+    chunks_p2, steps_p2 = triton.next_power_of_2(n_chunks), triton.next_power_of_2(n)
+    shape = (rows, k, chunk, n_chunks, n)
+    strides = (phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1))
+    meta = {"BLOCK": blk, "STEPS_P2": steps_p2, "num_warps": warps,
+            "enable_fp_fusion": FP_FUSION}
+    grid = (rows, n_chunks)
+    _dsplit_bwd_walk_kernel[grid](
+        grad_y, phi, seed, coefs, stats, index, ws, part_d, *shape, row_offset, col_offset,
+        *strides, COV=cov, GROUPED=_grouped(col_offset, blk, warps), **meta)
+    for j in range(2, n + 1):
+        _dsplit_bwd_step_kernel[grid](
+            grad_y, phi, coefs, stats, index, grad_phi, ws, part_d, *shape, j, *strides,
+            COV=cov, MAX=method == _MAX, LAST=j == n, CHUNKS_P2=chunks_p2, **meta)
+    if cov:
+        _dsplit_bwd_cov_kernel[grid](grad_y, phi, stats, index, grad_phi, ws, part_d, *shape,
+                                     *strides, CHUNKS_P2=chunks_p2, **meta)
