@@ -61,18 +61,19 @@ def workloads(level: str = "quick") -> list[Workload]:
 
 #: The one-pass estimators, whose few long rows the launcher splits into vocabulary chunks.
 ONEPASS = ("st", "gumbel", "reinmax")
-#: The diffusion estimators, whose forward the launcher splits the same way.
+#: The diffusion estimators, whose forward and backward the launcher splits the same way.
 DIFFUSION = ("redge", "redge_cov", "redge_max")
 
 
 def _split_workloads(rows: int, k: int, dtype: str) -> list[Workload]:
     """Every variant of the one-pass estimators at ``rows x k``: hard and soft forwards, the
-    forward without y, the backward; the diffusion estimators' split forwards likewise."""
+    forward without y, the backward; the diffusion estimators' likewise."""
     out = []
     for method in DIFFUSION:
         for hard in (True, False) if method not in HARD_ONLY else (True,):
             out.append(Workload(method, "fwd", rows, k, 5, dtype, hard))
         out.append(Workload(method, "fwd", rows, k, 5, dtype, True, write_y=False))
+        out.append(Workload(method, "bwd", rows, k, 5, dtype, True))
     for method in ONEPASS:
         for hard in (True, False) if method not in HARD_ONLY else (True,):
             out.append(Workload(method, "fwd", rows, k, 5, dtype, hard))
