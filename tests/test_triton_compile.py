@@ -56,11 +56,11 @@ def test_failing_reads_ptxas_stack_and_spills():
 
 
 def test_stack_cause_reads_the_local_accesses_of_the_sass():
-    """The tiled ReDGE-Cov backward (K = 8192) keeps a 32-byte stack frame for the
-    Payne-Hanek array of libdevice's cos / sin: every LDL / STL of its SASS is attributed to the
-    Box-Muller line; a kernel without local accesses has no cause."""
+    """The tiled ReDGE-Cov backward (K = 8192; 256 rows, not split into chunks) keeps a 32-byte
+    stack frame for the Payne-Hanek array of libdevice's cos / sin: every LDL / STL of its SASS is
+    attributed to the Box-Muller line; a kernel without local accesses has no cause."""
     from bench.kernel_compile import Workload, in_compiling_process, interpreting
-    items = [(Workload("redge_cov", "bwd", 4, 8192, 5),), (Workload("st", "fwd", 4, 64, 5),)]
+    items = [(Workload("redge_cov", "bwd", 256, 8192, 5),), (Workload("st", "fwd", 4, 64, 5),)]
     if interpreting():
         reports = in_compiling_process(cc.stack_report, items)
     else:
