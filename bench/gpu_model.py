@@ -123,7 +123,11 @@ def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
     Rows: ``R' = g, 2g, 3g < R`` for a launch's grid ``g`` (a persistent grid of ``g`` programs
     whose program 0 takes ``R' / g`` rows). Columns: the three smallest ``K' = K mod T + m T <
     K`` (``T``: the tile, ``_tile``), so that every point has K's tail and whole tiles more or
-    fewer."""
+    fewer. None for a (row, chunk) grid (the split kernels): the chunk width follows R and K, so
+    program 0's work is not affine in either (their first program is one chunk: traced in full).
+    """
+    if any(len(g) > 1 and math.prod(g[1:]) > 1 for _, g, _ in want):
+        return None
     grids = sorted({math.prod(g) for _, g, _ in want})
     for g in grids:
         pts = [g * q for q in (1, 2, 3)]
