@@ -1,4 +1,4 @@
-"""The diffusion forward (redge, redge_cov, redge_max; docs/SPEC.md "ReDGE") with each row split
+"""The diffusion forward and backward (redge, redge_cov, redge_max; docs/SPEC.md "ReDGE"), each row split
 into vocabulary chunks, for calls of few long rows: a 2-D grid ``(row, chunk)`` fills the GPU where
 one program per row would leave most SMs idle (8 rows of 262144 entries on 132 SMs).
 
