@@ -1,6 +1,7 @@
-"""The diffusion forward and backward (redge, redge_cov, redge_max; docs/SPEC.md "ReDGE"), each row split
-into vocabulary chunks, for calls of few long rows: a 2-D grid ``(row, chunk)`` fills the GPU where
-one program per row would leave most SMs idle (8 rows of 262144 entries on 132 SMs).
+"""The diffusion forward and backward (redge, redge_cov, redge_max; docs/SPEC.md "ReDGE") with
+each row split into vocabulary chunks, for calls of few long rows: a 2-D grid ``(row, chunk)``
+fills the GPU where one program per row would leave most SMs idle (8 rows of 262144 entries on
+132 SMs). The backward is ``_diffusion._bwd_tiled``'s passes, one launch each (comment below).
 
 Chunk ``c`` of a row holds the columns ``[c CHUNK, min(K, (c + 1) CHUNK))``, CHUNK a multiple of
 BLOCK (the grouped noise form applies as in the unsplit kernels). The chain needs the row's
