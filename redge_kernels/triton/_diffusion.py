@@ -125,6 +125,26 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
 
 
 @triton.jit
+def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1, best_idx, m0,
+                   s0, m1, s1, poisoned, empty, COV: tl.constexpr, HARD: tl.constexpr,
+                   BLOCK: tl.constexpr):
+    """y on the columns ``[c0, c1)`` of a row: ``one_hot(best_idx)`` (HARD) or ``p_1 =
+    softmax(l_1)`` from x_1 (the trajectory row ``x_row``) and the step-1 stats ``(m1, s1)``; NaN
+    on a poisoned row, 0 on an empty one (``finish``)."""
+    for start in range(c0, c1, BLOCK):
+        cols = start + lanes
+        cmask = cols < c1
+        if HARD:
+            y = tl.where(cols == best_idx, 1.0, 0.0)
+        else:
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            mu, lam = _mu_lam(phi, m0, s0, COV)
+            x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
+            y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
+        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+
+
+@triton.jit
 def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
                 COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                 STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
@@ -230,19 +250,9 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     empty = (n_valid == 0) & (n_bad == 0)
     m1 = pick(mvec, steps, 1)
     s1 = pick(svec, steps, 1)
-    if WRITE_Y:
-        for start in range(0, K, BLOCK):  # output: the one-hot needs nothing; p_1 from x_1
-            cols = start + lanes
-            cmask = cols < K
-            if HARD:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                mu, lam = _mu_lam(phi, m0, s0, COV)
-                x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
-                y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+    if WRITE_Y:  # output: the one-hot needs nothing; p_1 from x_1
+        _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, 0, K, best_idx, m0,
+                       s0, m1, s1, poisoned, empty, COV, HARD, BLOCK)
     tl.debug_barrier()  # the program's next row overwrites the scratch
     return mvec, svec, best_idx, poisoned, empty
 
@@ -377,18 +387,19 @@ def _bwd_single(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, se
 
 
 @triton.jit
-def _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, K, m0, s0,
-                coefs_ptr, mvec, svec, steps, n, COV: tl.constexpr, BLOCK: tl.constexpr,
+def _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, K, c0, c1,
+                m0, s0, coefs_ptr, mvec, svec, steps, n, COV: tl.constexpr, BLOCK: tl.constexpr,
                 GROUPED: tl.constexpr):
-    """Pass 1 of path (b): per tile, z drawn (kept in the scratch for COV) and the chain walked
-    once, storing p_k (and x_k); returns d_1 = <g, p_1>."""
+    """Pass 1 of path (b) on the columns ``[c0, c1)`` of a row of K (the scratch rows are K
+    wide): per tile, z drawn (kept in the scratch for COV) and the chain walked once, storing
+    p_k (and x_k); returns that range's part of d_1 = <g, p_1>."""
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     p_ptr = ws_row + _p_row0(False, COV) * K
     x_ptr = p_ptr + _i64(n - 1) * K
     acc = 0.0
-    for start in range(0, K, BLOCK):
+    for start in range(c0, c1, BLOCK):
         cols = start + lanes
-        cmask = cols < K
+        cmask = cols < c1
         phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
         z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
@@ -458,7 +469,8 @@ def _bwd_tiled(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, ws_row, see
     n-1 and writes gphi (COV: reduces d_0 = <gp_0, mu> and one more pass writes)."""
     dvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 1,
                _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff,
-                           K, m0, s0, coefs_ptr, mvec, svec, steps, n, COV, BLOCK, GROUPED))
+                           K, 0, K, m0, s0, coefs_ptr, mvec, svec, steps, n, COV, BLOCK,
+                           GROUPED))
     tl.debug_barrier()  # the next pass reads this pass's scratch tiles
     p_ptr = ws_row + _p_row0(False, COV) * K
     for j in range(2, n):

@@ -32,7 +32,7 @@ import triton.language as tl
 from ._common import (NEG_INF, coef_a, coef_b, finish, online_stats, pick, probs, put,
                       row_flags, safe_max)
 from ._diffusion import (_base, _cov_base_grad, _cov_v, _i64, _logits, _mu_lam, _p_row0,
-                         _slot_rows, _store_carry, _tiled_step, _walk)
+                         _slot_rows, _store_carry, _tiled_step, _tiled_walk, _write_y_range)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -191,18 +191,8 @@ def _dsplit_out_kernel(phi_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_ptr, part_g
         x_row = x_ptr + row * K
         y_row = y_ptr + row * K
         lanes = tl.arange(0, BLOCK).to(tl.int64)
-        for start in range(c0, c1, BLOCK):
-            cols = start + lanes
-            cmask = cols < c1
-            if HARD:
-                y = tl.where(cols == best_idx, 1.0, 0.0)
-            else:
-                phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask,
-                              other=NEG_INF).to(tl.float32)
-                mu, lam = _mu_lam(phi, m0, s0, COV)
-                x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
-                y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-            tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+        _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1, best_idx,
+                       m0, s0, m1, s1, poisoned, empty, COV, HARD, BLOCK)
     if chunk == 0:
         steps = tl.arange(0, STEPS_P2)
         mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
@@ -273,22 +263,8 @@ def _dsplit_bwd_walk_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, ind
     gy_row = gy_ptr + row * gy_stride_r
     grow = row + row_offset
     coff = col_offset.to(tl.int64)
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
-    p_ptr = ws_row + _p_row0(False, COV) * K
-    x_ptr = p_ptr + _i64(n - 1) * K
-    acc = 0.0
-    for start in range(c0, c1, BLOCK):
-        cols = start + lanes
-        cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
-        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
-        if COV:
-            tl.store(ws_row + 4 * K + cols, z, mask=cmask)
-        x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-        p1 = _walk(phi, x0, mu, lam, coefs_ptr, mvec, svec, steps, n, p_ptr, x_ptr, K, cols,
-                   cmask, COV)
-        acc += tl.sum(g * p1, axis=0)
+    acc = _tiled_walk(phi_row, phi_stride_c, gy_row, gy_stride_c, ws_row, seed, grow, coff, K, c0,
+                      c1, m0, s0, coefs_ptr, mvec, svec, steps, n, COV, BLOCK, GROUPED)
     tl.store(part_d_ptr + (R + row) * n_chunks + chunk, acc)
 
 
