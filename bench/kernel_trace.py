@@ -70,6 +70,7 @@ class _FileIndex:
         self.stmt_of: dict[int, int] = {}  # line -> start line of the innermost statement
         self.constructs: list[_Construct] = []
         self.for_headers: set[int] = set()
+        self.static_fors: list = []  # (header, lo, hi) of ``tl.static_range`` loops
         spans = []
         for node in ast.walk(tree):
             if isinstance(node, ast.stmt):
@@ -78,6 +79,9 @@ class _FileIndex:
                 if isinstance(body, list) and body and not isinstance(node, ast.ClassDef):
                     end = body[0].lineno - 1  # a compound statement's header only
                 spans.append((node.lineno, max(end, node.lineno)))
+            if (isinstance(node, ast.For) and isinstance(node.iter, ast.Call)
+                    and getattr(node.iter.func, "attr", None) == "static_range"):
+                self.static_fors.append((node.lineno, node.body[0].lineno, node.end_lineno))
             if isinstance(node, (ast.For, ast.While)):
                 self.for_headers.add(node.lineno)
                 self.constructs.append(_Construct("for", node.lineno, node.body[0].lineno,
@@ -169,17 +173,36 @@ class Trace:
         call_sites, (path, _, _) = key
         return self.counts.get((call_sites, (path, line)), 0)
 
-    def iterations(self, key, index: SourceIndex) -> int:
-        """Body executions of a ``for`` key, or executions of an ``if`` / ``else`` body."""
+    def copies(self, key, index: SourceIndex) -> float:
+        """Unrolled copies of a construct: the product of the trip counts of the
+        ``tl.static_range`` loops whose bodies hold it (in its file or at its call sites), whose
+        bodies the compiler writes out once per iteration; 1 outside them."""
+        call_sites, (path, header, _) = key
+        frames = tuple(call_sites) + ((path, header),)
+        n = 1.0
+        for i, (fp, line) in enumerate(frames):
+            ff = index.file(fp)
+            for h, lo, hi in (ff.static_fors if ff else ()):
+                if lo <= line <= hi:
+                    skey = (tuple(frames[:i]), (fp, h, "for"))
+                    it = self._n(skey, ff.stmt_of.get(lo, lo))
+                    ent = max(self._n(skey, h) - it, 1)
+                    n *= max(it / ent, 1.0)
+        return n
+
+    def iterations(self, key, index: SourceIndex) -> float:
+        """Body executions of a ``for`` key, or executions of an ``if`` / ``else`` body, per
+        unrolled copy (``copies``): each copy in the SASS carries its share."""
         _, (path, header, kind) = key
         fi = index.file(path)
         c = next(c for c in fi.constructs if c.header == header and c.kind == kind)
-        return self._n(key, fi.stmt_of.get(c.first, c.first))
+        return self._n(key, fi.stmt_of.get(c.first, c.first)) / self.copies(key, index)
 
-    def entries(self, key, index: SourceIndex) -> int:
-        """Times a ``for`` loop was entered (header entries minus iterations)."""
+    def entries(self, key, index: SourceIndex) -> float:
+        """Times a ``for`` loop was entered (header entries minus iterations), per unrolled copy."""
         _, (path, header, _) = key
-        return max(self._n(key, header) - self.iterations(key, index), 0)
+        return max(self._n(key, header) / self.copies(key, index)
+                   - self.iterations(key, index), 0)
 
 
 class _StopGrid(Exception):

@@ -30,6 +30,32 @@ def probe():
     return _probe_program()
 
 
+@pytest.fixture(scope="module")
+def static_probe():
+    from bench import model_probe
+    if interpreting():
+        return in_compiling_process(model_probe.compiled_static_program, [()])[0]
+    return model_probe.compiled_static_program()
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the probe under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("n_hot", [0, 1, 2, 4, 9])
+def test_static_range_if_counts_are_exact(static_probe, n_hot):
+    """An ``if`` (and one in a helper) inside an unrolled ``tl.static_range`` loop, its condition
+    varying by iteration: each unrolled copy is weighted by its own share, so the FFMAs the ifs
+    add over n_hot = 0 are the executed ones, 8 min(n_hot, N) + 8 min(max(n_hot - 1, 0), N)
+    per warp (the steps' own FFMAs, which ptxas may duplicate into the branches, cancel)."""
+    from bench import model_probe
+    from bench.sass_counts import count
+    n = model_probe.STATIC_N
+    trace, index = model_probe.traced_static(n_hot)
+    c = count(static_probe, trace, index)
+    c0 = count(static_probe, *model_probe.traced_static(0))
+    want = 8 * min(n_hot, n) + 8 * min(max(n_hot - 1, 0), n)
+    assert c.by_opcode["FFMA"] - c0.by_opcode["FFMA"] == pytest.approx(want)
+    assert c.by_opcode["LDG"] == 1 and c.by_opcode["STG"] == 1
+
+
 @pytest.mark.skipif(not interpreting(), reason="the trace runs the probe under TRITON_INTERPRET=1")
 @pytest.mark.parametrize("n_iter,n_hot", [(37, 5), (40, 0), (3, 3)])
 def test_probe_counts_are_exact(probe, n_iter, n_hot):
