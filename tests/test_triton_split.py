@@ -95,11 +95,11 @@ def _mask_empty_poison(phi):
     phi[4, :-5] = float("-inf")
 
 
-@VARIANTS
-def test_split_matches_reference_and_unsplit(method, hard):
-    """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles):
-    identical indices to the reference and to the unsplit kernels; y, stats and gradients within
-    rounding."""
+def _check_masked_rows(method, hard):
+    """The split call on masked, empty, poisoned and single-entry rows against the reference
+    (identical indices; y and gradients within rounding) and the unsplit kernels (identical
+    indices; y, stats and gradients within rounding). Returns the logits and the split call's
+    ``(y, stats, gphi)``."""
     phi = _logits(5, seed=7)
     _mask_empty_poison(phi)
     g = _grad_out(phi)
@@ -113,6 +113,15 @@ def test_split_matches_reference_and_unsplit(method, hard):
     assert torch.equal(index, index1)
     for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
         torch.testing.assert_close(a, b, equal_nan=True)
+    return phi, y, stats, gphi
+
+
+@VARIANTS
+def test_split_matches_reference_and_unsplit(method, hard):
+    """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles):
+    identical indices to the reference and to the unsplit kernels; y, stats and gradients within
+    rounding."""
+    phi, y, stats, gphi = _check_masked_rows(method, hard)
     assert torch.all(y[1] == 0) and torch.all(gphi[1] == 0)
     assert torch.isnan(y[2:4]).all() and torch.isnan(gphi[2:4]).all()
     assert torch.isnan(stats[2:4, 0, 1]).all() and torch.all(stats[:, 2:, 0] == 0)
@@ -195,19 +204,7 @@ def test_diffusion_split_matches_reference_and_unsplit(method, hard):
     """Masks, an empty row, poisoned rows and a single valid entry (2 chunks of 2 tiles, 5
     steps): identical indices to the reference and to the unsplit kernels; y, stats and the
     gradients (the split backward on the split forward's stats) within rounding."""
-    phi = _logits(5, seed=7)
-    _mask_empty_poison(phi)
-    g = _grad_out(phi)
-    y, stats, index, gphi = _run(method, phi, hard, g, split=True)
-    y_ref, index_ref, gphi_ref = _reference(method, phi, hard, g)
-    assert torch.equal(index, index_ref)
-    assert index[1:4].tolist() == [-1, -1, -1] and index[4].item() >= K - 5
-    torch.testing.assert_close(y, y_ref, equal_nan=True)
-    torch.testing.assert_close(gphi, gphi_ref, equal_nan=True)
-    y1, stats1, index1, gphi1 = _run(method, phi, hard, g, split=False)
-    assert torch.equal(index, index1)
-    for a, b in ((y, y1), (stats, stats1), (gphi, gphi1)):
-        torch.testing.assert_close(a, b, equal_nan=True)
+    phi, y, stats, gphi = _check_masked_rows(method, hard)
     assert torch.all(y[1] == 0) and torch.isnan(y[2:4]).all()
     assert torch.isnan(stats[2:4, 1, 1]).all()
 
