@@ -8,10 +8,7 @@ configuration is compiled once per architecture with the JIT's runtime specializ
 aligned pointers, divisible integers, unit strides folded) and ptxas' ``-v`` report is read:
 registers, stack frame, spill stores and loads (and cuobjdump's LOCAL). Any spill, LOCAL byte or
 stack frame fails the configuration (local memory traffic on the hot path), as does a compile
-error; the one exception is a stack frame whose every local access (SASS ``LDL`` / ``STL``) comes
-from a ``tl.cos`` / ``tl.sin`` call: libdevice's Payne-Hanek reduction for |x| > 105615, which
-Box-Muller's angle in [0, 2 pi] never takes (it is reported beside the row). Prints a
-table and the run time; exits 1 if any configuration fails.
+error. Prints a table and the run time; exits 1 if any configuration fails.
 
 ``--level quick`` (the test suite) covers every estimator, direction and hard/soft variant, and
 the hard forward without y (``write_y=False``), at K = 2 (the several-rows block of BLOCK = 2),
@@ -98,58 +95,6 @@ def _configs(w: Workload) -> list[dict]:
     return out
 
 
-#: Source calls whose libdevice implementation keeps a local array (a stack frame, no spill) for
-#: a slow path the kernels never take: ``__nv_cosf`` / ``__nv_sinf`` reduce |x| > 105615 by
-#: Payne-Hanek into a 7-word local array, and Box-Muller's angle is in [0, 2 pi].
-TRIG_SLOW_PATH = ("tl.cos(", "tl.sin(")
-
-
-def _trig_spans(path: str) -> list[tuple[int, int]]:
-    """Line spans of the functions of a source file that call ``tl.cos`` / ``tl.sin``, each
-    extended by two lines past its end: inlined libdevice code has no line table of its own and
-    carries the line just past its caller's body."""
-    import ast
-    import linecache
-    text = "".join(linecache.getlines(path))
-    if not text:
-        return []
-    spans = []
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.FunctionDef):
-            body = "".join(linecache.getline(path, ln)
-                           for ln in range(node.lineno, node.end_lineno + 1))
-            if any(t in body for t in TRIG_SLOW_PATH):
-                spans.append((node.lineno, node.end_lineno + 2))
-    return spans
-
-
-def stack_cause(cubin: bytes) -> str:
-    """Why a kernel without spills has a stack frame: ``"trig slow path"`` when every local
-    memory access (``LDL`` / ``STL``) of its SASS is inlined into a function that calls
-    ``tl.cos`` / ``tl.sin`` (``TRIG_SLOW_PATH``), else ``""``."""
-    from bench.sass import disassemble
-    local = [i for i in disassemble(cubin).instrs if i.base in ("LDL", "STL")]
-    if not local:
-        return ""
-    for ins in local:
-        if not ins.context:
-            return ""
-        path, line = ins.context[-1]
-        if not any(lo <= line <= hi for lo, hi in _trig_spans(path)):
-            return ""
-    return "trig slow path"
-
-
-def stack_report(w: Workload, arch: int = 90) -> list[tuple]:
-    """``(stack, spill_stores, spill_loads, stack_cause)`` of each launch of ``w`` (runs
-    uninterpreted; see ``check`` for the interpreter)."""
-    out = []
-    for launch in capture(w):
-        c = compile_launch(launch, arch)
-        out.append((c.stack, c.spill_stores, c.spill_loads, stack_cause(c.cubin)))
-    return out
-
-
 def _compile_many(items: list, archs) -> dict:
     """``{(key, arch): result}`` for every distinct configuration (runs uninterpreted)."""
     seen, results = {}, {}
@@ -163,7 +108,6 @@ def _compile_many(items: list, archs) -> dict:
                 res = {k: getattr(ck, k) for k in ("name", "regs", "stack", "spill_stores",
                                                    "spill_loads", "local", "num_warps")}
                 res["constexprs"] = ck.constexprs
-                res["stack_cause"] = stack_cause(ck.cubin) if ck.stack else ""
                 res["error"] = ""
             except Exception as e:  # reported in the table, fails the configuration
                 res = {"name": launch.name, "error": f"{type(e).__name__}: {e}"[:300]}
@@ -195,13 +139,10 @@ def check(items: list[Workload], archs=(90,), jobs: int = 1) -> list[tuple]:
 
 def failing(result: dict) -> str:
     """Why a compiled configuration fails ("" when it passes): a compile error, any spill store or
-    load, LOCAL bytes, or a stack frame, except one whose every local access is libdevice's
-    cos / sin slow path (``stack_cause``), which the kernels never execute."""
+    load, LOCAL bytes, or a stack frame."""
     if result.get("error"):
         return "error: " + result["error"]
-    trig_only = result.get("stack_cause") == "trig slow path"
-    if (result["stack"] and not trig_only) or result["spill_stores"] or result["spill_loads"] \
-            or result["local"]:
+    if result["stack"] or result["spill_stores"] or result["spill_loads"] or result["local"]:
         return (f"stack {result['stack']} B, spill stores {result['spill_stores']} B, "
                 f"loads {result['spill_loads']} B, LOCAL {result['local']} B")
     return ""
@@ -227,9 +168,7 @@ def main(argv=None) -> int:
             blk = r.get("constexprs", {}).get("BLOCK", "-")
             print(f"{w.label():44s} {r['name']:24s} {blk!s:>6s} {r.get('num_warps', 0):5d} "
                   f"{r.get('regs', -1):5d} {r.get('stack', -1):6d} "
-                  f"{r.get('spill_stores', -1):6d}" + (f"  FAIL {why}" if why else "")
-                  + ("  (stack: libdevice cos/sin slow path, never taken)"
-                     if not why and r.get("stack_cause") else ""))
+                  f"{r.get('spill_stores', -1):6d}" + (f"  FAIL {why}" if why else ""))
     print(f"{len(items)} workloads, {failed} failing launches (spill, stack or error), "
           f"{time.time() - t0:.0f} s")
     return 1 if failed else 0

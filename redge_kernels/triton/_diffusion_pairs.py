@@ -17,7 +17,7 @@ import triton.language as tl
 
 from ._common import NEG_INF, coef_a, coef_b, finish, probs
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
-from ._noise import _rho, _theta, philox_words
+from ._noise import _rho, _theta, cos_or_sin, cos_sin, philox_words
 from ._onepass_pairs import _bad, _load_pair, _pair_gumbel, _pair_rows, _pair_stats
 
 
@@ -31,7 +31,7 @@ def _column_normal(seed, grows, col):
     second = lane >= 2
     rho = _rho(tl.where(second, w2, w0))
     theta = _theta(tl.where(second, w3, w1))
-    return rho * tl.where((lane & 1) == 1, tl.sin(theta), tl.cos(theta))
+    return rho * cos_or_sin(theta, (lane & 1) == 1)
 
 
 @triton.jit
@@ -42,8 +42,9 @@ def _pair_normal(seed, grows, coff, GROUPED: tl.constexpr):
                                       grows, 0)
         rho = _rho(w0)
         theta = _theta(w1)
-        z0 = rho * tl.cos(theta)
-        z1 = rho * tl.sin(theta)
+        c, s = cos_sin(theta)
+        z0 = rho * c
+        z1 = rho * s
     else:
         z0 = _column_normal(seed, grows, coff)
         z1 = _column_normal(seed, grows, coff + 1)

@@ -62,15 +62,22 @@ ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "
 #: bf16 diffusion backward's [2, 128] block spilled 4 bytes under ptxas for sm_90; K = 65 .. 128
 #: take one row per program.)
 ROWS_MAX_K = 64
-#: Entries of the [ROWS, BLOCK] block (ROWS = ROWS_TILE // BLOCK) and its warps: four entries per
-#: thread, so that the four columns of a noise call (the grouped form, BLOCK >= 4) sit in one
-#: thread and their interleave stays in registers (bench.gpu_model: at 6400 x 64 the 256-entry
-#: block of 4 warps, two entries per thread, took 258 instructions per element for st and 902 for
-#: redge, four entries per thread 162 and 354); 256 entries of 2 warps rather than 512 of 4 (the
-#: same instructions per element) spread the small shapes more evenly over the SMs (5184 x 9:
-#: 324 programs, at most 3 of 2 warps per SM, against 162, at most 2 of 4 warps). Rows of K <= 2
-#: (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
-ROWS_TILE = 256
+#: Entries of the [ROWS, BLOCK] block (ROWS = tile // BLOCK) and its warps. Blocks laid out as
+#: their column groups (BLOCK <= 16) take ROWS_TILE_GROUPS entries, four per thread, so that the
+#: four columns of a noise call (the grouped form, BLOCK >= 4) sit in one thread and their
+#: interleave stays in registers (bench.gpu_model: at 6400 x 64 the 256-entry block of 4 warps,
+#: two entries per thread, took 258 instructions per element for st and 902 for redge, four
+#: entries per thread 162 and 354); 256 entries of 2 warps rather than 512 of 4 spread the small
+#: shapes more evenly over the SMs (5184 x 9: 324 programs, at most 3 of 2 warps per SM, against
+#: 162, at most 2 of 4 warps), and 512 entries of 2 warps spilled the st forward at K = 9. Wider
+#: blocks (BLOCK 32, 64) take ROWS_TILE entries, eight per thread: the row reductions and the
+#: per-step scalars are shared by twice the entries (6400 x 64, sm_90: redge forward 276 -> 251
+#: instructions per element, backward 242 -> 202, st forward 162 -> 131; 1024 entries took 238
+#: for the redge forward but left 400 programs, at most 4 per SM for 3.03 on average, and
+#: predicted it slower). Rows of K <= 2 (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS
+#: entries of ROWS_WARPS_PAIRS warps.
+ROWS_TILE = 512
+ROWS_TILE_GROUPS = 256
 ROWS_WARPS = 2
 ROWS_TILE_PAIRS = 256
 ROWS_WARPS_PAIRS = 4
@@ -83,7 +90,8 @@ def rows_config(k: int) -> tuple[int, int, int]:
     block = max(2, triton.next_power_of_2(k))
     if block == 2:
         return ROWS_TILE_PAIRS // block, block, ROWS_WARPS_PAIRS
-    return ROWS_TILE // block, block, ROWS_WARPS
+    tile = ROWS_TILE_GROUPS if block <= 16 else ROWS_TILE
+    return tile // block, block, ROWS_WARPS
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:

@@ -18,9 +18,11 @@ block of fewer than four columns per thread, or a ``[ROWS, BLOCK]`` block of few
 takes one call per element and keeps the lane ``col & 3`` it needs. ``gumbel_words`` returns the raw
 stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_gumbel_max``).
 
-``tl.log`` / ``tl.cos`` / ``tl.sin`` lower to libdevice's accurate ``__nv_logf`` / ``__nv_cosf`` /
-``__nv_sinf`` and ``sqrt_rn`` is the IEEE square root, so the kernels differ from the reference by
-at most last-ulp differences of those functions.
+``log_pos``, ``cos_sin`` and ``cos_or_sin`` below are libdevice's accurate ``__nv_logf`` /
+``__nv_cosf`` / ``__nv_sinf`` written out for the arguments the noise produces (positive normal
+logs; angles in [0, 2 pi), one reduction for a cos-sin pair) and ``sqrt_rn`` is the IEEE square
+root, so the kernels differ from the reference by at most last-ulp differences of those
+functions (within 1.5 ulp of the exact values, ``tests/test_noise.py``).
 """
 
 import math
@@ -30,6 +32,7 @@ import triton.language as tl
 
 _TWO_M32: tl.constexpr = tl.constexpr(2.0**-32)
 _TWO_M33: tl.constexpr = tl.constexpr(2.0**-33)
+_TWO_M23: tl.constexpr = tl.constexpr(2.0**-23)
 # float32(2 pi), as noise._TWO_PI_F32 (exactly representable in fp32, so no double rounding).
 _TWO_PI_F32: tl.constexpr = tl.constexpr(float.fromhex("0x1.921fb60000000p+2"))
 assert abs(float.fromhex("0x1.921fb60000000p+2") - 2 * math.pi) < 2e-7
@@ -47,14 +50,109 @@ def philox_words(seed, j, row, stream: tl.constexpr):
     return tl.philox(seed, c0, c1, c2, zero + stream)
 
 
+# log of a positive normal finite float32 (libdevice's __nv_logf written out, without the branches
+# for subnormal, zero, infinite and NaN inputs that the noise never produces): x = 2^e m with
+# m in [2/3, 4/3), log x = e log 2 + log1p(m - 1) by a degree-9 polynomial.
+_LOG_SPLIT: tl.constexpr = tl.constexpr(0x3F2AAAAB)  # float32 2/3: its bits
+_EXP_MASK: tl.constexpr = tl.constexpr(-8388608)  # 0xFF800000: sign and exponent bits
+_LN2_F32: tl.constexpr = tl.constexpr(float.fromhex("0x1.62e430p-1"))
+_LOG_C9: tl.constexpr = tl.constexpr(float.fromhex("-0x1.0aa04ep-3"))
+_LOG_C8: tl.constexpr = tl.constexpr(float.fromhex("0x1.2073ecp-3"))
+_LOG_C7: tl.constexpr = tl.constexpr(float.fromhex("-0x1.f19b98p-4"))
+_LOG_C6: tl.constexpr = tl.constexpr(float.fromhex("0x1.1e52aap-3"))
+_LOG_C5: tl.constexpr = tl.constexpr(float.fromhex("-0x1.55b172p-3"))
+_LOG_C4: tl.constexpr = tl.constexpr(float.fromhex("0x1.99da16p-3"))
+_LOG_C3: tl.constexpr = tl.constexpr(float.fromhex("-0x1.fffe44p-3"))
+_LOG_C2: tl.constexpr = tl.constexpr(float.fromhex("0x1.5554f0p-2"))
+
+
+@triton.jit
+def log_pos(x):
+    """``log x`` of positive normal finite float32 ``x`` (max error about 1 ulp)."""
+    bits = x.to(tl.int32, bitcast=True)
+    e = (bits - _LOG_SPLIT) & _EXP_MASK
+    f = (bits - e).to(tl.float32, bitcast=True) - 1.0
+    p = tl.fma(_LOG_C9, f, _LOG_C8)
+    p = tl.fma(p, f, _LOG_C7)
+    p = tl.fma(p, f, _LOG_C6)
+    p = tl.fma(p, f, _LOG_C5)
+    p = tl.fma(p, f, _LOG_C4)
+    p = tl.fma(p, f, _LOG_C3)
+    p = tl.fma(p, f, _LOG_C2)
+    p = tl.fma(p, f, -0.5)
+    return tl.fma(e.to(tl.float32) * _TWO_M23, _LN2_F32, tl.fma(f * p, f, f))
+
+
 @triton.jit
 def _rho(w):
-    return tl.sqrt_rn(-2.0 * tl.log(w.to(tl.float32) * _TWO_M32 + _TWO_M33))
+    return tl.sqrt_rn(-2.0 * log_pos(w.to(tl.float32) * _TWO_M32 + _TWO_M33))
 
 
 @triton.jit
 def _theta(w):
     return (w.to(tl.float32) * _TWO_M32) * _TWO_PI_F32
+
+
+# One trigonometric reduction for both cos and sin of theta in [0, 2 pi) (libdevice's fast path of
+# __nv_sinf / __nv_cosf, written out: the same constants and operations, each product-sum an
+# explicit fma, so the interpreter computes what the GPU does): j = round(theta 2 / pi),
+# r = theta - j pi / 2 in three parts, r in [-pi / 4, pi / 4]; sin r and cos r by minimax
+# polynomials; quadrant j picks and signs them. Without the general path's Payne-Hanek branch
+# (dead for theta < 105615) and with one reduction for the pair.
+_TWO_OVER_PI: tl.constexpr = tl.constexpr(float.fromhex("0x1.45f306p-1"))
+_PIO2_HI: tl.constexpr = tl.constexpr(float.fromhex("-0x1.921fb4p+0"))
+_PIO2_MID: tl.constexpr = tl.constexpr(float.fromhex("-0x1.4442d0p-24"))
+_PIO2_LO: tl.constexpr = tl.constexpr(float.fromhex("-0x1.84698ap-48"))
+_SIN_3: tl.constexpr = tl.constexpr(float.fromhex("-0x1.9a82a6p-13"))
+_SIN_2: tl.constexpr = tl.constexpr(float.fromhex("0x1.110bc8p-7"))
+_SIN_1: tl.constexpr = tl.constexpr(float.fromhex("-0x1.555550p-3"))
+_COS_4: tl.constexpr = tl.constexpr(float.fromhex("0x1.975800p-16"))
+_COS_3: tl.constexpr = tl.constexpr(float.fromhex("-0x1.6c0fdap-10"))
+_COS_2: tl.constexpr = tl.constexpr(float.fromhex("0x1.555576p-5"))
+_COS_1: tl.constexpr = tl.constexpr(float.fromhex("-0x1.fffffep-2"))
+
+
+@triton.jit
+def _reduce_quadrant(theta):
+    """``(j, r, r^2)``: int32 quadrant ``j = round(theta 2 / pi)`` and ``r = theta - j pi / 2``
+    (float32 ``theta`` in [0, 2 pi))."""
+    j = tl.fma(theta, _TWO_OVER_PI, 0.5).to(tl.int32)  # theta >= 0: truncation is the floor
+    q = j.to(tl.float32)
+    r = tl.fma(q, _PIO2_HI, theta)
+    r = tl.fma(q, _PIO2_MID, r)
+    r = tl.fma(q, _PIO2_LO, r)
+    return j, r, r * r
+
+
+@triton.jit
+def _sin_cos_poly(r, r2):
+    """``(sin r, cos r)`` for r in [-pi / 4, pi / 4] (``r2 = r * r``)."""
+    ps = tl.fma(tl.fma(tl.fma(_SIN_3, r2, _SIN_2), r2, _SIN_1), r2 * r, r)
+    pc = tl.fma(tl.fma(tl.fma(tl.fma(_COS_4, r2, _COS_3), r2, _COS_2), r2, _COS_1), r2, 1.0)
+    return ps, pc
+
+
+@triton.jit
+def _quadrant(ps, pc, j):
+    """sin of the angle ``r + j pi / 2`` from ``(sin r, cos r)``."""
+    v = tl.where((j & 1) != 0, pc, ps)
+    return tl.where((j & 2) != 0, 0.0 - v, v)
+
+
+@triton.jit
+def cos_sin(theta):
+    """``(cos theta, sin theta)`` of float32 theta in [0, 2 pi) (one reduction)."""
+    j, r, r2 = _reduce_quadrant(theta)
+    ps, pc = _sin_cos_poly(r, r2)
+    return _quadrant(ps, pc, j + 1), _quadrant(ps, pc, j)
+
+
+@triton.jit
+def cos_or_sin(theta, odd):
+    """``sin theta`` where ``odd`` else ``cos theta`` (float32 theta in [0, 2 pi))."""
+    j, r, r2 = _reduce_quadrant(theta)
+    ps, pc = _sin_cos_poly(r, r2)
+    return _quadrant(ps, pc, tl.where(odd, j, j + 1))
 
 
 @triton.jit
@@ -74,9 +172,9 @@ def normal_block4(seed, row, c0, BLOCK: tl.constexpr):
     w0, w1, w2, w3 = philox_words(seed, j, row, 0)
     rho0 = _rho(w0)
     rho2 = _rho(w2)
-    t1 = _theta(w1)
-    t3 = _theta(w3)
-    return _interleave4(rho0 * tl.cos(t1), rho0 * tl.sin(t1), rho2 * tl.cos(t3), rho2 * tl.sin(t3))
+    c1, s1 = cos_sin(_theta(w1))
+    c3, s3 = cos_sin(_theta(w3))
+    return _interleave4(rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3)
 
 
 @triton.jit
@@ -93,7 +191,7 @@ def normal_at(seed, row, cols):
     second = lane >= 2
     rho = _rho(tl.where(second, w2, w0))
     theta = _theta(tl.where(second, w3, w1))
-    return rho * tl.where((lane & 1) == 1, tl.sin(theta), tl.cos(theta))
+    return rho * cos_or_sin(theta, (lane & 1) == 1)
 
 
 @triton.jit
@@ -137,10 +235,10 @@ def gumbel_from_word(w):
     small = a < 0.5
     # one log for E: log(1 - a) where a < 1/2 (Goldberg), else log(b); the same values as
     # evaluating both logs and selecting, with a log fewer per element
-    log_e = tl.log(tl.where(small, one_minus_a, b))
+    log_e = log_pos(tl.where(small, one_minus_a, b))
     e_small = tl.where(one_minus_a == 1.0, a, -log_e * a / tl.where(denom == 0.0, 1.0, denom))
     e = tl.where(small, e_small, -log_e)
-    return -tl.log(e)
+    return -log_pos(e)
 
 
 # ---- [ROWS, BLOCK] tiles of whole rows (several rows per program, small K) -------------------
@@ -177,16 +275,15 @@ def normal_rows(seed, rows, c0, cols, ROWS: tl.constexpr, BLOCK: tl.constexpr,
     if GROUPED and BLOCK >= 4:
         rho0 = _rho(w0)
         rho2 = _rho(w2)
-        t1 = _theta(w1)
-        t3 = _theta(w3)
-        z = _interleave4_rows(rho0 * tl.cos(t1), rho0 * tl.sin(t1), rho2 * tl.cos(t3),
-                              rho2 * tl.sin(t3))
+        c1, s1 = cos_sin(_theta(w1))
+        c3, s3 = cos_sin(_theta(w3))
+        z = _interleave4_rows(rho0 * c1, rho0 * s1, rho2 * c3, rho2 * s3)
     else:
         lane = (cols & 3) + tl.zeros([ROWS, BLOCK], dtype=tl.int64)
         second = lane >= 2
         rho = _rho(tl.where(second, w2, w0))
         theta = _theta(tl.where(second, w3, w1))
-        z = rho * tl.where((lane & 1) == 1, tl.sin(theta), tl.cos(theta))
+        z = rho * cos_or_sin(theta, (lane & 1) == 1)
     return z
 
 
