@@ -86,8 +86,12 @@ def online_stats(m_raw, s, l):
 
 @triton.jit
 def probs(l, m, s):
-    """``softmax`` entries from the row stats: ``exp(l - m) / s`` (0 on an empty row)."""
-    return tl.exp(l - m) / tl.where(s == 0.0, 1.0, s)
+    """``softmax`` entries from the row stats: ``exp(l - m) / s`` (0 on an empty row), as
+    ``exp(l - m) * (1 / s)`` with the reciprocal taken once per row: float32 ``/`` is PTX
+    ``div.full.f32``, which on sm_90 is ``a * rcp(b)`` for b in [2^-126, 2^126] (1 <= s <= K
+    here: the max entry contributes exp(0)), so on the GPU the value is bitwise that of
+    ``exp(l - m) / s`` without the per-entry range scaling of the divisor."""
+    return tl.exp(l - m) * (1.0 / tl.where(s == 0.0, 1.0, s))
 
 
 @triton.jit

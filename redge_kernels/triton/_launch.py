@@ -63,22 +63,25 @@ ELEMS_PER_THREAD = {"diffusion_fwd": 8, "diffusion_bwd": 4, "onepass_fwd": 16, "
 #: take one row per program.)
 ROWS_MAX_K = 64
 #: Entries of the [ROWS, BLOCK] block (ROWS = tile // BLOCK) and its warps. Blocks laid out as
-#: their column groups (BLOCK <= 16) take ROWS_TILE_GROUPS entries, four per thread, so that the
-#: four columns of a noise call (the grouped form, BLOCK >= 4) sit in one thread and their
-#: interleave stays in registers (bench.gpu_model: at 6400 x 64 the 256-entry block of 4 warps,
-#: two entries per thread, took 258 instructions per element for st and 902 for redge, four
-#: entries per thread 162 and 354); 256 entries of 2 warps rather than 512 of 4 spread the small
-#: shapes more evenly over the SMs (5184 x 9: 324 programs, at most 3 of 2 warps per SM, against
-#: 162, at most 2 of 4 warps), and 512 entries of 2 warps spilled the st forward at K = 9. Wider
-#: blocks (BLOCK 32, 64) take ROWS_TILE entries, eight per thread: the row reductions and the
-#: per-step scalars are shared by twice the entries (6400 x 64, sm_90: redge forward 276 -> 251
-#: instructions per element, backward 242 -> 202, st forward 162 -> 131; 1024 entries took 238
-#: for the redge forward but left 400 programs, at most 4 per SM for 3.03 on average, and
-#: predicted it slower). Rows of K <= 2 (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS
-#: entries of ROWS_WARPS_PAIRS warps.
-ROWS_TILE = 512
+#: their column groups (BLOCK <= 16) take ROWS_TILE_GROUPS entries of ROWS_WARPS_GROUPS warps,
+#: four per thread, so that the four columns of a noise call (the grouped form, BLOCK >= 4) sit in
+#: one thread and their interleave stays in registers (bench.gpu_model: at 6400 x 64 the
+#: 256-entry block of 4 warps, two entries per thread, took 258 instructions per element for st
+#: and 902 for redge, four entries per thread 162 and 354); 256 entries of 2 warps rather than 512
+#: of 4 spread the small shapes more evenly over the SMs (5184 x 9: 324 programs, at most 3 of 2
+#: warps per SM, against 162, at most 2 of 4 warps), and 512 entries of 2 warps spilled the st
+#: forward at K = 9. Wider blocks (BLOCK 32, 64) take ROWS_TILE entries of ROWS_WARPS warps,
+#: eight per thread: the row reductions and the per-step scalars are shared by twice the entries,
+#: and one warp keeps the programs small enough to spread evenly (6400 x 64, sm_90, redge
+#: forward: 249 instructions per element and 26.5 % of HBM by the model, against 276
+#: instructions at 256 entries of 2 warps, 248 and 24.8 % at 512 entries of 2 warps (800
+#: programs, at most 7 per SM for 6.06 on average) and 238 and 22.6 % at 1024 entries of 2 warps
+#: (at most 4 per SM for 3.03)). Rows of K <= 2 (BLOCK = 2, a row per thread) take
+#: ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
+ROWS_TILE = 256
+ROWS_WARPS = 1
 ROWS_TILE_GROUPS = 256
-ROWS_WARPS = 2
+ROWS_WARPS_GROUPS = 2
 ROWS_TILE_PAIRS = 256
 ROWS_WARPS_PAIRS = 4
 
@@ -90,8 +93,9 @@ def rows_config(k: int) -> tuple[int, int, int]:
     block = max(2, triton.next_power_of_2(k))
     if block == 2:
         return ROWS_TILE_PAIRS // block, block, ROWS_WARPS_PAIRS
-    tile = ROWS_TILE_GROUPS if block <= 16 else ROWS_TILE
-    return tile // block, block, ROWS_WARPS
+    if block <= 16:
+        return ROWS_TILE_GROUPS // block, block, ROWS_WARPS_GROUPS
+    return ROWS_TILE // block, block, ROWS_WARPS
 
 
 def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]:
