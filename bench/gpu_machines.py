@@ -20,6 +20,9 @@ PIPE_CLOCKS = {"fma": 0.25, "imad": 0.5, "alu": 0.5, "mufu": 2.0, "conv": 2.0, "
                "shared": 1.0, "lsu": 1.0}
 #: Warp schedulers per SM, each issuing one warp-instruction per clock.
 ISSUE_PER_CLOCK = 4
+#: Pipes shared by the whole SM (the L1 / shared-memory data path); the others are split
+#: between the four schedulers.
+SM_WIDE_PIPES = ("lsu", "shared")
 L1_BYTES_PER_CLOCK = 128
 
 
@@ -79,12 +82,17 @@ def launch_time(m: Machine, programs: int, num_warps: int, regs: int, shared: in
         raise ValueError(f"a block of {num_warps} warps x {regs} registers does not fit an SM")
     per_sm = math.ceil(programs / m.sms)  # programs of the busiest SM
     warps = per_sm * num_warps
-    clocks = {"issue": warps * sum(per_warp.values()) / ISSUE_PER_CLOCK}
+    # A warp stays on one of the SM's four schedulers, each with its own issue slot and its own
+    # quarter of the arithmetic pipes: the busiest scheduler holds ceil(warps / 4) of the SM's
+    # warps (13 warps: 4, 3, 3, 3). Issue and the per-scheduler pipes are counted for it, as
+    # if the SM had 4 x that many warps; the L1 / shared-memory path is the SM's, shared by all.
+    slots = ISSUE_PER_CLOCK * math.ceil(warps / ISSUE_PER_CLOCK)
+    clocks = {"issue": slots * sum(per_warp.values()) / ISSUE_PER_CLOCK}
     for pipe, cost in PIPE_CLOCKS.items():
         n = per_warp.get(pipe, 0.0)
         if pipe == "lsu":
             n = max(n, lsu_bytes / L1_BYTES_PER_CLOCK)
-        clocks[pipe] = warps * n * cost
+        clocks[pipe] = (warps if pipe in SM_WIDE_PIPES else slots) * n * cost
     resident = min(programs, m.sms * occ)
     per_program = floor_read / max(programs, 1) if in_flight is None else in_flight
     fits = resident * per_program <= 0.5 * m.l2_mb * 1e6

@@ -135,6 +135,13 @@ def test_time_formula_by_hand():
     t = gm.launch_time(m, 8, 4, 64, 0, {"fma": 1e6}, 0, 0, 0, 0)
     assert t.bound.startswith("issue") and "latency" in t.bound
     assert math.isclose(t.clocks["issue"], 4 * 1e6 / 4)
+    # 3 programs of 2 warps per SM: its schedulers hold 2, 2, 1, 1 warps; the busiest issues
+    # 2 x 100 instructions (not 6 x 100 / 4) and its quarter of the FMA pipe (32 lanes) takes
+    # 2 x 100 clocks; the L1 path is the SM's: 6 warps x 100 loads at 1 clock each
+    t = gm.launch_time(m, 3 * 132, 2, 64, 0, {"fma": 100}, 0, 0, 0, 0)
+    assert t.clocks["issue"] == pytest.approx(200) and t.clocks["fma"] == pytest.approx(200)
+    t = gm.launch_time(m, 3 * 132, 2, 64, 0, {"lsu": 100}, 0, 0, 0, 0)
+    assert t.clocks["lsu"] == pytest.approx(600) and t.clocks["issue"] == pytest.approx(200)
 
 
 def test_gpu_check_dry_run(tmp_path):

@@ -69,17 +69,16 @@ ROWS_MAX_K = 64
 #: 256-entry block of 4 warps, two entries per thread, took 258 instructions per element for st
 #: and 902 for redge, four entries per thread 162 and 354); 256 entries of 2 warps rather than 512
 #: of 4 spread the small shapes more evenly over the SMs (5184 x 9: 324 programs, at most 3 of 2
-#: warps per SM, against 162, at most 2 of 4 warps), and 512 entries of 2 warps spilled the st
-#: forward at K = 9. Wider blocks (BLOCK 32, 64) take ROWS_TILE entries of ROWS_WARPS warps,
-#: eight per thread: the row reductions and the per-step scalars are shared by twice the entries,
-#: and one warp keeps the programs small enough to spread evenly (6400 x 64, sm_90, redge
-#: forward: 249 instructions per element and 26.5 % of HBM by the model, against 276
-#: instructions at 256 entries of 2 warps, 248 and 24.8 % at 512 entries of 2 warps (800
-#: programs, at most 7 per SM for 6.06 on average) and 238 and 22.6 % at 1024 entries of 2 warps
-#: (at most 4 per SM for 3.03)). Rows of K <= 2 (BLOCK = 2, a row per thread) take
-#: ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
-ROWS_TILE = 256
-ROWS_WARPS = 1
+#: warps per SM), and 512 entries of 2 warps spilled the st forward at K = 9. Wider blocks (BLOCK
+#: 32, 64) take ROWS_TILE entries of ROWS_WARPS warps, sixteen per thread: the row reductions and
+#: the per-step scalars are shared by more entries, and the busiest of an SM's four schedulers
+#: holds no more entries than with smaller blocks (6400 x 64, sm_90, redge forward / backward by
+#: the model, which counts the busiest scheduler: 234 / 184 instructions per element and 22.9 /
+#: 32.6 % of HBM, against 249 / 199 and 21.6 / 27.6 % at 256 entries of one warp, 13 warps per SM
+#: so 4 on the busiest scheduler, and 276 / 242 instructions at 256 entries of 2 warps). Rows of
+#: K <= 2 (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
+ROWS_TILE = 1024
+ROWS_WARPS = 2
 ROWS_TILE_GROUPS = 256
 ROWS_WARPS_GROUPS = 2
 ROWS_TILE_PAIRS = 256
