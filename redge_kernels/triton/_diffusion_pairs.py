@@ -17,21 +17,8 @@ import triton.language as tl
 
 from ._common import NEG_INF, coef_a, coef_b, finish, probs
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
-from ._noise import _rho, _theta, cos_or_sin, cos_sin, philox_words
+from ._noise import _rho, _theta, cos_sin, normal_at, philox_words
 from ._onepass_pairs import _bad, _load_pair, _pair_gumbel, _pair_rows, _pair_stats
-
-
-@triton.jit
-def _column_normal(seed, grows, col):
-    """Stream-0 z (float32 [ROWS]) of the global column ``col`` (int64 scalar) of the global rows
-    ``grows``: word ``col & 3`` of the call ``col >> 2``, as ``_noise.normal_at``."""
-    w0, w1, w2, w3 = philox_words(seed, tl.zeros(grows.shape, dtype=tl.int64) + (col >> 2),
-                                  grows, 0)
-    lane = col & 3
-    second = lane >= 2
-    rho = _rho(tl.where(second, w2, w0))
-    theta = _theta(tl.where(second, w3, w1))
-    return rho * cos_or_sin(theta, (lane & 1) == 1)
 
 
 @triton.jit
@@ -46,8 +33,9 @@ def _pair_normal(seed, grows, coff, GROUPED: tl.constexpr):
         z0 = rho * c
         z1 = rho * s
     else:
-        z0 = _column_normal(seed, grows, coff)
-        z1 = _column_normal(seed, grows, coff + 1)
+        cols = tl.zeros(grows.shape, dtype=tl.int64) + coff
+        z0 = normal_at(seed, grows, cols)
+        z1 = normal_at(seed, grows, cols + 1)
     return z0, z1
 
 
