@@ -156,11 +156,12 @@ def test_backward_walks_the_chain_once(monkeypatch, method, block):
 
 @pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_cov", True),
                                          ("redge_cov", False), ("redge_max", True)])
-@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, 20, ROWS_MAX_K])
 def test_rows_block_matches_reference(method, hard, k):
     """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
-    noise call per element), 3 (BLOCK = 4, one grouped call per row, a lane masked), 9 and the
-    largest K of the path."""
+    noise call per element), 3 (BLOCK = 4, one grouped call per row, a lane masked), 9, 20
+    (BLOCK = 32 as two pieces of 16 columns, the second partly masked) and the largest K of the
+    path."""
     rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
 
@@ -214,11 +215,11 @@ ONEPASS_TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3}
 
 @pytest.mark.parametrize("method,hard", [("st", True), ("st", False), ("gumbel", True),
                                          ("gumbel", False), ("reinmax", True)])
-@pytest.mark.parametrize("k", [1, 2, 3, 9, ROWS_MAX_K])
+@pytest.mark.parametrize("k", [1, 2, 3, 9, 20, ROWS_MAX_K])
 def test_onepass_rows_block_matches_reference(method, hard, k):
     """Rows not a multiple of the block's ROWS (a partial last block); K = 1 and 2 (BLOCK = 2, one
-    noise call per element), 3 (BLOCK = 4, grouped, a lane masked), 9 and the largest K of the
-    path; identical indices."""
+    noise call per element), 3 (BLOCK = 4, grouped, a lane masked), 9, 20 (BLOCK = 32 as two
+    pieces, the second partly masked) and the largest K of the path; identical indices."""
     rows = rows_config(k)[0] + 3
     _compare(method, _logits(rows, k, seed=k), linear_schedule(3, 0.5), hard=hard,
              tau=ONEPASS_TAU[method])

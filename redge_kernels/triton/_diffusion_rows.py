@@ -10,8 +10,10 @@ the row (``argmax_rows`` of ``l_1 + G``, every G evaluated); stats written per s
 walk down the chain with the saved stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch
 slot ``[n-1 or 2(n-1), ROWS, BLOCK]`` (each thread reads back its own entries), then the steps
 k = 1 .. n-1 with d_k per row. Blocks of BLOCK <= ``GROUPS_MAX_BLOCK`` of the forward (and of the
-one-pass kernels) are laid out as their column groups of four (``_row_block``); blocks of BLOCK = 2
-(K <= 2) hold each row as its two columns instead, a row per thread (``_diffusion_pairs``).
+one-pass kernels) are laid out as their column groups of four (``_row_block``); blocks of BLOCK >=
+2 ``ROW_PIECE`` (32, 64) are loaded, stored and kept in scratch as pieces of ROW_PIECE columns,
+a row's pieces in the same four threads (``_pieces``); blocks of BLOCK = 2 (K <= 2) hold each row
+as its two columns instead, a row per thread (``_diffusion_pairs``).
 """
 
 import triton
@@ -29,6 +31,40 @@ from ._noise import _interleave4_rows, gumbel_rows, normal_rows
 #: loaded as vectors of four in the plain layout, it took 166 against 162 for st and made the
 #: redge backward's scratch walk twice as dear; the diffusion backward never takes it.)
 GROUPS_MAX_BLOCK: tl.constexpr = tl.constexpr(16)
+
+
+#: Columns of a row that four threads hold (four consecutive columns each) in blocks of
+#: BLOCK >= 2 ROW_PIECE: such a block is addressed as ``[BLOCK // ROW_PIECE, ROWS, ROW_PIECE]``
+#: pieces (``_pieces``), whose blocked layout puts the BLOCK // ROW_PIECE pieces of a row in one
+#: thread (Triton's coalescing gives the contiguous last dimension 16-byte accesses, 4 lanes of 4
+#: fp32 entries, the rows
+#: the other lanes and the warps, and leaves the outermost dimension, the pieces, in registers),
+#: and used as ``[ROWS, BLOCK]`` in column order (``_from_pieces``, a relabelling, no data
+#: movement): a row spans 4 threads instead of BLOCK / 4, so each row reduction is in-thread work
+#: and two shuffle steps. (bench.gpu_model, sm_90, 6400 x 64, instructions per element: redge
+#: forward 234 -> 203, backward 184 -> 161, st forward 125 -> 107; docs/GPU_MODEL.md section 7.)
+ROW_PIECE: tl.constexpr = tl.constexpr(16)
+
+
+@triton.jit
+def _pieces(rows, rmask, K, stride_r, stride_c, BLOCK: tl.constexpr):
+    """Offsets ``row * stride_r + col * stride_c`` and mask ``col < K`` of the block's entries as
+    ``[BLOCK // ROW_PIECE, ROWS, ROW_PIECE]`` (piece q of row r: columns q ROW_PIECE + c)."""
+    q = tl.arange(0, BLOCK // ROW_PIECE).to(tl.int64)[:, None, None]
+    col = q * ROW_PIECE + tl.arange(0, ROW_PIECE).to(tl.int64)[None, None, :]
+    return rows[None, :, None] * stride_r + col * stride_c, rmask[None, :, None] & (col < K)
+
+
+@triton.jit
+def _from_pieces(v3):
+    """``[Q, ROWS, ROW_PIECE]`` pieces -> the ``[ROWS, Q ROW_PIECE]`` block in column order."""
+    return tl.reshape(tl.permute(v3, (1, 0, 2)), [v3.shape[1], v3.shape[0] * v3.shape[2]])
+
+
+@triton.jit
+def _to_pieces(v):
+    """The inverse of ``_from_pieces``."""
+    return tl.permute(tl.reshape(v, [v.shape[0], v.shape[1] // ROW_PIECE, ROW_PIECE]), (1, 0, 2))
 
 
 @triton.jit
@@ -65,6 +101,9 @@ def _load_block(ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c, other,
         a3 = tl.load(base + (j4 + 3) * stride_c, mask=rm & (j4 + 3 < K), other=other)
         v = _interleave4_rows(a0.to(tl.float32), a1.to(tl.float32), a2.to(tl.float32),
                               a3.to(tl.float32))
+    elif lanes.shape[1] >= 2 * ROW_PIECE:
+        off, m3 = _pieces(rows, rmask, K, stride_r, stride_c, lanes.shape[1])
+        v = _from_pieces(tl.load(ptr + off, mask=m3, other=other).to(tl.float32))
     else:
         v = tl.load(ptr + rows[:, None] * stride_r + lanes * stride_c, mask=mask,
                     other=other).to(tl.float32)
@@ -85,6 +124,9 @@ def _store_block(ptr, rows, j4, lanes, rmask, mask, K, v, GROUPS: tl.constexpr):
         tl.store(base + j4 + 1, v1, mask=rm & (j4 + 1 < K))
         tl.store(base + j4 + 2, v2, mask=rm & (j4 + 2 < K))
         tl.store(base + j4 + 3, v3, mask=rm & (j4 + 3 < K))
+    elif v.shape[1] >= 2 * ROW_PIECE:
+        off, m3 = _pieces(rows, rmask, K, K, 1, v.shape[1])
+        tl.store(ptr + off, _to_pieces(v), mask=m3)
     else:
         tl.store(ptr + rows[:, None] * K + lanes, v, mask=mask)
 
@@ -121,10 +163,11 @@ def _stats_rows(l):
 
 @triton.jit
 def _put_stats(stats_ptr, rows, rmask, n, k, m, s, poisoned):
-    """stats[row, k] = (m, s) (s = NaN on poisoned rows)."""
-    base = stats_ptr + rows * n * 2 + k * 2
-    tl.store(base, tl.reshape(m, [m.shape[0]]), mask=rmask)
-    tl.store(base + 1, finish(tl.reshape(s, [s.shape[0]]), poisoned, False), mask=rmask)
+    """stats[row, k] = (m, s) (s = NaN on poisoned rows), one [ROWS, 2] store."""
+    pair = tl.join(tl.reshape(m, [m.shape[0]]),
+                   finish(tl.reshape(s, [s.shape[0]]), poisoned, False))
+    at = (stats_ptr + rows * n * 2 + k * 2)[:, None] + tl.arange(0, 2)[None, :]
+    tl.store(at, pair, mask=rmask[:, None])
 
 
 @triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
@@ -200,6 +243,40 @@ def _load_stats_rows(stats_ptr, rows, rmask, n, k):
 
 
 @triton.jit
+def _slot_offsets(rmask, mask, K, ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """Offsets and mask of the block's entries in a scratch slot of ``ROWS x BLOCK`` entries (row
+    r, column c at ``r BLOCK + c``), as the block is addressed (``[ROWS, BLOCK]``, or its pieces
+    when BLOCK >= 2 ROW_PIECE): ``_slot_put`` and ``_slot_get`` then keep each entry in the thread
+    that holds it."""
+    if BLOCK >= 2 * ROW_PIECE:
+        offs, m = _pieces(tl.arange(0, ROWS).to(tl.int64), rmask, K, BLOCK, 1, BLOCK)
+    else:
+        offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + \
+            tl.arange(0, BLOCK)[None, :].to(tl.int64)
+        m = mask
+    return offs, m
+
+
+@triton.jit
+def _slot_put(at, v, m):
+    """Store the ``[ROWS, BLOCK]`` block ``v`` at the pointers ``at`` of ``_slot_offsets``."""
+    if len(at.shape) == 3:
+        tl.store(at, _to_pieces(v), mask=m)
+    else:
+        tl.store(at, v, mask=m)
+
+
+@triton.jit
+def _slot_get(at, m):
+    """The ``[ROWS, BLOCK]`` block at the pointers ``at`` of ``_slot_offsets`` (0 outside ``m``)."""
+    if len(at.shape) == 3:
+        v = _from_pieces(tl.load(at, mask=m, other=0.0))
+    else:
+        v = tl.load(at, mask=m, other=0.0)
+    return v
+
+
+@triton.jit
 def _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, mask,
                COV: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr):
     """``_diffusion._walk`` for the block: p_k (and x_k) of k = n-1 .. 1 into the slot ``ws``
@@ -210,9 +287,9 @@ def _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs,
         m, s = _load_stats_rows(stats_ptr, rows, rmask, n, k)
         p = probs(_logits(phi, x, mu, lam, coefs_ptr, k, COV), m, s)
         at = ws + (k - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK) + offs
-        tl.store(at, p, mask=mask)
+        _slot_put(at, p, mask)
         if COV:
-            tl.store(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), x, mask=mask)
+            _slot_put(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), x, mask)
         x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
 
 
@@ -248,7 +325,7 @@ def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
     pid = tl.program_id(0)
     rows, j4, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK, False)
     coff = col_offset.to(tl.int64)
-    offs = tl.arange(0, ROWS)[:, None].to(tl.int64) * BLOCK + lanes
+    offs, smask = _slot_offsets(rmask, mask, K, ROWS, BLOCK)
     ws = scratch_ptr + pid.to(tl.int64) * ((n - 1) * (2 if COV else 1)) * (ROWS * BLOCK)
     phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r, phi_stride_c,
                       NEG_INF, False)
@@ -264,7 +341,7 @@ def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
     z = normal_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes, ROWS, BLOCK,
                     GROUPED)
     x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-    _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, mask, COV, ROWS,
+    _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, smask, COV, ROWS,
                BLOCK)
     tl.debug_barrier()
     gx = tl.zeros_like(g)
@@ -273,10 +350,9 @@ def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
     glam = tl.zeros_like(g)
     for k in range(1, n):
         at = ws + (k - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK) + offs
-        p = tl.load(at, mask=mask, other=0.0)
+        p = _slot_get(at, smask)
         if COV:
-            xk = tl.load(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), mask=mask,
-                         other=0.0)
+            xk = _slot_get(at + (n - 1 + tl.zeros([], dtype=tl.int64)) * (ROWS * BLOCK), smask)
         else:
             xk = p
         gp = tl.where(k == 1, g, coef_a(coefs_ptr, k) * gx)

@@ -73,9 +73,11 @@ ROWS_MAX_K = 64
 #: 32, 64) take ROWS_TILE entries of ROWS_WARPS warps, sixteen per thread: the row reductions and
 #: the per-step scalars are shared by more entries, and the busiest of an SM's four schedulers
 #: holds no more entries than with smaller blocks (6400 x 64, sm_90, redge forward / backward by
-#: the model, which counts the busiest scheduler: 234 / 184 instructions per element and 22.9 /
+#: the model, which counts the busiest scheduler, with the row-major layout of
+#: ``_diffusion_rows.ROW_PIECE`` not yet in place: 234 / 184 instructions per element and 22.9 /
 #: 32.6 % of HBM, against 249 / 199 and 21.6 / 27.6 % at 256 entries of one warp, 13 warps per SM
-#: so 4 on the busiest scheduler, and 276 / 242 instructions at 256 entries of 2 warps). Rows of
+#: so 4 on the busiest scheduler, and 276 / 242 instructions at 256 entries of 2 warps; with it
+#: 203 / 161 and 26.4 / 34.4 %). Rows of
 #: K <= 2 (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
 ROWS_TILE = 1024
 ROWS_WARPS = 2
