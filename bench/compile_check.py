@@ -111,6 +111,7 @@ def _compile_many(items: list, archs) -> dict:
                 res["error"] = ""
             except Exception as e:  # reported in the table, fails the configuration
                 res = {"name": launch.name, "error": f"{type(e).__name__}: {e}"[:300]}
+            res["arch"] = arch
             results[(key, arch)] = res
     return results
 
@@ -156,8 +157,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.time()
     items = workloads(args.level)
-    header = f"{'workload':44s} {'kernel':24s} {'BLOCK':>6s} {'warps':>5s} {'regs':>5s} " \
-             f"{'stack':>6s} {'spill':>6s}"
+    header = f"{'workload':44s} {'kernel':24s} {'arch':>5s} {'BLOCK':>6s} {'warps':>5s} " \
+             f"{'regs':>5s} {'stack':>6s} {'spill':>6s}"
     print(header)
     print("-" * len(header))
     failed = 0
@@ -166,7 +167,8 @@ def main(argv=None) -> int:
             why = failing(r)
             failed += bool(why)
             blk = r.get("constexprs", {}).get("BLOCK", "-")
-            print(f"{w.label():44s} {r['name']:24s} {blk!s:>6s} {r.get('num_warps', 0):5d} "
+            print(f"{w.label():44s} {r['name']:24s} {'sm_' + str(r['arch']):>5s} {blk!s:>6s} "
+                  f"{r.get('num_warps', 0):5d} "
                   f"{r.get('regs', -1):5d} {r.get('stack', -1):6d} "
                   f"{r.get('spill_stores', -1):6d}" + (f"  FAIL {why}" if why else ""))
     print(f"{len(items)} workloads, {failed} failing launches (spill, stack or error), "

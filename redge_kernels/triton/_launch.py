@@ -9,7 +9,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * path (b), tiled, above that: ``BLOCK = TILE[kind]`` with the same warp rule;
 * rows of K <= ``ROWS_MAX_K`` (and ``block=None``) go several to a program, one
   ``[ROWS, BLOCK]`` block (``rows_config``; the ``_diffusion_rows`` and ``_onepass_rows`` kernels);
-* the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``).
+* the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``), the persistent tiled
+  backward of ReDGE / ReDGE-Max one of its own (``TILED_BWD_MAXNREG``).
 * the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
   split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
 
@@ -77,7 +78,7 @@ ROWS_MAX_K = 64
 #: ``_diffusion_rows.ROW_PIECE`` not yet in place: 234 / 184 instructions per element and 22.9 /
 #: 32.6 % of HBM, against 249 / 199 and 21.6 / 27.6 % at 256 entries of one warp, 13 warps per SM
 #: so 4 on the busiest scheduler, and 276 / 242 instructions at 256 entries of 2 warps; with it
-#: 203 / 161 and 26.4 / 34.4 %). Rows of
+#: 204 / 161 and 26.3 / 34.4 %). Rows of
 #: K <= 2 (BLOCK = 2, a row per thread) take ROWS_TILE_PAIRS entries of ROWS_WARPS_PAIRS warps.
 ROWS_TILE = 1024
 ROWS_WARPS = 2
@@ -123,6 +124,12 @@ DIFFUSION_FWD_MAXNREG = 128
 #: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
 #: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
 TILED_PROGRAMS_PER_SM = 2
+#: Register budget of the persistent tiled backward of ReDGE / ReDGE-Max (16 warps): its
+#: TILED_PROGRAMS_PER_SM programs of 512 threads per SM leave 64 registers a thread. Given no
+#: budget, ptxas for sm_80 aims at three such blocks per SM, 40 registers, and spills 16 bytes of
+#: the row loop's invariants; with this one it takes 59 and spills nothing (sm_90 takes 56 / 64
+#: either way). ReDGE-Cov's (101 registers on sm_90, one block per SM) keeps ptxas' choice.
+TILED_BWD_MAXNREG = 64
 #: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
 #: several rows and reuses its scratch slot in the tests).
 INTERPRETER_PROGRAMS = 2
@@ -340,7 +347,8 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION,
+            **({} if single or method == _COV else {"maxnreg": TILED_BWD_MAXNREG}))
     elif block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
         _onepass_rows_bwd_kernel[(triton.cdiv(rows, nrows),)](
