@@ -18,6 +18,7 @@ grad_phi).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -98,10 +99,28 @@ def _signatures(w: Workload) -> list:
     return sigs
 
 
+@contextlib.contextmanager
+def _zeroed_buffers():
+    """``torch.empty`` allocates zeros while tracing. A traced launch runs its first program
+    only, so the buffers other programs would fill (the split kernels' partial statistics, read
+    by every program of the next launch) stay as allocated: uninitialised memory steered the
+    traced trip counts (the Gumbel-max fold's candidates) from one run of the model to the next;
+    zeros make the records reproducible."""
+    import torch
+    real = torch.empty
+    torch.empty = torch.zeros
+    try:
+        yield
+    finally:
+        torch.empty = real
+
+
 def _traced(w: Workload) -> list:
     from bench.kernel_compile import run_workload
     from bench.kernel_trace import trace_first_programs
-    return [t.counts for t in trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill))]
+    with _zeroed_buffers():
+        return [t.counts
+                for t in trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill))]
 
 
 def _tile(want: list) -> int:
