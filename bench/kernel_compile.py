@@ -90,9 +90,11 @@ def _coefs(w: Workload, device):
     return sched.table(device, dtype=cdtype)
 
 
-#: Multiprocessors of the GPUs the model predicts for (H100 SXM and H200: 132): the launcher
-#: plans its grids for them whatever the device of the recorded / interpreted call.
+#: Multiprocessors and L2 bytes of the GPUs the model predicts for (H100 SXM and H200: 132 SMs;
+#: the H100's 50 MiB of L2, as its CUDA properties report it): the launcher plans its grids for
+#: them whatever the device of the recorded / interpreted call.
 PLANNED_SMS = 132
+PLANNED_L2 = 50 * 2**20
 
 
 def run_workload(w: Workload, device, fill=None):
@@ -100,7 +102,7 @@ def run_workload(w: Workload, device, fill=None):
     GPU; the backward is preceded by its forward (whose outputs it consumes). ``fill(tensor)``
     initialises the inputs (None: leave them uninitialised, as for the meta device)."""
     from redge_kernels.triton import _launch
-    with _launch.planned_sms(PLANNED_SMS):
+    with _launch.planned_sms(PLANNED_SMS, PLANNED_L2):
         _run_workload(w, device, fill)
 
 

@@ -89,6 +89,29 @@ def test_tiled_many_steps_and_rows_per_program(method):
                  block=16)
 
 
+def test_tiled_grid_keeps_the_rows_in_flight_in_l2():
+    """The persistent grid on a planned 132-SM GPU with the H100's 50 MiB of L2: as many programs
+    as TILED_L2_SHARE of L2 holds rows in flight (the forward's fp32 row of phi and its fp32
+    scratch slot at K = 32768: 256 KiB, so 0.45 x 50 MiB // 256 KiB = 90; bf16: 192 KiB, 120),
+    all 264 resident programs when their rows fit anyway (K = 8192) or when fewer than half the
+    SMs would be left (the backward's 1 MiB per row); never more programs than rows; no plan
+    without an L2 size or off a GPU (the interpreter's grid)."""
+    from redge_kernels.triton import _launch
+    l2 = 50 * 2**20
+    fp32_row = 32768 * (4 + 4)
+    with _launch.planned_sms(132, l2):
+        assert _launch.tiled_programs(4096, None, fp32_row) == 90
+        assert _launch.tiled_programs(4096, None, 32768 * (2 + 4)) == 120
+        assert _launch.tiled_programs(4096, None, 8192 * (4 + 4)) == 264
+        assert _launch.tiled_programs(4096, None, 32768 * (4 + 4 + 6 * 4)) == 264
+        assert _launch.tiled_programs(50, None, fp32_row) == 50
+        assert _launch.tiled_programs(4096, None) == 264
+    with _launch.planned_sms(132):
+        assert _launch.tiled_programs(4096, None, fp32_row) == 264
+    cpu = torch.device("cpu")
+    assert _launch.tiled_programs(4096, cpu, fp32_row) == _launch.INTERPRETER_PROGRAMS
+
+
 @pytest.mark.parametrize("method,k,n_steps", [("st", None, 2), ("redge", None, 2)])
 def test_default_tiled_configuration(method, k, n_steps):
     """The launcher's own tile sizes (no block override), just above the single-block limit."""

@@ -122,8 +122,13 @@ DIFFUSION_FWD_MAXNREG = 128
 
 #: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
 #: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
-#: scratch slot, so the slots in use (and the rows of phi being re-read) stay in L2.
+#: scratch slot, re-read at every step with the row of phi (``tiled_programs``).
 TILED_PROGRAMS_PER_SM = 2
+#: Share of the device's L2 that the rows in flight of the persistent tiled kernels (phi's rows
+#: being re-read and the scratch slots) are planned to fill, and the smallest share of the SMs
+#: that such a grid may use (``tiled_programs``).
+TILED_L2_SHARE = 0.45
+TILED_MIN_SM_SHARE = 0.5
 #: Register budget of the persistent tiled backward of ReDGE / ReDGE-Max (16 warps): its
 #: TILED_PROGRAMS_PER_SM programs of 512 threads per SM leave 64 registers a thread. Given no
 #: budget, ptxas for sm_80 aims at three such blocks per SM, 40 registers, and spills 16 bytes of
@@ -135,21 +140,23 @@ TILED_BWD_MAXNREG = 64
 INTERPRETER_PROGRAMS = 2
 
 
-#: Multiprocessors the launcher plans for off a GPU (None: the interpreter's grid); set by
-#: ``planned_sms`` so that launches recorded on ``meta`` / CPU tensors (the performance model,
-#: ``bench.kernel_compile``) get the grid a GPU of that many SMs gets.
+#: Multiprocessors and L2 bytes the launcher plans for off a GPU (None: the interpreter's grid;
+#: no L2 plan); set by ``planned_sms`` so that launches recorded on ``meta`` / CPU tensors (the
+#: performance model, ``bench.kernel_compile``) get the grid a GPU of that many SMs gets.
 _PLANNED_SMS: int | None = None
+_PLANNED_L2: int | None = None
 
 
 @contextlib.contextmanager
-def planned_sms(sms: int | None):
-    """Plan grids for a GPU of ``sms`` multiprocessors whatever the tensors' device."""
-    global _PLANNED_SMS
-    old, _PLANNED_SMS = _PLANNED_SMS, sms
+def planned_sms(sms: int | None, l2_bytes: int | None = None):
+    """Plan grids for a GPU of ``sms`` multiprocessors (and ``l2_bytes`` of L2) whatever the
+    tensors' device."""
+    global _PLANNED_SMS, _PLANNED_L2
+    old, _PLANNED_SMS, _PLANNED_L2 = (_PLANNED_SMS, _PLANNED_L2), sms, l2_bytes
     try:
         yield
     finally:
-        _PLANNED_SMS = old
+        _PLANNED_SMS, _PLANNED_L2 = old
 
 
 def sm_count(device) -> int | None:
@@ -161,15 +168,37 @@ def sm_count(device) -> int | None:
     return None
 
 
-def tiled_programs(rows: int, device) -> int:
-    """Grid of the persistent tiled kernels: ``min(rows, programs the device keeps resident)``.
+def l2_bytes(device) -> int | None:
+    """L2 bytes of the GPU the grid is planned for (None: not known, e.g. under the
+    interpreter)."""
+    if _PLANNED_SMS is not None:
+        return _PLANNED_L2
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).L2_cache_size
+    return None
 
-    Their scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
+
+def tiled_programs(rows: int, device, row_bytes: int = 0) -> int:
+    """Grid of the persistent tiled kernels: at most ``rows`` and the programs the device keeps
+    resident (``TILED_PROGRAMS_PER_SM`` per SM); fewer when that many rows in flight
+    (``row_bytes`` each: the row of the inputs re-read at every step and the program's scratch
+    slot) would not fit in ``TILED_L2_SHARE`` of L2 and the programs that fit still use at least
+    ``TILED_MIN_SM_SHARE`` of the SMs: they then re-read their rows from L2 instead of DRAM at
+    each of the n - 1 steps (halving the SMs at most doubles the issue time; streaming from DRAM
+    costs the forward 12 bytes per element per step against a floor of 8 in all).
+
+    The scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
     ``grid x bwd_slot_rows(n) x K`` (backward); nothing of it is kept between calls."""
     sms = sm_count(device)
-    if sms is not None:
-        return max(1, min(rows, sms * TILED_PROGRAMS_PER_SM))
-    return max(1, min(rows, INTERPRETER_PROGRAMS))
+    if sms is None:
+        return max(1, min(rows, INTERPRETER_PROGRAMS))
+    grid = sms * TILED_PROGRAMS_PER_SM
+    l2 = l2_bytes(device)
+    if l2 and row_bytes:
+        fit = int(TILED_L2_SHARE * l2) // row_bytes
+        if sms * TILED_MIN_SM_SHARE <= fit < grid:
+            grid = fit
+    return max(1, min(rows, grid))
 
 
 #: Warps per SM the persistent single-block backward fills with programs (its scratch slot,
@@ -283,7 +312,7 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
                              col_offset, write_y)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
-        grid = rows if single else tiled_programs(rows, phi.device)
+        grid = rows if single else tiled_programs(rows, phi.device, k * (phi.element_size() + 4))
         scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
         _diffusion_fwd_kernel[(grid,)](
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
@@ -339,9 +368,10 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
                              row_offset, col_offset)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
-        grid = (single_programs(rows, warps, phi.device) if single
-                else tiled_programs(rows, phi.device))
         slot = (bwd_slot_rows(n, single, method == _COV), blk if single else k)
+        grid = (single_programs(rows, warps, phi.device) if single
+                else tiled_programs(rows, phi.device, k * (phi.element_size()
+                                                           + grad_y.element_size() + 4 * slot[0])))
         scratch = torch.empty((grid, *slot), dtype=torch.float32, device=phi.device)
         _diffusion_bwd_kernel[(grid,)](
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
