@@ -31,6 +31,7 @@ tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
 from redge_kernels.triton import _noise as tn  # noqa: E402
+from redge_kernels.triton._common import exp as kernel_exp  # noqa: E402
 from redge_kernels.triton._gumbel_max import gumbel_upper  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -358,6 +359,34 @@ def test_noise_trigonometry_and_log_are_accurate():
     assert np.array_equal(o, np.where(np.arange(n) % 2 == 1, s, c))
     assert _ulps(lg, np.log(x.astype(np.float64))).max() <= 1.0
     assert lg[254] == 0.0
+
+
+@triton.jit
+def _exp_kernel(x_ptr, o_ptr, N, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(o_ptr + i, kernel_exp(tl.load(x_ptr + i, mask=i < N)), mask=i < N)
+
+
+def test_kernel_exp_is_accurate():
+    """The kernels' e^x (2^(x log2 e), the softmax entries and sums) against float64 numpy on
+    [-87, 0], where the softmax takes it: relative error within |x| 2^-23 (x log2 e in float32:
+    its rounding and that of the float32 log2 e, as ``tl.exp`` has them too) plus 2^-21 (the
+    SFU's 2^y on a GPU); 0 at -inf, 1 at 0, NaN at NaN; results under 2^-126 may be 0."""
+    import numpy as np
+    rng = np.random.default_rng(11)
+    x = np.concatenate([-87.0 * rng.random(1 << 14), -(2.0 ** -rng.integers(1, 30, 1024))])
+    x = np.concatenate([x, [0.0, -0.0, -1e-30, float("-inf"), float("nan")]]).astype(np.float32)
+    out = torch.empty(x.size, device=DEVICE)
+    _exp_kernel[(triton.cdiv(x.size, 1024),)](torch.from_numpy(x).to(DEVICE), out, x.size,
+                                              BLOCK=1024)
+    got = out.cpu().numpy().astype(np.float64)
+    exact = np.exp(x.astype(np.float64))
+    fin = np.isfinite(x) & (exact >= 2.0 ** -126)
+    bound = exact[fin] * (np.abs(x[fin]) * 2.0 ** -23 + 2.0 ** -21)
+    assert np.all(np.abs(got[fin] - exact[fin]) <= bound)
+    assert got[-5] == 1.0 and got[-4] == 1.0 and got[-2] == 0.0 and np.isnan(got[-1])
+    small = np.isfinite(x) & (exact < 2.0 ** -126)
+    assert np.all((got[small] == 0.0) | (np.abs(got[small] - exact[small]) <= 2.0 ** -126))
 
 
 def _sampled(backend, method, x, seed=3):

@@ -19,7 +19,7 @@ as its two columns instead, a row per thread (``_diffusion_pairs``).
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, coef_a, coef_b, finish, probs, safe_max
+from ._common import NEG_INF, POS_INF, coef_a, coef_b, exp, finish, probs, safe_max
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
 from ._diffusion_pairs import diffusion_pairs_bwd, diffusion_pairs_fwd
 from ._noise import _interleave4_rows, gumbel_rows, normal_rows
@@ -157,7 +157,7 @@ def argmax_rows(score):
 def _stats_rows(l):
     """Per-row ``(m, s)`` of ``[ROWS, BLOCK]`` logits as ``[ROWS, 1]`` (``row_stats`` per row)."""
     m = safe_max(tl.max(l, axis=1))[:, None]
-    s = tl.sum(tl.exp(l - m), axis=1)[:, None]
+    s = tl.sum(exp(l - m), axis=1)[:, None]
     return m, s
 
 

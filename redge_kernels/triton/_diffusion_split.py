@@ -29,7 +29,7 @@ the unsplit kernels' to rounding.
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, coef_a, coef_b, finish, online_stats, pick, probs, put,
+from ._common import (NEG_INF, coef_a, coef_b, exp, finish, online_stats, pick, probs, put,
                       row_flags, safe_max)
 from ._diffusion import (_base, _cov_base_grad, _cov_v, _i64, _logits, _mu_lam, _p_row0,
                          _slot_rows, _store_carry, _tiled_step, _tiled_walk, _write_y_range)
@@ -55,7 +55,7 @@ def _combine(part_s_ptr, slot, row, R, n_chunks, CHUNKS_P2: tl.constexpr):
     m_c = tl.load(p, mask=cm, other=NEG_INF)
     s_c = tl.load(p + 1, mask=cm, other=0.0)
     m = safe_max(tl.max(m_c, axis=0))
-    return m, tl.sum(s_c * tl.exp(m_c - m), axis=0)
+    return m, tl.sum(s_c * exp(m_c - m), axis=0)
 
 
 @triton.jit

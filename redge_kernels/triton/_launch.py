@@ -10,7 +10,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * rows of K <= ``ROWS_MAX_K`` (and ``block=None``) go several to a program, one
   ``[ROWS, BLOCK]`` block (``rows_config``; the ``_diffusion_rows`` and ``_onepass_rows`` kernels);
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``), the persistent tiled
-  backward of ReDGE / ReDGE-Max one of its own (``TILED_BWD_MAXNREG``).
+  backward of ReDGE / ReDGE-Max one of its own (``TILED_BWD_MAXNREG``), the one-pass backward
+  another (``ONEPASS_BWD_MAXNREG``).
 * the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
   split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
 
@@ -119,6 +120,10 @@ def config(kind: str, k: int, block: int | None = None) -> tuple[bool, int, int]
 #: bf16 soft forward); at 128 they take 103 to 119 and spill nothing (bench.compile_check), and
 #: two 8-warp programs still fit an SM.
 DIFFUSION_FWD_MAXNREG = 128
+#: Register cap of the one-pass backward (one row per program). Left to itself ptxas for sm_80
+#: gave the 2048-wide ReinMax block 96 registers and an 8-byte spill; with any cap from 104 up it
+#: takes 103 and spills nothing.
+ONEPASS_BWD_MAXNREG = 128
 
 #: Programs per SM of the persistent tiled kernels: each keeps one row's state (forward: the
 #: trajectory x_k, float32 [K]; backward: z and the carried gradients, float32 [3 or 5, K]) in its
@@ -395,7 +400,8 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION,
+            maxnreg=ONEPASS_BWD_MAXNREG)
     return grad_phi
 
 

@@ -15,7 +15,7 @@ K = 1: column 1 is masked (``-inf`` logits, zero gradient, nothing stored).
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
+from ._common import NEG_INF, POS_INF, exp, finish, probs, safe_max, scaled_probs
 from ._noise import gumbel_from_word, lane_word, philox_words
 from ._onepass import GUMBEL, REINMAX, _base_probs
 
@@ -45,9 +45,9 @@ def _pair_stats(v0, v1, tau, SCALED: tl.constexpr):
     / tau)`` (``tau`` only if ``SCALED``), as ``_stats_rows`` / ``_scaled_stats_rows``."""
     m = safe_max(tl.maximum(v0, v1))
     if SCALED:
-        s = tl.exp((v0 - m) / tau) + tl.exp((v1 - m) / tau)
+        s = exp((v0 - m) / tau) + exp((v1 - m) / tau)
     else:
-        s = tl.exp(v0 - m) + tl.exp(v1 - m)
+        s = exp(v0 - m) + exp(v1 - m)
     return m, s
 
 

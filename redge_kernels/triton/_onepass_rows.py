@@ -21,7 +21,7 @@ one-row-per-program kernels evaluate for st / reinmax only the candidates of the
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, finish, probs, safe_max, scaled_probs
+from ._common import NEG_INF, POS_INF, exp, finish, probs, safe_max, scaled_probs
 from ._diffusion_rows import (GROUPS_MAX_BLOCK, _load_block, _load_rows, _row_block, _stats_rows,
                              _store_block, argmax_rows)
 from ._noise import gumbel_rows
@@ -35,7 +35,7 @@ def _scaled_stats_rows(v, tau):
     ``m`` = safe max of ``v`` (unscaled), ``s = sum exp((v - m) / tau)`` (``scaled_row_stats``
     per row)."""
     m = safe_max(tl.max(v, axis=1))[:, None]
-    s = tl.sum(tl.exp((v - m) / tau), axis=1)[:, None]
+    s = tl.sum(exp((v - m) / tau), axis=1)[:, None]
     return m, s
 
 

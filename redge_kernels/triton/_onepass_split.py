@@ -33,7 +33,7 @@ the same seed, as the Gumbel-max is decided on the same exact float32 scores.
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, finish, pick, put, safe_max
+from ._common import NEG_INF, exp, finish, pick, put, safe_max
 from ._onepass import (GUMBEL, REINMAX, _bwd_sums_range, _bwd_write_range, _scan_range,
                        _write_range)
 
@@ -99,16 +99,16 @@ def _combine_fwd(part_f_ptr, part_i_ptr, row, n_chunks, tau, METHOD: tl.constexp
     n_valid = tl.sum(tl.load(pi + 2, mask=cm, other=0), axis=0)
     m0 = safe_max(tl.max(m_c, axis=0))
     if METHOD == GUMBEL:
-        s0 = tl.sum(s_c * tl.exp((m_c - m0) / tau), axis=0)
+        s0 = tl.sum(s_c * exp((m_c - m0) / tau), axis=0)
     else:
-        s0 = tl.sum(s_c * tl.exp(m_c - m0), axis=0)
+        s0 = tl.sum(s_c * exp(m_c - m0), axis=0)
     mt = 0.0
     st = 0.0
     if METHOD == REINMAX:
         mt_c = tl.load(pf + 2, mask=cm, other=NEG_INF)
         st_c = tl.load(pf + 3, mask=cm, other=0.0)
         mt = safe_max(tl.max(mt_c, axis=0))
-        st = tl.sum(st_c * tl.exp((mt_c - mt) / tau), axis=0)
+        st = tl.sum(st_c * exp((mt_c - mt) / tau), axis=0)
     win = tl.argmax(best_c, axis=0, tie_break_left=True)
     best_idx = tl.sum(tl.where(ch == win, idx_c, 0), axis=0)
     poisoned = n_bad > 0

@@ -24,7 +24,7 @@ import triton.language as tl
 from .. import step_ops
 from .._constants import COEF_A, COEF_ALPHA, COEF_B, COEF_C, COEF_SIGMA, V_MIN
 from . import _noise
-from ._common import NEG_INF, POS_INF, nan_like, online_stats, scaled_online_stats, tile_argmax
+from ._common import NEG_INF, POS_INF, exp, nan_like, online_stats, scaled_online_stats, tile_argmax
 from ._launch import FP_FUSION
 
 __all__ = ["LAUNCHERS", "BLOCK"]
@@ -58,7 +58,7 @@ def _softmax(stats_ptr, row, n_slots, k):
 @triton.jit
 def _tempered(v, shift, inv, tau):
     """``exp((v - M) / tau) * (1 / S)``: ``softmax(v / tau)`` from its unscaled combined slot."""
-    return tl.exp((v - shift) / tau) * inv
+    return exp((v - shift) / tau) * inv
 
 
 @triton.jit
@@ -69,7 +69,7 @@ def _coef(coefs_ptr, k, col):
 @triton.jit
 def _cov_base(ph, shift0, inv0):
     """ReDGE-Cov's ``(mu, lam)``: ``mu = softmax(phi)``, ``lam = 1 / max(mu (1 - mu), V_MIN)``."""
-    mu = tl.exp(ph - shift0) * inv0
+    mu = exp(ph - shift0) * inv0
     return mu, 1.0 / tl.maximum(mu * (1.0 - mu), _VMIN)
 
 
@@ -140,7 +140,7 @@ def _next_kernel(phi_ptr, x_ptr, coefs_ptr, stats_ptr, out_ptr, K, n_slots, k,
         cols, mask, off = _tile(row, K, t, BLOCK)
         ph = tl.load(phi_ptr + off, mask=mask, other=0.0)
         xv = tl.load(x_ptr + off, mask=mask, other=0.0)
-        p = tl.exp(_logit(ph, xv, coefs_ptr, k, shift0, inv0, COV) - shift) * inv
+        p = exp(_logit(ph, xv, coefs_ptr, k, shift0, inv0, COV) - shift) * inv
         tl.store(out_ptr + off, a * p + b * xv, mask=mask)
 
 
@@ -224,7 +224,7 @@ def _output_kernel(phi_ptr, x_ptr, coefs_ptr, stats_ptr, index_ptr, kinds_ptr, o
             if METHOD == _GUMBEL:
                 y = _tempered(lk, shift1, inv1, tau)
             else:
-                y = tl.exp(lk - shift1) * inv1
+                y = exp(lk - shift1) * inv1
         y = tl.where(poisoned, nan_like(y), tl.where(empty, 0.0, y))
         tl.store(out_ptr + off, y, mask=mask)
 
@@ -243,7 +243,7 @@ def _bwd_terms(phi_ptr, x_ptr, g_ptr, gmu_ptr, glam_ptr, coefs_ptr, stats_ptr, r
     extra = onehot
     if METHOD == _ST:
         gp = g
-        p = tl.exp(ph - shift0) * inv0
+        p = exp(ph - shift0) * inv0
     elif METHOD == _GUMBEL:
         gum = _noise.gumbel(seed, row + row_start, col_start + t, col_start + cols, BLOCK, GROUPED)
         gp = g
@@ -252,8 +252,8 @@ def _bwd_terms(phi_ptr, x_ptr, g_ptr, gmu_ptr, glam_ptr, coefs_ptr, stats_ptr, r
         m1 = tl.load(stats_ptr + (row * n_slots + 1) * 2)
         s1 = tl.load(stats_ptr + (row * n_slots + 1) * 2 + 1)
         gp = g
-        p = tl.exp(ph - shift0) * inv0
-        extra = 0.5 * (tl.exp((ph - tl.where(m1 == NEG_INF, 0.0, m1)) / tau)
+        p = exp(ph - shift0) * inv0
+        extra = 0.5 * (exp((ph - tl.where(m1 == NEG_INF, 0.0, m1)) / tau)
                        / tl.where(s1 == 0.0, 1.0, s1) + onehot)
     elif TAIL:
         mu, lam = _cov_base(ph, shift0, inv0)
@@ -271,7 +271,7 @@ def _bwd_terms(phi_ptr, x_ptr, g_ptr, gmu_ptr, glam_ptr, coefs_ptr, stats_ptr, r
         shift, inv = _softmax(stats_ptr, row, n_slots, k)
         lk = _logit(ph, tl.load(x_ptr + off, mask=mask, other=0.0), coefs_ptr, k, shift0, inv0,
                     METHOD == _COV)
-        p = tl.exp(lk - shift) * inv
+        p = exp(lk - shift) * inv
         gp = g
         if k != 1:
             gp = _coef(coefs_ptr, k, _A) * g
