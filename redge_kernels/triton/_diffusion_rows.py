@@ -37,9 +37,8 @@ GROUPS_MAX_BLOCK: tl.constexpr = tl.constexpr(16)
 #: BLOCK >= 2 ROW_PIECE: such a block is addressed as ``[BLOCK // ROW_PIECE, ROWS, ROW_PIECE]``
 #: pieces (``_pieces``), whose blocked layout puts the BLOCK // ROW_PIECE pieces of a row in one
 #: thread (Triton's coalescing gives the contiguous last dimension 16-byte accesses, 4 lanes of 4
-#: fp32 entries, the rows
-#: the other lanes and the warps, and leaves the outermost dimension, the pieces, in registers),
-#: and used as ``[ROWS, BLOCK]`` in column order (``_from_pieces``, a relabelling, no data
+#: fp32 entries, the rows the other lanes and the warps, and leaves the outermost dimension, the
+#: pieces, in registers), and used as ``[ROWS, BLOCK]`` in column order (``_from_pieces``, a relabelling, no data
 #: movement): a row spans 4 threads instead of BLOCK / 4, so each row reduction is in-thread work
 #: and two shuffle steps. (bench.gpu_model, sm_90, 6400 x 64, instructions per element: redge
 #: forward 234 -> 204, backward 184 -> 161, st forward 125 -> 107; docs/GPU_MODEL.md section 7.)

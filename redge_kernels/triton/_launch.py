@@ -137,8 +137,9 @@ TILED_MIN_SM_SHARE = 0.5
 #: Register budget of the persistent tiled backward of ReDGE / ReDGE-Max (16 warps): its
 #: TILED_PROGRAMS_PER_SM programs of 512 threads per SM leave 64 registers a thread. Given no
 #: budget, ptxas for sm_80 aims at three such blocks per SM, 40 registers, and spills 16 bytes of
-#: the row loop's invariants; with this one it takes 59 and spills nothing (sm_90 takes 56 / 64
-#: either way). ReDGE-Cov's (101 registers on sm_90, one block per SM) keeps ptxas' choice.
+#: the row loop's invariants; with this one it takes 59 and spills nothing (sm_90: 47 instead of
+#: 56 for ReDGE, 63 instead of 64 for ReDGE-Max, no spill either way). ReDGE-Cov's (101 registers
+#: on sm_90, one block per SM) keeps ptxas' choice.
 TILED_BWD_MAXNREG = 64
 #: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
 #: several rows and reuses its scratch slot in the tests).
