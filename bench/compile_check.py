@@ -14,8 +14,9 @@ error. Prints a table and the run time; exits 1 if any configuration fails.
 the hard forward without y (``write_y=False``), at K = 2 (the several-rows block of BLOCK = 2),
 9 and 64 (several-rows blocks of the grouped noise), 2048 and 4096 (the largest single blocks of
 the backward and forward kinds), 8192 and 32768 (tiled) in fp32, and 2, 128 and 32768 in bf16, on
-sm_90; ``full`` adds K from 2 to 262144
-(powers of two and odd sizes), fp16 and two row counts.
+sm_90, and the two-pass ReDGE / ReDGE-Max backward at n_steps 2, 8, 9, 12 and 13 (its unrolled
+lengths' edges, ``_twopass_workloads``); ``full`` adds K from 2 to 262144 (powers of two and odd
+sizes), fp16, two row counts and every n_steps of the two-pass backward.
 """
 
 from __future__ import annotations
@@ -53,7 +54,22 @@ def workloads(level: str = "quick") -> list[Workload]:
             out.append(Workload(method, "fwd", rows, k, 5, dtype, True, write_y=False))
     if level == "quick":
         out += [w for dtype in ("fp32", "bf16") for w in _split_workloads(8, 262144, dtype)]
+    out += _twopass_workloads(level)
     return out
+
+
+def _twopass_workloads(level: str) -> list[Workload]:
+    """The tiled ReDGE / ReDGE-Max backward is compiled per n_steps up to TWOPASS_MAX_STEPS
+    (``_diffusion_twopass``) and takes the persistent tiled backward above: each block
+    configuration's smallest and largest n and the first n past them (``full``: every n)."""
+    from redge_kernels.triton._launch import TWOPASS_CONFIGS, TWOPASS_MAX_STEPS
+    if level == "quick":
+        ns = sorted({2, TWOPASS_MAX_STEPS + 1} | {top for top, _, _ in TWOPASS_CONFIGS}
+                    | {top + 1 for top, _, _ in TWOPASS_CONFIGS})
+    else:
+        ns = list(range(2, TWOPASS_MAX_STEPS + 2))
+    return [Workload(m, "bwd", 4096, 8192, n, dt, True) for m in ("redge", "redge_max")
+            for n in ns if n != 5 for dt in ("fp32", "bf16")]
 
 
 #: The one-pass estimators, whose few long rows the launcher splits into vocabulary chunks.

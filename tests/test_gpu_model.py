@@ -193,9 +193,9 @@ def test_model_of_the_real_kernels_moves_at_least_the_floor(direction):
 
 @pytest.mark.skipif(not interpreting(), reason="the trace runs the kernels under TRITON_INTERPRET=1")
 @pytest.mark.parametrize("w", [
-    # a persistent grid (264 programs on 132 SMs): program 0 takes 4 rows; the reduction traces
-    # 264, 528 and 792 rows
-    ("redge", "bwd", 4 * 264, 8192),
+    # a persistent grid (264 programs on 132 SMs; the tiled ReDGE-Cov backward): program 0 takes
+    # 4 rows; the reduction traces 264, 528 and 792 rows
+    ("redge_cov", "bwd", 4 * 264, 8192),
     # a tiled row of 4 tiles of 4096 plus a tail: the reduction traces 1, 2 and 3 tiles + tail
     # (133 rows: one program per row; fewer, up to 132 on the planned 132 SMs, split the rows
     # into vocabulary chunks, _launch.split_plan)

@@ -12,6 +12,8 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``), the persistent tiled
   backward of ReDGE / ReDGE-Max one of its own (``TILED_BWD_MAXNREG``), the one-pass backward
   another (``ONEPASS_BWD_MAXNREG``).
+* the tiled backward of ReDGE / ReDGE-Max with n_steps <= ``TWOPASS_MAX_STEPS`` is the
+  two-pass kernel of ``_diffusion_twopass`` (one program per row, no scratch; ``twopass_config``);
 * the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
   split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
 
@@ -34,6 +36,7 @@ from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
 from ._diffusion_split import (_dsplit_base_kernel, _dsplit_bwd_cov_kernel, _dsplit_bwd_step_kernel,
                                _dsplit_bwd_walk_kernel, _dsplit_out_kernel, _dsplit_step_kernel)
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
+from ._diffusion_twopass import _twopass_bwd_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
 from ._onepass_split import (_split_bwd_out_kernel, _split_bwd_part_kernel,
@@ -141,6 +144,27 @@ TILED_MIN_SM_SHARE = 0.5
 #: 56 for ReDGE, 63 instead of 64 for ReDGE-Max, no spill either way). ReDGE-Cov's (101 registers
 #: on sm_90, one block per SM) keeps ptxas' choice.
 TILED_BWD_MAXNREG = 64
+#: The tiled backward of ReDGE / ReDGE-Max in two passes without scratch (``_diffusion_twopass``)
+#: for n_steps up to this (the chain is unrolled: n is a constexpr and its O(n^2) row sums live in
+#: registers); above it the persistent tiled backward of ``_diffusion``.
+TWOPASS_MAX_STEPS = 12
+#: ``(BLOCK, num_warps)`` of the two-pass backward for n <= the first entry: up to n = 8 the
+#: 16-warp block of four columns a thread fits ptxas' 128 registers without spills (85 to 128 on
+#: sm_90); n = 9 .. 12 spill there and take 8 warps of 1024 columns (166 to 212 registers).
+TWOPASS_CONFIGS = ((8, 2048, 16), (TWOPASS_MAX_STEPS, 1024, 8))
+
+
+def twopass_config(n: int, block: int | None = None) -> tuple[int, int]:
+    """``(BLOCK, num_warps)`` of the two-pass backward at ``n`` steps (``block`` overrides the
+    width; warps then as ``config``'s rule for four columns a thread)."""
+    if block is not None:
+        return block, max(1, min(16, block // 128))
+    for top, blk, warps in TWOPASS_CONFIGS:
+        if n <= top:
+            return blk, warps
+    raise ValueError(f"the two-pass backward takes n_steps <= {TWOPASS_MAX_STEPS}, got {n}")
+
+
 #: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
 #: several rows and reuses its scratch slot in the tests).
 INTERPRETER_PROGRAMS = 2
@@ -372,6 +396,14 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
                                              phi.device) is not None:
         _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block,
                              row_offset, col_offset)
+    elif (method in _DIFFUSION and method != _COV and n <= TWOPASS_MAX_STEPS
+          and not config("diffusion_bwd", k, block)[0]):
+        blk, warps = twopass_config(n, block)
+        _twopass_bwd_kernel[(rows,)](
+            grad_y, phi, seed, coefs, stats, index, grad_phi, k, row_offset, col_offset,
+            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), N=n,
+            MAX=method == _MAX, BLOCK=blk, GROUPED=_grouped(col_offset, blk, warps),
+            num_warps=warps, enable_fp_fusion=FP_FUSION)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
         slot = (bwd_slot_rows(n, single, method == _COV), blk if single else k)

@@ -1,0 +1,227 @@
+"""The backward of ReDGE and ReDGE-Max (docs/SPEC.md "ReDGE", "ReDGE-Max") for tiled rows in two
+passes over the row, with no scratch: the n - 1 row reductions d_k of the SPEC's recursion are
+solved from sums that one pass gathers, so the second pass writes gphi directly.
+
+With p_k (the forward's softmax of step k, from the saved stats) and, for k >= 2,
+
+    f_k = c_k a_k p_k + b_k,    e_1 = c_1 p_1 (g - d_1),    e_k = -c_k p_k d_k,
+
+the SPEC's gx after step k is gx^(k) = sum_{i <= k} e_i prod_{l = i+1 .. k} f_l, elementwise and
+linear in g and the d's. So its reductions d_k = a_k <gx^(k-1), p_k> satisfy, for k = 2 .. n-1,
+
+    d_1 = <g, p_1>,   d_k = a_k (c_1 U_k - sum_{i < k} c_i d_i T_{k,i}),
+    T_{k,i} = sum_j p_k p_i prod_{l = i+1 .. k-1} f_l,
+    U_k = sum_j p_k p_1 g prod_{l = 2 .. k-1} f_l,
+
+whose (n - 1)(n - 2) / 2 + n - 1 sums do not depend on the d's (every term of T is >= 0: a, b, c
+>= 0). Pass A walks the chain down from x_{n-1} = z (the forward's own operations, so each p_k is
+bitwise the forward's) and gathers them: at step l each open product Q_k = p_k prod f (k > l) adds
+Q_k p_l to T_{k,l}, then takes the factor f_l. The d's are then solved per row (forward
+substitution, on scalars). Pass B walks the chain down again with the d's known:
+
+    gphi = r'_1 + sum_{i=1..n-2} e_i V_i - sum_{k >= 2} p_k d_k,
+    V_{n-1} = 0,  V_{i-1} = a_i p_i + f_i V_i
+    (V_i = sum_{k > i} a_k p_k prod_{l = i+1 .. k-1} f_l),
+
+with r'_1 = r_1 = p_1 (g - d_1) for ReDGE and ReinMax's 1/2 (r_1 + <g, D> D), D = one_hot - p_1,
+<g, D> = g_i - d_1, for ReDGE-Max (whose path into x_1 keeps e_1). Both passes take g relative to
+g_i, its value at the sampled index i (-> g - g_i): the gradient does not change (it sees g only
+through r_1, and sum p_1 = 1), and where c_1 is large and p_1 one-hot in float32 the sums then
+give d = 0 and gphi = 0 exactly, as the SPEC's recursion does (with g itself, c_1 (U_k - d_1
+T_{k,1}) would leave ~c_1 2^-24 |g| of rounding). Both passes read phi and g and
+draw z; O(n) work per element in pass B, O(n^2) multiply-adds in pass A. The sums are kept per
+thread over its column groups of four (``_dot4``) and reduced once per row.
+
+``N`` (n_steps) is a constexpr: the chain is unrolled and the sums are register tuples, so the
+launcher takes this path for n <= ``_launch.TWOPASS_MAX_STEPS`` only.
+"""
+
+import triton
+import triton.language as tl
+
+from ._common import NEG_INF, coef_a, coef_b, coef_c, finish, probs
+from ._noise import normal
+
+
+@triton.constexpr_function
+def _tri(k, i):
+    """Position of T_{k,i} (1 <= i < k <= n-1) in the flat tuple of the triangle."""
+    return (k - 1) * (k - 2) // 2 + (i - 1)
+
+
+@triton.jit
+def _set(t, i: tl.constexpr, v):
+    """The tuple ``t`` with entry ``i`` replaced by ``v``."""
+    return t[:i] + (v,) + t[i + 1:]
+
+
+@triton.jit
+def _quads(v):
+    """``[B]`` -> the four ``[B // 4]`` tensors v[4j], v[4j + 1], v[4j + 2], v[4j + 3] (a
+    relabelling of each thread's four consecutive entries)."""
+    e, o = tl.split(tl.reshape(v, [v.shape[0] // 4, 2, 2]))
+    e0, e2 = tl.split(e)
+    o1, o3 = tl.split(o)
+    return e0, o1, e2, o3
+
+
+@triton.jit
+def _dot4(acc, a, b):
+    """``acc[j] + sum_i a[4j + i] b[4j + i]`` (``acc`` [B // 4], ``a``, ``b`` [B]): four FMAs."""
+    a0, a1, a2, a3 = _quads(a)
+    b0, b1, b2, b3 = _quads(b)
+    return tl.fma(a3, b3, tl.fma(a2, b2, tl.fma(a1, b1, tl.fma(a0, b0, acc))))
+
+
+@triton.jit
+def _sum4(acc, a):
+    """``acc[j] + sum_i a[4j + i]``."""
+    a0, a1, a2, a3 = _quads(a)
+    return acc + a0 + a1 + a2 + a3
+
+
+@triton.jit
+def _p(phi, x, cs, ms, ss, L: tl.constexpr):
+    """p_L = softmax(phi + c_L x_L) from the saved stats (the forward's operations)."""
+    return probs(phi + cs[L - 1] * x, ms[L - 1], ss[L - 1])
+
+
+@triton.jit
+def _gather_step(phi, g, x, Q, T, U, d1, cs, as_, bs, ms, ss, L: tl.constexpr,
+                 N: tl.constexpr):
+    """Pass A, chain step L on a tile: p_L; T_{k,L} += Q_k p_L for the open k > L (``Q[q]`` is
+    Q_{N-1-q}); L = 1: also U_k += Q_k p_1 g and d_1 += g p_1; L > 1: Q_k *= f_L, Q_L = p_L,
+    x_{L-1} = a_L p_L + b_L x_L. Returns ``(x, Q, T, U, d1)``."""
+    p = _p(phi, x, cs, ms, ss, L)
+    for q in tl.static_range(N - 1 - L):
+        if L == 1:
+            t = Q[q] * p
+            T = _set(T, _tri(N - 1 - q, L), _sum4(T[_tri(N - 1 - q, L)], t))
+            U = _set(U, N - 3 - q, _dot4(U[N - 3 - q], t, g))
+        else:
+            T = _set(T, _tri(N - 1 - q, L), _dot4(T[_tri(N - 1 - q, L)], Q[q], p))
+    if L > 1:
+        f = (cs[L - 1] * as_[L - 1]) * p + bs[L - 1]
+        grown = ()
+        for q in tl.static_range(N - 1 - L):
+            grown = grown + (Q[q] * f,)
+        Q = grown + (p,)
+        x = as_[L - 1] * p + bs[L - 1] * x
+    else:
+        d1 = _dot4(d1, g, p)
+    return x, Q, T, U, d1
+
+
+@triton.jit
+def _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, is_idx, g_idx, L: tl.constexpr,
+               MAX: tl.constexpr):
+    """Pass B, chain step L on a tile (``V`` = V_L, ``acc`` the part of gphi so far): L > 1:
+    acc += e_L V_L - p_L d_L, V_{L-1} = a_L p_L + f_L V_L, x_{L-1}; L = 1: acc += e_1 V_1 + r'_1.
+    Returns ``(x, V, acc)``."""
+    p = _p(phi, x, cs, ms, ss, L)
+    if L > 1:
+        acc -= (p * ds[L - 1]) * (cs[L - 1] * V + 1.0)
+        f = (cs[L - 1] * as_[L - 1]) * p + bs[L - 1]
+        V = as_[L - 1] * p + f * V
+        x = as_[L - 1] * p + bs[L - 1] * x
+    else:
+        r = p * (g - ds[0])
+        acc += (cs[0] * V) * r
+        if MAX:
+            acc += 0.5 * r + 0.5 * (g_idx - ds[0]) * (is_idx.to(tl.float32) - p)
+        else:
+            acc += r
+    return x, V, acc
+
+
+@triton.jit
+def _zeros_tuple(n: tl.constexpr, B: tl.constexpr):
+    out = ()
+    for _ in tl.static_range(n):
+        out = out + (tl.zeros([B], dtype=tl.float32),)
+    return out
+
+
+@triton.jit
+def _solve(T, U, d1, cs, as_, N: tl.constexpr):
+    """The row's (d_1, ..., d_{N-1}) from the gathered sums, by forward substitution."""
+    ds = (tl.sum(d1, axis=0),)
+    for k in tl.static_range(2, N):
+        dk = cs[0] * tl.sum(U[k - 2], axis=0)
+        for i in tl.static_range(1, k):
+            dk -= (cs[i - 1] * ds[i - 1]) * tl.sum(T[_tri(k, i)], axis=0)
+        ds = ds + (as_[k - 1] * dk,)
+    return ds
+
+
+@triton.jit
+def _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_shift, seed, grow, coff, start, lanes, K,
+          BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """``(phi, g - g_shift, z, cols, cmask)`` of the tile of columns ``start + lanes``
+    (float32)."""
+    cols = start + lanes
+    cmask = cols < K
+    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+    g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32) - g_shift
+    z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+    return phi, g, z, cols, cmask
+
+
+@triton.jit(do_not_specialize=["row_offset", "col_offset"])
+def _twopass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
+                        K, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
+                        gy_stride_c, N: tl.constexpr, MAX: tl.constexpr, BLOCK: tl.constexpr,
+                        GROUPED: tl.constexpr):
+    """Backward of redge / redge_max (``MAX``) for n = ``N`` steps, one program per row (module
+    docstring).
+
+    grad_y [R, K] (strided), phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs
+    [N, 5], stats [R, N, 2] and index [R] int64 from the forward -> grad_phi [R, K] contiguous
+    (0 on empty rows, NaN on poisoned rows). Draws stream 0 only (z of global row
+    ``row + row_offset``, global column ``col + col_offset``; ``GROUPED`` as in ``_noise``).
+    """
+    row = tl.program_id(0).to(tl.int64)
+    seed = tl.load(seed_ptr)
+    coff = col_offset.to(tl.int64)
+    phi_row = phi_ptr + row * phi_stride_r
+    gy_row = gy_ptr + row * gy_stride_r
+    stats_row = stats_ptr + row * N * 2
+    grow = row + row_offset
+    idx = tl.load(index_ptr + row)
+    s1 = tl.load(stats_row + 3).to(tl.float32)
+    poisoned = (idx < 0) & (s1 != s1)
+    empty = (idx < 0) & (s1 == s1)
+    g_idx = tl.load(gy_row + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
+                    other=0.0).to(tl.float32)
+    cs = ()
+    as_ = ()
+    bs = ()
+    ms = ()
+    ss = ()
+    for i in tl.static_range(1, N):
+        cs = cs + (coef_c(coefs_ptr, i),)
+        as_ = as_ + (coef_a(coefs_ptr, i),)
+        bs = bs + (coef_b(coefs_ptr, i),)
+        ms = ms + (tl.load(stats_row + 2 * i).to(tl.float32),)
+        ss = ss + (tl.load(stats_row + 2 * i + 1).to(tl.float32),)
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    T = _zeros_tuple((N - 1) * (N - 2) // 2, BLOCK // 4)
+    U = _zeros_tuple(N - 2, BLOCK // 4)
+    d1 = tl.zeros([BLOCK // 4], dtype=tl.float32)
+    for start in range(0, K, BLOCK):  # pass A: the sums
+        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
+                                       grow, coff, start, lanes, K, BLOCK, GROUPED)
+        Q = ()
+        for i in tl.static_range(N - 1):
+            x, Q, T, U, d1 = _gather_step(phi, g, x, Q, T, U, d1, cs, as_, bs, ms, ss, N - 1 - i,
+                                          N)
+    ds = _solve(T, U, d1, cs, as_, N)
+    for start in range(0, K, BLOCK):  # pass B: gphi
+        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
+                                       grow, coff, start, lanes, K, BLOCK, GROUPED)
+        V = tl.zeros_like(x)
+        acc = tl.zeros_like(x)
+        for i in tl.static_range(N - 1):
+            x, V, acc = _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, cols == idx, 0.0,
+                                   N - 1 - i, MAX)
+        tl.store(gphi_ptr + row * K + cols, finish(acc, poisoned, empty), mask=cmask)
