@@ -11,8 +11,9 @@ passes over a row (an upper bound; on a GPU a row re-read by the next pass often
 * path (b), tiled, diffusion forward: (redge_cov only) pass 0 for the base softmax, then one pass
   per denoiser (n - 1) read phi; the output pass writes y (hard: write only; soft: re-reads phi).
 * path (b), diffusion backward: redge / redge_max with n_steps <= TWOPASS_MAX_STEPS: two
-  passes (``_diffusion_twopass``: the row sums, then grad_phi) read phi and g; otherwise n - 1 reduction
-  passes (+1 for redge_cov) and the output pass read phi and g; the output pass writes grad_phi.
+  passes (``_diffusion_twopass``: the row sums, then grad_phi) read phi and g; otherwise n - 1
+  reduction passes (+1 for redge_cov) and the output pass read phi and g; the output pass writes
+  grad_phi.
 * path (b), one-pass forward: one pass reads phi; the output pass writes y (soft: re-reads phi).
 * path (b), one-pass backward: two passes read phi and g; the second writes grad_phi.
 """
