@@ -243,3 +243,48 @@ def test_diffusion_split_bf16():
         torch.testing.assert_close(a, b)
     _, index_ref, _ = _reference("redge_cov", phi.float(), False, g.float())
     assert torch.equal(index, index_ref)
+
+
+class _Spy:
+    """Wraps a Triton kernel: records the grid of each launch (``kernel[grid](...)``)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.grids = kernel, []
+
+    def __getitem__(self, grid):
+        self.grids.append(tuple(grid))
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize("method,n", [("redge", 2), ("redge_max", 5), ("redge", 9),
+                                      ("redge_max", 12)])
+def test_two_pass_backward_split_into_chunks(monkeypatch, method, n):
+    """The two-pass ReDGE / ReDGE-Max backward (``_diffusion_twopass``) of few long rows runs on
+    the (row, chunk) grid (5 rows: 2 chunks of two tiles, the last with the row's tail; masked,
+    empty, poisoned rows): the reference's gradients and the unsplit two-pass kernel's within
+    rounding, at the unrolled chain's lengths 2, 5, 9 (the 8-warp configuration's first) and 12."""
+    phi = _logits(5, seed=11)
+    _mask_empty_poison(phi)
+    g = _grad_out(phi, seed=2)
+    sched = linear_schedule(n, 0.5)
+    coefs = sched.table(phi.device)
+    seed_t = torch.tensor(3, dtype=torch.int64, device=phi.device)
+    part = _Spy(_launch._twopass_part_kernel)
+    out = _Spy(_launch._twopass_out_kernel)
+    monkeypatch.setattr(_launch, "_twopass_part_kernel", part)
+    monkeypatch.setattr(_launch, "_twopass_out_kernel", out)
+    grads = {}
+    for sms in (SMS, 1):
+        with _launch.planned_sms(sms):
+            _, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], True, 1.0,
+                                     block=BLOCK)
+            grads[sms] = tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], True,
+                                1.0, block=BLOCK)
+    assert part.grids == out.grids == [(5, 2)]
+    p = phi.clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 3, sched, True)
+    y_ref.backward(g)
+    assert torch.equal(index, index_ref)
+    torch.testing.assert_close(grads[SMS], p.grad, equal_nan=True)
+    torch.testing.assert_close(grads[SMS], grads[1], equal_nan=True)
+    assert torch.all(grads[SMS][1] == 0) and torch.isnan(grads[SMS][2:4]).all()

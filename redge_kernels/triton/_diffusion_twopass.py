@@ -34,6 +34,11 @@ thread over its column groups of four (``_dot4``) and reduced once per row.
 
 ``N`` (n_steps) is a constexpr: the chain is unrolled and the sums are register tuples, so the
 launcher takes this path for n <= ``_launch.TWOPASS_MAX_STEPS`` only.
+
+Few long rows (``_launch.split_plan``) split into vocabulary chunks on a (row, chunk) grid:
+``_twopass_part_kernel`` runs pass A on its chunk and stores the chunk's sums,
+``_twopass_out_kernel`` adds them over the row's chunks (in chunk order: every chunk's program
+gets the same d's), solves and runs pass B on its chunk.
 """
 
 import triton
@@ -113,7 +118,7 @@ def _gather_step(phi, g, x, Q, T, U, d1, cs, as_, bs, ms, ss, L: tl.constexpr,
 
 
 @triton.jit
-def _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, is_idx, g_idx, L: tl.constexpr,
+def _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, is_idx, L: tl.constexpr,
                MAX: tl.constexpr):
     """Pass B, chain step L on a tile (``V`` = V_L, ``acc`` the part of gphi so far): L > 1:
     acc += e_L V_L - p_L d_L, V_{L-1} = a_L p_L + f_L V_L, x_{L-1}; L = 1: acc += e_1 V_1 + r'_1.
@@ -128,7 +133,8 @@ def _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, is_idx, g_idx, L: tl.
         r = p * (g - ds[0])
         acc += (cs[0] * V) * r
         if MAX:
-            acc += 0.5 * r + 0.5 * (g_idx - ds[0]) * (is_idx.to(tl.float32) - p)
+            # <g, D> = g_i - d_1, with g relative to g_i: -d_1
+            acc += 0.5 * r - 0.5 * ds[0] * (is_idx.to(tl.float32) - p)
         else:
             acc += r
     return x, V, acc
@@ -143,28 +149,104 @@ def _zeros_tuple(n: tl.constexpr, B: tl.constexpr):
 
 
 @triton.jit
-def _solve(T, U, d1, cs, as_, N: tl.constexpr):
-    """The row's (d_1, ..., d_{N-1}) from the gathered sums, by forward substitution."""
-    ds = (tl.sum(d1, axis=0),)
+def _sums(T, U, d1):
+    """The gathered per-thread sums reduced over the block: the flat tuple of scalars
+    ``(d_1, U_2 .. U_{N-1}, T in _tri order)``."""
+    out = (tl.sum(d1, axis=0),)
+    for i in tl.static_range(len(U)):
+        out = out + (tl.sum(U[i], axis=0),)
+    for i in tl.static_range(len(T)):
+        out = out + (tl.sum(T[i], axis=0),)
+    return out
+
+
+@triton.jit
+def _solve(sums, cs, as_, N: tl.constexpr):
+    """The row's (d_1, ..., d_{N-1}) from its sums (``_sums`` order), by forward
+    substitution."""
+    ds = (sums[0],)
     for k in tl.static_range(2, N):
-        dk = cs[0] * tl.sum(U[k - 2], axis=0)
+        dk = cs[0] * sums[k - 1]
         for i in tl.static_range(1, k):
-            dk -= (cs[i - 1] * ds[i - 1]) * tl.sum(T[_tri(k, i)], axis=0)
+            dk -= (cs[i - 1] * ds[i - 1]) * sums[N - 1 + _tri(k, i)]
         ds = ds + (as_[k - 1] * dk,)
     return ds
 
 
 @triton.jit
-def _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_shift, seed, grow, coff, start, lanes, K,
-          BLOCK: tl.constexpr, GROUPED: tl.constexpr):
-    """``(phi, g - g_shift, z, cols, cmask)`` of the tile of columns ``start + lanes``
-    (float32)."""
+def _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_shift, seed, grow, coff, start, lanes,
+          c1, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """``(phi, g - g_shift, z, cols, cmask)`` of the tile of columns ``start + lanes`` below
+    ``c1`` (float32)."""
     cols = start + lanes
-    cmask = cols < K
+    cmask = cols < c1
     phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
     g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32) - g_shift
     z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
     return phi, g, z, cols, cmask
+
+
+@triton.jit
+def _row(gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy_stride_r,
+         gy_stride_c, N: tl.constexpr):
+    """Row ``row``'s pointers, flags and per-step scalars: ``(phi_row, gy_row, idx, poisoned,
+    empty, g_idx, (c_k), (a_k), (b_k), (m_k), (s_k))``, the tuples for k = 1 .. N-1."""
+    phi_row = phi_ptr + row * phi_stride_r
+    gy_row = gy_ptr + row * gy_stride_r
+    stats_row = stats_ptr + row * N * 2
+    idx = tl.load(index_ptr + row)
+    s1 = tl.load(stats_row + 3).to(tl.float32)
+    poisoned = (idx < 0) & (s1 != s1)
+    empty = (idx < 0) & (s1 == s1)
+    g_idx = tl.load(gy_row + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
+                    other=0.0).to(tl.float32)
+    cs = ()
+    as_ = ()
+    bs = ()
+    ms = ()
+    ss = ()
+    for i in tl.static_range(1, N):
+        cs = cs + (coef_c(coefs_ptr, i),)
+        as_ = as_ + (coef_a(coefs_ptr, i),)
+        bs = bs + (coef_b(coefs_ptr, i),)
+        ms = ms + (tl.load(stats_row + 2 * i).to(tl.float32),)
+        ss = ss + (tl.load(stats_row + 2 * i + 1).to(tl.float32),)
+    return phi_row, gy_row, idx, poisoned, empty, g_idx, cs, as_, bs, ms, ss
+
+
+@triton.jit
+def _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff, c0, c1, cs,
+            as_, bs, ms, ss, N: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """Pass A on the columns ``[c0, c1)``: their part of the row's sums (``_sums`` order)."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    T = _zeros_tuple((N - 1) * (N - 2) // 2, BLOCK // 4)
+    U = _zeros_tuple(N - 2, BLOCK // 4)
+    d1 = tl.zeros([BLOCK // 4], dtype=tl.float32)
+    for start in range(c0, c1, BLOCK):
+        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
+                                       grow, coff, start, lanes, c1, BLOCK, GROUPED)
+        Q = ()
+        for i in tl.static_range(N - 1):
+            x, Q, T, U, d1 = _gather_step(phi, g, x, Q, T, U, d1, cs, as_, bs, ms, ss, N - 1 - i,
+                                          N)
+    return _sums(T, U, d1)
+
+
+@triton.jit
+def _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, g_idx, seed, grow, coff,
+                c0, c1, cs, as_, bs, ms, ss, ds, idx, poisoned, empty, N: tl.constexpr,
+                MAX: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+    """Pass B on the columns ``[c0, c1)``: gphi from the row's d's."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    for start in range(c0, c1, BLOCK):
+        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
+                                       grow, coff, start, lanes, c1, BLOCK, GROUPED)
+        V = tl.zeros_like(x)
+        acc = tl.zeros_like(x)
+        for i in tl.static_range(N - 1):
+            x, V, acc = _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, cols == idx,
+                                   N - 1 - i, MAX)
+        tl.store(gphi_row + cols, finish(acc, poisoned, empty), mask=cmask)
 
 
 @triton.jit(do_not_specialize=["row_offset", "col_offset"])
@@ -183,45 +265,68 @@ def _twopass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_p
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
     coff = col_offset.to(tl.int64)
-    phi_row = phi_ptr + row * phi_stride_r
-    gy_row = gy_ptr + row * gy_stride_r
-    stats_row = stats_ptr + row * N * 2
     grow = row + row_offset
-    idx = tl.load(index_ptr + row)
-    s1 = tl.load(stats_row + 3).to(tl.float32)
-    poisoned = (idx < 0) & (s1 != s1)
-    empty = (idx < 0) & (s1 == s1)
-    g_idx = tl.load(gy_row + tl.maximum(idx, 0) * gy_stride_c, mask=idx >= 0,
-                    other=0.0).to(tl.float32)
-    cs = ()
-    as_ = ()
-    bs = ()
-    ms = ()
-    ss = ()
-    for i in tl.static_range(1, N):
-        cs = cs + (coef_c(coefs_ptr, i),)
-        as_ = as_ + (coef_a(coefs_ptr, i),)
-        bs = bs + (coef_b(coefs_ptr, i),)
-        ms = ms + (tl.load(stats_row + 2 * i).to(tl.float32),)
-        ss = ss + (tl.load(stats_row + 2 * i + 1).to(tl.float32),)
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
-    T = _zeros_tuple((N - 1) * (N - 2) // 2, BLOCK // 4)
-    U = _zeros_tuple(N - 2, BLOCK // 4)
-    d1 = tl.zeros([BLOCK // 4], dtype=tl.float32)
-    for start in range(0, K, BLOCK):  # pass A: the sums
-        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
-                                       grow, coff, start, lanes, K, BLOCK, GROUPED)
-        Q = ()
-        for i in tl.static_range(N - 1):
-            x, Q, T, U, d1 = _gather_step(phi, g, x, Q, T, U, d1, cs, as_, bs, ms, ss, N - 1 - i,
-                                          N)
-    ds = _solve(T, U, d1, cs, as_, N)
-    for start in range(0, K, BLOCK):  # pass B: gphi
-        phi, g, x, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed,
-                                       grow, coff, start, lanes, K, BLOCK, GROUPED)
-        V = tl.zeros_like(x)
-        acc = tl.zeros_like(x)
-        for i in tl.static_range(N - 1):
-            x, V, acc = _grad_step(phi, g, x, V, acc, cs, as_, bs, ms, ss, ds, cols == idx, 0.0,
-                                   N - 1 - i, MAX)
-        tl.store(gphi_ptr + row * K + cols, finish(acc, poisoned, empty), mask=cmask)
+    phi_row, gy_row, idx, poisoned, empty, g_idx, cs, as_, bs, ms, ss = _row(
+        gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy_stride_r,
+        gy_stride_c, N)
+    sums = _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff, 0, K, cs,
+                   as_, bs, ms, ss, N, BLOCK, GROUPED)
+    ds = _solve(sums, cs, as_, N)
+    _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_ptr + row * K, g_idx, seed,
+                grow, coff, 0, K, cs, as_, bs, ms, ss, ds, idx, poisoned, empty, N, MAX, BLOCK,
+                GROUPED)
+
+
+# ---- rows split into vocabulary chunks (few long rows; _launch.split_plan) -------------------
+#
+# Partials: part [R, C, N (N - 1) / 2] float32, chunk c's part of each of the row's sums
+# (``_sums`` order); the second kernel adds them over the chunks and solves the d's.
+
+@triton.jit(do_not_specialize=["row_offset", "col_offset"])
+def _twopass_part_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, part_ptr,
+                         K, CHUNK, n_chunks, row_offset, col_offset, phi_stride_r, phi_stride_c,
+                         gy_stride_r, gy_stride_c, N: tl.constexpr, BLOCK: tl.constexpr,
+                         GROUPED: tl.constexpr):
+    """Pass A of ``_twopass_bwd_kernel`` on chunk ``program_id(1)`` (columns
+    ``[c * CHUNK, (c + 1) * CHUNK)``) of row ``program_id(0)``: its sums into ``part[row, c]``."""
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    c0 = chunk * CHUNK
+    c1 = tl.minimum(K, c0 + CHUNK)
+    seed = tl.load(seed_ptr)
+    phi_row, gy_row, idx, poisoned, empty, g_idx, cs, as_, bs, ms, ss = _row(
+        gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy_stride_r,
+        gy_stride_c, N)
+    sums = _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, row + row_offset,
+                   col_offset.to(tl.int64), c0, c1, cs, as_, bs, ms, ss, N, BLOCK, GROUPED)
+    base = part_ptr + (row * n_chunks + chunk) * (N * (N - 1) // 2)
+    for i in tl.static_range(N * (N - 1) // 2):
+        tl.store(base + i, sums[i])
+
+
+@triton.jit(do_not_specialize=["row_offset", "col_offset"])
+def _twopass_out_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, part_ptr,
+                        gphi_ptr, K, CHUNK, n_chunks, row_offset, col_offset, phi_stride_r,
+                        phi_stride_c, gy_stride_r, gy_stride_c, N: tl.constexpr,
+                        MAX: tl.constexpr, CHUNKS_P2: tl.constexpr, BLOCK: tl.constexpr,
+                        GROUPED: tl.constexpr):
+    """Pass B of ``_twopass_bwd_kernel`` on chunk ``program_id(1)`` of row ``program_id(0)``,
+    the row's sums added over its chunks' partials (one ``[CHUNKS_P2]`` reduction each, the same
+    on every chunk's program) -> ``grad_phi`` on the chunk."""
+    row = tl.program_id(0).to(tl.int64)
+    chunk = tl.program_id(1)
+    c0 = chunk * CHUNK
+    c1 = tl.minimum(K, c0 + CHUNK)
+    seed = tl.load(seed_ptr)
+    phi_row, gy_row, idx, poisoned, empty, g_idx, cs, as_, bs, ms, ss = _row(
+        gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy_stride_r,
+        gy_stride_c, N)
+    ch = tl.arange(0, CHUNKS_P2).to(tl.int64)
+    at = part_ptr + (row * n_chunks + ch) * (N * (N - 1) // 2)
+    sums = ()
+    for i in tl.static_range(N * (N - 1) // 2):
+        sums = sums + (tl.sum(tl.load(at + i, mask=ch < n_chunks, other=0.0), axis=0),)
+    ds = _solve(sums, cs, as_, N)
+    _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_ptr + row * K, g_idx, seed,
+                row + row_offset, col_offset.to(tl.int64), c0, c1, cs, as_, bs, ms, ss, ds, idx,
+                poisoned, empty, N, MAX, BLOCK, GROUPED)

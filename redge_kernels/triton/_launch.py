@@ -14,8 +14,9 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
   another (``ONEPASS_BWD_MAXNREG``).
 * the tiled backward of ReDGE / ReDGE-Max with n_steps <= ``TWOPASS_MAX_STEPS`` is the
   two-pass kernel of ``_diffusion_twopass`` (one program per row, no scratch; ``twopass_config``);
-* the one-pass kernels' tiled rows, when they fill fewer than half the planned programs, are
-  split into vocabulary chunks on a (row, chunk) grid (``split_plan``; ``_onepass_split``).
+* tiled rows, when they fill fewer than half the planned programs, are split into vocabulary
+  chunks on a (row, chunk) grid (``split_plan``): ``_onepass_split``, ``_diffusion_split``, and
+  the two-pass backward's ``_twopass_part_kernel`` / ``_twopass_out_kernel``.
 
 ``block=`` (a power of two) overrides the choice (tests force the tiled path with a small block);
 ``row_offset`` (the ops' ``row_start``) / ``col_offset=`` give the global row and column of element ``[0, 0]`` (noise of
@@ -36,7 +37,7 @@ from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
 from ._diffusion_split import (_dsplit_base_kernel, _dsplit_bwd_cov_kernel, _dsplit_bwd_step_kernel,
                                _dsplit_bwd_walk_kernel, _dsplit_out_kernel, _dsplit_step_kernel)
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
-from ._diffusion_twopass import _twopass_bwd_kernel
+from ._diffusion_twopass import _twopass_bwd_kernel, _twopass_out_kernel, _twopass_part_kernel
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
 from ._onepass_split import (_split_bwd_out_kernel, _split_bwd_part_kernel,
@@ -392,18 +393,14 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
             GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+    elif (method in _DIFFUSION and method != _COV and n <= TWOPASS_MAX_STEPS
+          and not config("diffusion_bwd", k, block)[0]):
+        _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block, row_offset,
+                     col_offset)
     elif method in _DIFFUSION and split_plan(rows, k, "diffusion_bwd", block,
                                              phi.device) is not None:
         _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block,
                              row_offset, col_offset)
-    elif (method in _DIFFUSION and method != _COV and n <= TWOPASS_MAX_STEPS
-          and not config("diffusion_bwd", k, block)[0]):
-        blk, warps = twopass_config(n, block)
-        _twopass_bwd_kernel[(rows,)](
-            grad_y, phi, seed, coefs, stats, index, grad_phi, k, row_offset, col_offset,
-            phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1), N=n,
-            MAX=method == _MAX, BLOCK=blk, GROUPED=_grouped(col_offset, blk, warps),
-            num_warps=warps, enable_fp_fusion=FP_FUSION)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_bwd", k, block)
         slot = (bwd_slot_rows(n, single, method == _COV), blk if single else k)
@@ -445,14 +442,19 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
 SPLIT_PROGRAMS_PER_SM = 2
 
 
-def split_plan(rows: int, k: int, kind: str, block: int | None, device) -> tuple | None:
+def split_plan(rows: int, k: int, kind: str, block: int | None, device,
+               tile: tuple[int, int] | None = None) -> tuple | None:
     """``(n_chunks, CHUNK, BLOCK, num_warps)`` of the (row x vocabulary chunk) grid of the one-pass
     kernels (``_onepass_split``; ``kind`` "diffusion_fwd": the diffusion forward,
     ``_diffusion_split``), or None for one program per row: split when the row is tiled
     (``config``) and the rows fill fewer than half the planned programs (``sm_count`` SMs x
     ``SPLIT_PROGRAMS_PER_SM``; under the interpreter only within ``planned_sms``). The chunks,
-    CHUNK = a whole number of tiles, are as many as fit that budget, at least two."""
+    CHUNK = a whole number of tiles, are as many as fit that budget, at least two. ``tile``:
+    the ``(BLOCK, num_warps)`` of a kernel whose tile is not ``config``'s (the two-pass
+    backward's ``twopass_config``)."""
     single, blk, warps = config(kind, k, block)
+    if tile is not None:
+        blk, warps = tile
     sms = sm_count(device)
     if single or sms is None:
         return None
@@ -575,3 +577,31 @@ def _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, metho
     if cov:
         _dsplit_bwd_cov_kernel[grid](grad_y, phi, stats, index, grad_phi, ws, part_d, *shape,
                                      *strides, CHUNKS_P2=chunks_p2, **meta)
+
+
+def _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block, row_offset,
+                 col_offset):
+    """The tiled ReDGE / ReDGE-Max backward in two passes (``_diffusion_twopass``): one program
+    per row, or, for few long rows (``split_plan`` on the two-pass tile), the row sums of each
+    (row, chunk) into partials [R, C, n (n - 1) / 2] float32, then grad_phi per (row, chunk) from
+    the sums added over the chunks in chunk order."""
+    rows, k = phi.shape
+    n = coefs.shape[0]
+    blk, warps = twopass_config(n, block)
+    strides = (phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1))
+    meta = {"N": n, "BLOCK": blk, "GROUPED": _grouped(col_offset, blk, warps),
+            "num_warps": warps, "enable_fp_fusion": FP_FUSION}
+    inputs = (grad_y, phi, seed, coefs, stats, index)
+    plan = split_plan(rows, k, "diffusion_bwd", block, phi.device, tile=(blk, warps))
+    if plan is None:
+        _twopass_bwd_kernel[(rows,)](*inputs, grad_phi, k, row_offset, col_offset, *strides,
+                                     MAX=method == _MAX, **meta)
+        return
+    n_chunks, chunk = plan[:2]
+    part = torch.empty((rows, n_chunks, n * (n - 1) // 2), dtype=torch.float32,
+                       device=phi.device)
+    sizes = (k, chunk, n_chunks, row_offset, col_offset)
+    _twopass_part_kernel[(rows, n_chunks)](*inputs, part, *sizes, *strides, **meta)
+    _twopass_out_kernel[(rows, n_chunks)](*inputs, part, grad_phi, *sizes, *strides,
+                                          MAX=method == _MAX,
+                                          CHUNKS_P2=triton.next_power_of_2(n_chunks), **meta)
