@@ -59,20 +59,25 @@ def workloads(level: str = "quick") -> list[Workload]:
 
 
 def _twopass_workloads(level: str) -> list[Workload]:
-    """The tiled ReDGE / ReDGE-Max backward is compiled per n_steps up to TWOPASS_MAX_STEPS
+    """The tiled diffusion backward is compiled per n_steps up to ``twopass_max_steps``
     (``_diffusion_twopass``) and takes the persistent tiled backward above: each block
     configuration's smallest and largest n and the first n past them (``full``: every n), one
-    program per row and split into chunks."""
-    from redge_kernels.triton._launch import TWOPASS_CONFIGS, TWOPASS_MAX_STEPS
-    if level == "quick":
-        ns = sorted({2, TWOPASS_MAX_STEPS + 1} | {top for top, _, _ in TWOPASS_CONFIGS}
-                    | {top + 1 for top, _, _ in TWOPASS_CONFIGS})
-    else:
-        ns = list(range(2, TWOPASS_MAX_STEPS + 2))
-    # 8 x 262144: few long rows, the two-pass kernels on the (row, chunk) grid
-    return [Workload(m, "bwd", rows, k, n, dt, True) for m in ("redge", "redge_max")
-            for n in ns if n != 5 for dt in ("fp32", "bf16")
-            for rows, k in ((4096, 8192), (8, 262144)) if k == 8192 or n <= TWOPASS_MAX_STEPS]
+    program per row (fp32, bf16) and split into chunks (8 x 262144, fp32)."""
+    from redge_kernels.triton._launch import (TWOPASS_CONFIGS, TWOPASS_COV_CONFIGS,
+                                              twopass_max_steps)
+    out = []
+    for methods, configs in ((("redge", "redge_max"), TWOPASS_CONFIGS),
+                             (("redge_cov",), TWOPASS_COV_CONFIGS)):
+        top = twopass_max_steps(methods == ("redge_cov",))
+        if level == "quick":
+            ns = sorted({2, top + 1} | {t for t, _, _ in configs} | {t + 1 for t, _, _ in configs})
+        else:
+            ns = list(range(2, top + 2))
+        out += [Workload(m, "bwd", 4096, 8192, n, dt, True) for m in methods
+                for n in ns if n != 5 for dt in ("fp32", "bf16")]
+        out += [Workload(m, "bwd", 8, 262144, n, "fp32", True) for m in methods
+                for n in ns if n != 5 and n <= top]
+    return out
 
 
 #: The one-pass estimators, whose few long rows the launcher splits into vocabulary chunks.

@@ -10,7 +10,7 @@ passes over a row (an upper bound; on a GPU a row re-read by the next pass often
 * path (a), single block: exactly the lower bound.
 * path (b), tiled, diffusion forward: (redge_cov only) pass 0 for the base softmax, then one pass
   per denoiser (n - 1) read phi; the output pass writes y (hard: write only; soft: re-reads phi).
-* path (b), diffusion backward: redge / redge_max with n_steps <= TWOPASS_MAX_STEPS: two
+* path (b), diffusion backward with n_steps <= ``twopass_max_steps`` (12, redge_cov 11): two
   passes (``_diffusion_twopass``: the row sums, then grad_phi) read phi and g; otherwise n - 1
   reduction passes (+1 for redge_cov) and the output pass read phi and g; the output pass writes
   grad_phi.
@@ -40,9 +40,9 @@ def _config(kind, k, block=None):
         raise SystemExit("triton is needed to know the launcher's block choice")
 
 
-def _twopass_max_steps():
-    from redge_kernels.triton._launch import TWOPASS_MAX_STEPS
-    return TWOPASS_MAX_STEPS
+def _twopass_max_steps(cov: bool) -> int:
+    from redge_kernels.triton._launch import twopass_max_steps
+    return twopass_max_steps(cov)
 
 
 def traffic(method: str, rows: int, k: int, n_steps: int = 5, hard: bool = True,
@@ -72,7 +72,7 @@ def traffic(method: str, rows: int, k: int, n_steps: int = 5, hard: bool = True,
         fwd_passes = 2
     if single_b:
         bwd_reads, bwd_passes = 1, 1
-    elif diffusion and method != "redge_cov" and n <= _twopass_max_steps():
+    elif diffusion and n <= _twopass_max_steps(method == "redge_cov"):
         bwd_reads, bwd_passes = 2, 2
     elif diffusion:
         bwd_reads = (n - 1) + (1 if method == "redge_cov" else 0) + 1

@@ -193,13 +193,13 @@ def test_model_of_the_real_kernels_moves_at_least_the_floor(direction):
 
 @pytest.mark.skipif(not interpreting(), reason="the trace runs the kernels under TRITON_INTERPRET=1")
 @pytest.mark.parametrize("w", [
-    # a persistent grid (264 programs on 132 SMs; the tiled ReDGE-Cov backward): program 0 takes
-    # 4 rows; the reduction traces 264, 528 and 792 rows
-    ("redge_cov", "bwd", 4 * 264, 8192),
+    # a persistent grid (264 programs on 132 SMs; the tiled ReDGE-Cov backward past the two-pass
+    # kernel's unrolled lengths): program 0 takes 4 rows; the reduction traces 264, 528 and 792 rows
+    ("redge_cov", "bwd", 4 * 264, 8192, 12),
     # a tiled row of 4 tiles of 4096 plus a tail: the reduction traces 1, 2 and 3 tiles + tail
     # (133 rows: one program per row; fewer, up to 132 on the planned 132 SMs, split the rows
     # into vocabulary chunks, _launch.split_plan)
-    ("st", "bwd", 133, 4 * 4096 + 100),
+    ("st", "bwd", 133, 4 * 4096 + 100, 5),
 ])
 def test_reduced_trace_equals_the_full_trace(w):
     """The extrapolated statement counts of the model's reduced traces equal those of the first
@@ -207,7 +207,7 @@ def test_reduced_trace_equals_the_full_trace(w):
     Gumbel-max of the forward that precedes the backward."""
     from bench.gpu_model import _in_while, _reduced_points, _signatures, _trace_counts, _traced
     from bench.kernel_compile import Workload
-    wl = Workload(*w, 5)
+    wl = Workload(*w)
     assert _reduced_points(wl, _signatures(wl)) is not None
     notes = []
     reduced = _trace_counts(wl, notes)

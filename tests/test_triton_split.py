@@ -256,35 +256,59 @@ class _Spy:
         return self.kernel[grid]
 
 
-@pytest.mark.parametrize("method,n", [("redge", 2), ("redge_max", 5), ("redge", 9),
-                                      ("redge_max", 12)])
-def test_two_pass_backward_split_into_chunks(monkeypatch, method, n):
-    """The two-pass ReDGE / ReDGE-Max backward (``_diffusion_twopass``) of few long rows runs on
-    the (row, chunk) grid (5 rows: 2 chunks of two tiles, the last with the row's tail; masked,
-    empty, poisoned rows): the reference's gradients and the unsplit two-pass kernel's within
-    rounding, at the unrolled chain's lengths 2, 5, 9 (the 8-warp configuration's first) and 12."""
-    phi = _logits(5, seed=11)
+def _bwd_split_and_not(method, n, phi_seed, g_seed, check_plan=None):
+    """Forward and backward of ``method`` on 5 long rows (masked, empty, poisoned) with the
+    split plan (``SMS``) and without (1 SM); asserts the reference's index and gradients and
+    the split's agreement with the unsplit kernel, returns the split gradient.
+    ``check_plan(sms)``, if given, runs before each forward."""
+    phi = _logits(5, seed=phi_seed)
     _mask_empty_poison(phi)
-    g = _grad_out(phi, seed=2)
+    g = _grad_out(phi, seed=g_seed)
     sched = linear_schedule(n, 0.5)
     coefs = sched.table(phi.device)
     seed_t = torch.tensor(3, dtype=torch.int64, device=phi.device)
-    part = _Spy(_launch._twopass_part_kernel)
-    out = _Spy(_launch._twopass_out_kernel)
-    monkeypatch.setattr(_launch, "_twopass_part_kernel", part)
-    monkeypatch.setattr(_launch, "_twopass_out_kernel", out)
     grads = {}
     for sms in (SMS, 1):
         with _launch.planned_sms(sms):
+            if check_plan is not None:
+                check_plan(sms)
             _, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], True, 1.0,
                                      block=BLOCK)
             grads[sms] = tk.bwd(g, phi, seed_t, coefs, stats, index, METHOD_IDS[method], True,
                                 1.0, block=BLOCK)
-    assert part.grids == out.grids == [(5, 2)]
     p = phi.clone().requires_grad_(True)
     y_ref, index_ref = reference.sample(method, p, 3, sched, True)
     y_ref.backward(g)
     assert torch.equal(index, index_ref)
     torch.testing.assert_close(grads[SMS], p.grad, equal_nan=True)
     torch.testing.assert_close(grads[SMS], grads[1], equal_nan=True)
-    assert torch.all(grads[SMS][1] == 0) and torch.isnan(grads[SMS][2:4]).all()
+    return grads[SMS]
+
+
+@pytest.mark.parametrize("method,n", [("redge", 2), ("redge_max", 5), ("redge", 9),
+                                      ("redge_max", 12), ("redge_cov", 2), ("redge_cov", 5),
+                                      ("redge_cov", 11)])
+def test_two_pass_backward_split_into_chunks(monkeypatch, method, n):
+    """The two-pass diffusion backward (``_diffusion_twopass``) of few long rows runs on the
+    (row, chunk) grid (5 rows: 2 chunks of two tiles, the last with the row's tail; masked,
+    empty, poisoned rows): the reference's gradients and the unsplit two-pass kernel's within
+    rounding, at the unrolled chain's shortest and longest lengths and its block configurations'
+    edges."""
+    part = _Spy(_launch._twopass_part_kernel)
+    out = _Spy(_launch._twopass_out_kernel)
+    monkeypatch.setattr(_launch, "_twopass_part_kernel", part)
+    monkeypatch.setattr(_launch, "_twopass_out_kernel", out)
+    grad = _bwd_split_and_not(method, n, 11, 2)
+    assert part.grids == out.grids == [(5, 2)]
+    assert torch.all(grad[1] == 0) and torch.isnan(grad[2:4]).all()
+
+
+@pytest.mark.parametrize("method,n", [("redge_max", 13), ("redge_cov", 12)])
+def test_split_backward_past_the_unrolled_lengths(method, n):
+    """Past ``_launch.twopass_max_steps`` few long rows take the split walk-and-step backward
+    (``_diffusion_split``): the reference's index and gradients, the unsplit persistent
+    backward's within rounding (masked, empty, poisoned rows)."""
+    def check_plan(sms):
+        assert (_launch.split_plan(5, K, "diffusion_bwd", BLOCK, None) is None) == (sms == 1)
+
+    _bwd_split_and_not(method, n, 12, 4, check_plan)

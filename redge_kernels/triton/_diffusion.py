@@ -27,8 +27,8 @@ element in all. Single block: the steps then run on the row in registers, readin
 thread its own entries). Tiled: pass 1 is the walk (and d_1); pass j finishes step j-1 from the
 scratch (p_{j-1}, the carried gx, gphi[, gmu, glam]) and reduces d_j; a last pass finishes step
 n-1 and writes gphi (ReDGE-Cov: reduces d_0 = <gp_0, mu>, one more pass writes). The launcher
-gives the tiled backward of ReDGE / ReDGE-Max with n <= ``_launch.TWOPASS_MAX_STEPS`` to
-``_diffusion_twopass`` instead (two passes, no scratch); this one takes ReDGE-Cov and longer chains.
+gives the tiled backward with n <= ``_launch.twopass_max_steps`` to ``_diffusion_twopass``
+instead (two passes, no scratch); this one takes the longer chains.
 """
 
 import triton

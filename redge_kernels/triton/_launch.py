@@ -12,7 +12,7 @@ Block and warp choice (per kernel kind; checked for spills by ``bench.compile_ch
 * the diffusion forward has a register cap (``DIFFUSION_FWD_MAXNREG``), the persistent tiled
   backward of ReDGE / ReDGE-Max one of its own (``TILED_BWD_MAXNREG``), the one-pass backward
   another (``ONEPASS_BWD_MAXNREG``).
-* the tiled backward of ReDGE / ReDGE-Max with n_steps <= ``TWOPASS_MAX_STEPS`` is the
+* the tiled diffusion backward with n_steps <= ``twopass_max_steps`` (12; ReDGE-Cov 11) is the
   two-pass kernel of ``_diffusion_twopass`` (one program per row, no scratch; ``twopass_config``);
 * tiled rows, when they fill fewer than half the planned programs, are split into vocabulary
   chunks on a (row, chunk) grid (``split_plan``): ``_onepass_split``, ``_diffusion_split``, and
@@ -145,25 +145,35 @@ TILED_MIN_SM_SHARE = 0.5
 #: 56 for ReDGE, 63 instead of 64 for ReDGE-Max, no spill either way). ReDGE-Cov's (101 registers
 #: on sm_90, one block per SM) keeps ptxas' choice.
 TILED_BWD_MAXNREG = 64
-#: The tiled backward of ReDGE / ReDGE-Max in two passes without scratch (``_diffusion_twopass``)
-#: for n_steps up to this (the chain is unrolled: n is a constexpr and its O(n^2) row sums live in
-#: registers); above it the persistent tiled backward of ``_diffusion``.
+#: The tiled backward of the diffusion estimators in two passes without scratch
+#: (``_diffusion_twopass``) for n_steps up to this (the chain is unrolled: n is a constexpr and its
+#: O(n^2) row sums live in registers); above it the persistent tiled backward of ``_diffusion``.
+#: ReDGE-Cov, with its mu / v paths' state, up to ``TWOPASS_COV_MAX_STEPS``.
 TWOPASS_MAX_STEPS = 12
-#: ``(BLOCK, num_warps)`` of the two-pass backward for n <= the first entry: up to n = 8 the
-#: 16-warp block of four columns a thread fits ptxas' 128 registers without spills (85 to 128 on
-#: sm_90); n = 9 .. 12 spill there and take 8 warps of 1024 columns (166 to 212 registers).
+TWOPASS_COV_MAX_STEPS = 11
+#: ``(top, BLOCK, num_warps)`` of the two-pass backward for n <= top, four columns a thread:
+#: ReDGE / ReDGE-Max up to n = 8 in 16 warps of 2048 columns (ptxas' 128 registers, 85 to 128 on
+#: sm_90, no spill); n = 9 .. 12 spill there and take 8 warps of 1024 columns (166 to 212).
+#: ReDGE-Cov: 16 warps to n = 5 (123 registers on sm_90; n = 6 spills 16 bytes there), 8 warps
+#: to n = 11 (173 to 246); n = 12 spills even in 4 warps at 255 registers.
 TWOPASS_CONFIGS = ((8, 2048, 16), (TWOPASS_MAX_STEPS, 1024, 8))
+TWOPASS_COV_CONFIGS = ((5, 2048, 16), (TWOPASS_COV_MAX_STEPS, 1024, 8))
 
 
-def twopass_config(n: int, block: int | None = None) -> tuple[int, int]:
-    """``(BLOCK, num_warps)`` of the two-pass backward at ``n`` steps (``block`` overrides the
-    width; warps then as ``config``'s rule for four columns a thread)."""
+def twopass_max_steps(cov: bool) -> int:
+    """The longest chain the two-pass backward takes (ReDGE-Cov: ``cov``)."""
+    return TWOPASS_COV_MAX_STEPS if cov else TWOPASS_MAX_STEPS
+
+
+def twopass_config(n: int, block: int | None = None, cov: bool = False) -> tuple[int, int]:
+    """``(BLOCK, num_warps)`` of the two-pass backward at ``n`` steps (ReDGE-Cov: ``cov``;
+    ``block`` overrides the width, warps then as ``config``'s rule for four columns a thread)."""
     if block is not None:
         return block, max(1, min(16, block // 128))
-    for top, blk, warps in TWOPASS_CONFIGS:
+    for top, blk, warps in TWOPASS_COV_CONFIGS if cov else TWOPASS_CONFIGS:
         if n <= top:
             return blk, warps
-    raise ValueError(f"the two-pass backward takes n_steps <= {TWOPASS_MAX_STEPS}, got {n}")
+    raise ValueError(f"the two-pass backward takes n_steps <= {twopass_max_steps(cov)}, got {n}")
 
 
 #: Programs of the persistent tiled kernels under the interpreter (two, so that a program takes
@@ -393,7 +403,7 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
             GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
-    elif (method in _DIFFUSION and method != _COV and n <= TWOPASS_MAX_STEPS
+    elif (method in _DIFFUSION and n <= twopass_max_steps(method == _COV)
           and not config("diffusion_bwd", k, block)[0]):
         _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block, row_offset,
                      col_offset)
@@ -581,16 +591,17 @@ def _diffusion_split_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, metho
 
 def _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block, row_offset,
                  col_offset):
-    """The tiled ReDGE / ReDGE-Max backward in two passes (``_diffusion_twopass``): one program
-    per row, or, for few long rows (``split_plan`` on the two-pass tile), the row sums of each
-    (row, chunk) into partials [R, C, n (n - 1) / 2] float32, then grad_phi per (row, chunk) from
-    the sums added over the chunks in chunk order."""
+    """The tiled diffusion backward in two passes (``_diffusion_twopass``): one program per row,
+    or, for few long rows (``split_plan`` on the two-pass tile), the row sums of each (row,
+    chunk) into partials [R, C, n (n - 1) / 2 (+ n for ReDGE-Cov)] float32, then grad_phi per
+    (row, chunk) from the sums added over the chunks in chunk order."""
     rows, k = phi.shape
     n = coefs.shape[0]
-    blk, warps = twopass_config(n, block)
+    blk, warps = twopass_config(n, block, method == _COV)
     strides = (phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1))
-    meta = {"N": n, "BLOCK": blk, "GROUPED": _grouped(col_offset, blk, warps),
-            "num_warps": warps, "enable_fp_fusion": FP_FUSION}
+    meta = {"N": n, "COV": method == _COV, "BLOCK": blk,
+            "GROUPED": _grouped(col_offset, blk, warps), "num_warps": warps,
+            "enable_fp_fusion": FP_FUSION}
     inputs = (grad_y, phi, seed, coefs, stats, index)
     plan = split_plan(rows, k, "diffusion_bwd", block, phi.device, tile=(blk, warps))
     if plan is None:
@@ -598,8 +609,8 @@ def _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block
                                      MAX=method == _MAX, **meta)
         return
     n_chunks, chunk = plan[:2]
-    part = torch.empty((rows, n_chunks, n * (n - 1) // 2), dtype=torch.float32,
-                       device=phi.device)
+    n_sums = n * (n - 1) // 2 + (n if method == _COV else 0)
+    part = torch.empty((rows, n_chunks, n_sums), dtype=torch.float32, device=phi.device)
     sizes = (k, chunk, n_chunks, row_offset, col_offset)
     _twopass_part_kernel[(rows, n_chunks)](*inputs, part, *sizes, *strides, **meta)
     _twopass_out_kernel[(rows, n_chunks)](*inputs, part, grad_phi, *sizes, *strides,
