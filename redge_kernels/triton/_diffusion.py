@@ -68,14 +68,26 @@ def _base(phi, z, m0, s0, COV: tl.constexpr):
 
 
 @triton.jit
-def _logits(phi, x, mu, lam, coefs_ptr, k, COV: tl.constexpr):
-    """Denoiser logits ``l_k`` (docs/SPEC.md eq. 10 / ReDGE-Cov)."""
-    c = coef_c(coefs_ptr, k)
+def _logits_of(phi, x, mu, lam, c, sigma, alpha, COV: tl.constexpr):
+    """Denoiser logits ``l_k`` from step k's scalars c_k, sigma_k, alpha_k (docs/SPEC.md eq. 10:
+    phi + c_k x_k; ReDGE-Cov: phi + (c_k lam) (x_k - (sigma_k mu + alpha_k / 2)), sigma and alpha
+    unused otherwise)."""
     if COV:
-        shift = coef_sigma(coefs_ptr, k) * mu + 0.5 * coef_alpha(coefs_ptr, k)
+        shift = sigma * mu + 0.5 * alpha
         l = phi + (c * lam) * (x - shift)
     else:
         l = phi + c * x
+    return l
+
+
+@triton.jit
+def _logits(phi, x, mu, lam, coefs_ptr, k, COV: tl.constexpr):
+    """Denoiser logits ``l_k`` (``_logits_of``) with step k's scalars read from ``coefs``."""
+    c = coef_c(coefs_ptr, k)
+    if COV:
+        l = _logits_of(phi, x, mu, lam, c, coef_sigma(coefs_ptr, k), coef_alpha(coefs_ptr, k), COV)
+    else:
+        l = _logits_of(phi, x, mu, lam, c, 0.0, 0.0, COV)
     return l
 
 

@@ -60,7 +60,7 @@ import triton
 import triton.language as tl
 
 from ._common import NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, probs
-from ._diffusion import V_MIN, _base
+from ._diffusion import V_MIN, _base, _logits_of
 from ._noise import normal
 
 
@@ -123,15 +123,13 @@ def _cov_tile(phi, z, m0, s0):
 
 @triton.jit
 def _p(phi, x, cv, sc, L: tl.constexpr, COV: tl.constexpr):
-    """p_L = softmax(l_L) from the saved stats, l_L written as the forward's ``_logits``:
+    """p_L = softmax(l_L) from the saved stats, l_L by the forward's ``_logits_of``:
     phi + c_L x_L, ReDGE-Cov phi + (c_L lam) (x_L - (sigma_L mu + alpha_L / 2))."""
     cs, as_, bs, ms, ss, sg, al = sc
     if COV:
-        mu, lam, lm, h = cv
-        shift = sg[L - 1] * mu + 0.5 * al[L - 1]
-        l = phi + (cs[L - 1] * lam) * (x - shift)
+        l = _logits_of(phi, x, cv[0], cv[1], cs[L - 1], sg[L - 1], al[L - 1], COV)
     else:
-        l = phi + cs[L - 1] * x
+        l = _logits_of(phi, x, x, x, cs[L - 1], 0.0, 0.0, COV)
     return probs(l, ms[L - 1], ss[L - 1])
 
 
