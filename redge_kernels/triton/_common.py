@@ -109,11 +109,22 @@ def probs(l, m, s):
 
 
 @triton.jit
+def div_normal(a, b):
+    """``a / b`` for divisors with 2^-126 <= |b| <= 2^126: PTX ``div.approx.f32``, a * rcp(b) (b
+    scaled only when subnormal). Triton's ``/`` (``div.full.f32``) computes the same product for
+    such b after its range checks (on sm_90 two compares and four predicated multiplies per
+    element where b varies), so the value is bitwise the same on the GPU."""
+    return tl.math.fdiv(a, b, approx=True)
+
+
+@triton.jit
 def scaled_row_stats(v, tau):
     """``(m, s)`` of ``softmax(v / tau)`` for a whole row in one block: ``m`` = safe max of ``v``
-    (unscaled), ``s = sum exp((v - m) / tau)``."""
+    (unscaled), ``s = sum exp((v - m) / tau)``, the quotient as ``(v - m) * (1 / tau)`` (the
+    reciprocal once per program: bitwise the per-entry ``/`` on the GPU for tau <= 2^126, as in
+    ``probs``; above, equal to float32 rounding)."""
     m = safe_max(tl.max(v, axis=0))
-    s = tl.sum(exp((v - m) / tau), axis=0)
+    s = tl.sum(exp((v - m) * (1.0 / tau)), axis=0)
     return m, s
 
 
@@ -123,14 +134,16 @@ def scaled_online_stats(m_raw, s, v, tau):
     ``online_stats``, with the shift subtracted before the division)."""
     m_new = tl.maximum(m_raw, tl.max(v, axis=0))
     shift = safe_max(m_new)
-    s_new = s * exp((m_raw - shift) / tau) + tl.sum(exp((v - shift) / tau), axis=0)
+    r = 1.0 / tau
+    s_new = s * exp((m_raw - shift) * r) + tl.sum(exp((v - shift) * r), axis=0)
     return m_new, s_new
 
 
 @triton.jit
 def scaled_probs(v, m, s, tau):
-    """Entries of ``softmax(v / tau)`` from its stats: ``exp((v - m) / tau) / s``."""
-    return exp((v - m) / tau) / tl.where(s == 0.0, 1.0, s)
+    """Entries of ``softmax(v / tau)`` from its stats: ``exp((v - m) / tau) / s``, both quotients
+    as products with the reciprocal (``scaled_row_stats``, ``probs``)."""
+    return exp((v - m) * (1.0 / tau)) * (1.0 / tl.where(s == 0.0, 1.0, s))
 
 
 @triton.jit

@@ -35,8 +35,8 @@ import triton
 import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
-from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, online_stats,
-                      pick, probs, put, row_flags, row_stats, safe_max)
+from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
+                      online_stats, pick, probs, put, row_flags, row_stats, safe_max)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -48,7 +48,7 @@ def _cov_v(mu):
     """ReDGE-Cov's ``(lam, sqrt(v), q)`` of mu: q = mu (1 - mu), v = max(q, V_MIN), lam = 1 / v."""
     q = mu * (1.0 - mu)
     v = tl.maximum(q, V_MIN)
-    return 1.0 / v, tl.sqrt_rn(v), q
+    return div_normal(1.0, v), tl.sqrt_rn(v), q
 
 
 @triton.jit
@@ -121,7 +121,7 @@ def _bwd_step(k, p, xk, gp, d, gphi, gx, gmu, glam, mu, lam, is_idx, g_idx, coef
 def _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q):
     """ReDGE-Cov: gradient w.r.t. mu = softmax(phi) of x_{n-1} = mu + sqrt(v) z and of lam = 1/v,
     v = max(mu (1 - mu), V_MIN) (the clamp passes the gradient where mu (1 - mu) >= V_MIN)."""
-    gv = -glam * (lam * lam) + 0.5 * (gx * z) / sv
+    gv = -glam * (lam * lam) + div_normal(0.5 * (gx * z), sv)
     gq = tl.where(q >= V_MIN, gv, 0.0)
     return gmu + gx + gq * (1.0 - 2.0 * mu)
 
@@ -131,7 +131,7 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
     """``(mu, lam)`` of ReDGE-Cov from phi and its softmax stats (zeros for ReDGE)."""
     if COV:
         mu = probs(phi, m0, s0)
-        lam = 1.0 / tl.maximum(mu * (1.0 - mu), V_MIN)
+        lam = div_normal(1.0, tl.maximum(mu * (1.0 - mu), V_MIN))
     else:
         mu = tl.zeros_like(phi)
         lam = mu

@@ -59,7 +59,8 @@ gets the same d's), solves and runs pass B on its chunk.
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, finish, probs
+from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
+                      probs)
 from ._diffusion import V_MIN, _base, _logits_of
 from ._noise import normal
 
@@ -117,7 +118,7 @@ def _cov_tile(phi, z, m0, s0):
     keep = q >= V_MIN
     slope = 1.0 - 2.0 * mu
     lm = tl.where(keep, slope * (lam * lam), 0.0)
-    h = 1.0 + tl.where(keep, slope * (0.5 * z / sv), 0.0)
+    h = 1.0 + tl.where(keep, slope * div_normal(0.5 * z, sv), 0.0)
     return x, (mu, lam, lm, h)
 
 

@@ -30,6 +30,8 @@ import math
 import triton
 import triton.language as tl
 
+from ._common import div_normal
+
 _TWO_M32: tl.constexpr = tl.constexpr(2.0**-32)
 _TWO_M33: tl.constexpr = tl.constexpr(2.0**-33)
 _TWO_M23: tl.constexpr = tl.constexpr(2.0**-23)
@@ -236,7 +238,9 @@ def gumbel_from_word(w):
     # one log for E: log(1 - a) where a < 1/2 (Goldberg), else log(b); the same values as
     # evaluating both logs and selecting, with a log fewer per element
     log_e = log_pos(tl.where(small, one_minus_a, b))
-    e_small = tl.where(one_minus_a == 1.0, a, -log_e * a / tl.where(denom == 0.0, 1.0, denom))
+    # the quotient's divisor is in [2^-24, 1]
+    q = div_normal(-log_e * a, tl.where(denom == 0.0, 1.0, denom))
+    e_small = tl.where(one_minus_a == 1.0, a, q)
     e = tl.where(small, e_small, -log_e)
     return -log_pos(e)
 

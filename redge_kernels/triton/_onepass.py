@@ -186,7 +186,7 @@ def _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed,
             v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
             gphi = _base_probs(v, m0, s0, tau, METHOD) * (g - a_sum)
             if METHOD == GUMBEL:
-                gphi = gphi / tau
+                gphi = gphi * (1.0 / tau)
         tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
 
 
@@ -301,7 +301,7 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
             s = _base_probs(v, m0, s0, tau, METHOD)
             gphi = s * (g - tl.sum(g * s, axis=0))
             if METHOD == GUMBEL:
-                gphi = gphi / tau
+                gphi = gphi * (1.0 / tau)
         tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
     else:
         # pass 1: the row scalars; pass 2: write gphi

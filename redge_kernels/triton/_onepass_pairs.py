@@ -45,7 +45,8 @@ def _pair_stats(v0, v1, tau, SCALED: tl.constexpr):
     / tau)`` (``tau`` only if ``SCALED``), as ``_stats_rows`` / ``_scaled_stats_rows``."""
     m = safe_max(tl.maximum(v0, v1))
     if SCALED:
-        s = exp((v0 - m) / tau) + exp((v1 - m) / tau)
+        r = 1.0 / tau
+        s = exp((v0 - m) * r) + exp((v1 - m) * r)
     else:
         s = exp(v0 - m) + exp(v1 - m)
     return m, s
@@ -185,8 +186,9 @@ def pairs_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K, 
         d0 = q0 * (g0 - dot)
         d1 = q1 * (g1 - dot)
         if METHOD == GUMBEL:
-            d0 = d0 / tau
-            d1 = d1 / tau
+            r = 1.0 / tau
+            d0 = d0 * r
+            d1 = d1 * r
     out = gphi_ptr + rows * K
     tl.store(out, finish(d0, poisoned, empty), mask=rmask)
     tl.store(out + 1, finish(d1, poisoned, empty), mask=has1)

@@ -35,7 +35,7 @@ def _scaled_stats_rows(v, tau):
     ``m`` = safe max of ``v`` (unscaled), ``s = sum exp((v - m) / tau)`` (``scaled_row_stats``
     per row)."""
     m = safe_max(tl.max(v, axis=1))[:, None]
-    s = tl.sum(exp((v - m) / tau), axis=1)[:, None]
+    s = tl.sum(exp((v - m) * (1.0 / tau)), axis=1)[:, None]
     return m, s
 
 
@@ -209,5 +209,5 @@ def _block_bwd(gy_ptr, phi_ptr, seed, stats_ptr, index_ptr, gphi_ptr, tau, R, K,
         s = _base_probs(v, m0, s0, tau, METHOD)
         gphi = s * (g - tl.sum(g * s, axis=1)[:, None])
         if METHOD == GUMBEL:
-            gphi = gphi / tau
+            gphi = gphi * (1.0 / tau)
     _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), GROUPS)

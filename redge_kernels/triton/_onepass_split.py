@@ -99,7 +99,7 @@ def _combine_fwd(part_f_ptr, part_i_ptr, row, n_chunks, tau, METHOD: tl.constexp
     n_valid = tl.sum(tl.load(pi + 2, mask=cm, other=0), axis=0)
     m0 = safe_max(tl.max(m_c, axis=0))
     if METHOD == GUMBEL:
-        s0 = tl.sum(s_c * exp((m_c - m0) / tau), axis=0)
+        s0 = tl.sum(s_c * exp((m_c - m0) * (1.0 / tau)), axis=0)
     else:
         s0 = tl.sum(s_c * exp(m_c - m0), axis=0)
     mt = 0.0
@@ -108,7 +108,7 @@ def _combine_fwd(part_f_ptr, part_i_ptr, row, n_chunks, tau, METHOD: tl.constexp
         mt_c = tl.load(pf + 2, mask=cm, other=NEG_INF)
         st_c = tl.load(pf + 3, mask=cm, other=0.0)
         mt = safe_max(tl.max(mt_c, axis=0))
-        st = tl.sum(st_c * exp((mt_c - mt) / tau), axis=0)
+        st = tl.sum(st_c * exp((mt_c - mt) * (1.0 / tau)), axis=0)
     win = tl.argmax(best_c, axis=0, tie_break_left=True)
     best_idx = tl.sum(tl.where(ch == win, idx_c, 0), axis=0)
     poisoned = n_bad > 0
