@@ -1,6 +1,7 @@
 """The backward of ReDGE, ReDGE-Cov and ReDGE-Max (docs/SPEC.md "ReDGE", "ReDGE-Cov", "ReDGE-Max")
-for tiled rows in two passes over the row, with no scratch: the n - 1 row reductions d_k of the SPEC's recursion are
-solved from sums that one pass gathers, so the second pass writes gphi directly.
+for tiled rows in two passes over the row, with no scratch: the n - 1 row reductions d_k of the
+SPEC's recursion are solved from sums that one pass gathers, so the second pass writes gphi
+directly.
 
 With p_k (the forward's softmax of step k, from the saved stats) and, for k >= 2,
 

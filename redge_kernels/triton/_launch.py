@@ -37,7 +37,8 @@ from ._diffusion import _diffusion_bwd_kernel, _diffusion_fwd_kernel
 from ._diffusion_split import (_dsplit_base_kernel, _dsplit_bwd_cov_kernel, _dsplit_bwd_step_kernel,
                                _dsplit_bwd_walk_kernel, _dsplit_out_kernel, _dsplit_step_kernel)
 from ._diffusion_rows import _diffusion_rows_bwd_kernel, _diffusion_rows_fwd_kernel
-from ._diffusion_twopass import _twopass_bwd_kernel, _twopass_out_kernel, _twopass_part_kernel
+from ._diffusion_twopass import (_n_sums, _twopass_bwd_kernel, _twopass_out_kernel,
+                                 _twopass_part_kernel)
 from ._onepass import _onepass_bwd_kernel, _onepass_fwd_kernel
 from ._onepass_rows import _onepass_rows_bwd_kernel, _onepass_rows_fwd_kernel
 from ._onepass_split import (_split_bwd_out_kernel, _split_bwd_part_kernel,
@@ -609,8 +610,8 @@ def _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block
                                      MAX=method == _MAX, **meta)
         return
     n_chunks, chunk = plan[:2]
-    n_sums = n * (n - 1) // 2 + (n if method == _COV else 0)
-    part = torch.empty((rows, n_chunks, n_sums), dtype=torch.float32, device=phi.device)
+    part = torch.empty((rows, n_chunks, _n_sums(n, method == _COV)), dtype=torch.float32,
+                       device=phi.device)
     sizes = (k, chunk, n_chunks, row_offset, col_offset)
     _twopass_part_kernel[(rows, n_chunks)](*inputs, part, *sizes, *strides, **meta)
     _twopass_out_kernel[(rows, n_chunks)](*inputs, part, grad_phi, *sizes, *strides,
