@@ -43,6 +43,20 @@ def finish(v, poisoned, empty):
 
 
 @triton.jit
+def one_hot_tile(lanes, start, idx, poisoned, empty, BLOCK: tl.constexpr, DTYPE: tl.constexpr):
+    """``finish(one_hot(idx))`` on a tile of row columns ``start + lanes`` (``lanes`` int32 in
+    [0, BLOCK), any shape broadcasting with ``idx``, ``poisoned``, ``empty``), in ``DTYPE`` (the
+    output's, so that the store converts nothing): one int32 compare and one select per entry
+    between the row's finished hot and cold values. ``idx - start`` is clamped into [-1, BLOCK]
+    before the narrowing, so that an index outside the tile (or -1) matches no lane."""
+    nan = tl.full([], 0x7FC00000, tl.int32).to(tl.float32, bitcast=True)
+    hot = tl.where(poisoned, nan, tl.where(empty, 0.0, 1.0)).to(DTYPE)
+    cold = tl.where(poisoned, nan, 0.0).to(DTYPE)
+    t = tl.minimum(tl.maximum(idx - start, -1), BLOCK).to(tl.int32)
+    return tl.where(lanes == t, hot, cold)
+
+
+@triton.jit
 def coef(coefs_ptr, k, col):
     """``coefs[k, col]`` (the [n, 5] table is contiguous) as float32."""
     return tl.load(coefs_ptr + k * 5 + col).to(tl.float32)
@@ -96,6 +110,36 @@ def online_stats(m_raw, s, l):
     shift = safe_max(m_new)
     s_new = s * exp(m_raw - shift) + tl.sum(exp(l - shift), axis=0)
     return m_new, s_new
+
+
+@triton.jit
+def slot_stats_init(BLOCK: tl.constexpr):
+    """Empty running per-slot softmax stats of a tiled row: ``(m_raw, s)``, float32
+    [BLOCK // 4] each (``-inf``, 0), a slot per four consecutive columns of the tile."""
+    return tl.full([BLOCK // 4], NEG_INF, tl.float32), tl.zeros([BLOCK // 4], tl.float32)
+
+
+@triton.jit
+def slot_stats_fold(m_raw, s, v, r, BLOCK: tl.constexpr):
+    """Fold the tile ``v`` (float32 [BLOCK]) into the per-slot stats of ``softmax(v r)`` (``r`` =
+    1 / tau, or 1): each slot is the online softmax of its own four columns of every tile
+    (``online_stats`` / ``scaled_online_stats`` per slot). A thread holds whole groups of four
+    consecutive columns (the 16-byte loads and the grouped noise lay tiles out so), so a tile
+    costs no shuffle and no shared memory; ``slot_stats_row`` combines the slots once per pass."""
+    v4 = tl.reshape(v, [BLOCK // 4, 4])
+    m_new = tl.maximum(m_raw, tl.max(v4, axis=1))
+    shift = safe_max(m_new)
+    s_new = s * exp((m_raw - shift) * r) + tl.sum(exp((v4 - shift[:, None]) * r), axis=1)
+    return m_new, s_new
+
+
+@triton.jit
+def slot_stats_row(m_raw, s, r):
+    """The row's ``(m_raw, s)`` (as ``online_stats`` returns them) from its slots: ``m`` the max
+    of the slots' maxima, ``s = sum_slot s_slot exp((m_slot - safe_max(m)) r)`` (a slot of
+    ``-inf`` entries adds 0)."""
+    m = tl.max(m_raw, axis=0)
+    return m, tl.sum(s * exp((m_raw - safe_max(m)) * r), axis=0)
 
 
 @triton.jit

@@ -36,7 +36,8 @@ import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
-                      online_stats, pick, probs, put, row_flags, row_stats, safe_max)
+                      one_hot_tile, pick, probs, put, row_flags, row_stats, safe_max,
+                      slot_stats_fold, slot_stats_init, slot_stats_row)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -81,14 +82,22 @@ def _logits_of(phi, x, mu, lam, c, sigma, alpha, COV: tl.constexpr):
 
 
 @triton.jit
+def _logit_scalars(coefs_ptr, k, COV: tl.constexpr):
+    """Step k's ``(c_k, sigma_k, alpha_k)`` from ``coefs`` (sigma, alpha 0 unless COV)."""
+    if COV:
+        sigma = coef_sigma(coefs_ptr, k)
+        alpha = coef_alpha(coefs_ptr, k)
+    else:
+        sigma = 0.0
+        alpha = 0.0
+    return coef_c(coefs_ptr, k), sigma, alpha
+
+
+@triton.jit
 def _logits(phi, x, mu, lam, coefs_ptr, k, COV: tl.constexpr):
     """Denoiser logits ``l_k`` (``_logits_of``) with step k's scalars read from ``coefs``."""
-    c = coef_c(coefs_ptr, k)
-    if COV:
-        l = _logits_of(phi, x, mu, lam, c, coef_sigma(coefs_ptr, k), coef_alpha(coefs_ptr, k), COV)
-    else:
-        l = _logits_of(phi, x, mu, lam, c, 0.0, 0.0, COV)
-    return l
+    c, sigma, alpha = _logit_scalars(coefs_ptr, k, COV)
+    return _logits_of(phi, x, mu, lam, c, sigma, alpha, COV)
 
 
 @triton.jit
@@ -149,13 +158,15 @@ def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1
         cols = start + lanes
         cmask = cols < c1
         if HARD:
-            y = tl.where(cols == best_idx, 1.0, 0.0)
+            y = one_hot_tile(tl.arange(0, BLOCK), start, best_idx, poisoned, empty, BLOCK,
+                             y_row.dtype.element_ty)
         else:
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             mu, lam = _mu_lam(phi, m0, s0, COV)
             x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
-            y = probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1)
-        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+            y = finish(probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1), poisoned,
+                       empty)
+        tl.store(y_row + cols, y, mask=cmask)
 
 
 @triton.jit
@@ -189,14 +200,15 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
     svec = put(svec, steps, 1, s)
     w = gumbel_words(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
     _, best_idx = fold(NEG_INF, 0, l, w, 0, seed, grow, coff, BLOCK)
-    if HARD:
-        y = tl.where(lanes == best_idx, 1.0, 0.0)
-    else:
-        y = probs(l, m, s)
     poisoned = n_bad > 0
     empty = (n_valid == 0) & (n_bad == 0)
+    if HARD:
+        y = one_hot_tile(tl.arange(0, BLOCK), 0, best_idx, poisoned, empty, BLOCK,
+                         y_row.dtype.element_ty)
+    else:
+        y = finish(probs(l, m, s), poisoned, empty)
     if WRITE_Y:
-        tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+        tl.store(y_row + lanes, y, mask=cmask)
     return mvec, svec, best_idx, poisoned, empty
 
 
@@ -204,10 +216,12 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
-    """Path (b), the row tiled, O(n) work per element: pass k = n-1 draws z and keeps x_{n-1} in
-    the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one DDIM step
-    x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online (m_k, s_k); the
-    last one also folds the Gumbel-max. Returns ``(mvec, svec, best_idx, poisoned, empty)``."""
+    """Path (b), the row tiled, O(n) work per element (ReDGE-Cov first reduces softmax(phi)'s
+    stats in a pass of its own): pass k = n-1 counts the bad / valid entries, draws z and keeps
+    x_{n-1} in the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one
+    DDIM step x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online
+    (m_k, s_k); the last one also folds the Gumbel-max. Returns ``(mvec, svec, best_idx,
+    poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
@@ -216,47 +230,57 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     n_valid = 0
     m0 = NEG_INF
     s0 = 0.0
-    for start in range(0, K, BLOCK):  # row flags and the base softmax stats (ReDGE-Cov's mu)
-        cols = start + lanes
-        cmask = cols < K
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        nb, nv = row_flags(phi, cmask)
-        n_bad += nb
-        n_valid += nv
-        if COV:
-            m0, s0 = online_stats(m0, s0, phi)
-    m0 = safe_max(m0)
-    if COV:
+    if COV:  # the base softmax stats (mu) take a pass of their own
+        m0_p, s0_p = slot_stats_init(BLOCK)
+        for start in range(0, K, BLOCK):
+            cols = start + lanes
+            cmask = cols < K
+            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            m0_p, s0_p = slot_stats_fold(m0_p, s0_p, phi, 1.0, BLOCK)
+        m0, s0 = slot_stats_row(m0_p, s0_p, 1.0)
+        m0 = safe_max(m0)
         mvec = put(mvec, steps, 0, m0)
         svec = put(svec, steps, 0, s0)
     best = NEG_INF
     best_idx = tl.zeros([], dtype=tl.int64)
     for i in range(0, n - 1):
         k = n - 1 - i
-        m = NEG_INF
-        s = 0.0
+        m, s = slot_stats_init(BLOCK)
+        # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
+        # coefficients; step k + 1's stats and coefficients (unused in the first pass, where
+        # k + 1 = n is past the table: clamped)
+        c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
+        kp = tl.minimum(k + 1, n - 1)
+        c_p, sigma_p, alpha_p = _logit_scalars(coefs_ptr, kp, COV)
+        a_p = coef_a(coefs_ptr, kp)
+        b_p = coef_b(coefs_ptr, kp)
+        m_p = pick(mvec, steps, k + 1)
+        s_p = pick(svec, steps, k + 1)
         for start in range(0, K, BLOCK):
             cols = start + lanes
             cmask = cols < K
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            if i == 0:
+            if i == 0:  # the row flags ride on the first denoiser's pass
+                nb, nv = row_flags(phi, cmask)
+                n_bad += nb
+                n_valid += nv
                 z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
             else:
                 mu, lam = _mu_lam(phi, m0, s0, COV)
                 x = tl.load(x_row + cols, mask=cmask, other=0.0)
-                p = probs(_logits(phi, x, mu, lam, coefs_ptr, k + 1, COV),
-                          pick(mvec, steps, k + 1), pick(svec, steps, k + 1))
-                x = coef_a(coefs_ptr, k + 1) * p + coef_b(coefs_ptr, k + 1) * x
+                p = probs(_logits_of(phi, x, mu, lam, c_p, sigma_p, alpha_p, COV), m_p, s_p)
+                x = a_p * p + b_p * x
             if k > 1:
                 tl.store(x_row + cols, x, mask=cmask)
             elif not HARD:
                 tl.store(x_row + cols, x, mask=cmask)
-            l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
-            m, s = online_stats(m, s, l)
+            l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
+            m, s = slot_stats_fold(m, s, l, 1.0, BLOCK)
             if k == 1:  # the Gumbel words (stream 1) only in the last denoiser's pass
                 w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
+        m, s = slot_stats_row(m, s, 1.0)
         mvec = put(mvec, steps, k, safe_max(m))
         svec = put(svec, steps, k, s)
         tl.debug_barrier()  # the next pass reads this pass's trajectory tiles

@@ -19,7 +19,7 @@ as its two columns instead, a row per thread (``_diffusion_pairs``).
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, coef_a, coef_b, exp, finish, probs, safe_max
+from ._common import NEG_INF, POS_INF, coef_a, coef_b, exp, finish, one_hot_tile, probs, safe_max
 from ._diffusion import _base, _bwd_step, _cov_base_grad, _logits
 from ._diffusion_pairs import diffusion_pairs_bwd, diffusion_pairs_fwd
 from ._noise import _interleave4_rows, gumbel_rows, normal_rows
@@ -225,11 +225,11 @@ def _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, r
                                            ROWS, BLOCK, GROUPED))
     if WRITE_Y:
         if HARD:
-            y = tl.where(lanes == best_idx[:, None], 1.0, 0.0)
+            y = one_hot_tile(lanes.to(tl.int32), 0, best_idx[:, None], poisoned[:, None],
+                             empty[:, None], BLOCK, y_ptr.dtype.element_ty)
         else:
-            y = probs(l, m, s)
-        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K,
-                     finish(y, poisoned[:, None], empty[:, None]), GROUPS)
+            y = finish(probs(l, m, s), poisoned[:, None], empty[:, None])
+        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K, y, GROUPS)
     tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
 
 

@@ -29,8 +29,8 @@ the unsplit kernels' to rounding.
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, coef_a, coef_b, exp, finish, online_stats, pick, probs, put,
-                      row_flags, safe_max)
+from ._common import (NEG_INF, coef_a, coef_b, exp, finish, pick, probs, put, row_flags,
+                      safe_max, slot_stats_fold, slot_stats_init, slot_stats_row)
 from ._diffusion import (_base, _cov_base_grad, _cov_v, _i64, _logits, _mu_lam, _p_row0,
                          _slot_rows, _store_carry, _tiled_step, _tiled_walk, _write_y_range)
 from ._gumbel_max import fold
@@ -73,12 +73,12 @@ def _dsplit_base_kernel(phi_ptr, part_s_ptr, R, K, CHUNK, n_chunks, phi_stride_r
     row, chunk, c0, c1 = _bounds(K, CHUNK)
     phi_row = phi_ptr + row * phi_stride_r
     lanes = tl.arange(0, BLOCK).to(tl.int64)
-    m = NEG_INF
-    s = 0.0
+    m, s = slot_stats_init(BLOCK)
     for start in range(c0, c1, BLOCK):
         cols = start + lanes
         phi = tl.load(phi_row + cols * phi_stride_c, mask=cols < c1, other=NEG_INF)
-        m, s = online_stats(m, s, phi.to(tl.float32))
+        m, s = slot_stats_fold(m, s, phi.to(tl.float32), 1.0, BLOCK)
+    m, s = slot_stats_row(m, s, 1.0)
     _store_part(part_s_ptr, 0, row, chunk, R, n_chunks, m, s)
 
 
@@ -114,8 +114,7 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
         m1, s1 = _combine(part_s_ptr, k + 1, row, R, n_chunks, CHUNKS_P2)
         a1 = coef_a(coefs_ptr, k + 1)
         b1 = coef_b(coefs_ptr, k + 1)
-    m = NEG_INF
-    s = 0.0
+    m, s = slot_stats_init(BLOCK)
     n_bad = 0
     n_valid = 0
     best = NEG_INF
@@ -138,10 +137,11 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
         if (not LAST) or (not HARD):
             tl.store(x_row + cols, x, mask=cmask)
         l = _logits(phi, x, mu, lam, coefs_ptr, k, COV)
-        m, s = online_stats(m, s, l)
+        m, s = slot_stats_fold(m, s, l, 1.0, BLOCK)
         if LAST:
             w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
             best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
+    m, s = slot_stats_row(m, s, 1.0)
     _store_part(part_s_ptr, k, row, chunk, R, n_chunks, m, s)
     pi = part_i_ptr + (row * n_chunks + chunk) * 3
     if FIRST:

@@ -25,8 +25,9 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, online_stats, pick, probs, put, row_flags, row_stats,
-                      safe_max, scaled_online_stats, scaled_probs, scaled_row_stats, tile_argmax)
+from ._common import (NEG_INF, finish, one_hot_tile, pick, probs, put, row_flags, row_stats,
+                      safe_max, scaled_probs, scaled_row_stats, slot_stats_fold, slot_stats_init,
+                      slot_stats_row, tile_argmax)
 from ._gumbel_max import fold
 from ._noise import gumbel as _gumbel_noise
 from ._noise import gumbel_words
@@ -85,10 +86,9 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
     where every entry is -inf)."""
     n_bad = 0
     n_valid = 0
-    m0 = NEG_INF
-    s0 = 0.0
-    mt = NEG_INF
-    st = 0.0
+    r = 1.0 / tau
+    m0, s0 = slot_stats_init(BLOCK)  # per-slot stats (slot_stats_fold), combined at the end
+    mt, st = slot_stats_init(BLOCK)
     best = NEG_INF
     best_idx = grow * 0
     for start in range(c0, c1, BLOCK):
@@ -101,11 +101,20 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
         v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
                                          coff + cols, start, METHOD, BLOCK, GROUPED)
         if METHOD == GUMBEL:
-            m0, s0 = scaled_online_stats(m0, s0, v, tau)
+            m0, s0 = slot_stats_fold(m0, s0, v, r, BLOCK)
         else:
-            m0, s0 = online_stats(m0, s0, v)
+            m0, s0 = slot_stats_fold(m0, s0, v, 1.0, BLOCK)
         if METHOD == REINMAX:
-            mt, st = scaled_online_stats(mt, st, phi, tau)
+            mt, st = slot_stats_fold(mt, st, phi, r, BLOCK)
+    if METHOD == GUMBEL:
+        m0, s0 = slot_stats_row(m0, s0, r)
+    else:
+        m0, s0 = slot_stats_row(m0, s0, 1.0)
+    if METHOD == REINMAX:
+        mt, st = slot_stats_row(mt, st, r)
+    else:
+        mt = NEG_INF
+        st = 0.0
     return m0, s0, mt, st, best, best_idx, n_bad, n_valid
 
 
@@ -120,12 +129,13 @@ def _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, 
         cols = start + lanes
         cmask = cols < c1
         if HARD or METHOD == REINMAX:
-            y = tl.where(cols == best_idx, 1.0, 0.0)
+            y = one_hot_tile(tl.arange(0, BLOCK), start, best_idx, poisoned, empty, BLOCK,
+                             y_row.dtype.element_ty)
         else:
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
-            y = _base_probs(v, m0, s0, tau, METHOD)
-        tl.store(y_row + cols, finish(y, poisoned, empty), mask=cmask)
+            y = finish(_base_probs(v, m0, s0, tau, METHOD), poisoned, empty)
+        tl.store(y_row + cols, y, mask=cmask)
 
 
 @triton.jit
@@ -221,14 +231,15 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         else:
             m0, s0 = row_stats(v)
         mt, st = scaled_row_stats(phi, tau)
-        if HARD or METHOD == REINMAX:
-            y = tl.where(lanes == best_idx, 1.0, 0.0)
-        else:
-            y = _base_probs(v, m0, s0, tau, METHOD)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
+        if HARD or METHOD == REINMAX:
+            y = one_hot_tile(tl.arange(0, BLOCK), 0, best_idx, poisoned, empty, BLOCK,
+                             y_row.dtype.element_ty)
+        else:
+            y = finish(_base_probs(v, m0, s0, tau, METHOD), poisoned, empty)
         if WRITE_Y:
-            tl.store(y_row + lanes, finish(y, poisoned, empty), mask=cmask)
+            tl.store(y_row + lanes, y, mask=cmask)
     else:
         m0, s0, mt, st, best, best_idx, n_bad, n_valid = _scan_range(
             phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, tau, METHOD, BLOCK, GROUPED)

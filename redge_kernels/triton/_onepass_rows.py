@@ -21,7 +21,7 @@ one-row-per-program kernels evaluate for st / reinmax only the candidates of the
 import triton
 import triton.language as tl
 
-from ._common import NEG_INF, POS_INF, exp, finish, probs, safe_max, scaled_probs
+from ._common import NEG_INF, POS_INF, exp, finish, one_hot_tile, probs, safe_max, scaled_probs
 from ._diffusion_rows import (GROUPS_MAX_BLOCK, _load_block, _load_rows, _row_block, _stats_rows,
                              _store_block, argmax_rows)
 from ._noise import gumbel_rows
@@ -124,11 +124,11 @@ def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_off
         st = s0
     if WRITE_Y:
         if HARD or METHOD == REINMAX:
-            y = tl.where(lanes == best_idx[:, None], 1.0, 0.0)
+            y = one_hot_tile(lanes.to(tl.int32), 0, best_idx[:, None], poisoned[:, None],
+                             empty[:, None], BLOCK, y_ptr.dtype.element_ty)
         else:
-            y = _base_probs(v, m0, s0, tau, METHOD)
-        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K,
-                     finish(y, poisoned[:, None], empty[:, None]), GROUPS)
+            y = finish(_base_probs(v, m0, s0, tau, METHOD), poisoned[:, None], empty[:, None])
+        _store_block(y_ptr, rows, j4, lanes, rmask, mask, K, y, GROUPS)
     _put_stats_rows(stats_ptr, rows, rmask, n, m0, s0, mt, st, poisoned[:, None], METHOD,
                     STEPS_P2)
     tl.store(index_ptr + rows, tl.where(poisoned | empty, -1, best_idx), mask=rmask)
