@@ -22,7 +22,7 @@ triton = pytest.importorskip("triton")
 import redge_kernels as rk  # noqa: E402
 from redge_kernels import reference  # noqa: E402
 from redge_kernels._constants import METHOD_IDS  # noqa: E402
-from redge_kernels.noise import gumbel_noise, normal_noise  # noqa: E402
+from redge_kernels.noise import gumbel_noise, noise_bits, normal_noise  # noqa: E402
 from redge_kernels.schedule import Schedule, linear_schedule  # noqa: E402
 
 import triton.language as tl  # noqa: E402
@@ -205,6 +205,32 @@ def test_int64_noise_offsets():
         coefs = sched.table(DEVICE)
         y, _, _ = tk.fwd(phi, seed_t, coefs, METHOD_IDS["redge"], False, 1.0, block=block, **offs)
         torch.testing.assert_close(y, torch.softmax(phi + coefs[1, 0] * z, -1))
+
+
+def test_kernel_philox_words_match_the_reference():
+    """``_noise.philox_words`` (the kernels' Philox4x32-10 words: key the seed's two halves,
+    counter ``(j, row_lo, row_hi, stream)``) against ``noise_bits`` on seeds with high and sign
+    bits set, rows past 2^32 and calls j up to 2^32: the same words."""
+    @triton.jit
+    def _words_kernel(out_ptr, seed_ptr, row, j0, STREAM: tl.constexpr, BLOCK: tl.constexpr):
+        seed = tl.load(seed_ptr)
+        idx = tl.arange(0, BLOCK)
+        j = j0 + idx.to(tl.int64)
+        row = row + tl.zeros([], dtype=tl.int64)
+        w = tn.philox_words(seed, j, row, STREAM)
+        for i in tl.static_range(4):
+            tl.store(out_ptr + idx * 4 + i, w[i].to(tl.int64) & 0xFFFFFFFF)
+
+    n = 32
+    for seed in (0, 7, 0x1234_5678_9ABC, -3, 2**63 - 1):
+        for row, j0 in ((0, 0), (5, 2**31 + 5), (2**33 + 17, 2**32 - 40)):
+            for stream in (0, 1):
+                out = torch.zeros(n, 4, dtype=torch.int64, device=DEVICE)
+                _words_kernel[(1,)](out, torch.tensor(seed, device=DEVICE), row, j0, stream,
+                                    BLOCK=n)
+                want = noise_bits(seed, 1, 4 * n, stream=stream, row_start=row,
+                                  col_start=4 * j0)
+                assert torch.equal(out.cpu(), torch.stack(want, -1)[0, ::4]), (seed, row, j0)
 
 
 def test_strided_inputs():
