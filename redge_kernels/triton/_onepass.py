@@ -87,6 +87,9 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
     n_bad = 0
     n_valid = 0
     r = 1.0 / tau
+    r0 = 1.0  # the scale inside slot 0's softmax: 1 / tau for Gumbel-Softmax
+    if METHOD == GUMBEL:
+        r0 = r
     m0, s0 = slot_stats_init(BLOCK)  # per-slot stats (slot_stats_fold), combined at the end
     mt, st = slot_stats_init(BLOCK)
     best = NEG_INF
@@ -100,16 +103,10 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
         n_valid += nv
         v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
                                          coff + cols, start, METHOD, BLOCK, GROUPED)
-        if METHOD == GUMBEL:
-            m0, s0 = slot_stats_fold(m0, s0, v, r, BLOCK)
-        else:
-            m0, s0 = slot_stats_fold(m0, s0, v, 1.0, BLOCK)
+        m0, s0 = slot_stats_fold(m0, s0, v, r0, BLOCK)
         if METHOD == REINMAX:
             mt, st = slot_stats_fold(mt, st, phi, r, BLOCK)
-    if METHOD == GUMBEL:
-        m0, s0 = slot_stats_row(m0, s0, r)
-    else:
-        m0, s0 = slot_stats_row(m0, s0, 1.0)
+    m0, s0 = slot_stats_row(m0, s0, r0)
     if METHOD == REINMAX:
         mt, st = slot_stats_row(mt, st, r)
     else:
