@@ -32,6 +32,8 @@ if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
 from redge_kernels.triton import _noise as tn  # noqa: E402
 from redge_kernels.triton._common import exp as kernel_exp  # noqa: E402
+from redge_kernels.triton._common import (slot_argmax_fold, slot_argmax_init,  # noqa: E402
+                                          slot_argmax_row)
 from redge_kernels.triton._gumbel_max import gumbel_upper  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -413,6 +415,43 @@ def test_kernel_exp_is_accurate():
     assert got[-5] == 1.0 and got[-4] == 1.0 and got[-2] == 0.0 and np.isnan(got[-1])
     small = np.isfinite(x) & (exact < 2.0 ** -126)
     assert np.all((got[small] == 0.0) | (np.abs(got[small] - exact[small]) <= 2.0 ** -126))
+
+
+@triton.jit
+def _slot_argmax_kernel(v_ptr, out_ptr, K, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    lanes = tl.arange(0, BLOCK)
+    sbest, sgroup = slot_argmax_init(BLOCK)
+    for start in range(0, K, BLOCK):
+        cols = start + lanes
+        v = tl.load(v_ptr + row * K + cols, mask=cols < K, other=float("-inf"))
+        sbest, sgroup = slot_argmax_fold(sbest, sgroup, v, start, BLOCK)
+    best, g = slot_argmax_row(sbest, sgroup)
+    cols = g + tl.arange(0, 4)
+    v = tl.load(v_ptr + row * K + cols, mask=cols < K, other=float("-inf"))
+    tl.store(out_ptr + row, g + tl.argmax(v, axis=0, tie_break_left=True))
+
+
+def test_kernel_slot_argmax_is_the_first_argmax():
+    """The tiled Gumbel-Softmax argmax (``_common.slot_argmax_*``: per slot of four columns the
+    running max and its earliest group, then the first argmax inside the row's earliest group):
+    rows of 45 small integers (ties within a tile, across tiles and across slots, a partial last
+    tile), all-equal rows, -inf entries, an all -inf row: exactly torch.argmax's first maximum
+    (0 on the all -inf row)."""
+    gen = torch.Generator().manual_seed(5)
+    v = torch.randint(-3, 4, (64, 45), generator=gen).float()
+    v[torch.rand(v.shape, generator=gen) < 0.2] = float("-inf")
+    v[0] = 1.0
+    v[1] = float("-inf")
+    v[2, :] = 0.0
+    v[2, 44] = 1.0
+    v[3, :] = float("-inf")
+    v[3, 17] = 2.0
+    v[3, 33] = 2.0
+    out = torch.empty(64, dtype=torch.int32, device=DEVICE)
+    _slot_argmax_kernel[(64,)](v.to(DEVICE), out, 45, BLOCK=16)
+    assert torch.equal(out.cpu().long(), torch.argmax(v, dim=1))
+    assert out[:4].tolist() == [0, 0, 44, 17]
 
 
 def _sampled(backend, method, x, seed=3):

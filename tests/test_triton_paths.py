@@ -453,3 +453,52 @@ def test_diffusion_pairs_int64_row_offset(method):
     """K = 2 past global row 2**32, over more than one block of rows."""
     phi = _logits(rows_config(2)[0] + 5, 2, seed=8)
     _compare(method, phi, linear_schedule(4, 0.5), row_offset=2**33 + 5)
+
+
+# ---- the row flags (poisoned / empty) of every block form ----------------------------------------
+
+_FLAG_TAU = {"st": 1.0, "gumbel": 0.7, "reinmax": 1.3, "redge": 1.0, "redge_cov": 1.0,
+             "redge_max": 1.0}
+
+
+@pytest.mark.parametrize("method", ONEPASS + DIFFUSION)
+@pytest.mark.parametrize("block", [None, 16], ids=["rows", "tiled"])
+def test_row_flags_of_special_entries_in_the_last_tile(method, block):
+    """The tiled loops read the row flags off per-lane NaN-propagating maxima or off the online
+    softmax stats (``_common.flags_of_max`` / ``flags_of_stats``), the row blocks off one max
+    reduction. Rows of 40 entries (tiles of 16: the specials in the last, partial tile): a NaN
+    among ``-inf`` entries, a lone ``+inf``, a NaN in the slot of four holding the row max, a
+    ``+inf`` and a NaN in different tiles, an empty row, a lone valid entry at ``-3.4e38``, finite
+    entries at +-3.4e38 (neither poisoned nor empty). Indices identical to the reference (-1 on
+    the first five rows), values and gradients within rounding, NaN where poisoned."""
+    inf, nan = float("inf"), float("nan")
+    phi = _logits(8, 40, seed=5)
+    phi[0] = -inf
+    phi[0, 37] = nan
+    phi[1] = -inf
+    phi[1, 39] = inf
+    phi[2, 33] = nan
+    phi[2, 34] = 50.0
+    phi[3, 5] = inf
+    phi[3, 38] = nan
+    phi[4] = -inf
+    phi[5] = -inf
+    phi[5, 36] = -3.4e38
+    phi[6, 20] = 3.4e38
+    phi[6, 36] = -3.4e38
+    hard = method != "gumbel"
+    sched = linear_schedule(4, 0.5)
+    g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(4)).to(phi)
+    y, index, gphi = _run(method, phi, 3, sched, hard, g, block, tau=_FLAG_TAU[method])
+    p = phi.detach().clone().requires_grad_(True)
+    y_ref, index_ref = reference.sample(method, p, 3, sched, hard, _FLAG_TAU[method])
+    y_ref.backward(g)
+    assert torch.equal(index, index_ref)
+    assert index[:7].tolist() == [-1, -1, -1, -1, -1, 36, 20]
+    # poisoned rows: NaN on the whole row (ops.py; the reference leaves its gradient path as it
+    # is there, e.g. ReinMax's exact zeros on the -inf entries)
+    assert torch.isnan(y[:4]).all() and torch.isnan(gphi[:4]).all()
+    assert torch.all(y[4] == 0) and torch.all(gphi[4] == 0)
+    torch.testing.assert_close(y[4:], y_ref[4:].detach())
+    torch.testing.assert_close(gphi[4:], p.grad[4:])
+    assert torch.isfinite(y[5:]).all() and torch.isfinite(gphi[5:]).all()

@@ -191,12 +191,53 @@ def scaled_probs(v, m, s, tau):
 
 
 @triton.jit
-def row_flags(phi, cmask):
-    """Per-tile counts ``(n_bad, n_valid)``: NaN / +inf logits (they poison the row) and
-    entries that are not ``-inf``."""
-    bad = ((phi != phi) | (phi == POS_INF)) & cmask
-    valid = (phi != NEG_INF) & cmask
-    return tl.sum(bad.to(tl.int32), axis=0), tl.sum(valid.to(tl.int32), axis=0)
+def max_nan(a, b):
+    """Elementwise max that propagates NaN (PTX ``max.NaN.f32``, one instruction): NaN if either
+    is NaN. ``tl.maximum``'s default returns the other operand."""
+    return tl.maximum(a, b, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
+def flags_of_max(mx):
+    """``(n_bad, n_valid)`` (0 or 1 each, int32) of a row from ``mx`` (float32 [N]): its logits
+    (``-inf`` where masked), or a tile loop's running per-lane ``max_nan`` of them. NaN read as
+    ``+inf``, one max reduction tells both: ``n_bad`` iff a logit is NaN or ``+inf`` (it poisons
+    the row), ``n_valid`` iff a logit is not ``-inf``."""
+    m = tl.max(tl.where(mx != mx, POS_INF, mx), axis=0)
+    return (m == POS_INF).to(tl.int32), (m != NEG_INF).to(tl.int32)
+
+
+@triton.jit
+def flags_of_stats(m_raw, s):
+    """``(n_bad, n_valid)`` (0 or 1 each) of a row from its online softmax stats of scores that
+    are NaN, ``+inf`` or ``-inf`` exactly where its logits are (``phi``, or ``phi + G`` with G
+    finite and far below an ulp of the fp32 limit): a NaN score makes ``exp`` and the sum NaN; a
+    ``+inf`` score makes the shift ``+inf`` and its own term ``exp(inf - inf)`` NaN; otherwise
+    every exp argument is <= 0 or ``-inf`` (scaled by a finite positive ``r``), so ``s`` stays
+    finite. ``m_raw`` (the raw max) is ``-inf`` iff no score exceeds ``-inf``."""
+    bad = s != s
+    valid = (m_raw != NEG_INF) & (m_raw == m_raw)
+    return bad.to(tl.int32), (valid | bad).to(tl.int32)
+
+
+@triton.jit
+def lane_flags_init(BLOCK: tl.constexpr):
+    """Running per-lane ``max_nan`` of a tiled row's logits (float32 [BLOCK], ``-inf``): one
+    instruction per entry in the tile loop (``lane_flags_fold``), the flags once per pass
+    (``flags_of_max``)."""
+    return tl.full([BLOCK], NEG_INF, tl.float32)
+
+
+@triton.jit
+def lane_flags_fold(acc, phi):
+    """Fold the tile ``phi`` (``-inf`` where masked) into the per-lane running max."""
+    return max_nan(acc, phi)
+
+
+@triton.jit
+def row_flags(phi):
+    """``(n_bad, n_valid)`` of a whole row held in one block (``flags_of_max``)."""
+    return flags_of_max(phi)
 
 
 @triton.jit
@@ -216,6 +257,35 @@ def row_argmax(v):
     """First argmax of a whole row (int64). NaNs (only on poisoned rows, whose index is -1
     anyway) are read as -inf so that every backend, the interpreter included, is defined."""
     return tl.argmax(tl.where(v != v, NEG_INF, v), axis=0, tie_break_left=True).to(tl.int64)
+
+
+@triton.jit
+def slot_argmax_init(BLOCK: tl.constexpr):
+    """Running per-slot (max, group) of a tiled row's scores, a slot per four consecutive columns
+    of every tile (as ``slot_stats_init``): float32 [BLOCK // 4] ``-inf`` and int32 [BLOCK // 4]
+    0 (``slot_argmax_fold``, ``slot_argmax_row``)."""
+    return tl.full([BLOCK // 4], NEG_INF, tl.float32), tl.zeros([BLOCK // 4], tl.int32)
+
+
+@triton.jit
+def slot_argmax_fold(sbest, sgroup, v, start, BLOCK: tl.constexpr):
+    """Fold the tile ``v`` (float32 [BLOCK], columns ``start + j``) into each slot's running max
+    and the first column of its group of four where that max was first reached (strict ``>``:
+    the earliest tile; NaN never wins). In-thread, as ``slot_stats_fold``: no reduction."""
+    t = tl.max(tl.reshape(v, [BLOCK // 4, 4]), axis=1)
+    better = t > sbest
+    groups = start + 4 * tl.arange(0, BLOCK // 4)
+    return tl.where(better, t, sbest), tl.where(better, groups, sgroup).to(tl.int32)
+
+
+@triton.jit
+def slot_argmax_row(sbest, sgroup):
+    """``(best, group)``: the row's max and the first column of the earliest group of four that
+    holds it. The groups are disjoint runs of four consecutive columns, so the row's first argmax
+    lies in that group (its column is the group's first argmax, which the caller finds); group 0
+    where every score is ``-inf`` or NaN."""
+    best = tl.max(sbest, axis=0)
+    return best, tl.min(tl.where(sbest == best, sgroup, 2147483647), axis=0)
 
 
 @triton.jit

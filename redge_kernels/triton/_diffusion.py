@@ -36,8 +36,9 @@ import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
-                      one_hot_tile, pick, probs, put, row_flags, row_stats, safe_max,
-                      slot_stats_fold, slot_stats_init, slot_stats_row)
+                      flags_of_max, flags_of_stats, lane_flags_fold, lane_flags_init, one_hot_tile,
+                      pick, probs, put, row_flags, row_stats, safe_max, slot_stats_fold,
+                      slot_stats_init, slot_stats_row)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -180,7 +181,7 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
     svec = tl.zeros([STEPS_P2], dtype=tl.float32)
     cmask = lanes < K
     phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-    n_bad, n_valid = row_flags(phi, cmask)
+    n_bad, n_valid = row_flags(phi)
     z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
     m0, s0 = row_stats(phi)
     if COV:
@@ -217,7 +218,8 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element (ReDGE-Cov first reduces softmax(phi)'s
-    stats in a pass of its own): pass k = n-1 counts the bad / valid entries, draws z and keeps
+    stats in a pass of its own, which also gives the row flags, ``flags_of_stats``): pass k = n-1
+    keeps ReDGE's per-lane ``max_nan`` of phi for the row flags, draws z and keeps
     x_{n-1} in the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one
     DDIM step x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online
     (m_k, s_k); the last one also folds the Gumbel-max. Returns ``(mvec, svec, best_idx,
@@ -238,6 +240,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
             m0_p, s0_p = slot_stats_fold(m0_p, s0_p, phi, 1.0, BLOCK)
         m0, s0 = slot_stats_row(m0_p, s0_p, 1.0)
+        n_bad, n_valid = flags_of_stats(m0, s0)
         m0 = safe_max(m0)
         mvec = put(mvec, steps, 0, m0)
         svec = put(svec, steps, 0, s0)
@@ -246,6 +249,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     for i in range(0, n - 1):
         k = n - 1 - i
         m, s = slot_stats_init(BLOCK)
+        flags = lane_flags_init(BLOCK)  # ReDGE / ReDGE-Max: the row flags in the first pass
         # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
         # coefficients; step k + 1's stats and coefficients (unused in the first pass, where
         # k + 1 = n is past the table: clamped)
@@ -260,10 +264,9 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
             cols = start + lanes
             cmask = cols < K
             phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            if i == 0:  # the row flags ride on the first denoiser's pass
-                nb, nv = row_flags(phi, cmask)
-                n_bad += nb
-                n_valid += nv
+            if i == 0:  # x_{n-1} from the noise
+                if not COV:
+                    flags = lane_flags_fold(flags, phi)
                 z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
             else:
@@ -281,6 +284,9 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
                 w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
                 best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
         m, s = slot_stats_row(m, s, 1.0)
+        if not COV:
+            if i == 0:
+                n_bad, n_valid = flags_of_max(flags)
         mvec = put(mvec, steps, k, safe_max(m))
         svec = put(svec, steps, k, s)
         tl.debug_barrier()  # the next pass reads this pass's trajectory tiles

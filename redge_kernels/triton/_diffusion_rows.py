@@ -132,14 +132,24 @@ def _store_block(ptr, rows, j4, lanes, rmask, mask, K, v, GROUPS: tl.constexpr):
 
 @triton.jit
 def _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c,
-               GROUPS: tl.constexpr):
+               GROUPS: tl.constexpr, ONE_REDUCTION: tl.constexpr):
     """The ``[ROWS, BLOCK]`` block of logits as float32 (``-inf`` outside ``mask``) and per row
-    ``poisoned`` (a NaN or ``+inf`` entry) and ``empty`` (every entry ``-inf``), ``[ROWS]`` bool."""
+    ``poisoned`` (a NaN or ``+inf`` entry) and ``empty`` (every entry ``-inf``), ``[ROWS]`` bool.
+    ``ONE_REDUCTION``: both from one max with NaN read as ``+inf`` (``_common.row_flags``; the
+    one-pass blocks); else two counts (the diffusion blocks: with the one max, ptxas gave the
+    sm_80 soft forward an 8-byte stack frame at K = 9 and 64)."""
     phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c, NEG_INF,
                       GROUPS)
-    n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
-    n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
-    return phi, n_bad > 0, (n_valid == 0) & (n_bad == 0)
+    if ONE_REDUCTION:
+        mx = tl.max(tl.where(phi != phi, POS_INF, phi), axis=1)
+        poisoned = mx == POS_INF
+        empty = mx == NEG_INF
+    else:
+        n_bad = tl.sum((((phi != phi) | (phi == POS_INF)) & mask).to(tl.int32), axis=1)
+        n_valid = tl.sum(((phi != NEG_INF) & mask).to(tl.int32), axis=1)
+        poisoned = n_bad > 0
+        empty = (n_valid == 0) & (n_bad == 0)
+    return phi, poisoned, empty
 
 
 @triton.jit
@@ -203,7 +213,7 @@ def _block_fwd(phi_ptr, seed, coefs_ptr, y_ptr, stats_ptr, index_ptr, R, K, n, r
     coff = col_offset.to(tl.int64)
     grows = rows + row_offset
     phi, poisoned, empty = _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r,
-                                      phi_stride_c, GROUPS)
+                                      phi_stride_c, GROUPS, False)
     z = normal_rows(seed, grows[:, None], coff, coff + lanes, ROWS, BLOCK, GROUPED)
     if COV:
         m0, s0 = _stats_rows(phi)

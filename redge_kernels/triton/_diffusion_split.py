@@ -11,7 +11,7 @@ softmax statistics of every denoiser, so the forward is one launch per step, eac
   (k) ``_dsplit_step_kernel`` for k = n-1 .. 1: the row's stats of step k + 1 (and of slot 0)
       combined from the chunks' partials in chunk order,
           m = max_c m_c,  s = sum_c s_c exp(m_c - safe_max(m)),
-      then on the chunk's tiles: x_{n-1} = z (COV: mu + sqrt(v) z, and the bad / valid counts)
+      then on the chunk's tiles: x_{n-1} = z (COV: mu + sqrt(v) z; the row's bad / valid flags)
       or x_k = a_{k+1} p_{k+1} + b_{k+1} x_{k+1} from the trajectory scratch ``x [R, K]``
       float32; x_k is written back, and l_k folded into the chunk's online ``(m_c, s_c)``
       -> slot k of ``part_s [n, R, C, 2]``; the last denoiser (k = 1) also folds the Gumbel-max
@@ -29,8 +29,9 @@ the unsplit kernels' to rounding.
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, coef_a, coef_b, exp, finish, pick, probs, put, row_flags,
-                      safe_max, slot_stats_fold, slot_stats_init, slot_stats_row)
+from ._common import (NEG_INF, coef_a, coef_b, exp, finish, flags_of_max, lane_flags_fold,
+                      lane_flags_init, pick, probs, put, safe_max, slot_stats_fold, slot_stats_init,
+                      slot_stats_row)
 from ._diffusion import (_base, _cov_base_grad, _cov_v, _i64, _logits, _mu_lam, _p_row0,
                          _slot_rows, _store_carry, _tiled_step, _tiled_walk, _write_y_range)
 from ._gumbel_max import fold
@@ -92,8 +93,8 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
     FIRST (k = n-1): x_{n-1} from z, else x_k = a_{k+1} p_{k+1} + b_{k+1} x_{k+1} with
     p_{k+1} = exp(l_{k+1} - m_{k+1}) / s_{k+1} (combined stats); x_k -> x [R, K] float32 (not
     needed after the last denoiser when HARD); l_k folded into (m_c, s_c) -> slot k of
-    part_s [n, R, C, 2] float32. FIRST also writes the bad / valid counts -> part_i[r, c, 0:2]
-    (int64 [R, C, 3]); LAST (k = 1) the chunk's Gumbel-max: its best exact score ->
+    part_s [n, R, C, 2] float32. FIRST also writes the bad / valid flags (0 or 1) ->
+    part_i[r, c, 0:2] (int64 [R, C, 3]); LAST (k = 1) the chunk's Gumbel-max: its best exact score ->
     part_g [R, C] float32, its first column -> part_i[r, c, 2]."""
     row, chunk, c0, c1 = _bounds(K, CHUNK)
     seed = tl.load(seed_ptr)
@@ -115,8 +116,7 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
         a1 = coef_a(coefs_ptr, k + 1)
         b1 = coef_b(coefs_ptr, k + 1)
     m, s = slot_stats_init(BLOCK)
-    n_bad = 0
-    n_valid = 0
+    flags = lane_flags_init(BLOCK)  # the row flags, in the first step's kernel
     best = NEG_INF
     best_idx = tl.zeros([], dtype=tl.int64)
     for start in range(c0, c1, BLOCK):
@@ -124,9 +124,7 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
         cmask = cols < c1
         phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         if FIRST:
-            nb, nv = row_flags(phi, cmask)
-            n_bad += nb
-            n_valid += nv
+            flags = lane_flags_fold(flags, phi)
             z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
             x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
         else:
@@ -145,6 +143,7 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
     _store_part(part_s_ptr, k, row, chunk, R, n_chunks, m, s)
     pi = part_i_ptr + (row * n_chunks + chunk) * 3
     if FIRST:
+        n_bad, n_valid = flags_of_max(flags)
         tl.store(pi, n_bad.to(tl.int64))
         tl.store(pi + 1, n_valid.to(tl.int64))
     if LAST:

@@ -25,8 +25,9 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, one_hot_tile, pick, probs, put, row_flags, row_stats,
-                      safe_max, scaled_probs, scaled_row_stats, slot_stats_fold, slot_stats_init,
+from ._common import (NEG_INF, finish, flags_of_stats, one_hot_tile, pick, probs, put, row_flags,
+                      row_stats, safe_max, scaled_probs, scaled_row_stats, slot_argmax_fold,
+                      slot_argmax_init, slot_argmax_row, slot_stats_fold, slot_stats_init,
                       slot_stats_row, tile_argmax)
 from ._gumbel_max import fold
 from ._noise import gumbel as _gumbel_noise
@@ -76,16 +77,31 @@ def _sample_tile(best, best_idx, phi, seed, grow, c0, cols, start, METHOD: tl.co
 
 
 @triton.jit
+def _group_argmax(phi_row, phi_stride_c, seed, grow, coff, c1, sbest, sgroup,
+                  METHOD: tl.constexpr):
+    """``(best, best_idx)`` of Gumbel-Softmax's tiled scan from its per-slot state
+    (``_common.slot_argmax_row``): the scores of the winning group of four columns are drawn again
+    (the same loads and noise as in the scan, one call per entry) and its first argmax is the
+    row's."""
+    best, g = slot_argmax_row(sbest, sgroup)
+    j4 = tl.arange(0, 4)
+    cols = g.to(tl.int64) + j4
+    phi = tl.load(phi_row + cols * phi_stride_c, mask=cols < c1, other=NEG_INF).to(tl.float32)
+    v = _tile_scores(phi, seed, grow, coff + g, coff + cols, METHOD, 4, False)
+    return best, g.to(tl.int64) + tl.argmax(v, axis=0, tie_break_left=True).to(tl.int64)
+
+
+@triton.jit
 def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, METHOD: tl.constexpr,
                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
     """One pass over the columns ``[c0, c1)`` of a row in tiles of BLOCK: the online stats of the
     scores ``v`` (slot 0: ``m = max v``, ``s = sum exp(v - m)``; Gumbel-Softmax ``exp((v - m) /
     tau)``), ReinMax's ``softmax(phi / tau)`` stats, the Gumbel-max ``(best, best_idx)`` (first
-    argmax of fl(phi + G), index relative to the row) and the counts of bad / valid entries.
-    Returns ``(m0, s0, mt, st, best, best_idx, n_bad, n_valid)``; the maxima are raw (-inf
-    where every entry is -inf)."""
-    n_bad = 0
-    n_valid = 0
+    argmax of fl(phi + G), index relative to the row; Gumbel-Softmax keeps it per slot,
+    ``slot_argmax_fold``) and the row flags (from slot 0's stats, ``flags_of_stats``: its scores
+    are NaN / ``+inf`` / ``-inf`` exactly where phi is). Returns ``(m0, s0, mt, st, best,
+    best_idx, n_bad, n_valid)``; the maxima are raw (-inf where every entry is -inf)."""
+    sbest, sgroup = slot_argmax_init(BLOCK)  # Gumbel-Softmax's argmax, per slot
     r = 1.0 / tau
     r0 = 1.0  # the scale inside slot 0's softmax: 1 / tau for Gumbel-Softmax
     if METHOD == GUMBEL:
@@ -98,15 +114,20 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
         cols = start + lanes
         cmask = cols < c1
         phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        nb, nv = row_flags(phi, cmask)
-        n_bad += nb
-        n_valid += nv
-        v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
-                                         coff + cols, start, METHOD, BLOCK, GROUPED)
+        if METHOD == GUMBEL:
+            v = phi + _gumbel_noise(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+            sbest, sgroup = slot_argmax_fold(sbest, sgroup, v, start, BLOCK)
+        else:
+            v, best, best_idx = _sample_tile(best, best_idx, phi, seed, grow, coff + start,
+                                             coff + cols, start, METHOD, BLOCK, GROUPED)
         m0, s0 = slot_stats_fold(m0, s0, v, r0, BLOCK)
         if METHOD == REINMAX:
             mt, st = slot_stats_fold(mt, st, phi, r, BLOCK)
     m0, s0 = slot_stats_row(m0, s0, r0)
+    n_bad, n_valid = flags_of_stats(m0, s0)
+    if METHOD == GUMBEL:
+        best, best_idx = _group_argmax(phi_row, phi_stride_c, seed, grow, coff, c1, sbest, sgroup,
+                                       METHOD)
     if METHOD == REINMAX:
         mt, st = slot_stats_row(mt, st, r)
     else:
@@ -220,7 +241,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
     if SINGLE:
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        n_bad, n_valid = row_flags(phi, cmask)
+        n_bad, n_valid = row_flags(phi)
         v, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
                                       METHOD, BLOCK, GROUPED)
         if METHOD == GUMBEL:

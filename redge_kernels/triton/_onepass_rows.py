@@ -110,7 +110,7 @@ def _block_fwd(phi_ptr, seed, y_ptr, stats_ptr, index_ptr, tau, R, K, n, row_off
     rows, j4, lanes, rmask, mask = _row_block(tl.program_id(0), R, K, ROWS, BLOCK, GROUPS)
     coff = col_offset.to(tl.int64)
     phi, poisoned, empty = _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, phi_stride_r,
-                                      phi_stride_c, GROUPS)
+                                      phi_stride_c, GROUPS, True)
     v, best_idx = _sample_rows(phi, seed, rows + row_offset, coff, coff + lanes, METHOD,
                                ROWS, BLOCK, GROUPED)
     if METHOD == GUMBEL:

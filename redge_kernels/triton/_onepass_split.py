@@ -10,9 +10,9 @@ takes two launches:
 Forward.
   (1) ``_split_fwd_part_kernel``: per chunk, as the unsplit tiled pass 1 does per row, the online
       stats of slot 0 ``(m_c, s_c)`` (reinmax also slot 1), the Gumbel-max ``(best_c, idx_c)`` (the
-      first argmax of the exact scores ``phi + G`` inside the chunk) and the counts of bad / valid
-      entries -> ``part_f [R, C, 5]`` float32 (m0, s0, mt, st, best), ``part_i [R, C, 3]`` int64
-      (idx, n_bad, n_valid).
+      first argmax of the exact scores ``phi + G`` inside the chunk) and the flags (0 or 1) of
+      bad / valid entries -> ``part_f [R, C, 5]`` float32 (m0, s0, mt, st, best),
+      ``part_i [R, C, 3]`` int64 (idx, n_bad, n_valid).
   (2) ``_split_fwd_out_kernel``: every (row, chunk) program combines its row's partials in chunk
       order itself,
           M = max_c m_c,  s = sum_c s_c exp(m_c - safe_max(M))   (tempered: exp((m_c - M') / tau)
