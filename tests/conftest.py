@@ -248,3 +248,15 @@ def run(method, x, hard=True, backend="reference", **kw):
     """The public function of ``method`` on ``x`` with the case table's hyperparameters."""
     import redge_kernels as rk
     return rk.SAMPLERS[method](x, hard=hard, backend=backend, **CASE_KW[method], **kw)
+
+
+#: The longest test modules, collected first (in this order), so that the pytest-xdist workers
+#: of scripts/test.sh (``--dist loadscope``: each module whole in one worker) start them first
+#: and finish together instead of one worker running the compile check alone at the end.
+LONGEST_MODULES = ("test_triton_compile.py", "test_triton_split.py", "test_triton_paths.py",
+                   "test_bench_harness.py", "test_gpu_model.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: module order kept
