@@ -8,7 +8,8 @@ PIP="python -m pip install --disable-pip-version-check -q"
 python -c "import torch; assert torch.__version__.startswith('2.13.0')" 2>/dev/null \
   || $PIP torch==2.13.0
 # Everything else must leave torch alone: these have no torch requirement (or it is satisfied).
-$PIP numpy scipy pytest pytest-benchmark pytest-xdist ninja setuptools wheel triton==3.9.0 matplotlib tqdm
+$PIP numpy scipy pytest pytest-benchmark pytest-xdist ninja setuptools wheel triton==3.9.0 \
+  matplotlib tqdm
 # Peers (benchmarks, tests): their only hard requirement is torch, already here.
 $PIP --no-deps redge==0.1.0 reinmax==0.1.0
 if [ "${REDGE_SETUP_APPS:-1}" = "1" ]; then

@@ -200,9 +200,9 @@ def max_nan(a, b):
 @triton.jit
 def flags_of_max(mx):
     """``(n_bad, n_valid)`` (0 or 1 each, int32) of a row from ``mx`` (float32 [N]): its logits
-    (``-inf`` where masked), or a tile loop's running per-lane ``max_nan`` of them. NaN read as
-    ``+inf``, one max reduction tells both: ``n_bad`` iff a logit is NaN or ``+inf`` (it poisons
-    the row), ``n_valid`` iff a logit is not ``-inf``."""
+    (``-inf`` where masked; a row in one block), or a tile loop's running per-lane ``max_nan``.
+    NaN read as ``+inf``, one max reduction tells both: ``n_bad`` iff a logit is NaN or ``+inf``
+    (it poisons the row), ``n_valid`` iff a logit is not ``-inf``."""
     m = tl.max(tl.where(mx != mx, POS_INF, mx), axis=0)
     return (m == POS_INF).to(tl.int32), (m != NEG_INF).to(tl.int32)
 
@@ -232,12 +232,6 @@ def lane_flags_init(BLOCK: tl.constexpr):
 def lane_flags_fold(acc, phi):
     """Fold the tile ``phi`` (``-inf`` where masked) into the per-lane running max."""
     return max_nan(acc, phi)
-
-
-@triton.jit
-def row_flags(phi):
-    """``(n_bad, n_valid)`` of a whole row held in one block (``flags_of_max``)."""
-    return flags_of_max(phi)
 
 
 @triton.jit

@@ -37,8 +37,8 @@ import triton.language as tl
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
                       flags_of_max, flags_of_stats, lane_flags_fold, lane_flags_init, one_hot_tile,
-                      pick, probs, put, row_flags, row_stats, safe_max, slot_stats_fold,
-                      slot_stats_init, slot_stats_row)
+                      pick, probs, put, row_stats, safe_max, slot_stats_fold, slot_stats_init,
+                      slot_stats_row)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -181,7 +181,7 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
     svec = tl.zeros([STEPS_P2], dtype=tl.float32)
     cmask = lanes < K
     phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-    n_bad, n_valid = row_flags(phi)
+    n_bad, n_valid = flags_of_max(phi)
     z = normal(seed, grow, coff, coff + lanes, BLOCK, GROUPED)
     m0, s0 = row_stats(phi)
     if COV:

@@ -135,7 +135,7 @@ def _load_rows(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c,
                GROUPS: tl.constexpr, ONE_REDUCTION: tl.constexpr):
     """The ``[ROWS, BLOCK]`` block of logits as float32 (``-inf`` outside ``mask``) and per row
     ``poisoned`` (a NaN or ``+inf`` entry) and ``empty`` (every entry ``-inf``), ``[ROWS]`` bool.
-    ``ONE_REDUCTION``: both from one max with NaN read as ``+inf`` (``_common.row_flags``; the
+    ``ONE_REDUCTION``: both from one max with NaN read as ``+inf`` (``_common.flags_of_max``; the
     one-pass blocks); else two counts (the diffusion blocks: with the one max, ptxas gave the
     sm_80 soft forward an 8-byte stack frame at K = 9 and 64)."""
     phi = _load_block(phi_ptr, rows, j4, lanes, rmask, mask, K, stride_r, stride_c, NEG_INF,

@@ -94,8 +94,8 @@ def _dsplit_step_kernel(phi_ptr, seed_ptr, coefs_ptr, x_ptr, part_s_ptr, part_i_
     p_{k+1} = exp(l_{k+1} - m_{k+1}) / s_{k+1} (combined stats); x_k -> x [R, K] float32 (not
     needed after the last denoiser when HARD); l_k folded into (m_c, s_c) -> slot k of
     part_s [n, R, C, 2] float32. FIRST also writes the bad / valid flags (0 or 1) ->
-    part_i[r, c, 0:2] (int64 [R, C, 3]); LAST (k = 1) the chunk's Gumbel-max: its best exact score ->
-    part_g [R, C] float32, its first column -> part_i[r, c, 2]."""
+    part_i[r, c, 0:2] (int64 [R, C, 3]); LAST (k = 1) the chunk's Gumbel-max: its best exact
+    score -> part_g [R, C] float32, its first column -> part_i[r, c, 2]."""
     row, chunk, c0, c1 = _bounds(K, CHUNK)
     seed = tl.load(seed_ptr)
     phi_row = phi_ptr + row * phi_stride_r

@@ -25,8 +25,8 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, flags_of_stats, one_hot_tile, pick, probs, put, row_flags,
-                      row_stats, safe_max, scaled_probs, scaled_row_stats, slot_argmax_fold,
+from ._common import (NEG_INF, finish, flags_of_max, flags_of_stats, one_hot_tile, pick, probs,
+                      put, row_stats, safe_max, scaled_probs, scaled_row_stats, slot_argmax_fold,
                       slot_argmax_init, slot_argmax_row, slot_stats_fold, slot_stats_init,
                       slot_stats_row, tile_argmax)
 from ._gumbel_max import fold
@@ -241,7 +241,7 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
     if SINGLE:
         cmask = lanes < K
         phi = tl.load(phi_row + lanes * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        n_bad, n_valid = row_flags(phi)
+        n_bad, n_valid = flags_of_max(phi)
         v, _, best_idx = _sample_tile(NEG_INF, row * 0, phi, seed, grow, coff, coff + lanes, 0,
                                       METHOD, BLOCK, GROUPED)
         if METHOD == GUMBEL:
