@@ -108,3 +108,39 @@ def traced_static(n_hot: int):
     index = SourceIndex([kernel_root(static_probe_kernel)])
     x, y = torch.randn(256), torch.empty(256)
     return trace_first_programs(lambda: _static_launch(x, y, n_hot), index)[0], index
+
+
+@triton.jit(do_not_specialize=["n_iter", "n_hot"])
+def guarded_store_probe_kernel(x_ptr, y_ptr, n_iter, n_hot, BLOCK: tl.constexpr):
+    """``n_iter`` steps of ``_step``; step ``j < n_hot`` stores its x in row j of y (a short
+    ``if`` body that ptxas predicates): n_hot rows of BLOCK float32 stored per program."""
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + offs)
+    for j in range(0, n_iter):
+        x = _step(x)
+        if j < n_hot:
+            tl.store(y_ptr + j * BLOCK + offs, x)
+
+
+def _guarded_launch(x, y, n_iter: int, n_hot: int):
+    guarded_store_probe_kernel[(x.numel() // 32,)](x, y, n_iter, n_hot, BLOCK=32, num_warps=1)
+
+
+def compiled_guarded_program():
+    """SASS ``Program`` of ``guarded_store_probe_kernel`` for sm_90 (run uninterpreted)."""
+    import torch
+    from bench.kernel_compile import _recording, compile_launch
+    from bench.sass import disassemble
+    launches = []
+    with _recording(launches):
+        _guarded_launch(torch.empty(32, device="meta"), torch.empty(32 * 40, device="meta"), 40, 5)
+    return disassemble(compile_launch(launches[0], 90).cubin)
+
+
+def traced_guarded(n_iter: int, n_hot: int):
+    """``(Trace, SourceIndex)`` of ``guarded_store_probe_kernel`` (interpreted, one program)."""
+    import torch
+    from bench.kernel_trace import SourceIndex, kernel_root, trace_first_programs
+    index = SourceIndex([kernel_root(guarded_store_probe_kernel)])
+    x, y = torch.randn(32), torch.empty(32 * max(n_iter, 1))
+    return trace_first_programs(lambda: _guarded_launch(x, y, n_iter, n_hot), index)[0], index

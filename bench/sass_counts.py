@@ -7,8 +7,10 @@ Weight of an instruction (executions per program, per warp):
 * in a subroutine (reached through ``CALL`` only: libdevice slow paths) or in a SASS loop that
   no source ``for`` matches (libdevice's argument-reduction loops): 0, reported apart;
 * otherwise by its innermost source construct ``c`` (``SourceIndex.construct``; for a predicated
-  instruction the innermost ``for``, as it issues whether or not its guard holds): top level 1; ``if`` / ``else`` body: the body's executions; ``for`` body or header: inside the
-  SASS loop matched to ``c`` the loop's iterations divided by its unroll factor ``u``, inside
+  instruction the innermost ``for``, as it issues whether or not its guard holds; its global
+  memory bytes, though, only in the share of those issues in which its ``if`` / ``else`` body
+  runs, since a predicated-off access moves nothing): top level 1; ``if`` / ``else`` body: the
+  body's executions; ``for`` body or header: inside the SASS loop matched to ``c`` the loop's iterations divided by its unroll factor ``u``, inside
   another SASS loop matched to ``c`` (ptxas' remainder loop of an unrolled loop) 0, outside every
   SASS loop of ``c``: the loop's entries for its header line (guards, trip set-up, code ptxas
   scheduled there) and for a loop that is not unrolled (hoisted code; a loop unrolled
@@ -144,15 +146,36 @@ def count(prog: Program, trace: Trace, index: SourceIndex) -> Counts:
             continue
         by_pipe[ins.pipe] += w
         by_op[ins.base] += w
-        if ins.base in ("LDG", "LD"):
-            ldg += w * 32 * access_bytes(ins.opcode)
-        elif ins.base in ("STG", "ST", "RED", "ATOMG", "ATOM"):
-            stg += w * 32 * access_bytes(ins.opcode)
+        if ins.base in _LOADS + _STORES:
+            # a predicated-off access issues but moves nothing: bytes by its guard's share
+            moved = w * 32 * access_bytes(ins.opcode) * _guard_share(trace, index, ins, c)
+            if ins.base in _LOADS:
+                ldg += moved
+            else:
+                stg += moved
     loops = []
     for key, a in main.items():
         it = trace.iterations(key, index)
         loops.append((_label(key), sum(per_loop[key].values()), unroll[key], it))
     return Counts(by_pipe, by_op, ldg, stg, sorted(loops), excluded, len(prog.instrs))
+
+
+_LOADS = ("LDG", "LD")
+_STORES = ("STG", "ST", "RED", "ATOMG", "ATOM")
+
+
+def _guard_share(trace, index, ins, c) -> float:
+    """Share of a memory instruction's issues that move data: 1 unless it is predicated inside an
+    ``if`` / ``else`` body (an if-converted guard, ``c`` its enclosing ``for`` or None), then the
+    body's executions over those of the ``for`` body (or the program) around it."""
+    if not ins.pred:
+        return 1.0
+    guard = index.construct(ins.context)
+    if guard is None or guard == c or guard[1][2] == "for":
+        return 1.0
+    runs = trace.iterations(guard, index)
+    around = 1.0 if c is None else trace.iterations(c, index)
+    return min(1.0, runs / around) if around > 0 else 0.0
 
 
 def _weight(prog, trace, index, c, li, matched, main, unroll, header) -> float:

@@ -74,6 +74,29 @@ def test_probe_counts_are_exact(probe, n_iter, n_hot):
     assert unroll >= 1
 
 
+@pytest.fixture(scope="module")
+def guarded_probe():
+    from bench import model_probe
+    if interpreting():
+        return in_compiling_process(model_probe.compiled_guarded_program, [()])[0]
+    return model_probe.compiled_guarded_program()
+
+
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the probe under TRITON_INTERPRET=1")
+@pytest.mark.parametrize("n_iter,n_hot", [(40, 5), (40, 0), (7, 7), (13, 20)])
+def test_predicated_store_moves_bytes_only_when_its_guard_holds(guarded_probe, n_iter, n_hot):
+    """A store in a short ``if`` body inside a loop, which ptxas predicates: it issues on every
+    step (n_iter STGs per warp) but moves 128 bytes per warp only on the min(n_hot, n_iter) steps
+    whose guard holds."""
+    from bench import model_probe
+    from bench.sass_counts import count
+    assert any(i.base == "STG" and i.pred for i in guarded_probe.instrs)  # the predicated form
+    c = count(guarded_probe, *model_probe.traced_guarded(n_iter, n_hot))
+    assert c.by_opcode["STG"] == pytest.approx(n_iter)
+    assert c.stg_bytes == pytest.approx(32 * 4 * min(n_hot, n_iter))
+    assert c.ldg_bytes == 32 * 4
+
+
 def test_probe_sass_has_the_unrolled_loop(probe):
     """ptxas unrolls the runtime-trip loop (main loop + remainder loop): two natural loops, both
     with back edges, each block's successors inside the program."""
