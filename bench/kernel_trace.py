@@ -71,8 +71,14 @@ class _FileIndex:
         self.constructs: list[_Construct] = []
         self.for_headers: set[int] = set()
         self.static_fors: list = []  # (header, lo, hi) of ``tl.static_range`` loops
+        #: lines of ``tl.load`` / ``tl.store`` calls (statement starts come later)
+        self.access_lines: dict[str, set] = {"load": set(), "store": set()}
         spans = []
         for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in self.access_lines
+                    and getattr(node.func.value, "id", None) == "tl"):
+                self.access_lines[node.func.attr].add(node.lineno)
             if isinstance(node, ast.stmt):
                 end = node.end_lineno or node.lineno
                 body = getattr(node, "body", None)
@@ -99,6 +105,8 @@ class _FileIndex:
             for ln in range(lo, hi + 1):
                 self.stmt_of[ln] = lo  # smaller spans overwrite: innermost statement wins
         self.first_lines = {c.first: c for c in self.constructs}
+        self.access_stmts = {kind: {self.stmt_of.get(ln, ln) for ln in lines}
+                             for kind, lines in self.access_lines.items()}
         #: statements whose entries the counts need: loop headers, first statements of bodies
         self.counted = self.for_headers | {self.stmt_of.get(c.first, c.first)
                                            for c in self.constructs}
@@ -151,6 +159,16 @@ class SourceIndex:
             if c is not None:
                 return frames[:i], (path, c.header, c.kind)
         return None
+
+    def names_access(self, context, kind: str) -> bool:
+        """Whether the context's innermost kernel frame is a statement holding a ``tl.load``
+        (``kind`` "load") or ``tl.store`` ("store") call: the line info of an access names its
+        own statement, not one of its uses, whose construct may be a different ``if``."""
+        frames = self.kernel_frames(context)
+        if not frames:
+            return False
+        path, line = frames[-1]
+        return line in self.file(path).access_stmts[kind]
 
     def loop_control(self, context):
         """The key of the ``for`` whose header the context's innermost kernel frame is on."""

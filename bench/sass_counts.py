@@ -95,6 +95,10 @@ def _ancestors(prog: Program, li):
 
 def count(prog: Program, trace: Trace, index: SourceIndex) -> Counts:
     """Executed warp-instructions per program (see the module docstring)."""
+    if not any(index.kernel_frames(ins.context) for ins in prog.instrs):
+        # e.g. a Triton cache entry compiled from another checkout of the same source
+        raise ValueError("the SASS line info names no source file under the kernel roots "
+                         f"{sorted(index.roots)}: nothing to weigh the instructions by")
     block_of = prog.block_of()
     inner = prog.innermost_loop()
     loop_key = _match_loops(prog, index, inner)
@@ -165,11 +169,15 @@ _STORES = ("STG", "ST", "RED", "ATOMG", "ATOM")
 
 
 def _guard_share(trace, index, ins, c) -> float:
-    """Share of a memory instruction's issues that move data: 1 unless it is predicated inside an
-    ``if`` / ``else`` body (an if-converted guard, ``c`` its enclosing ``for`` or None), then the
-    body's executions over those of the ``for`` body (or the program) around it."""
-    if not ins.pred:
-        return 1.0
+    """Share of a memory instruction's issues that move data: 1 unless it is predicated and its
+    line info names a ``tl.load`` / ``tl.store`` statement inside an ``if`` / ``else`` body (an
+    if-converted guard; ``c`` its enclosing ``for`` or None), then the body's executions over
+    those of the ``for`` body (or the program) around it. A predicate may also be a mask, and a
+    load's line info sometimes names a later use inside another ``if``: such accesses keep
+    share 1 (bytes counted on every issue, an overcount at worst)."""
+    if not ins.pred or not index.names_access(ins.context,
+                                              "load" if ins.base in _LOADS else "store"):
+        return 1.0  # unpredicated, or line info naming a use: counted on every issue
     guard = index.construct(ins.context)
     if guard is None or guard == c or guard[1][2] == "for":
         return 1.0

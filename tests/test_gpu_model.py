@@ -97,6 +97,18 @@ def test_predicated_store_moves_bytes_only_when_its_guard_holds(guarded_probe, n
     assert c.ldg_bytes == 32 * 4
 
 
+@pytest.mark.skipif(not interpreting(), reason="the trace runs the probe under TRITON_INTERPRET=1")
+def test_counting_refuses_sass_of_another_source_tree(probe, tmp_path):
+    """SASS whose line info names no file under the index's kernel roots (as a Triton cache
+    entry compiled from another checkout would) is refused, not counted as zero."""
+    from bench import model_probe
+    from bench.kernel_trace import SourceIndex
+    from bench.sass_counts import count
+    trace, _ = model_probe.traced(37, 5)
+    with pytest.raises(ValueError, match="names no source file"):
+        count(probe, trace, SourceIndex([str(tmp_path)]))
+
+
 def test_probe_sass_has_the_unrolled_loop(probe):
     """ptxas unrolls the runtime-trip loop (main loop + remainder loop): two natural loops, both
     with back edges, each block's successors inside the program."""
