@@ -229,6 +229,28 @@ def test_rows_block_matches_reference(method, hard, k):
     _compare(method, _logits(rows, k, seed=k), linear_schedule(4, 0.5), hard=hard)
 
 
+@pytest.mark.parametrize("method", ["redge", "redge_max"])
+@pytest.mark.parametrize("k", [9, 20, ROWS_MAX_K])
+def test_rows_backward_in_registers_equals_the_scratch_walk(monkeypatch, method, k):
+    """The several-rows backward with the chain unrolled and p_k in registers (``REG_STEPS``, up
+    to ROWS_BWD_REG_MAX_STEPS steps) and with the walk through the scratch (forced): the same
+    operations, so bitwise the same gradient, at the shortest chain, the longest the registers
+    take and one past it (scratch either way); the reference's to fp32 tolerance. K = 9 (BLOCK 16
+    in column groups), 20 (two pieces of 16), 64."""
+    top = _launch.ROWS_BWD_REG_MAX_STEPS
+    for n_steps in (2, top, top + 1):
+        assert bool(_launch.rows_bwd_reg_steps(n_steps, False, 16)) == (n_steps <= top)
+        assert not _launch.rows_bwd_reg_steps(n_steps, True, 16)
+        phi = _logits(rows_config(k)[0] + 3, k, seed=n_steps)
+        sched = linear_schedule(n_steps, 0.4)
+        _, _, in_regs = _compare(method, phi, sched)
+        with monkeypatch.context() as m:
+            m.setattr(_launch, "ROWS_BWD_REG_MAX_STEPS", 0)
+            g = torch.randn(phi.shape, generator=torch.Generator().manual_seed(4)).to(phi)
+            _, _, walked = _run(method, phi, 3, sched, True, g)
+        assert torch.equal(in_regs, walked)
+
+
 @pytest.mark.parametrize("method", DIFFUSION)
 def test_rows_block_equals_one_row_per_program(method):
     """Same noise whatever the path: identical indices, values and gradients within rounding."""

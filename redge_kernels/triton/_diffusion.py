@@ -16,7 +16,8 @@ Only (m_k, s_k) per step leave the kernel (``stats[row, k]``), with the index; z
 regenerated from the seed. In the tiled path each denoiser costs one pass over the row: it takes
 one DDIM step x_{k+1} -> x_k tile by tile on the trajectory kept in the program's scratch slot
 (z drawn in the first pass) and folds l_k into an online (m, s); the last one folds the
-Gumbel-max (``_gumbel_max``).
+Gumbel-max (``_gumbel_max``). ``SPARSE`` (long chains of ReDGE / ReDGE-Max): every other pass
+keeps nothing in the scratch and the next takes two DDIM steps from x_{k+2}.
 
 Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
@@ -214,82 +215,161 @@ def _fwd_single(phi_row, phi_stride_c, y_row, seed, grow, coff, coefs_ptr, K, n,
 
 
 @triton.jit
+def _step_scalars(coefs_ptr, mvec, svec, steps, k, COV: tl.constexpr):
+    """Step k's DDIM move out of x_k, as row scalars: ``(c_k, sigma_k, alpha_k, a_k, b_k, m_k,
+    s_k)`` (its logit coefficients and finished stats; a pick is a reduction, so a pass reads
+    them once, outside its tile loop)."""
+    c, sigma, alpha = _logit_scalars(coefs_ptr, k, COV)
+    return (c, sigma, alpha, coef_a(coefs_ptr, k), coef_b(coefs_ptr, k), pick(mvec, steps, k),
+            pick(svec, steps, k))
+
+
+@triton.jit
+def _ddim_move(phi, x, mu, lam, c, sigma, alpha, a, b, m, s, COV: tl.constexpr):
+    """x_{k-1} = a_k p_k + b_k x_k with p_k = softmax(l_k) from step k's finished stats."""
+    return a * probs(_logits_of(phi, x, mu, lam, c, sigma, alpha, COV), m, s) + b * x
+
+
+@triton.jit
+def _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start, cols, BLOCK: tl.constexpr,
+               GROUPED: tl.constexpr):
+    """Fold a tile's logits l_k into its pass's per-slot online stats ``(m, s)`` and, in the last
+    denoiser's pass (k = 1, the only one that draws the stream-1 words), into the Gumbel-max
+    ``(best, best_idx)``."""
+    m, s = slot_stats_fold(m, s, l, 1.0, BLOCK)
+    if k == 1:
+        w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+        best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
+    return m, s, best, best_idx
+
+
+@triton.jit
+def _cov_base_pass(phi_row, phi_stride_c, K, BLOCK: tl.constexpr):
+    """ReDGE-Cov's pass over phi for the stats ``(m_0, s_0)`` of mu = softmax(phi), which also
+    give the row flags (``flags_of_stats``). Returns ``(m_0, s_0, n_bad, n_valid)``."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    m0_p, s0_p = slot_stats_init(BLOCK)
+    for start in range(0, K, BLOCK):
+        cols = start + lanes
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cols < K, other=NEG_INF).to(tl.float32)
+        m0_p, s0_p = slot_stats_fold(m0_p, s0_p, phi, 1.0, BLOCK)
+    m0, s0 = slot_stats_row(m0_p, s0_p, 1.0)
+    n_bad, n_valid = flags_of_stats(m0, s0)
+    return safe_max(m0), s0, n_bad, n_valid
+
+
+@triton.jit
+def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, m0, s0, best,
+                best_idx, COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
+                GROUPED: tl.constexpr):
+    """Pass k = n - 1 of the tiled forward: z drawn, x_{n-1} kept in the scratch ``x_row`` (not
+    when it is also the last pass of a hard sample, n = 2), l_{n-1} folded; for ReDGE /
+    ReDGE-Max the per-lane ``max_nan`` of phi for the row flags. Returns ``(m, s, flags, best,
+    best_idx)``, ``(m, s)`` the row's stats of step n - 1."""
+    k = n - 1
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    m, s = slot_stats_init(BLOCK)
+    flags = lane_flags_init(BLOCK)
+    c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
+    keep = (k > 1) | (not HARD)  # the one-hot output needs no x_1
+    for start in range(0, K, BLOCK):
+        cols = start + lanes
+        cmask = cols < K
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        if not COV:
+            flags = lane_flags_fold(flags, phi)
+        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+        x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+        if keep:
+            tl.store(x_row + cols, x, mask=cmask)
+        l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
+        m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
+                                          cols, BLOCK, GROUPED)
+    m, s = slot_stats_row(m, s, 1.0)
+    return m, s, flags, best, best_idx
+
+
+@triton.jit
+def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, i, m0, s0, mvec,
+               svec, steps, best, best_idx, COV: tl.constexpr, HARD: tl.constexpr,
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr, SPARSE: tl.constexpr):
+    """Pass i >= 1 (k = n - 1 - i) of the tiled forward: one DDIM step x_{k+1} -> x_k from the
+    scratch (p_{k+1} from its finished stats), x_k kept for the next pass (not x_1 of a hard
+    sample), l_k folded. ``SPARSE``: only the even passes (and the last of a soft sample) keep
+    x_k, and the even ones read x_{k+2} and take two steps. Returns ``(m, s, best, best_idx)``,
+    ``(m, s)`` the row's stats of step k."""
+    k = n - 1 - i
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    m, s = slot_stats_init(BLOCK)
+    # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
+    # coefficients, the finished steps k + 1 (and k + 2) the pass moves through
+    c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
+    c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p = _step_scalars(coefs_ptr, mvec, svec, steps,
+                                                              k + 1, COV)
+    keep = (k > 1) | (not HARD)
+    two = False
+    if SPARSE:
+        keep = keep & ((i % 2 == 0) | (k == 1))
+        two = i % 2 == 0
+        c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = _step_scalars(
+            coefs_ptr, mvec, svec, steps, tl.minimum(k + 2, n - 1), COV)
+    for start in range(0, K, BLOCK):
+        cols = start + lanes
+        cmask = cols < K
+        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        mu, lam = _mu_lam(phi, m0, s0, COV)
+        x = tl.load(x_row + cols, mask=cmask, other=0.0)
+        if SPARSE:
+            if two:  # x_{k+2} -> x_{k+1}
+                x = _ddim_move(phi, x, mu, lam, c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q, COV)
+        x = _ddim_move(phi, x, mu, lam, c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p, COV)
+        if keep:
+            tl.store(x_row + cols, x, mask=cmask)
+        l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
+        m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
+                                          cols, BLOCK, GROUPED)
+    m, s = slot_stats_row(m, s, 1.0)
+    return m, s, best, best_idx
+
+
+@triton.jit
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr):
-    """Path (b), the row tiled, O(n) work per element (ReDGE-Cov first reduces softmax(phi)'s
-    stats in a pass of its own, which also gives the row flags, ``flags_of_stats``): pass k = n-1
-    keeps ReDGE's per-lane ``max_nan`` of phi for the row flags, draws z and keeps
-    x_{n-1} in the program's trajectory scratch ``x_row`` (float32 [K]); pass k < n-1 takes one
-    DDIM step x_{k+1} -> x_k (p_{k+1} from its finished stats) and folds l_k into an online
-    (m_k, s_k); the last one also folds the Gumbel-max. Returns ``(mvec, svec, best_idx,
-    poisoned, empty)``."""
+               STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr,
+               SPARSE: tl.constexpr):
+    """Path (b), the row tiled, O(n) work per element, one pass per denoiser on the trajectory
+    kept in the program's scratch ``x_row`` (float32 [K]): ReDGE-Cov's base pass
+    (``_cov_base_pass``), ``_first_pass`` (k = n - 1: z drawn), ``_step_pass`` for k = n - 2 .. 1
+    (``SPARSE``: every other x_k kept, 4 bytes fewer per element of scratch traffic every other
+    pass for one more DDIM step, by the same operations), then the output. Returns ``(mvec,
+    svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
     svec = tl.zeros([STEPS_P2], dtype=tl.float32)
-    n_bad = 0
-    n_valid = 0
     m0 = NEG_INF
     s0 = 0.0
-    if COV:  # the base softmax stats (mu) take a pass of their own
-        m0_p, s0_p = slot_stats_init(BLOCK)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            m0_p, s0_p = slot_stats_fold(m0_p, s0_p, phi, 1.0, BLOCK)
-        m0, s0 = slot_stats_row(m0_p, s0_p, 1.0)
-        n_bad, n_valid = flags_of_stats(m0, s0)
-        m0 = safe_max(m0)
+    if COV:
+        m0, s0, n_bad, n_valid = _cov_base_pass(phi_row, phi_stride_c, K, BLOCK)
         mvec = put(mvec, steps, 0, m0)
         svec = put(svec, steps, 0, s0)
-    best = NEG_INF
+    best = tl.full([], NEG_INF, dtype=tl.float32)
     best_idx = tl.zeros([], dtype=tl.int64)
-    for i in range(0, n - 1):
-        k = n - 1 - i
-        m, s = slot_stats_init(BLOCK)
-        flags = lane_flags_init(BLOCK)  # ReDGE / ReDGE-Max: the row flags in the first pass
-        # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
-        # coefficients; step k + 1's stats and coefficients (unused in the first pass, where
-        # k + 1 = n is past the table: clamped)
-        c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
-        kp = tl.minimum(k + 1, n - 1)
-        c_p, sigma_p, alpha_p = _logit_scalars(coefs_ptr, kp, COV)
-        a_p = coef_a(coefs_ptr, kp)
-        b_p = coef_b(coefs_ptr, kp)
-        m_p = pick(mvec, steps, k + 1)
-        s_p = pick(svec, steps, k + 1)
-        for start in range(0, K, BLOCK):
-            cols = start + lanes
-            cmask = cols < K
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-            if i == 0:  # x_{n-1} from the noise
-                if not COV:
-                    flags = lane_flags_fold(flags, phi)
-                z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
-                x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
-            else:
-                mu, lam = _mu_lam(phi, m0, s0, COV)
-                x = tl.load(x_row + cols, mask=cmask, other=0.0)
-                p = probs(_logits_of(phi, x, mu, lam, c_p, sigma_p, alpha_p, COV), m_p, s_p)
-                x = a_p * p + b_p * x
-            if k > 1:
-                tl.store(x_row + cols, x, mask=cmask)
-            elif not HARD:
-                tl.store(x_row + cols, x, mask=cmask)
-            l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
-            m, s = slot_stats_fold(m, s, l, 1.0, BLOCK)
-            if k == 1:  # the Gumbel words (stream 1) only in the last denoiser's pass
-                w = gumbel_words(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
-                best, best_idx = fold(best, best_idx, l, w, start, seed, grow, coff + start, BLOCK)
-        m, s = slot_stats_row(m, s, 1.0)
-        if not COV:
-            if i == 0:
-                n_bad, n_valid = flags_of_max(flags)
-        mvec = put(mvec, steps, k, safe_max(m))
-        svec = put(svec, steps, k, s)
-        tl.debug_barrier()  # the next pass reads this pass's trajectory tiles
+    m, s, flags, best, best_idx = _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
+                                              coefs_ptr, K, n, m0, s0, best, best_idx, COV,
+                                              HARD, BLOCK, GROUPED)
+    if not COV:
+        n_bad, n_valid = flags_of_max(flags)
+    mvec = put(mvec, steps, n - 1, safe_max(m))
+    svec = put(svec, steps, n - 1, s)
+    tl.debug_barrier()  # the next pass reads this pass's trajectory tiles
+    for i in range(1, n - 1):
+        m, s, best, best_idx = _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
+                                          coefs_ptr, K, n, i, m0, s0, mvec, svec, steps, best,
+                                          best_idx, COV, HARD, BLOCK, GROUPED, SPARSE)
+        mvec = put(mvec, steps, n - 1 - i, safe_max(m))
+        svec = put(svec, steps, n - 1 - i, s)
+        tl.debug_barrier()
     poisoned = n_bad > 0
     empty = (n_valid == 0) & (n_bad == 0)
     m1 = pick(mvec, steps, 1)
@@ -306,7 +386,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                           R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
                           BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
-                          WRITE_Y: tl.constexpr = True):
+                          WRITE_Y: tl.constexpr = True, SPARSE: tl.constexpr = False):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
@@ -337,7 +417,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, GROUPED, WRITE_Y)
+                BLOCK, STEPS_P2, GROUPED, WRITE_Y, SPARSE)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))

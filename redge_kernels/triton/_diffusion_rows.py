@@ -7,9 +7,11 @@ axis 1.
 
 Forward: per row, k = n-1 .. 1: m_k, s_k of l_k, x_{k-1} = a_k p_k + b_k x_k; the Gumbel-max over
 the row (``argmax_rows`` of ``l_1 + G``, every G evaluated); stats written per step. Backward: one
-walk down the chain with the saved stats keeps p_k (ReDGE-Cov also x_k) in the program's scratch
-slot ``[n-1 or 2(n-1), ROWS, BLOCK]`` (each thread reads back its own entries), then the steps
-k = 1 .. n-1 with d_k per row. Blocks of BLOCK <= ``GROUPS_MAX_BLOCK`` of the forward (and of the
+walk down the chain with the saved stats keeps p_k, then the steps k = 1 .. n-1 with d_k per row:
+for ReDGE / ReDGE-Max with n_steps <= ``_launch.ROWS_BWD_REG_MAX_STEPS`` the chain is unrolled
+and the p_k stay in registers (``REG_STEPS``); otherwise (and ReDGE-Cov, which also keeps x_k)
+they go through the program's scratch slot ``[n-1 or 2(n-1), ROWS, BLOCK]`` (each thread reads
+back its own entries). Blocks of BLOCK <= ``GROUPS_MAX_BLOCK`` of the forward (and of the
 one-pass kernels) are laid out as their column groups of four (``_row_block``); blocks of BLOCK >=
 2 ``ROW_PIECE`` (32, 64) are loaded, stored and kept in scratch as pieces of ROW_PIECE columns,
 a row's pieces in the same four threads (``_pieces``); blocks of BLOCK = 2 (K <= 2) hold each row
@@ -303,14 +305,46 @@ def _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs,
         x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
 
 
+@triton.jit
+def _bwd_in_registers(phi, g, x0, coefs_ptr, stats_ptr, rows, rmask, n, is_idx, g_idx,
+                      MAX: tl.constexpr, N: tl.constexpr):
+    """ReDGE / ReDGE-Max backward of the block with the chain unrolled (``N`` = n_steps, a
+    constexpr): the walk's p_{N-1} .. p_1 (``_walk_rows``' operations) stay in registers, then
+    the steps k = 1 .. N-1 as in the scratch path. Returns gphi (``[ROWS, BLOCK]`` float32)."""
+    zero = tl.zeros_like(phi)
+    ps = ()  # ps[k - 1] = p_k
+    x = x0
+    for i in tl.static_range(N - 1):
+        k = N - 1 - i
+        m, s = _load_stats_rows(stats_ptr, rows, rmask, n, k)
+        p = probs(_logits(phi, x, zero, zero, coefs_ptr, k, False), m, s)
+        ps = (p,) + ps
+        x = coef_a(coefs_ptr, k) * p + coef_b(coefs_ptr, k) * x
+    gx = zero
+    gphi = zero
+    for k in tl.static_range(1, N):
+        p = ps[k - 1]
+        if k == 1:
+            gp = g
+        else:
+            gp = coef_a(coefs_ptr, k) * gx
+        d = tl.sum(gp * p, axis=1)[:, None]
+        gphi, gx, _, _ = _bwd_step(tl.full([], k, tl.int32), p, p, gp, d, gphi, gx, zero, zero,
+                                   zero, zero, is_idx, g_idx, coefs_ptr, False, MAX)
+    return gphi
+
+
 @triton.jit(do_not_specialize=["R", "n", "row_offset", "col_offset"])
 def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr,
                                gphi_ptr, scratch_ptr, R, K, n, row_offset, col_offset,
                                phi_stride_r, phi_stride_c, gy_stride_r, gy_stride_c,
                                COV: tl.constexpr, MAX: tl.constexpr, ROWS: tl.constexpr,
-                               BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                               BLOCK: tl.constexpr, GROUPED: tl.constexpr,
+                               REG_STEPS: tl.constexpr = 0):
     """Backward of redge / redge_cov / redge_max for the rows ``pid * ROWS ..`` (K <= BLOCK);
-    scratch float32 [programs, n-1 or 2(n-1), ROWS, BLOCK].
+    scratch float32 [programs, n-1 or 2(n-1), ROWS, BLOCK]. ``REG_STEPS`` = n (ReDGE / ReDGE-Max,
+    BLOCK > 2): the chain unrolled with p_k in registers, no scratch (``_bwd_in_registers``); 0:
+    the walk through the scratch.
 
     grad_y [R, K] (strided), phi, seed, coefs, stats [R, n, 2], index [R] from the forward
     -> grad_phi [R, K] contiguous (0 on empty rows, NaN on poisoned rows). Stream 0 only.
@@ -323,14 +357,14 @@ def _diffusion_rows_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, 
     else:
         _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr,
                    R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
-                   gy_stride_c, COV, MAX, ROWS, BLOCK, GROUPED)
+                   gy_stride_c, COV, MAX, ROWS, BLOCK, GROUPED, REG_STEPS)
 
 
 @triton.jit
 def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr, scratch_ptr, R,
                K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
                gy_stride_c, COV: tl.constexpr, MAX: tl.constexpr, ROWS: tl.constexpr,
-               BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr, REG_STEPS: tl.constexpr):
     """``_diffusion_rows_bwd_kernel`` on one ``[ROWS, BLOCK]`` block (``seed`` loaded)."""
     pid = tl.program_id(0)
     rows, j4, lanes, rmask, mask = _row_block(pid, R, K, ROWS, BLOCK, False)
@@ -351,6 +385,22 @@ def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
     z = normal_rows(seed, (rows + row_offset)[:, None], coff, coff + lanes, ROWS, BLOCK,
                     GROUPED)
     x0, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    if REG_STEPS > 0:
+        gphi = _bwd_in_registers(phi, g, x0, coefs_ptr, stats_ptr, rows, rmask, n,
+                                 lanes == idx[:, None], g_idx, MAX, REG_STEPS)
+    else:
+        gphi = _bwd_through_scratch(phi, g, z, x0, mu, lam, sv, q, coefs_ptr, stats_ptr, rows,
+                                    rmask, n, idx, g_idx, lanes, ws, offs, smask, COV, MAX, ROWS,
+                                    BLOCK)
+    _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), False)
+
+
+@triton.jit
+def _bwd_through_scratch(phi, g, z, x0, mu, lam, sv, q, coefs_ptr, stats_ptr, rows, rmask, n, idx,
+                         g_idx, lanes, ws, offs, smask, COV: tl.constexpr, MAX: tl.constexpr,
+                         ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """The block's backward with a runtime chain: one walk keeps p_k (ReDGE-Cov also x_k) in the
+    scratch slot ``ws``, then the steps k = 1 .. n-1 read them back. Returns gphi (unfinished)."""
     _walk_rows(phi, x0, mu, lam, coefs_ptr, stats_ptr, rows, rmask, n, ws, offs, smask, COV, ROWS,
                BLOCK)
     tl.debug_barrier()
@@ -373,4 +423,4 @@ def _block_bwd(gy_ptr, phi_ptr, seed, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
     if COV:
         gp0 = _cov_base_grad(gx, gmu, glam, z, mu, lam, sv, q)
         gphi += mu * (gp0 - tl.sum(gp0 * mu, axis=1)[:, None])
-    _store_block(gphi_ptr, rows, j4, lanes, rmask, mask, K, finish(gphi, poisoned, empty), False)
+    return gphi

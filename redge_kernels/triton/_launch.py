@@ -161,6 +161,30 @@ TWOPASS_CONFIGS = ((8, 2048, 16), (TWOPASS_MAX_STEPS, 1024, 8))
 TWOPASS_COV_CONFIGS = ((5, 2048, 16), (TWOPASS_COV_MAX_STEPS, 1024, 8))
 
 
+#: The tiled forward of ReDGE / ReDGE-Max keeps its trajectory x_k in the scratch at every other
+#: pass (``SPARSE``, ``_diffusion._fwd_tiled``) from this many steps up: a middle pass then moves
+#: 8 bytes per element through L2 instead of 12 every other pass, for one more DDIM step (about 9
+#: instructions per element) in the pass after it. ReDGE-Cov's step costs more instructions than
+#: its bytes save (its forward is issue-bound): always dense.
+SPARSE_MIN_STEPS = 8
+
+
+def sparse_trajectory(n: int, cov: bool) -> bool:
+    """Whether the tiled diffusion forward of an ``n``-step chain keeps every other x_k only."""
+    return not cov and n >= SPARSE_MIN_STEPS
+
+
+#: The several-rows backward of ReDGE / ReDGE-Max (K <= ROWS_MAX_K, BLOCK >= 4) keeps the
+#: walk's p_k in registers for n_steps up to this (the chain unrolled: ``REG_STEPS``), 16 float32
+#: registers per p_k and thread; longer chains and ReDGE-Cov (also x_k) go through the scratch.
+ROWS_BWD_REG_MAX_STEPS = 6
+
+
+def rows_bwd_reg_steps(n: int, cov: bool, block: int) -> int:
+    """``REG_STEPS`` of the several-rows diffusion backward: n, or 0 for the scratch path."""
+    return n if not cov and block > 2 and n <= ROWS_BWD_REG_MAX_STEPS else 0
+
+
 def twopass_max_steps(cov: bool) -> int:
     """The longest chain the two-pass backward takes (ReDGE-Cov: ``cov``)."""
     return TWOPASS_COV_MAX_STEPS if cov else TWOPASS_MAX_STEPS
@@ -360,8 +384,8 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
-            WRITE_Y=write_y, num_warps=warps, enable_fp_fusion=FP_FUSION,
-            maxnreg=DIFFUSION_FWD_MAXNREG)
+            WRITE_Y=write_y, SPARSE=not single and sparse_trajectory(n, method == _COV),
+            num_warps=warps, enable_fp_fusion=FP_FUSION, maxnreg=DIFFUSION_FWD_MAXNREG)
     elif block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
         _onepass_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
@@ -397,13 +421,15 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
     if method in _DIFFUSION and block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
         grid = triton.cdiv(rows, nrows)
-        scratch = torch.empty((grid, bwd_slot_rows(n, True, method == _COV), nrows, blk),
-                              dtype=torch.float32, device=phi.device)
+        reg_steps = rows_bwd_reg_steps(n, method == _COV, blk)
+        slot = (grid, bwd_slot_rows(n, True, method == _COV), nrows, blk) if not reg_steps else 1
+        scratch = torch.empty(slot, dtype=torch.float32, device=phi.device)
         _diffusion_rows_bwd_kernel[(grid,)](
             grad_y, phi, seed, coefs, stats, index, grad_phi, scratch, rows, k, n, row_offset,
             col_offset, phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             COV=method == _COV, MAX=method == _MAX, ROWS=nrows, BLOCK=blk,
-            GROUPED=col_offset % 4 == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
+            GROUPED=col_offset % 4 == 0, REG_STEPS=reg_steps, num_warps=warps,
+            enable_fp_fusion=FP_FUSION)
     elif (method in _DIFFUSION and n <= twopass_max_steps(method == _COV)
           and not config("diffusion_bwd", k, block)[0]):
         _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block, row_offset,
