@@ -55,7 +55,7 @@ def workloads(level: str = "quick") -> list[Workload]:
     if level == "quick":
         out += [w for dtype in ("fp32", "bf16") for w in _split_workloads(8, 262144, dtype)]
     out += _twopass_workloads(level)
-    out += _sparse_workloads(level)
+    out += _stride_workloads(level)
     out += _rows_reg_workloads(level)
     return out
 
@@ -72,21 +72,20 @@ def _rows_reg_workloads(level: str) -> list[Workload]:
             for k in (9, 64) for n in ns if n != 5 for dt in ("fp32", "bf16")]
 
 
-def _sparse_workloads(level: str) -> list[Workload]:
-    """The tiled ReDGE / ReDGE-Max forward from ``SPARSE_MIN_STEPS`` steps keeps every other x_k
-    (the ``SPARSE`` constexpr): hard, soft and without y, fp32 and bf16 at K = 32768 (``full``:
-    fp16 too, at tiled K's with and without a tail)."""
-    from redge_kernels.triton._launch import SPARSE_MIN_STEPS
+def _stride_workloads(level: str) -> list[Workload]:
+    """The tiled ReDGE / ReDGE-Max forward keeps every STRIDE-th x_k from the chain lengths of
+    ``TRAJECTORY_STRIDES``: each stride at its first n, hard, soft and without y, fp32 and bf16 at
+    K = 32768 (``full``: fp16 too, at tiled K's with and without a tail)."""
+    from redge_kernels.triton._launch import TRAJECTORY_STRIDES
     ks = (32768,) if level == "quick" else (8192, 50000, 131072)
     dtypes = ("fp32", "bf16") if level == "quick" else ("fp32", "bf16", "fp16")
     out = []
-    for k in ks:
-        for dt in dtypes:
-            out += [Workload("redge", "fwd", 4096, k, SPARSE_MIN_STEPS, dt, hard)
-                    for hard in (True, False)]
-            out.append(Workload("redge_max", "fwd", 4096, k, SPARSE_MIN_STEPS, dt, True))
-            out.append(Workload("redge", "fwd", 4096, k, SPARSE_MIN_STEPS, dt, True,
-                                write_y=False))
+    for n, _ in TRAJECTORY_STRIDES:
+        for k in ks:
+            for dt in dtypes:
+                out += [Workload("redge", "fwd", 4096, k, n, dt, hard) for hard in (True, False)]
+                out.append(Workload("redge_max", "fwd", 4096, k, n, dt, True))
+                out.append(Workload("redge", "fwd", 4096, k, n, dt, True, write_y=False))
     return out
 
 

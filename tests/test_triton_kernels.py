@@ -93,27 +93,28 @@ def test_tiled_many_steps_and_rows_per_program(method):
 
 
 @pytest.mark.parametrize("method,hard", [("redge", True), ("redge", False), ("redge_max", True)])
-@pytest.mark.parametrize("n_steps", [2, 3, 4, 5, 6])
-def test_tiled_sparse_trajectory(monkeypatch, method, hard, n_steps):
-    """The trajectory kept at every other pass only (``SPARSE``, which the launcher picks from
-    ``SPARSE_MIN_STEPS`` steps; forced here at every n): the passes after one that kept nothing
-    take two DDIM steps by the same operations, so stats, index and y equal the dense forward's
-    bitwise (odd and even numbers of passes; a soft sample's last pass keeps x_1 for p_1), and
-    the index is the reference's."""
+@pytest.mark.parametrize("n_steps", [2, 3, 4, 5, 6, 8])
+def test_tiled_trajectory_strides(monkeypatch, method, hard, n_steps):
+    """The trajectory kept at every STRIDE-th pass only (which the launcher picks for long chains,
+    ``TRAJECTORY_STRIDES``; forced here at strides 2 and 3 at every n): the passes after one that
+    kept nothing take more DDIM steps by the same operations, so stats, index and y equal the
+    dense forward's bitwise (every remainder of the passes by the stride; a soft sample's last
+    pass keeps x_1 for p_1), and the index is the reference's."""
     from redge_kernels.triton import _launch
     phi = _logits(3, 37, seed=n_steps)
     sched = linear_schedule(n_steps, 0.4)
     coefs = sched.table(phi.device)
     seed_t = torch.tensor(5, dtype=torch.int64, device=phi.device)
-    assert not _launch.sparse_trajectory(n_steps, False)
+    assert _launch.trajectory_stride(n_steps, False) == (2 if n_steps >= 6 else 1)
+    assert _launch.trajectory_stride(12, True) == 1 and _launch.trajectory_stride(12, False) == 3
     dense = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, block=16)
-    monkeypatch.setattr(_launch, "SPARSE_MIN_STEPS", 2)
-    assert _launch.sparse_trajectory(n_steps, False) and not _launch.sparse_trajectory(9, True)
-    sparse = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, block=16)
-    for a, b in zip(dense, sparse):
-        assert torch.equal(a, b)
     _, index_ref = reference.sample(method, phi, 5, sched, hard, 1.0)
-    assert torch.equal(sparse[2], index_ref)
+    assert torch.equal(dense[2], index_ref)
+    for stride in (2, 3):
+        monkeypatch.setattr(_launch, "TRAJECTORY_STRIDES", ((2, stride),))
+        strided = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, block=16)
+        for a, b in zip(dense, strided):
+            assert torch.equal(a, b), stride
 
 
 def test_tiled_grid_keeps_the_rows_in_flight_in_l2():

@@ -16,8 +16,8 @@ Only (m_k, s_k) per step leave the kernel (``stats[row, k]``), with the index; z
 regenerated from the seed. In the tiled path each denoiser costs one pass over the row: it takes
 one DDIM step x_{k+1} -> x_k tile by tile on the trajectory kept in the program's scratch slot
 (z drawn in the first pass) and folds l_k into an online (m, s); the last one folds the
-Gumbel-max (``_gumbel_max``). ``SPARSE`` (long chains of ReDGE / ReDGE-Max): every other pass
-keeps nothing in the scratch and the next takes two DDIM steps from x_{k+2}.
+Gumbel-max (``_gumbel_max``). ``STRIDE`` > 1 (long chains of ReDGE / ReDGE-Max): only every
+STRIDE-th pass keeps its x_k in the scratch, and the passes after it take more DDIM steps.
 
 Backward, g = dL/dy (docs/SPEC.md "ReDGE"): d_1 = <g, p_1>, r_1 = p_1 (g - d_1), gx = c_1 r_1, and for
 k = 2 .. n-1: gp = a_k gx, d_k = <gp, p_k>, r_k = p_k (gp - d_k), gx = c_k r_k + b_k gx;
@@ -292,35 +292,39 @@ def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n,
 @triton.jit
 def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, i, m0, s0, mvec,
                svec, steps, best, best_idx, COV: tl.constexpr, HARD: tl.constexpr,
-               BLOCK: tl.constexpr, GROUPED: tl.constexpr, SPARSE: tl.constexpr):
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr, STRIDE: tl.constexpr):
     """Pass i >= 1 (k = n - 1 - i) of the tiled forward: one DDIM step x_{k+1} -> x_k from the
     scratch (p_{k+1} from its finished stats), x_k kept for the next pass (not x_1 of a hard
-    sample), l_k folded. ``SPARSE``: only the even passes (and the last of a soft sample) keep
-    x_k, and the even ones read x_{k+2} and take two steps. Returns ``(m, s, best, best_idx)``,
+    sample), l_k folded. ``STRIDE`` > 1: only the passes i = 0, STRIDE, 2 STRIDE, ... (and the
+    last of a soft sample) keep x_k; pass i reads the x of the last pass that kept one and takes
+    1 + (i - 1) mod STRIDE steps, by the same operations. Returns ``(m, s, best, best_idx)``,
     ``(m, s)`` the row's stats of step k."""
     k = n - 1 - i
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     m, s = slot_stats_init(BLOCK)
     # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
-    # coefficients, the finished steps k + 1 (and k + 2) the pass moves through
+    # coefficients, the finished steps k + 1 (and, STRIDE > 1, k + 2 .. k + STRIDE) it moves
+    # through
     c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
     c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p = _step_scalars(coefs_ptr, mvec, svec, steps,
                                                               k + 1, COV)
     keep = (k > 1) | (not HARD)
-    two = False
-    if SPARSE:
-        keep = keep & ((i % 2 == 0) | (k == 1))
-        two = i % 2 == 0
-        c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = _step_scalars(
-            coefs_ptr, mvec, svec, steps, tl.minimum(k + 2, n - 1), COV)
+    extra = (i - 1) % STRIDE  # the moves before the last one: from x_{k+1+extra}
+    if STRIDE > 1:
+        keep = keep & ((i % STRIDE == 0) | (k == 1))
+    far = ()  # far[d - 1]: step k + 1 + d's scalars
+    for d in tl.static_range(1, STRIDE):
+        far = far + (_step_scalars(coefs_ptr, mvec, svec, steps, tl.minimum(k + 1 + d, n - 1),
+                                   COV),)
     for start in range(0, K, BLOCK):
         cols = start + lanes
         cmask = cols < K
         phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
         mu, lam = _mu_lam(phi, m0, s0, COV)
         x = tl.load(x_row + cols, mask=cmask, other=0.0)
-        if SPARSE:
-            if two:  # x_{k+2} -> x_{k+1}
+        for j in tl.static_range(STRIDE - 1):  # x_{k+1+extra} -> x_{k+1}, farthest step first
+            if STRIDE - 1 - j <= extra:
+                c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = far[STRIDE - 2 - j]
                 x = _ddim_move(phi, x, mu, lam, c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q, COV)
         x = _ddim_move(phi, x, mu, lam, c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p, COV)
         if keep:
@@ -336,12 +340,12 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr,
-               SPARSE: tl.constexpr):
+               STRIDE: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element, one pass per denoiser on the trajectory
     kept in the program's scratch ``x_row`` (float32 [K]): ReDGE-Cov's base pass
     (``_cov_base_pass``), ``_first_pass`` (k = n - 1: z drawn), ``_step_pass`` for k = n - 2 .. 1
-    (``SPARSE``: every other x_k kept, 4 bytes fewer per element of scratch traffic every other
-    pass for one more DDIM step, by the same operations), then the output. Returns ``(mvec,
+    (``STRIDE`` > 1: x_k kept at every STRIDE-th pass only, 4 bytes fewer per element of scratch
+    traffic in the others for more DDIM steps, by the same operations), then the output. Returns ``(mvec,
     svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK).to(tl.int64)
@@ -366,7 +370,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     for i in range(1, n - 1):
         m, s, best, best_idx = _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
                                           coefs_ptr, K, n, i, m0, s0, mvec, svec, steps, best,
-                                          best_idx, COV, HARD, BLOCK, GROUPED, SPARSE)
+                                          best_idx, COV, HARD, BLOCK, GROUPED, STRIDE)
         mvec = put(mvec, steps, n - 1 - i, safe_max(m))
         svec = put(svec, steps, n - 1 - i, s)
         tl.debug_barrier()
@@ -386,7 +390,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                           R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
                           BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
-                          WRITE_Y: tl.constexpr = True, SPARSE: tl.constexpr = False):
+                          WRITE_Y: tl.constexpr = True, STRIDE: tl.constexpr = 1):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
@@ -417,7 +421,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, GROUPED, WRITE_Y, SPARSE)
+                BLOCK, STEPS_P2, GROUPED, WRITE_Y, STRIDE)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))

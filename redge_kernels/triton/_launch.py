@@ -161,17 +161,25 @@ TWOPASS_CONFIGS = ((8, 2048, 16), (TWOPASS_MAX_STEPS, 1024, 8))
 TWOPASS_COV_CONFIGS = ((5, 2048, 16), (TWOPASS_COV_MAX_STEPS, 1024, 8))
 
 
-#: The tiled forward of ReDGE / ReDGE-Max keeps its trajectory x_k in the scratch at every other
-#: pass (``SPARSE``, ``_diffusion._fwd_tiled``) from this many steps up: a middle pass then moves
-#: 8 bytes per element through L2 instead of 12 every other pass, for one more DDIM step (about 9
-#: instructions per element) in the pass after it. ReDGE-Cov's step costs more instructions than
-#: its bytes save (its forward is issue-bound): always dense.
-SPARSE_MIN_STEPS = 8
+#: The tiled forward of ReDGE / ReDGE-Max keeps its trajectory x_k in the scratch at every
+#: STRIDE-th pass only (``_diffusion._step_pass``): (n_steps from which, stride), the last
+#: matching entry wins. A middle pass that keeps x_k moves 12 bytes per element through L2, one
+#: that does not 8, and the passes after it take more DDIM steps (about 6 instructions per
+#: element each). By the model (sm_90, H100, redge fwd 4096 x 32768 fp32, ms, strides 1 / 2 / 3:
+#: n=5 1.11 / 1.23 / -, n=7 1.70 / 1.51 / -, n=8 2.00 / 1.72 / 1.84, n=10 2.60 / 2.22 / 2.15; a
+#: middle pass is L2-bound, the first (the noise) and the last (the Gumbel-max) issue-bound).
+#: ReDGE-Cov's step costs more instructions than its bytes save (its forward is issue-bound):
+#: always 1.
+TRAJECTORY_STRIDES = ((6, 2), (10, 3))
 
 
-def sparse_trajectory(n: int, cov: bool) -> bool:
-    """Whether the tiled diffusion forward of an ``n``-step chain keeps every other x_k only."""
-    return not cov and n >= SPARSE_MIN_STEPS
+def trajectory_stride(n: int, cov: bool) -> int:
+    """``STRIDE`` of the tiled diffusion forward of an ``n``-step chain (1: every x_k kept)."""
+    stride = 1
+    for steps, s in TRAJECTORY_STRIDES:
+        if not cov and n >= steps:
+            stride = s
+    return stride
 
 
 #: The several-rows backward of ReDGE / ReDGE-Max (K <= ROWS_MAX_K, BLOCK >= 4) keeps the
@@ -384,7 +392,7 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
-            WRITE_Y=write_y, SPARSE=not single and sparse_trajectory(n, method == _COV),
+            WRITE_Y=write_y, STRIDE=1 if single else trajectory_stride(n, method == _COV),
             num_warps=warps, enable_fp_fusion=FP_FUSION, maxnreg=DIFFUSION_FWD_MAXNREG)
     elif block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
