@@ -172,9 +172,10 @@ def _guard_share(trace, index, ins, c) -> float:
     """Share of a memory instruction's issues that move data: 1 unless it is predicated and its
     line info names a ``tl.load`` / ``tl.store`` statement inside an ``if`` / ``else`` body (an
     if-converted guard; ``c`` its enclosing ``for`` or None), then the body's executions over
-    those of the ``for`` body (or the program) around it. A predicate may also be a mask, and a
-    load's line info sometimes names a later use inside another ``if``: such accesses keep
-    share 1 (bytes counted on every issue, an overcount at worst)."""
+    those of the ``for`` body (or the program) around it, when the body ran on some of those
+    issues but not all. A predicate may also be a mask, and ptxas sometimes gives an access the
+    line of a use inside another ``if``, or of the same access in a constexpr branch that was not
+    compiled (whose body never runs): such accesses keep share 1 (an overcount at worst)."""
     if not ins.pred or not index.names_access(ins.context,
                                               "load" if ins.base in _LOADS else "store"):
         return 1.0  # unpredicated, or line info naming a use: counted on every issue
@@ -183,7 +184,9 @@ def _guard_share(trace, index, ins, c) -> float:
         return 1.0
     runs = trace.iterations(guard, index)
     around = 1.0 if c is None else trace.iterations(c, index)
-    return min(1.0, runs / around) if around > 0 else 0.0
+    # a body that ran on every issue or on none (a constexpr branch, or line info naming the
+    # access of a branch that was not compiled) says nothing about the predicate: full weight
+    return runs / around if 0 < runs < around else 1.0
 
 
 def _weight(prog, trace, index, c, li, matched, main, unroll, header) -> float:
