@@ -166,8 +166,9 @@ TWOPASS_COV_CONFIGS = ((5, 2048, 16), (TWOPASS_COV_MAX_STEPS, 1024, 8))
 #: matching entry wins. A middle pass that keeps x_k moves 12 bytes per element through L2, one
 #: that does not 8, and the passes after it take more DDIM steps (about 6 instructions per
 #: element each). By the model (sm_90, H100, redge fwd 4096 x 32768 fp32, ms, strides 1 / 2 / 3:
-#: n=5 1.11 / 1.23 / -, n=7 1.70 / 1.51 / -, n=8 2.00 / 1.72 / 1.84, n=10 2.60 / 2.22 / 2.15; a
-#: middle pass is L2-bound, the first (the noise) and the last (the Gumbel-max) issue-bound).
+#: n=5 1.11 / 1.23 / -, n=6 - / 1.33 / -, n=7 1.70 / 1.51 / -, n=8 2.00 / 1.72 / 1.84, n=10
+#: 2.60 / 2.22 / 2.15; a middle pass is L2-bound, the first (the noise) and the last (the
+#: Gumbel-max) issue-bound).
 #: ReDGE-Cov's step costs more instructions than its bytes save (its forward is issue-bound):
 #: always 1.
 TRAJECTORY_STRIDES = ((6, 2), (10, 3))
