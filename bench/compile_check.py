@@ -15,8 +15,11 @@ the hard forward without y (``write_y=False``), at K = 2 (the several-rows block
 9 and 64 (several-rows blocks of the grouped noise), 2048 and 4096 (the largest single blocks of
 the backward and forward kinds), 8192 and 32768 (tiled) in fp32, and 2, 128 and 32768 in bf16, on
 sm_90, and the two-pass ReDGE / ReDGE-Max backward at n_steps 2, 8, 9, 12 and 13 (its unrolled
-lengths' edges, ``_twopass_workloads``); ``full`` adds K from 2 to 262144 (powers of two and odd
-sizes), fp16, two row counts and every n_steps of the two-pass backward.
+lengths' edges, ``_twopass_workloads``), the tiled diffusion forward at the first n_steps of each
+trajectory stride (``_stride_workloads``) and the small-K ReDGE / ReDGE-Max backward at the
+longest chain it keeps in registers (``_rows_reg_workloads``); ``full`` adds K from 2 to 262144
+(powers of two and odd sizes), fp16, two row counts and every n_steps of the two-pass and
+register backwards.
 """
 
 from __future__ import annotations
