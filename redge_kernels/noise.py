@@ -40,7 +40,9 @@ vocabulary are ever drawn, reaches G ~ 22.9 instead of 16.6)::
 ``f32(w)`` is the round-to-nearest conversion of the unsigned 32-bit integer to float32,
 ``TWO_PI_F32`` is float32(2 pi) = 0x1.921fb6p+2; every other operation is a float32 IEEE operation
 in the order written, so the kernels differ from this file by at most the last-ulp differences of
-their ``log`` / ``cos`` / ``sin`` / ``sqrt`` implementations. The backward needs stream 0 only.
+their ``log`` / ``cos`` / ``sin`` / ``sqrt`` implementations (the Triton kernels take log1p(-a) as
+the log of the exact 1 - a instead of Goldberg's quotient: the same function, docs/SPEC.md
+section 7.1). The backward needs stream 0 only.
 
 Version 1 (release 0.1.0) used one call per element with counter ``(row * K + col, 0, 0, 0)``,
 words 0/1 for z (cosine only) and word 2 for the uniform; ``NOISE_VERSION`` names the contract.

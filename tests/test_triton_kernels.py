@@ -30,8 +30,10 @@ import triton.language as tl  # noqa: E402
 tk = pytest.importorskip("redge_kernels.triton")
 if not tk.available():
     pytest.skip(tk.unavailable_reason(), allow_module_level=True)
+from redge_kernels.triton import _launch  # noqa: E402
 from redge_kernels.triton import _noise as tn  # noqa: E402
 from redge_kernels.triton._common import exp as kernel_exp  # noqa: E402
+from redge_kernels.triton._common import sqrt_pos as kernel_sqrt_pos  # noqa: E402
 from redge_kernels.triton._common import (slot_argmax_fold, slot_argmax_init,  # noqa: E402
                                           slot_argmax_row)
 from redge_kernels.triton._gumbel_max import gumbel_upper  # noqa: E402
@@ -415,6 +417,48 @@ def test_noise_trigonometry_and_log_are_accurate():
 
 
 @triton.jit
+def _e_g_sqrt_kernel(w_ptr, x_ptr, e_ptr, g_ptr, s_ptr, N, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < N
+    w = tl.load(w_ptr + i, mask=m, other=0).to(tl.uint32)
+    tl.store(e_ptr + i, tn.neg_log_u(w), mask=m)
+    tl.store(g_ptr + i, tn.gumbel_from_word(w), mask=m)
+    tl.store(s_ptr + i, kernel_sqrt_pos(tl.load(x_ptr + i, mask=m, other=1.0)), mask=m)
+
+
+def test_noise_log1p_gumbel_and_sqrt_are_accurate():
+    """E = -log u of the kernels (log1p(-a) as the log of the exact 1 - a) within 1 ulp of the
+    float64 value for the float32 a and b it starts from, G = -log E within 1 ulp of -log of the
+    kernels' E, on random words and on the edges (a near 0, 1/3, 1/2 and 1); the square root of
+    the Box-Muller radius and of ReDGE-Cov's variance bitwise numpy's float32 sqrt (both zeros,
+    the radius's range [1.2e-7, 46] and random floats in [0, 64))."""
+    import numpy as np
+    n = 1 << 16
+    rng = np.random.default_rng(11)
+    third = int(round(2**32 * 2 / 3))
+    words = np.concatenate([
+        np.arange(0, 4096), np.arange(2**31 - 2048, 2**31 + 2048),
+        np.arange(third - 2048, third + 2048), np.arange(2**32 - 4096, 2**32),
+        rng.integers(0, 2**32, n - 4 * 4096)]).astype(np.int64)
+    x = rng.uniform(0.0, 64.0, n).astype(np.float32)
+    x[:10] = [0.0, -0.0, 2.0**-24, 1.1920929e-7, 45.8, 0.1, 0.25, 1.0, 2.0, 63.99999]
+    e, g, sq = (torch.empty(n, device=DEVICE) for _ in range(3))
+    _e_g_sqrt_kernel[(n // 1024,)](torch.from_numpy(words).to(DEVICE),
+                                   torch.from_numpy(x).to(DEVICE), e, g, sq, n, BLOCK=1024)
+    e, g, sq = (t.cpu().numpy() for t in (e, g, sq))
+    u32 = words.astype(np.uint32)
+    a = (((~u32).astype(np.float32).astype(np.float64) * 2.0**-32 + 2.0**-33)
+         .astype(np.float32).astype(np.float64))
+    b = (u32.astype(np.float32).astype(np.float64) * 2.0**-32 + 2.0**-33).astype(np.float32)
+    with np.errstate(divide="ignore"):  # log1p(-1) of the unused branch where a = 1
+        e_exact = np.where(a < 0.5, -np.log1p(-a), -np.log(b.astype(np.float64)))
+    assert _ulps(e, e_exact).max() <= 1.0
+    assert _ulps(g, -np.log(e.astype(np.float64))).max() <= 1.0
+    want = np.sqrt(x)
+    assert np.array_equal(sq, want) and np.array_equal(np.signbit(sq), np.signbit(want))
+
+
+@triton.jit
 def _exp_kernel(x_ptr, o_ptr, N, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tl.store(o_ptr + i, kernel_exp(tl.load(x_ptr + i, mask=i < N)), mask=i < N)
@@ -500,6 +544,38 @@ def test_noise_invariant_to_padding_and_appended_rows(backend, method):
     y_more, index_more = _sampled(backend, method, more)
     assert torch.equal(index_more[:3], index)
     torch.testing.assert_close(y_more[:3], y)
+
+
+@pytest.mark.parametrize("method,hard,split", [
+    ("redge", True, False), ("redge", False, False), ("redge_cov", True, False),
+    ("redge_max", True, False), ("st", True, False), ("gumbel", False, False),
+    ("reinmax", True, False), ("redge", True, True), ("redge_cov", False, True)])
+def test_full_width_tiles_equal_masked_tiles(method, hard, split):
+    """The tiled kernels' unmasked path (K a multiple of BLOCK) against the masked one on the same
+    rows padded with -inf columns (K = 64 and 71, BLOCK 16; ``split``: the (row, chunk) grids of
+    a 6-SM plan, whose two-pass backward chunks are full tiles at K = 64): the same stats,
+    index, y and grad_phi on the 64 columns, bitwise (padding adds exact zeros to every sum and
+    no Gumbel-max candidate); split, the same index and the rest to float32 rounding."""
+    rows = 3
+    phi = _logits(rows, 64, seed=rows)
+    padded = torch.cat([phi, torch.full((rows, 7), float("-inf"), device=DEVICE)], 1)
+    sched = _schedule(method, 4) if method.startswith("redge") else BASELINE
+    coefs = sched.table(DEVICE)
+    seed_t = torch.tensor(29, dtype=torch.int64, device=DEVICE)
+    g = torch.randn(rows, 71, generator=torch.Generator().manual_seed(rows)).to(padded)
+    out = []
+    for x in (phi, padded):
+        with _launch.planned_sms(6 if split else None):
+            y, stats, index = tk.fwd(x, seed_t, coefs, METHOD_IDS[method], hard, 0.7, block=16)
+            gphi = tk.bwd(g[:, :x.shape[1]].contiguous(), x, seed_t, coefs, stats, index,
+                          METHOD_IDS[method], hard, 0.7, block=16)
+        out.append((y[:, :64], stats, index, gphi[:, :64]))
+    assert torch.equal(out[0][2], out[1][2])
+    for a, b in zip(out[0], out[1]):
+        if split:  # the chunks' partial sums combine in a tree over the chunk count (4 or 5)
+            torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-6)
+        else:
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("method,hard", [("st", True), ("gumbel", False), ("redge", True),

@@ -524,3 +524,15 @@ def test_row_flags_of_special_entries_in_the_last_tile(method, block):
     torch.testing.assert_close(y[4:], y_ref[4:].detach())
     torch.testing.assert_close(gphi[4:], p.grad[4:])
     assert torch.isfinite(y[5:]).all() and torch.isfinite(gphi[5:]).all()
+
+
+def test_int32_column_offsets_copy_only_the_views_that_need_it():
+    """The tiled kernels address a row's columns with int32 offsets: the launcher passes a view
+    whose (K - 1) |stride(1)| reaches 2^31 (a transposed view of a large matrix) as a contiguous
+    copy, every other tensor as it is (meta tensors: no memory)."""
+    wide = torch.empty_strided((3, 5), (1, 2**29), device="meta")
+    assert _launch._int32_columns(wide).stride() == (5, 1)
+    ok = torch.empty_strided((3, 5), (1, 2**29 - 1), device="meta")
+    assert _launch._int32_columns(ok) is ok
+    plain = torch.empty(3, 5)
+    assert _launch._int32_columns(plain) is plain

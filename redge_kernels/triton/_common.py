@@ -57,6 +57,26 @@ def one_hot_tile(lanes, start, idx, poisoned, empty, BLOCK: tl.constexpr, DTYPE:
 
 
 @triton.jit
+def load_tile(ptrs, cmask, other, EVEN: tl.constexpr):
+    """A tile of a row: unmasked when ``EVEN`` (K a multiple of BLOCK: every tile is full, no
+    predicate and no ``other`` fill), else ``other`` where ``cmask`` is off."""
+    if EVEN:
+        v = tl.load(ptrs)
+    else:
+        v = tl.load(ptrs, mask=cmask, other=other)
+    return v
+
+
+@triton.jit
+def store_tile(ptrs, v, cmask, EVEN: tl.constexpr):
+    """Store a tile of a row (``load_tile``'s masking)."""
+    if EVEN:
+        tl.store(ptrs, v)
+    else:
+        tl.store(ptrs, v, mask=cmask)
+
+
+@triton.jit
 def coef(coefs_ptr, k, col):
     """``coefs[k, col]`` (the [n, 5] table is contiguous) as float32."""
     return tl.load(coefs_ptr + k * 5 + col).to(tl.float32)
@@ -159,6 +179,20 @@ def div_normal(a, b):
     such b after its range checks (on sm_90 two compares and four predicated multiplies per
     element where b varies), so the value is bitwise the same on the GPU."""
     return tl.math.fdiv(a, b, approx=True)
+
+
+@triton.jit
+def sqrt_pos(x):
+    """IEEE (correctly rounded) square root of float32 ``x`` that is +-0 or in [2^-101, 2^128):
+    ``y = x rsqrt(x)`` and one correction ``y + (x - y^2) rsqrt(x) / 2`` (both FMAs), the fast path
+    that PTX ``sqrt.rn.f32`` takes on sm_90 for such x, without its range check and the branch
+    to the general path; +-0 gives itself. In the interpreter (whose rsqrt is ``1 / sqrt(x)``) it
+    equals numpy's float32 sqrt on every float32 in [2^-24, 64) and on the samples of
+    ``tests/test_triton_kernels.py``."""
+    r = tl.math.rsqrt(x)
+    y = x * r
+    e = tl.fma(-y, y, x)
+    return tl.where(x == 0.0, x, tl.fma(e, 0.5 * r, y))
 
 
 @triton.jit

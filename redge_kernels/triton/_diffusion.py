@@ -37,9 +37,9 @@ import triton.language as tl
 
 from .._constants import V_MIN as _V_MIN_PY
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
-                      flags_of_max, flags_of_stats, lane_flags_fold, lane_flags_init, one_hot_tile,
-                      pick, probs, put, row_stats, safe_max, slot_stats_fold, slot_stats_init,
-                      slot_stats_row)
+                      flags_of_max, flags_of_stats, lane_flags_fold, lane_flags_init, load_tile,
+                      one_hot_tile, pick, probs, put, row_stats, safe_max, slot_stats_fold,
+                      slot_stats_init, slot_stats_row, sqrt_pos, store_tile)
 from ._gumbel_max import fold
 from ._noise import gumbel_words, normal
 
@@ -51,7 +51,7 @@ def _cov_v(mu):
     """ReDGE-Cov's ``(lam, sqrt(v), q)`` of mu: q = mu (1 - mu), v = max(q, V_MIN), lam = 1 / v."""
     q = mu * (1.0 - mu)
     v = tl.maximum(q, V_MIN)
-    return div_normal(1.0, v), tl.sqrt_rn(v), q
+    return div_normal(1.0, v), sqrt_pos(v), q
 
 
 @triton.jit
@@ -152,10 +152,11 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
 @triton.jit
 def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1, best_idx, m0,
                    s0, m1, s1, poisoned, empty, COV: tl.constexpr, HARD: tl.constexpr,
-                   BLOCK: tl.constexpr):
+                   BLOCK: tl.constexpr, EVEN: tl.constexpr = False):
     """y on the columns ``[c0, c1)`` of a row: ``one_hot(best_idx)`` (HARD) or ``p_1 =
     softmax(l_1)`` from x_1 (the trajectory row ``x_row``) and the step-1 stats ``(m1, s1)``; NaN
-    on a poisoned row, 0 on an empty one (``finish``)."""
+    on a poisoned row, 0 on an empty one (``finish``). ``EVEN``: every tile of the range is full
+    (no masks)."""
     for start in range(c0, c1, BLOCK):
         cols = start + lanes
         cmask = cols < c1
@@ -163,12 +164,12 @@ def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1
             y = one_hot_tile(tl.arange(0, BLOCK), start, best_idx, poisoned, empty, BLOCK,
                              y_row.dtype.element_ty)
         else:
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
             mu, lam = _mu_lam(phi, m0, s0, COV)
-            x1 = tl.load(x_row + cols, mask=cmask, other=0.0)
+            x1 = load_tile(x_row + cols, cmask, 0.0, EVEN)
             y = finish(probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1), poisoned,
                        empty)
-        tl.store(y_row + cols, y, mask=cmask)
+        store_tile(y_row + cols, y, cmask, EVEN)
 
 
 @triton.jit
@@ -244,14 +245,14 @@ def _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start, cols, BLOCK:
 
 
 @triton.jit
-def _cov_base_pass(phi_row, phi_stride_c, K, BLOCK: tl.constexpr):
+def _cov_base_pass(phi_row, phi_stride_c, K, BLOCK: tl.constexpr, EVEN: tl.constexpr):
     """ReDGE-Cov's pass over phi for the stats ``(m_0, s_0)`` of mu = softmax(phi), which also
     give the row flags (``flags_of_stats``). Returns ``(m_0, s_0, n_bad, n_valid)``."""
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     m0_p, s0_p = slot_stats_init(BLOCK)
     for start in range(0, K, BLOCK):
         cols = start + lanes
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cols < K, other=NEG_INF).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cols < K, NEG_INF, EVEN).to(tl.float32)
         m0_p, s0_p = slot_stats_fold(m0_p, s0_p, phi, 1.0, BLOCK)
     m0, s0 = slot_stats_row(m0_p, s0_p, 1.0)
     n_bad, n_valid = flags_of_stats(m0, s0)
@@ -261,13 +262,13 @@ def _cov_base_pass(phi_row, phi_stride_c, K, BLOCK: tl.constexpr):
 @triton.jit
 def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, m0, s0, best,
                 best_idx, COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-                GROUPED: tl.constexpr):
+                GROUPED: tl.constexpr, EVEN: tl.constexpr):
     """Pass k = n - 1 of the tiled forward: z drawn, x_{n-1} kept in the scratch ``x_row`` (not
     when it is also the last pass of a hard sample, n = 2), l_{n-1} folded; for ReDGE /
     ReDGE-Max the per-lane ``max_nan`` of phi for the row flags. Returns ``(m, s, flags, best,
     best_idx)``, ``(m, s)`` the row's stats of step n - 1."""
     k = n - 1
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     m, s = slot_stats_init(BLOCK)
     flags = lane_flags_init(BLOCK)
     c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
@@ -275,13 +276,13 @@ def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n,
     for start in range(0, K, BLOCK):
         cols = start + lanes
         cmask = cols < K
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
         if not COV:
             flags = lane_flags_fold(flags, phi)
         z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
         x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
         if keep:
-            tl.store(x_row + cols, x, mask=cmask)
+            store_tile(x_row + cols, x, cmask, EVEN)
         l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
         m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
                                           cols, BLOCK, GROUPED)
@@ -292,7 +293,8 @@ def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n,
 @triton.jit
 def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, i, m0, s0, mvec,
                svec, steps, best, best_idx, COV: tl.constexpr, HARD: tl.constexpr,
-               BLOCK: tl.constexpr, GROUPED: tl.constexpr, STRIDE: tl.constexpr):
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr, STRIDE: tl.constexpr,
+               EVEN: tl.constexpr):
     """Pass i >= 1 (k = n - 1 - i) of the tiled forward: one DDIM step x_{k+1} -> x_k from the
     scratch (p_{k+1} from its finished stats), x_k kept for the next pass (not x_1 of a hard
     sample), l_k folded. ``STRIDE`` > 1: only the passes i = 0, STRIDE, 2 STRIDE, ... (and the
@@ -300,7 +302,7 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
     1 + (i - 1) mod STRIDE steps, by the same operations. Returns ``(m, s, best, best_idx)``,
     ``(m, s)`` the row's stats of step k."""
     k = n - 1 - i
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     m, s = slot_stats_init(BLOCK)
     # the pass's row scalars, outside the tile loop (a pick is a reduction): step k's logit
     # coefficients, the finished steps k + 1 (and, STRIDE > 1, k + 2 .. k + STRIDE) it moves
@@ -319,16 +321,16 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
     for start in range(0, K, BLOCK):
         cols = start + lanes
         cmask = cols < K
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
         mu, lam = _mu_lam(phi, m0, s0, COV)
-        x = tl.load(x_row + cols, mask=cmask, other=0.0)
+        x = load_tile(x_row + cols, cmask, 0.0, EVEN)
         for j in tl.static_range(STRIDE - 1):  # x_{k+1+extra} -> x_{k+1}, farthest step first
             if STRIDE - 1 - j <= extra:
                 c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = far[STRIDE - 2 - j]
                 x = _ddim_move(phi, x, mu, lam, c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q, COV)
         x = _ddim_move(phi, x, mu, lam, c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p, COV)
         if keep:
-            tl.store(x_row + cols, x, mask=cmask)
+            store_tile(x_row + cols, x, cmask, EVEN)
         l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
         m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
                                           cols, BLOCK, GROUPED)
@@ -340,7 +342,7 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr,
-               STRIDE: tl.constexpr):
+               STRIDE: tl.constexpr, EVEN: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element, one pass per denoiser on the trajectory
     kept in the program's scratch ``x_row`` (float32 [K]): ReDGE-Cov's base pass
     (``_cov_base_pass``), ``_first_pass`` (k = n - 1: z drawn), ``_step_pass`` for k = n - 2 .. 1
@@ -348,20 +350,20 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     traffic in the others for more DDIM steps, by the same operations), then the output. Returns ``(mvec,
     svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
     svec = tl.zeros([STEPS_P2], dtype=tl.float32)
     m0 = NEG_INF
     s0 = 0.0
     if COV:
-        m0, s0, n_bad, n_valid = _cov_base_pass(phi_row, phi_stride_c, K, BLOCK)
+        m0, s0, n_bad, n_valid = _cov_base_pass(phi_row, phi_stride_c, K, BLOCK, EVEN)
         mvec = put(mvec, steps, 0, m0)
         svec = put(svec, steps, 0, s0)
     best = tl.full([], NEG_INF, dtype=tl.float32)
     best_idx = tl.zeros([], dtype=tl.int64)
     m, s, flags, best, best_idx = _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
                                               coefs_ptr, K, n, m0, s0, best, best_idx, COV,
-                                              HARD, BLOCK, GROUPED)
+                                              HARD, BLOCK, GROUPED, EVEN)
     if not COV:
         n_bad, n_valid = flags_of_max(flags)
     mvec = put(mvec, steps, n - 1, safe_max(m))
@@ -370,7 +372,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     for i in range(1, n - 1):
         m, s, best, best_idx = _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
                                           coefs_ptr, K, n, i, m0, s0, mvec, svec, steps, best,
-                                          best_idx, COV, HARD, BLOCK, GROUPED, STRIDE)
+                                          best_idx, COV, HARD, BLOCK, GROUPED, STRIDE, EVEN)
         mvec = put(mvec, steps, n - 1 - i, safe_max(m))
         svec = put(svec, steps, n - 1 - i, s)
         tl.debug_barrier()
@@ -380,7 +382,7 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     s1 = pick(svec, steps, 1)
     if WRITE_Y:  # output: the one-hot needs nothing; p_1 from x_1
         _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, 0, K, best_idx, m0,
-                       s0, m1, s1, poisoned, empty, COV, HARD, BLOCK)
+                       s0, m1, s1, poisoned, empty, COV, HARD, BLOCK, EVEN)
     tl.debug_barrier()  # the program's next row overwrites the scratch
     return mvec, svec, best_idx, poisoned, empty
 
@@ -390,7 +392,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                           R, K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
                           BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
-                          WRITE_Y: tl.constexpr = True, STRIDE: tl.constexpr = 1):
+                          WRITE_Y: tl.constexpr = True, STRIDE: tl.constexpr = 1,
+                          EVEN: tl.constexpr = False):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
@@ -399,7 +402,9 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K] (tiled only).
     Noise of (row, col): that of global row ``row + row_offset``, global column
     ``col + col_offset`` (``GROUPED``: the grouped noise form, ``col_offset`` a multiple of 4).
-    ``WRITE_Y`` off: y is not written (stats and index only; sample-and-embed).
+    ``WRITE_Y`` off: y is not written (stats and index only; sample-and-embed). ``EVEN`` (tiled
+    path, K a multiple of BLOCK): the tiles load and store without masks. Columns are int32
+    offsets within a row (the launcher keeps (K - 1) |phi_stride_c| < 2^31).
     """
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
@@ -421,7 +426,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, GROUPED, WRITE_Y, STRIDE)
+                BLOCK, STEPS_P2, GROUPED, WRITE_Y, STRIDE, EVEN)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))

@@ -61,7 +61,7 @@ import triton
 import triton.language as tl
 
 from ._common import (NEG_INF, coef_a, coef_alpha, coef_b, coef_c, coef_sigma, div_normal, finish,
-                      probs)
+                      load_tile, probs, store_tile)
 from ._diffusion import V_MIN, _base, _logits_of
 from ._noise import normal
 
@@ -264,13 +264,15 @@ def _solve(sums, cs, as_, N: tl.constexpr, COV: tl.constexpr):
 
 @triton.jit
 def _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_shift, seed, grow, coff, start, lanes,
-          c1, m0, s0, BLOCK: tl.constexpr, GROUPED: tl.constexpr, COV: tl.constexpr):
+          c1, m0, s0, BLOCK: tl.constexpr, GROUPED: tl.constexpr, COV: tl.constexpr,
+          EVEN: tl.constexpr):
     """``(phi, g - g_shift, x_{n-1}, cv, cols, cmask)`` of the tile of columns ``start + lanes``
-    below ``c1`` (float32; ``cv`` ReDGE-Cov's ``_cov_tile`` values, else zeros)."""
+    below ``c1`` (float32; ``cv`` ReDGE-Cov's ``_cov_tile`` values, else zeros); ``EVEN``: the
+    tile is full (no masks)."""
     cols = start + lanes
     cmask = cols < c1
-    phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-    g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32) - g_shift
+    phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
+    g = load_tile(gy_row + cols * gy_stride_c, cmask, 0.0, EVEN).to(tl.float32) - g_shift
     z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
     if COV:
         x, cv = _cov_tile(phi, z, m0, s0)
@@ -318,11 +320,11 @@ def _row(gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy
 @triton.jit
 def _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff, c0, c1, m0, s0,
             sc, N: tl.constexpr, COV: tl.constexpr, BLOCK: tl.constexpr,
-            GROUPED: tl.constexpr):
+            GROUPED: tl.constexpr, EVEN: tl.constexpr):
     """Pass A on the columns ``[c0, c1)``: their part of the row's sums, the flat tuple of
     scalars ``(d_1, U_2 .. U_{N-1}, T in _tri order)``, ReDGE-Cov then ``(A_0, B_1 .. B_{N-1})``
     (``_n_sums``)."""
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     T = _zeros_tuple((N - 1) * (N - 2) // 2, BLOCK // 4)
     U = _zeros_tuple(N - 2, BLOCK // 4)
     d1 = tl.zeros([BLOCK // 4], dtype=tl.float32)
@@ -331,7 +333,7 @@ def _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff,
     for start in range(c0, c1, BLOCK):
         phi, g, x, cv, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx,
                                            seed, grow, coff, start, lanes, c1, m0, s0, BLOCK,
-                                           GROUPED, COV)
+                                           GROUPED, COV, EVEN)
         Q = ()
         cst = (tl.zeros_like(x), tl.full(x.shape, 1.0, tl.float32), B, a0)
         for i in tl.static_range(N - 1):
@@ -355,13 +357,13 @@ def _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff,
 def _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, g_idx, seed, grow, coff,
                 c0, c1, m0, s0, sc, ds, d0, idx, poisoned, empty, N: tl.constexpr,
                 MAX: tl.constexpr, COV: tl.constexpr, BLOCK: tl.constexpr,
-                GROUPED: tl.constexpr):
+                GROUPED: tl.constexpr, EVEN: tl.constexpr):
     """Pass B on the columns ``[c0, c1)``: gphi from the row's d's (ReDGE-Cov: + mu (gp - d_0))."""
-    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    lanes = tl.arange(0, BLOCK)
     for start in range(c0, c1, BLOCK):
         phi, g, x, cv, cols, cmask = _tile(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx,
                                            seed, grow, coff, start, lanes, c1, m0, s0, BLOCK,
-                                           GROUPED, COV)
+                                           GROUPED, COV, EVEN)
         V = tl.zeros_like(x)
         acc = tl.zeros_like(x)
         cst = (tl.zeros_like(x), tl.full(x.shape, 1.0, tl.float32), tl.zeros_like(x))
@@ -370,14 +372,14 @@ def _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_row, g_idx, see
                                         N - 1 - i, MAX, COV)
         if COV:
             acc += cv[0] * (cst[2] - d0)
-        tl.store(gphi_row + cols, finish(acc, poisoned, empty), mask=cmask)
+        store_tile(gphi_row + cols, finish(acc, poisoned, empty), cmask, EVEN)
 
 
 @triton.jit(do_not_specialize=["row_offset", "col_offset"])
 def _twopass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, gphi_ptr,
                         K, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
                         gy_stride_c, N: tl.constexpr, MAX: tl.constexpr, COV: tl.constexpr,
-                        BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                        BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """Backward of redge / redge_max (``MAX``) / redge_cov (``COV``) for n = ``N`` steps, one
     program per row (module docstring).
 
@@ -385,6 +387,7 @@ def _twopass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_p
     [N, 5], stats [R, N, 2] and index [R] int64 from the forward -> grad_phi [R, K] contiguous
     (0 on empty rows, NaN on poisoned rows). Draws stream 0 only (z of global row
     ``row + row_offset``, global column ``col + col_offset``; ``GROUPED`` as in ``_noise``).
+    ``EVEN``: K a multiple of BLOCK (tiles without masks); int32 column offsets within a row.
     """
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
@@ -394,11 +397,11 @@ def _twopass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_p
         gy_ptr, phi_ptr, coefs_ptr, stats_ptr, index_ptr, row, phi_stride_r, gy_stride_r,
         gy_stride_c, N)
     sums = _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, grow, coff, 0, K, m0,
-                   s0, sc, N, COV, BLOCK, GROUPED)
+                   s0, sc, N, COV, BLOCK, GROUPED, EVEN)
     ds, d0 = _solve(sums, sc[0], sc[1], N, COV)
     _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_ptr + row * K, g_idx, seed,
                 grow, coff, 0, K, m0, s0, sc, ds, d0, idx, poisoned, empty, N, MAX, COV, BLOCK,
-                GROUPED)
+                GROUPED, EVEN)
 
 
 # ---- rows split into vocabulary chunks (few long rows; _launch.split_plan) -------------------
@@ -426,14 +429,14 @@ def _chunk_row(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, K, CH
 def _twopass_part_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, part_ptr,
                          K, CHUNK, n_chunks, row_offset, col_offset, phi_stride_r, phi_stride_c,
                          gy_stride_r, gy_stride_c, N: tl.constexpr, COV: tl.constexpr,
-                         BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                         BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """Pass A of ``_twopass_bwd_kernel`` on chunk ``program_id(1)`` (columns
     ``[c * CHUNK, (c + 1) * CHUNK)``) of row ``program_id(0)``: its sums into ``part[row, c]``."""
     row, chunk, c0, c1, seed, phi_row, gy_row, idx, poisoned, empty, g_idx, m0, s0, sc = \
         _chunk_row(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_ptr, K, CHUNK,
                    phi_stride_r, gy_stride_r, gy_stride_c, N)
     sums = _gather(phi_row, phi_stride_c, gy_row, gy_stride_c, g_idx, seed, row + row_offset,
-                   col_offset.to(tl.int64), c0, c1, m0, s0, sc, N, COV, BLOCK, GROUPED)
+                   col_offset.to(tl.int64), c0, c1, m0, s0, sc, N, COV, BLOCK, GROUPED, EVEN)
     base = part_ptr + (row * n_chunks + chunk) * _n_sums(N, COV)
     for i in tl.static_range(_n_sums(N, COV)):
         tl.store(base + i, sums[i])
@@ -444,7 +447,7 @@ def _twopass_out_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_p
                         gphi_ptr, K, CHUNK, n_chunks, row_offset, col_offset, phi_stride_r,
                         phi_stride_c, gy_stride_r, gy_stride_c, N: tl.constexpr,
                         MAX: tl.constexpr, COV: tl.constexpr, CHUNKS_P2: tl.constexpr,
-                        BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                        BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """Pass B of ``_twopass_bwd_kernel`` on chunk ``program_id(1)`` of row ``program_id(0)``,
     the row's sums added over its chunks' partials (one ``[CHUNKS_P2]`` reduction each, the same
     on every chunk's program) -> ``grad_phi`` on the chunk."""
@@ -459,4 +462,4 @@ def _twopass_out_kernel(gy_ptr, phi_ptr, seed_ptr, coefs_ptr, stats_ptr, index_p
     ds, d0 = _solve(sums, sc[0], sc[1], N, COV)
     _write_gphi(phi_row, phi_stride_c, gy_row, gy_stride_c, gphi_ptr + row * K, g_idx, seed,
                 row + row_offset, col_offset.to(tl.int64), c0, c1, m0, s0, sc, ds, d0, idx,
-                poisoned, empty, N, MAX, COV, BLOCK, GROUPED)
+                poisoned, empty, N, MAX, COV, BLOCK, GROUPED, EVEN)

@@ -1,7 +1,7 @@
 """The exact Gumbel-max sample with a log-free bound per element (docs/SPEC.md "Randomness (noise
 contract, version 2)"): the index is the first argmax of ``l + G`` with ``G = -log(-log u)`` the
-float32 value of ``_noise.gumbel_from_word``, exactly as the reference computes it, but G (three
-accurate logs) is evaluated only where it can win.
+float32 value of ``_noise.gumbel_from_word`` (the reference's to last-ulp), but G (two accurate
+logs) is evaluated only where it can win.
 
 The bound. With ``a = 1 - u`` (the noise module's float32 ``a``), ``-log u = -log(1 - a) >= a``, so
 

@@ -362,8 +362,17 @@ def bwd(grad_y, phi, seed, coefs, stats, index, method: int, hard: bool, tau: fl
                     col_offset)
 
 
+def _int32_columns(t):
+    """``t`` [R, K], or a contiguous copy where ``(K - 1) |stride(1)|`` would overflow the int32
+    column offsets of the tiled kernels (a transposed view of a large matrix)."""
+    if (t.shape[1] - 1) * abs(t.stride(1)) >= 2**31:
+        return t.contiguous()
+    return t
+
+
 def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, write_y):
     _check(phi, seed, coefs)
+    phi = _int32_columns(phi)
     rows, k = phi.shape
     _check_offsets(rows, k, row_offset, col_offset)
     n = coefs.shape[0]
@@ -394,7 +403,8 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
             WRITE_Y=write_y, STRIDE=1 if single else trajectory_stride(n, method == _COV),
-            num_warps=warps, enable_fp_fusion=FP_FUSION, maxnreg=DIFFUSION_FWD_MAXNREG)
+            EVEN=not single and k % blk == 0, num_warps=warps, enable_fp_fusion=FP_FUSION,
+            maxnreg=DIFFUSION_FWD_MAXNREG)
     elif block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
         _onepass_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
@@ -411,12 +421,14 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
             phi, seed, y, stats, index, float(tau), k, n, row_offset, col_offset, phi.stride(0),
             phi.stride(1), METHOD=int(method), HARD=bool(hard), SINGLE=single, BLOCK=blk,
             STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps), WRITE_Y=write_y,
-            num_warps=warps, enable_fp_fusion=FP_FUSION)
+            EVEN=not single and k % blk == 0, num_warps=warps, enable_fp_fusion=FP_FUSION)
     return y, stats, index
 
 
 def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset, col_offset):
     _check(phi, seed, coefs)
+    phi = _int32_columns(phi)
+    grad_y = _int32_columns(grad_y)
     rows, k = phi.shape
     _check_offsets(rows, k, row_offset, col_offset)
     n = coefs.shape[0]
@@ -476,8 +488,8 @@ def _bwd(grad_y, phi, seed, coefs, stats, index, method, tau, block, row_offset,
             grad_y, phi, seed, stats, index, grad_phi, float(tau), k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), grad_y.stride(0), grad_y.stride(1),
             METHOD=int(method), SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2,
-            GROUPED=_grouped(col_offset, blk, warps), num_warps=warps, enable_fp_fusion=FP_FUSION,
-            maxnreg=ONEPASS_BWD_MAXNREG)
+            GROUPED=_grouped(col_offset, blk, warps), EVEN=not single and k % blk == 0,
+            num_warps=warps, enable_fp_fusion=FP_FUSION, maxnreg=ONEPASS_BWD_MAXNREG)
     return grad_phi
 
 
@@ -642,9 +654,10 @@ def _twopass_bwd(grad_y, phi, seed, coefs, stats, index, grad_phi, method, block
     plan = split_plan(rows, k, "diffusion_bwd", block, phi.device, tile=(blk, warps))
     if plan is None:
         _twopass_bwd_kernel[(rows,)](*inputs, grad_phi, k, row_offset, col_offset, *strides,
-                                     MAX=method == _MAX, **meta)
+                                     MAX=method == _MAX, EVEN=k % blk == 0, **meta)
         return
     n_chunks, chunk = plan[:2]
+    meta["EVEN"] = k % chunk == 0 and chunk % blk == 0
     part = torch.empty((rows, n_chunks, _n_sums(n, method == _COV)), dtype=torch.float32,
                        device=phi.device)
     sizes = (k, chunk, n_chunks, row_offset, col_offset)

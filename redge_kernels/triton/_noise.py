@@ -8,7 +8,7 @@ global columns 4j .. 4j+3 of a row; every word is used once:
                rho(w) = sqrt(-2 log(f32(w) 2^-32 + 2^-33)),  theta(w) = (f32(w) 2^-32) * f32(2 pi)
     stream 1:  G[4j + i] = gumbel_from_word(w_i):
                a = f32(~w) 2^-32 + 2^-33 (= 1 - u),  b = f32(w) 2^-32 + 2^-33 (= u)
-               E = log1p(-a) by Goldberg (a < 1/2) else -log b;  G = -log E
+               E = -log1p(-a) (a < 1/2) else -log b;  G = -log E
 
 The blocks come in two forms with the same values, picked by the constexpr ``GROUPED``: a tile that
 starts at a global column that is a multiple of 4 takes BLOCK // 4 calls, interleaved into column
@@ -20,9 +20,10 @@ stream-1 words, for the Gumbel-max that evaluates G only for its candidates (``_
 
 ``log_pos``, ``cos_sin`` and ``cos_or_sin`` below are libdevice's accurate ``__nv_logf`` /
 ``__nv_cosf`` / ``__nv_sinf`` written out for the arguments the noise produces (positive normal
-logs; angles in [0, 2 pi), one reduction for a cos-sin pair) and ``sqrt_rn`` is the IEEE square
-root, so the kernels differ from the reference by at most last-ulp differences of those
-functions (within 1.5 ulp of the exact values, ``tests/test_noise.py``).
+logs; angles in [0, 2 pi), one reduction for a cos-sin pair), ``_common.sqrt_pos`` is the IEEE
+square root, and E's log1p(-a) is the same log of the exact 1 - a (where the reference divides by
+Goldberg's rounding correction), so the kernels differ from the reference by at most last-ulp
+differences of those functions (within 1.5 ulp of the exact values, ``tests/test_triton_kernels.py``).
 """
 
 import math
@@ -30,11 +31,10 @@ import math
 import triton
 import triton.language as tl
 
-from ._common import div_normal
+from ._common import sqrt_pos
 
 _TWO_M32: tl.constexpr = tl.constexpr(2.0**-32)
 _TWO_M33: tl.constexpr = tl.constexpr(2.0**-33)
-_TWO_M23: tl.constexpr = tl.constexpr(2.0**-23)
 # float32(2 pi), as noise._TWO_PI_F32 (exactly representable in fp32, so no double rounding).
 _TWO_PI_F32: tl.constexpr = tl.constexpr(float.fromhex("0x1.921fb60000000p+2"))
 assert abs(float.fromhex("0x1.921fb60000000p+2") - 2 * math.pi) < 2e-7
@@ -56,8 +56,11 @@ def philox_words(seed, j, row, stream: tl.constexpr):
 # for subnormal, zero, infinite and NaN inputs that the noise never produces): x = 2^e m with
 # m in [2/3, 4/3), log x = e log 2 + log1p(m - 1) by a degree-9 polynomial.
 _LOG_SPLIT: tl.constexpr = tl.constexpr(0x3F2AAAAB)  # float32 2/3: its bits
+_THIRD_BELOW: tl.constexpr = tl.constexpr(float.fromhex("0x1.555554p-2"))  # the float below 1/3
+_EXP_M1: tl.constexpr = tl.constexpr(-8388608)  # the exponent bits of 2^-1: -2^23
 _EXP_MASK: tl.constexpr = tl.constexpr(-8388608)  # 0xFF800000: sign and exponent bits
-_LN2_F32: tl.constexpr = tl.constexpr(float.fromhex("0x1.62e430p-1"))
+# float32(ln 2) 2^-23 (exact): the exponent bits e (a multiple of 2^23) times it is e 2^-23 ln 2.
+_LN2_2M23: tl.constexpr = tl.constexpr(float.fromhex("0x1.62e430p-1") * 2.0**-23)
 _LOG_C9: tl.constexpr = tl.constexpr(float.fromhex("-0x1.0aa04ep-3"))
 _LOG_C8: tl.constexpr = tl.constexpr(float.fromhex("0x1.2073ecp-3"))
 _LOG_C7: tl.constexpr = tl.constexpr(float.fromhex("-0x1.f19b98p-4"))
@@ -69,11 +72,24 @@ _LOG_C2: tl.constexpr = tl.constexpr(float.fromhex("0x1.5554f0p-2"))
 
 
 @triton.jit
-def log_pos(x):
-    """``log x`` of positive normal finite float32 ``x`` (max error about 1 ulp)."""
+def _log_split(x):
+    """``(e, f)`` with ``x = 2^(e 2^-23) (1 + f)``, f in [-1/3, 1/3) (``e`` int32, the exponent
+    bits, a multiple of 2^23) for positive normal finite float32 ``x``."""
     bits = x.to(tl.int32, bitcast=True)
     e = (bits - _LOG_SPLIT) & _EXP_MASK
-    f = (bits - e).to(tl.float32, bitcast=True) - 1.0
+    return e, (bits - e).to(tl.float32, bitcast=True) - 1.0
+
+
+@triton.jit
+def log_pos(x):
+    """``log x`` of positive normal finite float32 ``x`` (max error about 1 ulp)."""
+    e, f = _log_split(x)
+    return _log_of_split(e, f)
+
+
+@triton.jit
+def _log_of_split(e, f):
+    """``log(2^(e 2^-23) (1 + f))`` (``_log_split``): e ln 2 + log1p(f), log1p by the polynomial."""
     p = tl.fma(_LOG_C9, f, _LOG_C8)
     p = tl.fma(p, f, _LOG_C7)
     p = tl.fma(p, f, _LOG_C6)
@@ -82,12 +98,12 @@ def log_pos(x):
     p = tl.fma(p, f, _LOG_C3)
     p = tl.fma(p, f, _LOG_C2)
     p = tl.fma(p, f, -0.5)
-    return tl.fma(e.to(tl.float32) * _TWO_M23, _LN2_F32, tl.fma(f * p, f, f))
+    return tl.fma(e.to(tl.float32), _LN2_2M23, tl.fma(f * p, f, f))
 
 
 @triton.jit
 def _rho(w):
-    return tl.sqrt_rn(-2.0 * log_pos(w.to(tl.float32) * _TWO_M32 + _TWO_M33))
+    return sqrt_pos(-2.0 * log_pos(w.to(tl.float32) * _TWO_M32 + _TWO_M33))
 
 
 @triton.jit
@@ -228,21 +244,27 @@ def gumbel_words(seed, row, c0, cols, BLOCK: tl.constexpr, GROUPED: tl.constexpr
 
 
 @triton.jit
-def gumbel_from_word(w):
-    """float32 ``G = -log(-log u)`` of uint32 words, ``u = (w + 1/2) 2^-32`` never rounded."""
-    a = (~w).to(tl.float32) * _TWO_M32 + _TWO_M33  # 1 - u, exact near 0
-    b = w.to(tl.float32) * _TWO_M32 + _TWO_M33  # u, exact near 0
-    one_minus_a = 1.0 - a
-    denom = 1.0 - one_minus_a  # exact (Sterbenz) for a < 1/2
+def neg_log_u(w):
+    """float32 ``E = -log u`` of uint32 words, ``u = (w + 1/2) 2^-32`` never rounded: with
+    ``a = f32(~w) 2^-32 + 2^-33`` (= 1 - u) and ``b = f32(w) 2^-32 + 2^-33`` (= u), each exact
+    near 0, ``E = -log1p(-a)`` where a < 1/2, else ``-log b``. The log1p is the log of the exact
+    1 - a: 1 - a = 1 + f with f = -a for a <= 1/3 (below float32 1/3), else 2 (1 - a) = 1 + f
+    with f = 1 - 2a (exact, Sterbenz), the split ``log_pos`` would make of 1 - a itself; one
+    polynomial for both cases (within about 1 ulp of the exact value of the float32 a or b)."""
+    a = (~w).to(tl.float32) * _TWO_M32 + _TWO_M33
+    b = w.to(tl.float32) * _TWO_M32 + _TWO_M33
+    eb, fb = _log_split(b)
+    near = a <= _THIRD_BELOW
     small = a < 0.5
-    # one log for E: log(1 - a) where a < 1/2 (Goldberg), else log(b); the same values as
-    # evaluating both logs and selecting, with a log fewer per element
-    log_e = log_pos(tl.where(small, one_minus_a, b))
-    # the quotient's divisor is in [2^-24, 1]
-    q = div_normal(-log_e * a, tl.where(denom == 0.0, 1.0, denom))
-    e_small = tl.where(one_minus_a == 1.0, a, q)
-    e = tl.where(small, e_small, -log_e)
-    return -log_pos(e)
+    f = tl.where(small, tl.where(near, -a, 1.0 - 2.0 * a), fb)
+    e = tl.where(small, tl.where(near, 0, _EXP_M1), eb)
+    return -_log_of_split(e, f)
+
+
+@triton.jit
+def gumbel_from_word(w):
+    """float32 ``G = -log(-log u)`` of uint32 words (``neg_log_u``)."""
+    return -log_pos(neg_log_u(w))
 
 
 # ---- [ROWS, BLOCK] tiles of whole rows (several rows per program, small K) -------------------

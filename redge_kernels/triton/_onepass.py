@@ -25,10 +25,10 @@ centring uses sum_valid(u + w) = A - A sum(p1) + C - C sum(p0), as p0 = p1 = 0 w
 import triton
 import triton.language as tl
 
-from ._common import (NEG_INF, finish, flags_of_max, flags_of_stats, one_hot_tile, pick, probs,
-                      put, row_stats, safe_max, scaled_probs, scaled_row_stats, slot_argmax_fold,
-                      slot_argmax_init, slot_argmax_row, slot_stats_fold, slot_stats_init,
-                      slot_stats_row, tile_argmax)
+from ._common import (NEG_INF, finish, flags_of_max, flags_of_stats, load_tile, one_hot_tile,
+                      pick, probs, put, row_stats, safe_max, scaled_probs, scaled_row_stats,
+                      slot_argmax_fold, slot_argmax_init, slot_argmax_row, slot_stats_fold,
+                      slot_stats_init, slot_stats_row, store_tile, tile_argmax)
 from ._gumbel_max import fold
 from ._noise import gumbel as _gumbel_noise
 from ._noise import gumbel_words
@@ -93,7 +93,7 @@ def _group_argmax(phi_row, phi_stride_c, seed, grow, coff, c1, sbest, sgroup,
 
 @triton.jit
 def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, METHOD: tl.constexpr,
-                BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """One pass over the columns ``[c0, c1)`` of a row in tiles of BLOCK: the online stats of the
     scores ``v`` (slot 0: ``m = max v``, ``s = sum exp(v - m)``; Gumbel-Softmax ``exp((v - m) /
     tau)``), ReinMax's ``softmax(phi / tau)`` stats, the Gumbel-max ``(best, best_idx)`` (first
@@ -113,7 +113,7 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
     for start in range(c0, c1, BLOCK):
         cols = start + lanes
         cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
         if METHOD == GUMBEL:
             v = phi + _gumbel_noise(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
             sbest, sgroup = slot_argmax_fold(sbest, sgroup, v, start, BLOCK)
@@ -139,7 +139,7 @@ def _scan_range(phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, tau, MET
 @triton.jit
 def _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, best_idx, m0, s0,
                  tau, poisoned, empty, METHOD: tl.constexpr, HARD: tl.constexpr,
-                 BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                 BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """y on the columns ``[c0, c1)`` of a row (contiguous ``y_row``): ``one_hot(best_idx)`` for
     hard samples and ReinMax, else ``softmax(b)`` from the slot-0 stats ``(m0, s0)``; NaN on a
     poisoned row, 0 on an empty one (``finish``)."""
@@ -150,10 +150,10 @@ def _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, c0, c1, 
             y = one_hot_tile(tl.arange(0, BLOCK), start, best_idx, poisoned, empty, BLOCK,
                              y_row.dtype.element_ty)
         else:
-            phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
+            phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
             v = _tile_scores(phi, seed, grow, coff + start, coff + cols, METHOD, BLOCK, GROUPED)
             y = finish(_base_probs(v, m0, s0, tau, METHOD), poisoned, empty)
-        tl.store(y_row + cols, y, mask=cmask)
+        store_tile(y_row + cols, y, cmask, EVEN)
 
 
 @triton.jit
@@ -167,7 +167,7 @@ def _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau):
 @triton.jit
 def _bwd_sums_range(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes, c0, c1,
                     idx, m0, s0, mt, st, tau, METHOD: tl.constexpr, BLOCK: tl.constexpr,
-                    GROUPED: tl.constexpr):
+                    GROUPED: tl.constexpr, EVEN: tl.constexpr = False):
     """The backward's row sums over the columns ``[c0, c1)``: st / gumbel ``a = <g, s>``;
     reinmax ``(a, c, sum p1, sum p0, valid entries)`` with ``a = <2 g, p1>``, ``c = <-g / 2,
     p0>``. Returns ``(a, c, p1_sum, p0_sum, n_valid)`` (zeros where the method has none)."""
@@ -179,8 +179,8 @@ def _bwd_sums_range(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff
     for start in range(c0, c1, BLOCK):
         cols = start + lanes
         cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
+        g = load_tile(gy_row + cols * gy_stride_c, cmask, 0.0, EVEN).to(tl.float32)
         if METHOD == REINMAX:
             p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
             a_sum += tl.sum(2.0 * g * p1, axis=0)
@@ -197,15 +197,16 @@ def _bwd_sums_range(phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff
 @triton.jit
 def _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes,
                      c0, c1, idx, m0, s0, mt, st, tau, a_sum, c_sum, mean, poisoned, empty,
-                     METHOD: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr):
+                     METHOD: tl.constexpr, BLOCK: tl.constexpr, GROUPED: tl.constexpr,
+                     EVEN: tl.constexpr = False):
     """grad_phi on the columns ``[c0, c1)`` from the row sums: st / gumbel ``s (g - a)`` (gumbel
     ``/ tau``); reinmax ``(2 g p1 - p1 a) + (-g p0 / 2 - p0 c) - mean`` on the valid entries, 0
     elsewhere; NaN on a poisoned row, 0 on an empty one (``finish``)."""
     for start in range(c0, c1, BLOCK):
         cols = start + lanes
         cmask = cols < c1
-        phi = tl.load(phi_row + cols * phi_stride_c, mask=cmask, other=NEG_INF).to(tl.float32)
-        g = tl.load(gy_row + cols * gy_stride_c, mask=cmask, other=0.0).to(tl.float32)
+        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
+        g = load_tile(gy_row + cols * gy_stride_c, cmask, 0.0, EVEN).to(tl.float32)
         if METHOD == REINMAX:
             p0, p1 = _reinmax_probs(phi, cols, idx, m0, s0, mt, st, tau)
             gphi = (2.0 * g * p1 - p1 * a_sum) + (-0.5 * g * p0 - p0 * c_sum)
@@ -215,7 +216,7 @@ def _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed,
             gphi = _base_probs(v, m0, s0, tau, METHOD) * (g - a_sum)
             if METHOD == GUMBEL:
                 gphi = gphi * (1.0 / tau)
-        tl.store(gphi_row + cols, finish(gphi, poisoned, empty), mask=cmask)
+        store_tile(gphi_row + cols, finish(gphi, poisoned, empty), cmask, EVEN)
 
 
 @triton.jit(do_not_specialize=["n", "row_offset", "col_offset"])
@@ -223,11 +224,12 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c,
                         METHOD: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
                         BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
-                        WRITE_Y: tl.constexpr = True):
+                        WRITE_Y: tl.constexpr = True, EVEN: tl.constexpr = False):
     """Forward of st / gumbel / reinmax for one row (see module docstring).
 
     phi [R, K] (strided), seed 0-dim int64, tau float -> y [R, K] contiguous, stats [R, n, 2]
-    (s = NaN on poisoned rows), index [R] int64 (-1 on empty / poisoned rows).
+    (s = NaN on poisoned rows), index [R] int64 (-1 on empty / poisoned rows). ``EVEN`` (tiled
+    path, K a multiple of BLOCK): tiles without masks; int32 column offsets within a row there.
     """
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
@@ -259,15 +261,17 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
         if WRITE_Y:
             tl.store(y_row + lanes, y, mask=cmask)
     else:
+        lanes = tl.arange(0, BLOCK)
         m0, s0, mt, st, best, best_idx, n_bad, n_valid = _scan_range(
-            phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, tau, METHOD, BLOCK, GROUPED)
+            phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, tau, METHOD, BLOCK, GROUPED,
+            EVEN)
         m0 = safe_max(m0)
         mt = safe_max(mt)
         poisoned = n_bad > 0
         empty = (n_valid == 0) & (n_bad == 0)
         if WRITE_Y:
             _write_range(y_row, phi_row, phi_stride_c, seed, grow, coff, lanes, 0, K, best_idx,
-                         m0, s0, tau, poisoned, empty, METHOD, HARD, BLOCK, GROUPED)
+                         m0, s0, tau, poisoned, empty, METHOD, HARD, BLOCK, GROUPED, EVEN)
     mvec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, m0)
     svec = put(tl.zeros([STEPS_P2], dtype=tl.float32), steps, 0, s0)
     if METHOD == REINMAX:
@@ -283,11 +287,12 @@ def _onepass_fwd_kernel(phi_ptr, seed_ptr, y_ptr, stats_ptr, index_ptr, tau,
 def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_ptr, tau,
                         K, n, row_offset, col_offset, phi_stride_r, phi_stride_c, gy_stride_r,
                         gy_stride_c, METHOD: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr):
+                        BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
+                        EVEN: tl.constexpr = False):
     """Backward of st / gumbel / reinmax for one row (see module docstring).
 
     grad_y [R, K] (strided), phi, seed, stats, index from the forward -> grad_phi [R, K]
-    contiguous (0 on empty rows, NaN on poisoned rows).
+    contiguous (0 on empty rows, NaN on poisoned rows). ``EVEN``: as in the forward.
     """
     row = tl.program_id(0).to(tl.int64)
     seed = tl.load(seed_ptr)
@@ -334,11 +339,12 @@ def _onepass_bwd_kernel(gy_ptr, phi_ptr, seed_ptr, stats_ptr, index_ptr, gphi_pt
         tl.store(gphi_row + lanes, finish(gphi, poisoned, empty), mask=cmask)
     else:
         # pass 1: the row scalars; pass 2: write gphi
+        lanes = tl.arange(0, BLOCK)
         a_sum, c_sum, p1_sum, p0_sum, n_valid = _bwd_sums_range(
             phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff, lanes, 0, K, idx, m0, s0,
-            mt, st, tau, METHOD, BLOCK, GROUPED)
+            mt, st, tau, METHOD, BLOCK, GROUPED, EVEN)
         mean = (a_sum - a_sum * p1_sum + c_sum - c_sum * p0_sum) / \
             tl.maximum(n_valid, 1).to(tl.float32)
         _bwd_write_range(gphi_row, phi_row, phi_stride_c, gy_row, gy_stride_c, seed, grow, coff,
                          lanes, 0, K, idx, m0, s0, mt, st, tau, a_sum, c_sum, mean, poisoned,
-                         empty, METHOD, BLOCK, GROUPED)
+                         empty, METHOD, BLOCK, GROUPED, EVEN)
