@@ -3,8 +3,9 @@
     python -m bench.compile_check [--level quick|full] [--arch 80 90] [--jobs N]
 
 Each workload (estimator x direction x hard/soft x K class x dtype) is run through the launcher of
-this checkout with the launches recorded (``bench.kernel_compile``); every distinct kernel
-configuration is compiled once per architecture with the JIT's runtime specialization (16-byte
+this checkout, planned for each architecture, with the launches recorded
+(``bench.kernel_compile``); every distinct kernel configuration is compiled once per architecture
+with the JIT's runtime specialization (16-byte
 aligned pointers, divisible integers, unit strides folded) and ptxas' ``-v`` report is read:
 registers, stack frame, spill stores and loads (and cuobjdump's LOCAL). Any spill, LOCAL byte or
 stack frame fails the configuration (local memory traffic on the hot path), as does a compile
@@ -77,13 +78,14 @@ def _rows_reg_workloads(level: str) -> list[Workload]:
 
 def _stride_workloads(level: str) -> list[Workload]:
     """The tiled ReDGE / ReDGE-Max forward keeps every STRIDE-th x_k from the chain lengths of
-    ``TRAJECTORY_STRIDES``: each stride at its first n, hard, soft and without y, fp32 and bf16 at
-    K = 32768 (``full``: fp16 too, at tiled K's with and without a tail)."""
-    from redge_kernels.triton._launch import TRAJECTORY_STRIDES
+    ``TRAJECTORY_STRIDES`` and ``RESIDENT_TRAJECTORY_STRIDES``: each stride at its first n, hard,
+    soft and without y, fp32 and bf16 at K = 32768 (``full``: fp16 too, at tiled K's with and
+    without a tail)."""
+    from redge_kernels.triton._launch import RESIDENT_TRAJECTORY_STRIDES, TRAJECTORY_STRIDES
     ks = (32768,) if level == "quick" else (8192, 50000, 131072)
     dtypes = ("fp32", "bf16") if level == "quick" else ("fp32", "bf16", "fp16")
     out = []
-    for n, _ in TRAJECTORY_STRIDES:
+    for n in sorted({n for n, _ in TRAJECTORY_STRIDES + RESIDENT_TRAJECTORY_STRIDES}):
         for k in ks:
             for dt in dtypes:
                 out += [Workload("redge", "fwd", 4096, k, n, dt, hard) for hard in (True, False)]
@@ -137,14 +139,14 @@ def _split_workloads(rows: int, k: int, dtype: str) -> list[Workload]:
     return out
 
 
-def _configs(w: Workload) -> list[dict]:
-    """The distinct launches of ``w``: ``{"key", "name", "constexprs", "num_warps"}``."""
+def _configs(w: Workload, arch: int) -> list[dict]:
+    """The distinct launches of ``w`` on ``sm_<arch>``: ``{"key", "launch"}``."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import make_backend
     from triton.runtime.jit import create_function_from_signature
     out = []
     backend = make_backend(GPUTarget("cuda", 90, 32))
-    for launch in capture(w):
+    for launch in capture(w, arch):
         fn = launch.fn
         binder = create_function_from_signature(fn.signature, fn.params, backend)
         _, spec, options = binder(*launch.args, **launch.kwargs)
@@ -156,21 +158,21 @@ def _configs(w: Workload) -> list[dict]:
 def _compile_many(items: list, archs) -> dict:
     """``{(key, arch): result}`` for every distinct configuration (runs uninterpreted)."""
     seen, results = {}, {}
-    for w in items:
-        for c in _configs(w):
-            seen.setdefault(c["key"], c["launch"])
-    for key, launch in seen.items():
-        for arch in archs:
-            try:
-                ck = compile_launch(launch, arch)
-                res = {k: getattr(ck, k) for k in ("name", "regs", "stack", "spill_stores",
-                                                   "spill_loads", "local", "num_warps")}
-                res["constexprs"] = ck.constexprs
-                res["error"] = ""
-            except Exception as e:  # reported in the table, fails the configuration
-                res = {"name": launch.name, "error": f"{type(e).__name__}: {e}"[:300]}
-            res["arch"] = arch
-            results[(key, arch)] = res
+    for arch in archs:  # the launcher's choices may depend on the architecture
+        for w in items:
+            for c in _configs(w, arch):
+                seen.setdefault((c["key"], arch), c["launch"])
+    for (key, arch), launch in seen.items():
+        try:
+            ck = compile_launch(launch, arch)
+            res = {k: getattr(ck, k) for k in ("name", "regs", "stack", "spill_stores",
+                                               "spill_loads", "local", "num_warps")}
+            res["constexprs"] = ck.constexprs
+            res["error"] = ""
+        except Exception as e:  # reported in the table, fails the configuration
+            res = {"name": launch.name, "error": f"{type(e).__name__}: {e}"[:300]}
+        res["arch"] = arch
+        results[(key, arch)] = res
     return results
 
 
@@ -178,7 +180,7 @@ def _check_workloads(items: list, archs) -> list[tuple]:
     results = _compile_many(items, archs)
     out = []
     for w in items:
-        rows = [results[(c["key"], arch)] for c in _configs(w) for arch in archs]
+        rows = [results[(c["key"], arch)] for arch in archs for c in _configs(w, arch)]
         out.append((w, rows))
     return out
 

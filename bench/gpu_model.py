@@ -65,7 +65,7 @@ def _compile_job(w: Workload, arch: int) -> list[dict]:
     from bench.kernel_trace import kernel_root
     from bench.sass import disassemble
     out = []
-    for launch in capture(w):
+    for launch in capture(w, arch):
         c = compile_launch(launch, arch)
         key = (c.name, c.arch, c.num_warps, json.dumps(c.constexprs, sort_keys=True),
                json.dumps(c.signature, sort_keys=True), c.cubin)
@@ -91,11 +91,11 @@ def _fill(t):
     rows.copy_(torch.randn(rows.shape, generator=g).to(t.dtype))
 
 
-def _signatures(w: Workload) -> list:
+def _signatures(w: Workload, arch: int = 90) -> list:
     from bench.kernel_compile import run_workload
     from bench.kernel_trace import trace_first_programs
     sigs: list = []
-    trace_first_programs(lambda: run_workload(w, "cpu"), signatures=sigs, dry=True)
+    trace_first_programs(lambda: run_workload(w, "cpu", arch=arch), signatures=sigs, dry=True)
     return sigs
 
 
@@ -115,12 +115,13 @@ def _zeroed_buffers():
         torch.empty = real
 
 
-def _traced(w: Workload) -> list:
+def _traced(w: Workload, arch: int = 90) -> list:
     from bench.kernel_compile import run_workload
     from bench.kernel_trace import trace_first_programs
     with _zeroed_buffers():
         return [t.counts
-                for t in trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill))]
+                for t in trace_first_programs(lambda: run_workload(w, "cpu", fill=_fill,
+                                                                   arch=arch))]
 
 
 def _tile(want: list) -> int:
@@ -134,7 +135,7 @@ def _tile(want: list) -> int:
     return best
 
 
-def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
+def _reduced_points(w: Workload, want: list, arch: int = 90) -> tuple[str, list[int]] | None:
     """``(dimension, three smaller values)`` of a dimension of ``w`` along which its first
     programs' statement counts should be exactly affine, each value launching exactly ``w``'s
     kernels, grids and constexprs (``want``: ``w``'s launch signatures), or None.
@@ -151,7 +152,7 @@ def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
     for g in grids:
         pts = [g * q for q in (1, 2, 3)]
         if pts[-1] < w.rows and all(
-                _signatures(dataclasses.replace(w, rows=r)) == want for r in pts):
+                _signatures(dataclasses.replace(w, rows=r), arch) == want for r in pts):
             return "rows", pts
     tile = _tile(want)
     if tile and w.k >= 4 * tile:
@@ -160,7 +161,7 @@ def _reduced_points(w: Workload, want: list) -> tuple[str, list[int]] | None:
             k = w.k % tile + m * tile
             if k >= w.k:
                 break
-            if _signatures(dataclasses.replace(w, k=k)) == want:
+            if _signatures(dataclasses.replace(w, k=k), arch) == want:
                 ok.append(k)
                 if len(ok) == 3:
                     return "k", ok
@@ -199,23 +200,23 @@ def _affine(runs: list, points: list[int], target: int, dependent, linear: bool 
     return out
 
 
-def _trace_counts(w: Workload, log=None) -> list:
+def _trace_counts(w: Workload, log=None, arch: int = 90) -> list:
     """Statement counts of the first program of every launch of ``w`` (runs with
     TRITON_INTERPRET=1), reduced where possible (docs/GPU_MODEL.md "Trip counts"): when the
     counts are exactly affine along rows (a persistent grid) or K (tiled rows) over three smaller
     workloads of the same launches, they are extrapolated from those (recursively: a reduced
     workload may be reduced along the other dimension), else traced at ``w``."""
-    want = _signatures(w)
-    red = _reduced_points(w, want)
+    want = _signatures(w, arch)
+    red = _reduced_points(w, want, arch)
     if red is not None:
         dim, points = red
-        runs = [_trace_counts(dataclasses.replace(w, **{dim: p}), log) for p in points]
+        runs = [_trace_counts(dataclasses.replace(w, **{dim: p}), log, arch) for p in points]
         out = _affine(runs, points, getattr(w, dim), _in_while, linear=dim == "rows")
         if out is not None:
             return out
         if log is not None:
             log.append(f"{w.label()}: counts not affine in {dim} at {points}; traced in full")
-    return _traced(w)
+    return _traced(w, arch)
 
 
 def _in_while(key) -> bool:
@@ -226,15 +227,15 @@ def _in_while(key) -> bool:
                for lo, hi in while_spans(path))
 
 
-def _trace_or_reuse(w: Workload, cached: list | None):
+def _trace_or_reuse(w: Workload, cached: list | None, arch: int = 90):
     """``(signatures, traces, notes)`` of ``w``; traces None when ``cached`` (the signatures of a
     traced workload of the same shape, e.g. the other dtype) equals ``w``'s: same kernels, grid
     and constexprs, hence the same statement counts."""
-    sigs = _signatures(w)
+    sigs = _signatures(w, arch)
     if cached is not None and sigs == cached:
         return sigs, None, []
     notes: list = []
-    return sigs, _trace_counts(w, notes), notes
+    return sigs, _trace_counts(w, notes, arch), notes
 
 
 # ---- workers: one compiling (interpreter off), one tracing (interpreter on), each job bounded ----
@@ -337,7 +338,7 @@ class Modeller:
         key = (w.method, w.direction, w.rows, w.k, w.n_steps, w.hard, w.write_y)
         cached = self.traces.get(key)
         self.compiler.submit(_compile_job, w, self.arch)
-        self.tracer.submit(_trace_or_reuse, w, cached[0] if cached else None)
+        self.tracer.submit(_trace_or_reuse, w, cached[0] if cached else None, self.arch)
         errors = []
         try:
             launches = self.compiler.result(self.timeout, w.label())

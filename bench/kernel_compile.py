@@ -97,12 +97,13 @@ PLANNED_SMS = 132
 PLANNED_L2 = 50 * 2**20
 
 
-def run_workload(w: Workload, device, fill=None):
+def run_workload(w: Workload, device, fill=None, arch: int = 90):
     """Call the backend's launchers for ``w`` on ``device`` with the grids of a ``PLANNED_SMS``
-    GPU; the backward is preceded by its forward (whose outputs it consumes). ``fill(tensor)``
-    initialises the inputs (None: leave them uninitialised, as for the meta device)."""
+    GPU of ``sm_<arch>`` (the configurations the launcher picks for it); the backward is preceded
+    by its forward (whose outputs it consumes). ``fill(tensor)`` initialises the inputs (None:
+    leave them uninitialised, as for the meta device)."""
     from redge_kernels.triton import _launch
-    with _launch.planned_sms(PLANNED_SMS, PLANNED_L2):
+    with _launch.planned_sms(PLANNED_SMS, PLANNED_L2, arch):
         _run_workload(w, device, fill)
 
 
@@ -143,16 +144,17 @@ def _recording(launches: list):
         jit.JITFunction.run = old
 
 
-def capture(w: Workload) -> list[Launch]:
-    """The kernel launches of ``w``'s direction (for "bwd", the backward's launches only), with
-    meta-device tensors; must run with ``TRITON_INTERPRET`` off."""
+def capture(w: Workload, arch: int = 90) -> list[Launch]:
+    """The kernel launches of ``w``'s direction (for "bwd", the backward's launches only) that the
+    launcher picks for ``sm_<arch>``, with meta-device tensors; must run with ``TRITON_INTERPRET``
+    off."""
     fwd_launches: list[Launch] = []
     if w.direction == "bwd":
         with _recording(fwd_launches):
-            run_workload(dataclasses.replace(w, direction="fwd"), "meta")
+            run_workload(dataclasses.replace(w, direction="fwd"), "meta", arch=arch)
     launches: list[Launch] = []
     with _recording(launches):
-        run_workload(w, "meta")
+        run_workload(w, "meta", arch=arch)
     return launches[len(fwd_launches):]
 
 
@@ -257,7 +259,7 @@ def compile_launch(launch: Launch, arch: int) -> Compiled:
 
 def compile_workload(w: Workload, arch: int) -> list[Compiled]:
     """Every kernel launch of ``w`` compiled for ``sm_<arch>``."""
-    return [compile_launch(launch, arch) for launch in capture(w)]
+    return [compile_launch(launch, arch) for launch in capture(w, arch)]
 
 
 def interpreting() -> bool:

@@ -578,6 +578,67 @@ def test_full_width_tiles_equal_masked_tiles(method, hard, split):
             assert torch.equal(a, b)
 
 
+def test_resident_tiles_by_architecture():
+    """The launcher's RES: FWD_RESIDENT_TILES' entry of the largest architecture key <= the
+    device's, at most the row's whole tiles; 0 for the single block and for ReDGE-Cov; the
+    planned architecture (``planned_sms``) wins over the tensors' device, the CPU (interpreter)
+    takes sm_90's."""
+    top80, top90 = _launch.FWD_RESIDENT_TILES[0], _launch.FWD_RESIDENT_TILES[90]
+    assert 0 < top80 < top90
+    assert _launch.resident_tiles(32768, False, 2048, False, 80) == top80
+    assert _launch.resident_tiles(32768, False, 2048, False, 86) == top80
+    assert _launch.resident_tiles(32768, False, 2048, False, 90) == top90
+    assert _launch.resident_tiles(32768, False, 2048, False, 100) == top90
+    assert _launch.resident_tiles(3 * 2048 + 5, False, 2048, False, 90) == 3
+    assert _launch.resident_tiles(32768, True, 2048, False, 90) == 0
+    assert _launch.resident_tiles(32768, False, 2048, True, 90) == 0
+    cpu = torch.device("cpu")
+    assert _launch.device_arch(cpu) == 90
+    with _launch.planned_sms(132, None, 80):
+        assert _launch.device_arch(cpu) == 80
+    assert _launch.device_arch(cpu) == 90
+
+
+@pytest.mark.parametrize("method,hard,n_steps", [("redge", True, 3), ("redge", False, 6),
+                                                 ("redge_max", True, 2), ("redge", False, 4),
+                                                 ("redge_max", True, 6)])
+def test_resident_trajectory_equals_the_scratch_one(monkeypatch, method, hard, n_steps):
+    """The tiled forward with the trajectory of its first RES tiles in registers against the same
+    forward with all of it in the scratch (RES = 0): the same y, stats and index bitwise (the same
+    operations on the same values, only where x_k is kept differs), with RES = 2 of the 4 full
+    tiles of K = 71 at BLOCK 16 (and, in the first case, all 4), on rows with a NaN and with only
+    -inf; n_steps = 6 also takes ReDGE's STRIDE 2 (the scratch's tiles skip keeping x_k, the
+    registers' do not); ``write_y=False`` gives the same stats and index; at K = 64 (the first
+    case) with the whole row resident."""
+    rows, k = 3, 71
+    phi = _logits(rows, k, seed=n_steps)
+    phi[1, 5] = float("nan")
+    phi[2] = float("-inf")
+    coefs = _schedule(method, n_steps).table(DEVICE)
+    seed_t = torch.tensor(31, dtype=torch.int64, device=DEVICE)
+    out = {}
+    for res in (0, 2, 4) if n_steps == 3 else (0, 2):
+        monkeypatch.setattr(_launch, "FWD_RESIDENT_TILES", {0: res, 90: res})
+        assert _launch.resident_tiles(k, False, 16, False) == res
+        out[res] = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, block=16)
+    _, stats, index = tk.fwd(phi, seed_t, coefs, METHOD_IDS[method], hard, 1.0, write_y=False,
+                             block=16)
+    assert torch.equal(stats.nan_to_num(7.0), out[2][1].nan_to_num(7.0))
+    assert torch.equal(index, out[2][2])
+    assert out[0][2][2] == -1 and out[0][2][1] == -1 and out[0][2][0] >= 0
+    for res in out:
+        for a, b in zip(out[0], out[res]):
+            assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+    if n_steps == 3:  # the whole row resident: K = 64, no scratch column used
+        whole = phi[:, :64].contiguous()
+        got = {}
+        for res in (0, 4):
+            monkeypatch.setattr(_launch, "FWD_RESIDENT_TILES", {0: res, 90: res})
+            got[res] = tk.fwd(whole, seed_t, coefs, METHOD_IDS[method], hard, 1.0, block=16)
+        for a, b in zip(got[0], got[4]):
+            assert torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))
+
+
 @pytest.mark.parametrize("method,hard", [("st", True), ("gumbel", False), ("redge", True),
                                          ("redge_cov", False)])
 @pytest.mark.parametrize("c0,width,block", [(6, 11, None), (4, 21, 16), (1, 19, 16)])

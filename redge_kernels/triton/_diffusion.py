@@ -150,6 +150,16 @@ def _mu_lam(phi, m0, s0, COV: tl.constexpr):
 
 
 @triton.jit
+def _soft_y(phi_row, phi_stride_c, x1, cols, cmask, coefs_ptr, m0, s0, m1, s1, poisoned, empty,
+            COV: tl.constexpr, EVEN: tl.constexpr):
+    """``p_1 = softmax(l_1)`` on the columns ``cols`` from their x_1 and the step-1 stats
+    ``(m1, s1)``; NaN on a poisoned row, 0 on an empty one (``finish``)."""
+    phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
+    mu, lam = _mu_lam(phi, m0, s0, COV)
+    return finish(probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1), poisoned, empty)
+
+
+@triton.jit
 def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1, best_idx, m0,
                    s0, m1, s1, poisoned, empty, COV: tl.constexpr, HARD: tl.constexpr,
                    BLOCK: tl.constexpr, EVEN: tl.constexpr = False):
@@ -164,11 +174,9 @@ def _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, c0, c1
             y = one_hot_tile(tl.arange(0, BLOCK), start, best_idx, poisoned, empty, BLOCK,
                              y_row.dtype.element_ty)
         else:
-            phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
-            mu, lam = _mu_lam(phi, m0, s0, COV)
             x1 = load_tile(x_row + cols, cmask, 0.0, EVEN)
-            y = finish(probs(_logits(phi, x1, mu, lam, coefs_ptr, 1, COV), m1, s1), poisoned,
-                       empty)
+            y = _soft_y(phi_row, phi_stride_c, x1, cols, cmask, coefs_ptr, m0, s0, m1, s1,
+                        poisoned, empty, COV, EVEN)
         store_tile(y_row + cols, y, cmask, EVEN)
 
 
@@ -260,47 +268,90 @@ def _cov_base_pass(phi_row, phi_stride_c, K, BLOCK: tl.constexpr, EVEN: tl.const
 
 
 @triton.jit
+def _first_tile(phi_row, phi_stride_c, seed, grow, coff, start, lanes, K, k, m0, s0, c_k,
+                sigma_k, alpha_k, m, s, flags, best, best_idx, COV: tl.constexpr,
+                BLOCK: tl.constexpr, GROUPED: tl.constexpr, EVEN: tl.constexpr):
+    """One tile of ``_first_pass``, columns ``start + lanes``: z drawn, x_{n-1} from it, l_{n-1}
+    folded. Returns ``(x, m, s, flags, best, best_idx)``."""
+    cols = start + lanes
+    phi = load_tile(phi_row + cols * phi_stride_c, cols < K, NEG_INF, EVEN).to(tl.float32)
+    if not COV:
+        flags = lane_flags_fold(flags, phi)
+    z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
+    x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
+    m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start, cols,
+                                      BLOCK, GROUPED)
+    return x, m, s, flags, best, best_idx
+
+
+@triton.jit
 def _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, m0, s0, best,
                 best_idx, COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
-                GROUPED: tl.constexpr, EVEN: tl.constexpr):
-    """Pass k = n - 1 of the tiled forward: z drawn, x_{n-1} kept in the scratch ``x_row`` (not
-    when it is also the last pass of a hard sample, n = 2), l_{n-1} folded; for ReDGE /
-    ReDGE-Max the per-lane ``max_nan`` of phi for the row flags. Returns ``(m, s, flags, best,
-    best_idx)``, ``(m, s)`` the row's stats of step n - 1."""
+                GROUPED: tl.constexpr, EVEN: tl.constexpr, RES: tl.constexpr):
+    """Pass k = n - 1 of the tiled forward: z drawn, x_{n-1} kept: in registers for the first
+    ``RES`` tiles (the tuple ``xs``), in the scratch ``x_row`` for the others (not when it is also
+    the last pass of a hard sample, n = 2); l_{n-1} folded; for ReDGE / ReDGE-Max the per-lane
+    ``max_nan`` of phi for the row flags. Returns ``(m, s, flags, best, best_idx, xs)``,
+    ``(m, s)`` the row's stats of step n - 1."""
     k = n - 1
     lanes = tl.arange(0, BLOCK)
     m, s = slot_stats_init(BLOCK)
     flags = lane_flags_init(BLOCK)
     c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
     keep = (k > 1) | (not HARD)  # the one-hot output needs no x_1
-    for start in range(0, K, BLOCK):
-        cols = start + lanes
-        cmask = cols < K
-        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
-        if not COV:
-            flags = lane_flags_fold(flags, phi)
-        z = normal(seed, grow, coff + start, coff + cols, BLOCK, GROUPED)
-        x, mu, lam, sv, q = _base(phi, z, m0, s0, COV)
+    xs = ()
+    for t in tl.static_range(RES):  # full tiles by the launcher's choice of RES
+        x, m, s, flags, best, best_idx = _first_tile(
+            phi_row, phi_stride_c, seed, grow, coff, t * BLOCK, lanes, K, k, m0, s0, c_k, sigma_k,
+            alpha_k, m, s, flags, best, best_idx, COV, BLOCK, GROUPED, True)
+        xs = xs + (x,)
+    for start in range(RES * BLOCK, K, BLOCK):
+        x, m, s, flags, best, best_idx = _first_tile(
+            phi_row, phi_stride_c, seed, grow, coff, start, lanes, K, k, m0, s0, c_k, sigma_k,
+            alpha_k, m, s, flags, best, best_idx, COV, BLOCK, GROUPED, EVEN)
         if keep:
-            store_tile(x_row + cols, x, cmask, EVEN)
-        l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
-        m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
-                                          cols, BLOCK, GROUPED)
+            cols = start + lanes
+            store_tile(x_row + cols, x, cols < K, EVEN)
     m, s = slot_stats_row(m, s, 1.0)
-    return m, s, flags, best, best_idx
+    return m, s, flags, best, best_idx, xs
 
 
 @triton.jit
-def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, i, m0, s0, mvec,
-               svec, steps, best, best_idx, COV: tl.constexpr, HARD: tl.constexpr,
+def _step_tile(phi_row, phi_stride_c, seed, grow, coff, start, lanes, K, x, extra, k, m0, s0,
+               c_k, sigma_k, alpha_k, near, far, m, s, best, best_idx, COV: tl.constexpr,
                BLOCK: tl.constexpr, GROUPED: tl.constexpr, STRIDE: tl.constexpr,
                EVEN: tl.constexpr):
-    """Pass i >= 1 (k = n - 1 - i) of the tiled forward: one DDIM step x_{k+1} -> x_k from the
-    scratch (p_{k+1} from its finished stats), x_k kept for the next pass (not x_1 of a hard
-    sample), l_k folded. ``STRIDE`` > 1: only the passes i = 0, STRIDE, 2 STRIDE, ... (and the
-    last of a soft sample) keep x_k; pass i reads the x of the last pass that kept one and takes
-    1 + (i - 1) mod STRIDE steps, by the same operations. Returns ``(m, s, best, best_idx)``,
-    ``(m, s)`` the row's stats of step k."""
+    """One tile of ``_step_pass``, columns ``start + lanes``: ``extra`` DDIM moves from ``x``
+    (x_{k+1+extra}) to x_{k+1} (``far``: their steps' scalars), the move to x_k (``near``: step
+    k + 1's), l_k folded. Returns ``(x_k, m, s, best, best_idx)``."""
+    cols = start + lanes
+    phi = load_tile(phi_row + cols * phi_stride_c, cols < K, NEG_INF, EVEN).to(tl.float32)
+    mu, lam = _mu_lam(phi, m0, s0, COV)
+    for j in tl.static_range(STRIDE - 1):  # x_{k+1+extra} -> x_{k+1}, farthest step first
+        if STRIDE - 1 - j <= extra:
+            c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = far[STRIDE - 2 - j]
+            x = _ddim_move(phi, x, mu, lam, c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q, COV)
+    c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p = near
+    x = _ddim_move(phi, x, mu, lam, c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p, COV)
+    l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
+    m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start, cols,
+                                      BLOCK, GROUPED)
+    return x, m, s, best, best_idx
+
+
+@triton.jit
+def _step_pass(phi_row, phi_stride_c, x_row, xs, seed, grow, coff, coefs_ptr, K, n, i, m0, s0,
+               mvec, svec, steps, best, best_idx, COV: tl.constexpr, HARD: tl.constexpr,
+               BLOCK: tl.constexpr, GROUPED: tl.constexpr, STRIDE: tl.constexpr,
+               EVEN: tl.constexpr, RES: tl.constexpr):
+    """Pass i >= 1 (k = n - 1 - i) of the tiled forward: one DDIM step x_{k+1} -> x_k (p_{k+1}
+    from its finished stats), on the first ``RES`` tiles in registers (``xs``, x_k kept there),
+    on the others from the scratch, x_k kept there for the next pass (not x_1 of a hard sample);
+    l_k folded. ``STRIDE`` > 1: only the passes i = 0, STRIDE, 2 STRIDE, ... (and the last of a
+    soft sample) keep x_k in the scratch; pass i reads the x of the last pass that kept one and
+    takes 1 + (i - 1) mod STRIDE steps, by the same operations. Returns ``(m, s, best, best_idx,
+    xs)``, ``(m, s)`` the row's stats of step k."""
     k = n - 1 - i
     lanes = tl.arange(0, BLOCK)
     m, s = slot_stats_init(BLOCK)
@@ -308,8 +359,7 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
     # coefficients, the finished steps k + 1 (and, STRIDE > 1, k + 2 .. k + STRIDE) it moves
     # through
     c_k, sigma_k, alpha_k = _logit_scalars(coefs_ptr, k, COV)
-    c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p = _step_scalars(coefs_ptr, mvec, svec, steps,
-                                                              k + 1, COV)
+    near = _step_scalars(coefs_ptr, mvec, svec, steps, k + 1, COV)
     keep = (k > 1) | (not HARD)
     extra = (i - 1) % STRIDE  # the moves before the last one: from x_{k+1+extra}
     if STRIDE > 1:
@@ -318,37 +368,38 @@ def _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff, coefs_ptr, K, n, 
     for d in tl.static_range(1, STRIDE):
         far = far + (_step_scalars(coefs_ptr, mvec, svec, steps, tl.minimum(k + 1 + d, n - 1),
                                    COV),)
-    for start in range(0, K, BLOCK):
+    new = ()
+    for t in tl.static_range(RES):  # x_{k+1} in registers: one move
+        x, m, s, best, best_idx = _step_tile(
+            phi_row, phi_stride_c, seed, grow, coff, t * BLOCK, lanes, K, xs[t], 0, k, m0, s0,
+            c_k, sigma_k, alpha_k, near, far, m, s, best, best_idx, COV, BLOCK, GROUPED, STRIDE,
+            True)
+        new = new + (x,)
+    for start in range(RES * BLOCK, K, BLOCK):
         cols = start + lanes
         cmask = cols < K
-        phi = load_tile(phi_row + cols * phi_stride_c, cmask, NEG_INF, EVEN).to(tl.float32)
-        mu, lam = _mu_lam(phi, m0, s0, COV)
         x = load_tile(x_row + cols, cmask, 0.0, EVEN)
-        for j in tl.static_range(STRIDE - 1):  # x_{k+1+extra} -> x_{k+1}, farthest step first
-            if STRIDE - 1 - j <= extra:
-                c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q = far[STRIDE - 2 - j]
-                x = _ddim_move(phi, x, mu, lam, c_q, sigma_q, alpha_q, a_q, b_q, m_q, s_q, COV)
-        x = _ddim_move(phi, x, mu, lam, c_p, sigma_p, alpha_p, a_p, b_p, m_p, s_p, COV)
+        x, m, s, best, best_idx = _step_tile(
+            phi_row, phi_stride_c, seed, grow, coff, start, lanes, K, x, extra, k, m0, s0, c_k,
+            sigma_k, alpha_k, near, far, m, s, best, best_idx, COV, BLOCK, GROUPED, STRIDE, EVEN)
         if keep:
             store_tile(x_row + cols, x, cmask, EVEN)
-        l = _logits_of(phi, x, mu, lam, c_k, sigma_k, alpha_k, COV)
-        m, s, best, best_idx = _fold_tile(l, m, s, best, best_idx, k, seed, grow, coff, start,
-                                          cols, BLOCK, GROUPED)
     m, s = slot_stats_row(m, s, 1.0)
-    return m, s, best, best_idx
+    return m, s, best, best_idx, new
 
 
 @triton.jit
 def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n,
                COV: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
                STEPS_P2: tl.constexpr, GROUPED: tl.constexpr, WRITE_Y: tl.constexpr,
-               STRIDE: tl.constexpr, EVEN: tl.constexpr):
+               STRIDE: tl.constexpr, EVEN: tl.constexpr, RES: tl.constexpr):
     """Path (b), the row tiled, O(n) work per element, one pass per denoiser on the trajectory
-    kept in the program's scratch ``x_row`` (float32 [K]): ReDGE-Cov's base pass
-    (``_cov_base_pass``), ``_first_pass`` (k = n - 1: z drawn), ``_step_pass`` for k = n - 2 .. 1
-    (``STRIDE`` > 1: x_k kept at every STRIDE-th pass only, 4 bytes fewer per element of scratch
-    traffic in the others for more DDIM steps, by the same operations), then the output. Returns ``(mvec,
-    svec, best_idx, poisoned, empty)``."""
+    kept in registers for the first ``RES`` tiles (a tuple of BLOCK-wide tiles carried from pass
+    to pass), in the program's scratch ``x_row`` (float32, K - RES BLOCK) for the rest: ReDGE-Cov's
+    base pass (``_cov_base_pass``), ``_first_pass`` (k = n - 1: z drawn), ``_step_pass`` for
+    k = n - 2 .. 1 (``STRIDE`` > 1: x_k kept in the scratch at every STRIDE-th pass only, 4 bytes
+    fewer per element of scratch traffic in the others for more DDIM steps, by the same
+    operations), then the output. Returns ``(mvec, svec, best_idx, poisoned, empty)``."""
     steps = tl.arange(0, STEPS_P2)
     lanes = tl.arange(0, BLOCK)
     mvec = tl.zeros([STEPS_P2], dtype=tl.float32)
@@ -361,18 +412,19 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
         svec = put(svec, steps, 0, s0)
     best = tl.full([], NEG_INF, dtype=tl.float32)
     best_idx = tl.zeros([], dtype=tl.int64)
-    m, s, flags, best, best_idx = _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
-                                              coefs_ptr, K, n, m0, s0, best, best_idx, COV,
-                                              HARD, BLOCK, GROUPED, EVEN)
+    m, s, flags, best, best_idx, xs = _first_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
+                                                  coefs_ptr, K, n, m0, s0, best, best_idx, COV,
+                                                  HARD, BLOCK, GROUPED, EVEN, RES)
     if not COV:
         n_bad, n_valid = flags_of_max(flags)
     mvec = put(mvec, steps, n - 1, safe_max(m))
     svec = put(svec, steps, n - 1, s)
     tl.debug_barrier()  # the next pass reads this pass's trajectory tiles
     for i in range(1, n - 1):
-        m, s, best, best_idx = _step_pass(phi_row, phi_stride_c, x_row, seed, grow, coff,
-                                          coefs_ptr, K, n, i, m0, s0, mvec, svec, steps, best,
-                                          best_idx, COV, HARD, BLOCK, GROUPED, STRIDE, EVEN)
+        m, s, best, best_idx, xs = _step_pass(phi_row, phi_stride_c, x_row, xs, seed, grow, coff,
+                                              coefs_ptr, K, n, i, m0, s0, mvec, svec, steps,
+                                              best, best_idx, COV, HARD, BLOCK, GROUPED, STRIDE,
+                                              EVEN, RES)
         mvec = put(mvec, steps, n - 1 - i, safe_max(m))
         svec = put(svec, steps, n - 1 - i, s)
         tl.debug_barrier()
@@ -380,8 +432,15 @@ def _fwd_tiled(phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr,
     empty = (n_valid == 0) & (n_bad == 0)
     m1 = pick(mvec, steps, 1)
     s1 = pick(svec, steps, 1)
-    if WRITE_Y:  # output: the one-hot needs nothing; p_1 from x_1
-        _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, 0, K, best_idx, m0,
+    if WRITE_Y:  # output: the one-hot needs nothing; p_1 from x_1 (registers, then the scratch)
+        lo: tl.constexpr = 0 if HARD else RES * BLOCK
+        if not HARD:
+            for t in tl.static_range(RES):
+                cols = t * BLOCK + lanes
+                y = _soft_y(phi_row, phi_stride_c, xs[t], cols, cols < K, coefs_ptr, m0, s0, m1,
+                            s1, poisoned, empty, COV, True)
+                store_tile(y_row + cols, y, cols < K, True)
+        _write_y_range(y_row, phi_row, phi_stride_c, x_row, coefs_ptr, lanes, lo, K, best_idx, m0,
                        s0, m1, s1, poisoned, empty, COV, HARD, BLOCK, EVEN)
     tl.debug_barrier()  # the program's next row overwrites the scratch
     return mvec, svec, best_idx, poisoned, empty
@@ -393,17 +452,20 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
                           COV: tl.constexpr, HARD: tl.constexpr, SINGLE: tl.constexpr,
                           BLOCK: tl.constexpr, STEPS_P2: tl.constexpr, GROUPED: tl.constexpr,
                           WRITE_Y: tl.constexpr = True, STRIDE: tl.constexpr = 1,
-                          EVEN: tl.constexpr = False):
+                          EVEN: tl.constexpr = False, RES: tl.constexpr = 0):
     """Forward of redge / redge_cov / redge_max (see module docstring); program ``pid`` takes the
     rows ``pid, pid + nprog, ...`` (tiled: with its trajectory scratch ``scratch[pid]``).
 
     phi [R, K] (strided, any float dtype), seed 0-dim int64, coefs [n, 5] -> y [R, K] contiguous,
     stats [R, n, 2] (m_k, s_k; slot 0 = softmax(phi) for COV, else (0, 0); s = NaN on poisoned
-    rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K] (tiled only).
+    rows), index [R] int64 (-1 on empty / poisoned rows); scratch float32 [nprog, K - RES BLOCK]
+    (tiled only).
     Noise of (row, col): that of global row ``row + row_offset``, global column
     ``col + col_offset`` (``GROUPED``: the grouped noise form, ``col_offset`` a multiple of 4).
     ``WRITE_Y`` off: y is not written (stats and index only; sample-and-embed). ``EVEN`` (tiled
-    path, K a multiple of BLOCK): the tiles load and store without masks. Columns are int32
+    path, K a multiple of BLOCK): the tiles load and store without masks. ``RES`` (tiled path,
+    RES * BLOCK <= K): the trajectory of the first RES tiles stays in registers across the
+    passes, only the rest goes through the scratch. Columns are int32
     offsets within a row (the launcher keeps (K - 1) |phi_stride_c| < 2^31).
     """
     pid = tl.program_id(0)
@@ -412,7 +474,8 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
     coff = col_offset.to(tl.int64)
     steps = tl.arange(0, STEPS_P2)
     smask = steps < n
-    x_row = scratch_ptr + pid.to(tl.int64) * K
+    # the scratch slot's columns: those past the resident tiles (x_row + col for col >= RES BLOCK)
+    x_row = scratch_ptr + pid.to(tl.int64) * (K - RES * BLOCK) - RES * BLOCK
     for r in range(pid, R, nprog):
         row = r + tl.zeros([], dtype=tl.int64)  # int64 row offsets
         phi_row = phi_ptr + row * phi_stride_r
@@ -426,7 +489,7 @@ def _diffusion_fwd_kernel(phi_ptr, seed_ptr, coefs_ptr, y_ptr, stats_ptr, index_
         else:
             mvec, svec, best_idx, poisoned, empty = _fwd_tiled(
                 phi_row, phi_stride_c, y_row, x_row, seed, grow, coff, coefs_ptr, K, n, COV, HARD,
-                BLOCK, STEPS_P2, GROUPED, WRITE_Y, STRIDE, EVEN)
+                BLOCK, STEPS_P2, GROUPED, WRITE_Y, STRIDE, EVEN, RES)
         tl.store(stats_row + steps * 2, mvec, mask=smask)
         tl.store(stats_row + steps * 2 + 1, finish(svec, poisoned, False), mask=smask)
         tl.store(index_ptr + row, tl.where(poisoned | empty, -1, best_idx))

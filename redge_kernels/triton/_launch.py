@@ -174,10 +174,16 @@ TWOPASS_COV_CONFIGS = ((5, 2048, 16), (TWOPASS_COV_MAX_STEPS, 1024, 8))
 TRAJECTORY_STRIDES = ((6, 2), (10, 3))
 
 
-def trajectory_stride(n: int, cov: bool) -> int:
-    """``STRIDE`` of the tiled diffusion forward of an ``n``-step chain (1: every x_k kept)."""
+#: The same with a resident trajectory (``RES`` > 0): the scratch then holds only the rest of the
+#: row, its passes are fewer instructions, and more of them go to the DDIM steps.
+RESIDENT_TRAJECTORY_STRIDES = ((5, 2), (10, 3))
+
+
+def trajectory_stride(n: int, cov: bool, res: int = 0) -> int:
+    """``STRIDE`` of the tiled diffusion forward of an ``n``-step chain (1: every x_k kept) with
+    ``res`` resident tiles."""
     stride = 1
-    for steps, s in TRAJECTORY_STRIDES:
+    for steps, s in RESIDENT_TRAJECTORY_STRIDES if res else TRAJECTORY_STRIDES:
         if not cov and n >= steps:
             stride = s
     return stride
@@ -215,23 +221,37 @@ def twopass_config(n: int, block: int | None = None, cov: bool = False) -> tuple
 INTERPRETER_PROGRAMS = 2
 
 
-#: Multiprocessors and L2 bytes the launcher plans for off a GPU (None: the interpreter's grid;
-#: no L2 plan); set by ``planned_sms`` so that launches recorded on ``meta`` / CPU tensors (the
-#: performance model, ``bench.kernel_compile``) get the grid a GPU of that many SMs gets.
+#: Multiprocessors, L2 bytes and architecture the launcher plans for off a GPU (None: the
+#: interpreter's grid; no L2 plan; the sm_90 choices); set by ``planned_sms`` so that launches
+#: recorded on ``meta`` / CPU tensors (the performance model, ``bench.kernel_compile``) get the
+#: grid and configuration a GPU of that many SMs and that architecture gets.
 _PLANNED_SMS: int | None = None
 _PLANNED_L2: int | None = None
+_PLANNED_ARCH: int | None = None
 
 
 @contextlib.contextmanager
-def planned_sms(sms: int | None, l2_bytes: int | None = None):
-    """Plan grids for a GPU of ``sms`` multiprocessors (and ``l2_bytes`` of L2) whatever the
-    tensors' device."""
-    global _PLANNED_SMS, _PLANNED_L2
-    old, _PLANNED_SMS, _PLANNED_L2 = (_PLANNED_SMS, _PLANNED_L2), sms, l2_bytes
+def planned_sms(sms: int | None, l2_bytes: int | None = None, arch: int | None = None):
+    """Plan grids for a GPU of ``sms`` multiprocessors (and ``l2_bytes`` of L2, architecture
+    ``sm_<arch>``) whatever the tensors' device."""
+    global _PLANNED_SMS, _PLANNED_L2, _PLANNED_ARCH
+    old = (_PLANNED_SMS, _PLANNED_L2, _PLANNED_ARCH)
+    _PLANNED_SMS, _PLANNED_L2, _PLANNED_ARCH = sms, l2_bytes, arch
     try:
         yield
     finally:
-        _PLANNED_SMS, _PLANNED_L2 = old
+        _PLANNED_SMS, _PLANNED_L2, _PLANNED_ARCH = old
+
+
+def device_arch(device) -> int:
+    """Architecture (``10 * major + minor``) the kernels are configured for: the planned one, the
+    CUDA device's, else 90 (the interpreter takes the sm_90 configuration)."""
+    if _PLANNED_ARCH is not None:
+        return _PLANNED_ARCH
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return 10 * major + minor
+    return 90
 
 
 def sm_count(device) -> int | None:
@@ -253,21 +273,51 @@ def l2_bytes(device) -> int | None:
     return None
 
 
-def tiled_programs(rows: int, device, row_bytes: int = 0) -> int:
+#: Tiles of the tiled diffusion forward (``config``'s BLOCK) whose trajectory x_k stays in
+#: registers from pass to pass (``RES``; the rest of the row goes through the scratch): each
+#: such tile costs 8 float32 registers a thread (8 warps, 2048 columns)
+#: and saves the 8 bytes per element that a middle pass moves through L2 for x_k. With it the
+#: program takes more than half of an SM's registers: one program per SM
+#: (``RESIDENT_MAXNREG``). By architecture (the entry of the largest key <= the device's): the
+#: most tiles ptxas keeps without spilling in every configuration (``bench.compile_check``,
+#: K = 32768, fp32 / bf16, hard / soft / no y, n = 5 / 6 / 10): sm_90 7 (235-255 registers; 8
+#: spills 32-112 bytes everywhere but the fp32 hard forward at STRIDE 1), sm_80 5 (235-252
+#: registers; 6 spills 24-32 bytes in the bf16 n = 10 forwards, 7 48-64 bytes in every
+#: configuration). ReDGE-Cov (its step keeps mu and the covariance terms live beside x) keeps
+#: its whole trajectory in the scratch.
+FWD_RESIDENT_TILES = {0: 5, 90: 7}
+#: Warps and register cap of the diffusion forward with a resident trajectory (one program per
+#: SM).
+RESIDENT_WARPS = 8
+RESIDENT_MAXNREG = 255
+
+
+def resident_tiles(k: int, single: bool, block: int, cov: bool, arch: int = 90) -> int:
+    """``RES`` of the tiled diffusion forward on ``sm_<arch>``: the whole tiles of a row of ``k``
+    (at most ``FWD_RESIDENT_TILES``) whose trajectory stays in registers; 0 for the single block
+    and for ReDGE-Cov."""
+    if single or cov:
+        return 0
+    top = FWD_RESIDENT_TILES[max(a for a in FWD_RESIDENT_TILES if a <= arch)]
+    return min(top, k // block)
+
+
+def tiled_programs(rows: int, device, row_bytes: int = 0, per_sm: int = 0) -> int:
     """Grid of the persistent tiled kernels: at most ``rows`` and the programs the device keeps
-    resident (``TILED_PROGRAMS_PER_SM`` per SM); fewer when that many rows in flight
+    resident (``per_sm`` per SM, default ``TILED_PROGRAMS_PER_SM``); fewer when that many rows in
+    flight
     (``row_bytes`` each: the row of the inputs re-read at every step and the program's scratch
     slot) would not fit in ``TILED_L2_SHARE`` of L2 and the programs that fit still use at least
     ``TILED_MIN_SM_SHARE`` of the SMs: they then re-read their rows from L2 instead of DRAM at
     each of the n - 1 steps (halving the SMs at most doubles the issue time; streaming from DRAM
     costs the forward 12 bytes per element per step against a floor of 8 in all).
 
-    The scratch is transient workspace of the call, ``grid x K`` float32 (forward) or
+    The scratch is transient workspace of the call, ``grid x (K - RES BLOCK)`` float32 (forward) or
     ``grid x bwd_slot_rows(n) x K`` (backward); nothing of it is kept between calls."""
     sms = sm_count(device)
     if sms is None:
         return max(1, min(rows, INTERPRETER_PROGRAMS))
-    grid = sms * TILED_PROGRAMS_PER_SM
+    grid = sms * (per_sm or TILED_PROGRAMS_PER_SM)
     l2 = l2_bytes(device)
     if l2 and row_bytes:
         fit = int(TILED_L2_SHARE * l2) // row_bytes
@@ -396,15 +446,23 @@ def _fwd(phi, seed, coefs, method, hard, tau, block, row_offset, col_offset, wri
                              col_offset, write_y)
     elif method in _DIFFUSION:
         single, blk, warps = config("diffusion_fwd", k, block)
-        grid = rows if single else tiled_programs(rows, phi.device, k * (phi.element_size() + 4))
-        scratch = torch.empty((1 if single else grid, k), dtype=torch.float32, device=phi.device)
+        res = resident_tiles(k, single, blk, method == _COV, device_arch(phi.device))
+        if res:
+            warps = RESIDENT_WARPS
+        width = k - res * blk  # the scratch's columns: those past the resident tiles
+        # rows in flight: phi re-read at every pass and the scratch slot
+        grid = rows if single else tiled_programs(rows, phi.device,
+                                                  k * phi.element_size() + 4 * width,
+                                                  1 if res else 0)
+        scratch = torch.empty((1 if single else grid, max(1, width)), dtype=torch.float32,
+                              device=phi.device)
         _diffusion_fwd_kernel[(grid,)](
             phi, seed, coefs, y, stats, index, scratch, rows, k, n, row_offset, col_offset,
             phi.stride(0), phi.stride(1), COV=method == _COV, HARD=bool(hard) or method == _MAX,
             SINGLE=single, BLOCK=blk, STEPS_P2=steps_p2, GROUPED=_grouped(col_offset, blk, warps),
-            WRITE_Y=write_y, STRIDE=1 if single else trajectory_stride(n, method == _COV),
-            EVEN=not single and k % blk == 0, num_warps=warps, enable_fp_fusion=FP_FUSION,
-            maxnreg=DIFFUSION_FWD_MAXNREG)
+            WRITE_Y=write_y, STRIDE=1 if single else trajectory_stride(n, method == _COV, res),
+            EVEN=not single and k % blk == 0, RES=res, num_warps=warps,
+            enable_fp_fusion=FP_FUSION, maxnreg=RESIDENT_MAXNREG if res else DIFFUSION_FWD_MAXNREG)
     elif block is None and k <= ROWS_MAX_K:
         nrows, blk, warps = rows_config(k)
         _onepass_rows_fwd_kernel[(triton.cdiv(rows, nrows),)](
